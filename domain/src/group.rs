@@ -1,0 +1,96 @@
+//! The Group aggregate: shared policies for many users.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::AggregateRoot;
+use crate::policy::valid_name;
+
+/// The Group aggregate. The aggregate id is the group name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    /// The name; empty before creation.
+    pub name: String,
+    /// Policies every member gets.
+    pub policies: Vec<String>,
+    /// Whether the group was deleted.
+    pub deleted: bool,
+}
+
+/// Commands on a group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupCommand {
+    /// Creates the group.
+    Create {
+        /// Its name.
+        name: String,
+        /// Its policies.
+        policies: Vec<String>,
+    },
+    /// Replaces the policies.
+    SetPolicies {
+        /// The new policies.
+        policies: Vec<String>,
+    },
+    /// Deletes the group.
+    Delete,
+}
+
+/// Events of a group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum GroupEvent {
+    GroupCreated { name: String, policies: Vec<String> },
+    GroupPoliciesChanged { policies: Vec<String> },
+    GroupDeleted {},
+}
+crate::domain_event!(GroupEvent, "1", { GroupCreated, GroupPoliciesChanged, GroupDeleted });
+
+/// Why a group command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GroupError {
+    /// The group exists.
+    #[error("group already exists")]
+    AlreadyExists,
+    /// No such group.
+    #[error("group does not exist")]
+    NotFound,
+    /// A group name must be 1–64 characters of `[A-Za-z0-9._-]`.
+    #[error("invalid group name {name:?}")]
+    InvalidName {
+        /// The refused name.
+        name: String,
+    },
+}
+
+impl AggregateRoot for Group {
+    const TYPE: &'static str = "group";
+    type Command = GroupCommand;
+    type Event = GroupEvent;
+    type Error = GroupError;
+
+    fn decide(&self, command: GroupCommand) -> Result<Vec<GroupEvent>, GroupError> {
+        let exists = !self.name.is_empty() && !self.deleted;
+        match command {
+            GroupCommand::Create { name, policies } => {
+                if exists {
+                    return Err(GroupError::AlreadyExists);
+                }
+                if !valid_name(&name) {
+                    return Err(GroupError::InvalidName { name });
+                }
+                Ok(vec![GroupEvent::GroupCreated { name, policies }])
+            }
+            GroupCommand::SetPolicies { .. } | GroupCommand::Delete if !exists => Err(GroupError::NotFound),
+            GroupCommand::SetPolicies { policies } => Ok(vec![GroupEvent::GroupPoliciesChanged { policies }]),
+            GroupCommand::Delete => Ok(vec![GroupEvent::GroupDeleted {}]),
+        }
+    }
+
+    fn apply(&mut self, event: GroupEvent) {
+        match event {
+            GroupEvent::GroupCreated { name, policies } => *self = Group { name, policies, deleted: false },
+            GroupEvent::GroupPoliciesChanged { policies } => self.policies = policies,
+            GroupEvent::GroupDeleted {} => self.deleted = true,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! The Transfer aggregate: one file upload or download, from start to its
+//! single outcome (completed, failed, aborted) or its denial.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::AggregateRoot;
+use crate::session::Protocol;
+
+/// Which way the bytes flow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum Direction {
+    Upload,
+    Download,
+}
+
+/// Who moves which file, over what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct TransferContext {
+    pub session_id: String,
+    pub username: String,
+    pub protocol: Protocol,
+    pub remote_addr: String,
+    pub path: String,
+    pub direction: Direction,
+}
+
+/// Where a transfer stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum TransferState {
+    #[default]
+    New,
+    Running,
+    Completed,
+    Failed,
+    Aborted,
+    Denied,
+}
+
+/// The Transfer aggregate. The aggregate id is a UUID chosen by the caller.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Transfer {
+    /// Where it stands.
+    pub state: TransferState,
+    /// Who and what, once started or denied.
+    pub context: Option<TransferContext>,
+}
+
+/// Commands on a transfer.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum TransferCommand {
+    Start { context: TransferContext, offset: u64 },
+    Deny { context: TransferContext, rule: String },
+    Complete { bytes: u64, size: u64, sha256: Option<String>, duration_ms: u64 },
+    Fail { bytes: u64, error: String, duration_ms: u64 },
+    Abort { bytes: u64, reason: String, duration_ms: u64 },
+}
+
+/// Events of a transfer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum TransferEvent {
+    TransferStarted { context: TransferContext, offset: u64 },
+    TransferDenied { context: TransferContext, rule: String },
+    /// `bytes` moved in this transfer; `size` of the file afterwards;
+    /// `sha256` of the whole file when it was computed.
+    TransferCompleted { bytes: u64, size: u64, sha256: Option<String>, duration_ms: u64 },
+    TransferFailed { bytes: u64, error: String, duration_ms: u64 },
+    TransferAborted { bytes: u64, reason: String, duration_ms: u64 },
+}
+crate::domain_event!(TransferEvent, "1", {
+    TransferStarted, TransferDenied, TransferCompleted, TransferFailed, TransferAborted,
+});
+
+/// Why a transfer command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    /// Start or Deny on a transfer that already has a history.
+    #[error("transfer already exists")]
+    AlreadyExists,
+    /// An outcome for a transfer that never started.
+    #[error("transfer was not started")]
+    NotStarted,
+    /// A second outcome.
+    #[error("transfer already ended as {state:?}")]
+    AlreadyEnded {
+        /// The outcome it has.
+        state: TransferState,
+    },
+}
+
+impl AggregateRoot for Transfer {
+    const TYPE: &'static str = "transfer";
+    type Command = TransferCommand;
+    type Event = TransferEvent;
+    type Error = TransferError;
+
+    fn decide(&self, command: TransferCommand) -> Result<Vec<TransferEvent>, TransferError> {
+        let event = match command {
+            TransferCommand::Start { .. } | TransferCommand::Deny { .. } if self.state != TransferState::New => {
+                return Err(TransferError::AlreadyExists);
+            }
+            TransferCommand::Start { context, offset } => TransferEvent::TransferStarted { context, offset },
+            TransferCommand::Deny { context, rule } => TransferEvent::TransferDenied { context, rule },
+            _ if self.state == TransferState::New => return Err(TransferError::NotStarted),
+            _ if self.state != TransferState::Running => {
+                return Err(TransferError::AlreadyEnded { state: self.state });
+            }
+            TransferCommand::Complete { bytes, size, sha256, duration_ms } => {
+                TransferEvent::TransferCompleted { bytes, size, sha256, duration_ms }
+            }
+            TransferCommand::Fail { bytes, error, duration_ms } => {
+                TransferEvent::TransferFailed { bytes, error, duration_ms }
+            }
+            TransferCommand::Abort { bytes, reason, duration_ms } => {
+                TransferEvent::TransferAborted { bytes, reason, duration_ms }
+            }
+        };
+        Ok(vec![event])
+    }
+
+    fn apply(&mut self, event: TransferEvent) {
+        match event {
+            TransferEvent::TransferStarted { context, .. } => {
+                self.state = TransferState::Running;
+                self.context = Some(context);
+            }
+            TransferEvent::TransferDenied { context, .. } => {
+                self.state = TransferState::Denied;
+                self.context = Some(context);
+            }
+            TransferEvent::TransferCompleted { .. } => self.state = TransferState::Completed,
+            TransferEvent::TransferFailed { .. } => self.state = TransferState::Failed,
+            TransferEvent::TransferAborted { .. } => self.state = TransferState::Aborted,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

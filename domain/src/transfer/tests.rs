@@ -1,0 +1,51 @@
+use expect_test::expect;
+
+use super::*;
+use crate::aggregate::check;
+use crate::session::Protocol;
+
+fn context() -> TransferContext {
+    TransferContext {
+        session_id: "s1".into(),
+        username: "alice".into(),
+        protocol: Protocol::Sftp,
+        remote_addr: "127.0.0.1:5000".into(),
+        path: "/a.txt".into(),
+        direction: Direction::Upload,
+    }
+}
+
+fn started() -> TransferEvent {
+    TransferEvent::TransferStarted { context: context(), offset: 0 }
+}
+
+#[test]
+fn a_started_transfer_completes_once() {
+    let complete = || TransferCommand::Complete { bytes: 3, size: 3, sha256: Some("ab".into()), duration_ms: 5 };
+    check::<Transfer>(vec![started()], complete(), expect![[r#"
+        TransferCompleted { bytes: 3, size: 3, sha256: Some("ab"), duration_ms: 5 }
+    "#]]);
+    let done = TransferEvent::TransferCompleted { bytes: 3, size: 3, sha256: None, duration_ms: 5 };
+    check::<Transfer>(
+        vec![started(), done],
+        TransferCommand::Abort { bytes: 3, reason: "x".into(), duration_ms: 1 },
+        expect![[r#"
+            error: transfer already ended as Completed
+        "#]],
+    );
+}
+
+#[test]
+fn an_outcome_needs_a_start() {
+    check::<Transfer>(vec![], TransferCommand::Fail { bytes: 0, error: "e".into(), duration_ms: 0 }, expect![[r#"
+        error: transfer was not started
+    "#]]);
+}
+
+#[test]
+fn a_denied_transfer_cannot_start() {
+    let denied = TransferEvent::TransferDenied { context: context(), rule: "p:/".into() };
+    check::<Transfer>(vec![denied], TransferCommand::Start { context: context(), offset: 0 }, expect![[r#"
+        error: transfer already exists
+    "#]]);
+}

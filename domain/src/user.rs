@@ -1,0 +1,207 @@
+//! The User aggregate: credentials, home, groups, policies, enabled state.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::AggregateRoot;
+use crate::policy::valid_name;
+use crate::public_key::AuthorizedKey;
+
+/// The User aggregate. The aggregate id is the user name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    /// The login name; empty before creation.
+    pub username: String,
+    /// A PHC-format password hash, never the password.
+    pub password_hash: Option<String>,
+    /// Keys the user may log in with.
+    pub public_keys: Vec<AuthorizedKey>,
+    /// The root of the user's namespace on the storage backend.
+    pub home: String,
+    /// Group names the user belongs to.
+    pub groups: Vec<String>,
+    /// Policy names attached directly to the user.
+    pub policies: Vec<String>,
+    /// Whether logins are allowed.
+    pub enabled: bool,
+    /// Whether the user was deleted.
+    pub deleted: bool,
+}
+
+/// Commands on a user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserCommand {
+    /// Creates the user.
+    Create {
+        /// Login name.
+        username: String,
+        /// Password hash (already hashed by the identity adapter).
+        password_hash: Option<String>,
+        /// Public keys.
+        public_keys: Vec<AuthorizedKey>,
+        /// Storage root.
+        home: String,
+        /// Groups.
+        groups: Vec<String>,
+        /// Directly attached policies.
+        policies: Vec<String>,
+    },
+    /// Sets a new password hash.
+    ChangePassword {
+        /// The new hash.
+        password_hash: String,
+    },
+    /// Replaces the public keys.
+    SetPublicKeys {
+        /// The new keys.
+        public_keys: Vec<AuthorizedKey>,
+    },
+    /// Replaces the group memberships.
+    SetGroups {
+        /// The new groups.
+        groups: Vec<String>,
+    },
+    /// Replaces the directly attached policies.
+    SetPolicies {
+        /// The new policies.
+        policies: Vec<String>,
+    },
+    /// Allows logins again.
+    Enable,
+    /// Refuses logins from now on.
+    Disable,
+    /// Deletes the user (the name may be created again later).
+    Delete,
+}
+
+/// Events of a user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum UserEvent {
+    UserCreated {
+        username: String,
+        password_hash: Option<String>,
+        public_keys: Vec<AuthorizedKey>,
+        home: String,
+        groups: Vec<String>,
+        policies: Vec<String>,
+    },
+    UserPasswordChanged { password_hash: String },
+    UserPublicKeysChanged { public_keys: Vec<AuthorizedKey> },
+    UserGroupsChanged { groups: Vec<String> },
+    UserPoliciesChanged { policies: Vec<String> },
+    UserEnabled {},
+    UserDisabled {},
+    UserDeleted {},
+}
+crate::domain_event!(UserEvent, "1", {
+    UserCreated, UserPasswordChanged, UserPublicKeysChanged, UserGroupsChanged,
+    UserPoliciesChanged, UserEnabled, UserDisabled, UserDeleted,
+});
+
+/// Why a user command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// A user with this name exists.
+    #[error("user already exists")]
+    AlreadyExists,
+    /// No such user (or it was deleted).
+    #[error("user does not exist")]
+    NotFound,
+    /// A user name must be 1–64 characters of `[A-Za-z0-9._-]`.
+    #[error("invalid user name {name:?}")]
+    InvalidName {
+        /// The refused name.
+        name: String,
+    },
+    /// A user needs a password or at least one public key.
+    #[error("a user needs a password or a public key")]
+    NoCredentials,
+    /// A user needs a home.
+    #[error("a user needs a home directory")]
+    NoHome,
+    /// The user is already in the requested state.
+    #[error("user is already {state}")]
+    Unchanged {
+        /// `enabled` or `disabled`.
+        state: &'static str,
+    },
+}
+
+impl User {
+    /// Whether the user exists (created and not deleted).
+    pub fn exists(&self) -> bool {
+        !self.username.is_empty() && !self.deleted
+    }
+}
+
+impl AggregateRoot for User {
+    const TYPE: &'static str = "user";
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = UserError;
+
+    fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+        if !matches!(command, UserCommand::Create { .. }) && !self.exists() {
+            return Err(UserError::NotFound);
+        }
+        let event = match command {
+            UserCommand::Create { username, password_hash, public_keys, home, groups, policies } => {
+                if self.exists() {
+                    return Err(UserError::AlreadyExists);
+                }
+                if !valid_name(&username) {
+                    return Err(UserError::InvalidName { name: username });
+                }
+                if password_hash.is_none() && public_keys.is_empty() {
+                    return Err(UserError::NoCredentials);
+                }
+                if home.trim().is_empty() {
+                    return Err(UserError::NoHome);
+                }
+                UserEvent::UserCreated { username, password_hash, public_keys, home, groups, policies }
+            }
+            UserCommand::ChangePassword { password_hash } => UserEvent::UserPasswordChanged { password_hash },
+            UserCommand::SetPublicKeys { public_keys } => {
+                if public_keys.is_empty() && self.password_hash.is_none() {
+                    return Err(UserError::NoCredentials);
+                }
+                UserEvent::UserPublicKeysChanged { public_keys }
+            }
+            UserCommand::SetGroups { groups } => UserEvent::UserGroupsChanged { groups },
+            UserCommand::SetPolicies { policies } => UserEvent::UserPoliciesChanged { policies },
+            UserCommand::Enable if self.enabled => return Err(UserError::Unchanged { state: "enabled" }),
+            UserCommand::Enable => UserEvent::UserEnabled {},
+            UserCommand::Disable if !self.enabled => return Err(UserError::Unchanged { state: "disabled" }),
+            UserCommand::Disable => UserEvent::UserDisabled {},
+            UserCommand::Delete => UserEvent::UserDeleted {},
+        };
+        Ok(vec![event])
+    }
+
+    fn apply(&mut self, event: UserEvent) {
+        match event {
+            UserEvent::UserCreated { username, password_hash, public_keys, home, groups, policies } => {
+                *self = User {
+                    username,
+                    password_hash,
+                    public_keys,
+                    home,
+                    groups,
+                    policies,
+                    enabled: true,
+                    deleted: false,
+                };
+            }
+            UserEvent::UserPasswordChanged { password_hash } => self.password_hash = Some(password_hash),
+            UserEvent::UserPublicKeysChanged { public_keys } => self.public_keys = public_keys,
+            UserEvent::UserGroupsChanged { groups } => self.groups = groups,
+            UserEvent::UserPoliciesChanged { policies } => self.policies = policies,
+            UserEvent::UserEnabled {} => self.enabled = true,
+            UserEvent::UserDisabled {} => self.enabled = false,
+            UserEvent::UserDeleted {} => self.deleted = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

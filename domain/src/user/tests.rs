@@ -1,0 +1,89 @@
+use expect_test::expect;
+
+use super::*;
+use crate::aggregate::check;
+
+const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000 alice@laptop";
+
+fn created() -> UserEvent {
+    UserEvent::UserCreated {
+        username: "alice".into(),
+        password_hash: Some("$argon2id$hash".into()),
+        public_keys: vec![],
+        home: "/srv/alice".into(),
+        groups: vec![],
+        policies: vec![],
+    }
+}
+
+fn create(username: &str, password: Option<&str>, keys: Vec<AuthorizedKey>) -> UserCommand {
+    UserCommand::Create {
+        username: username.into(),
+        password_hash: password.map(Into::into),
+        public_keys: keys,
+        home: "/srv/alice".into(),
+        groups: vec![],
+        policies: vec!["readonly".into()],
+    }
+}
+
+#[test]
+fn creating_a_user_records_its_credentials_and_home() {
+    check::<User>(
+        vec![],
+        create("alice", None, vec![AuthorizedKey::parse(KEY).unwrap()]),
+        expect![[r#"
+            UserCreated { username: "alice", password_hash: None, public_keys: [AuthorizedKey { algorithm: "ssh-ed25519", blob: "AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000", comment: "alice@laptop" }], home: "/srv/alice", groups: [], policies: ["readonly"] }
+        "#]],
+    );
+}
+
+#[test]
+fn a_user_needs_a_credential_and_a_valid_name() {
+    check::<User>(vec![], create("alice", None, vec![]), expect![[r#"
+        error: a user needs a password or a public key
+    "#]]);
+    check::<User>(vec![], create("../root", Some("h"), vec![]), expect![[r#"
+        error: invalid user name "../root"
+    "#]]);
+}
+
+#[test]
+fn a_user_cannot_be_created_twice_but_can_after_deletion() {
+    check::<User>(vec![created()], create("alice", Some("h"), vec![]), expect![[r#"
+        error: user already exists
+    "#]]);
+    check::<User>(
+        vec![created(), UserEvent::UserDeleted {}],
+        create("alice", Some("h"), vec![]),
+        expect![[r#"
+            UserCreated { username: "alice", password_hash: Some("h"), public_keys: [], home: "/srv/alice", groups: [], policies: ["readonly"] }
+        "#]],
+    );
+}
+
+#[test]
+fn disabling_twice_is_refused() {
+    check::<User>(vec![created()], UserCommand::Disable, expect![[r#"
+        UserDisabled
+    "#]]);
+    check::<User>(vec![created(), UserEvent::UserDisabled {}], UserCommand::Disable, expect![[r#"
+        error: user is already disabled
+    "#]]);
+}
+
+#[test]
+fn commands_on_a_missing_user_are_refused() {
+    check::<User>(vec![], UserCommand::ChangePassword { password_hash: "h".into() }, expect![[r#"
+        error: user does not exist
+    "#]]);
+}
+
+#[test]
+fn public_keys_compare_without_their_comment() {
+    let a = AuthorizedKey::parse(KEY).unwrap();
+    let b = AuthorizedKey::parse(KEY.trim_end_matches(" alice@laptop")).unwrap();
+    assert_eq!(a, b);
+    assert!(AuthorizedKey::parse("ssh-foo AAAA").is_err());
+    assert!(AuthorizedKey::parse("not a key").is_err());
+}

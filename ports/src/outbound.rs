@@ -1,0 +1,292 @@
+//! Outbound ports: what the application needs from the world.
+//!
+//! The aggregate store itself is the `cqrs_es::persist::PersistedEventRepository`
+//! trait; this module holds the global-log side of the event store (reading
+//! in commit order, subscriber checkpoints, audit seals), file storage,
+//! password hashing and the clock.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tollgate_domain::VirtualPath;
+
+use crate::BoxError;
+
+/// What went wrong in a store, as a caller must branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// The record does not exist. HTTP 404.
+    NotFound,
+    /// A concurrent writer won (optimistic concurrency). HTTP 409; SFTP/FTP retry or fail.
+    Conflict,
+    /// The database cannot be reached. HTTP 503; SFTP `SSH_FX_FAILURE`; FTP 421.
+    Unavailable,
+    /// Stored data does not decode. HTTP 500; reported as an integrity problem.
+    Corrupt,
+}
+
+/// An error from the event log, audit or projection stores.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct StoreError {
+    /// What kind of failure.
+    pub kind: StoreErrorKind,
+    /// A description without secrets.
+    pub message: String,
+    /// The underlying cause.
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// An error of `kind` with a message and a cause.
+    pub fn new(kind: StoreErrorKind, message: impl Into<String>, source: Option<BoxError>) -> Self {
+        StoreError { kind, message: message.into(), source }
+    }
+}
+
+/// One committed event as the global log holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedEvent {
+    /// Gapless position in commit order, starting at 1.
+    pub position: u64,
+    /// Stable unique id, for de-duplication by subscribers.
+    pub event_id: String,
+    /// `user`, `session`, `transfer`, ...
+    pub aggregate_type: String,
+    /// The aggregate instance.
+    pub aggregate_id: String,
+    /// The event's sequence within its aggregate, starting at 1.
+    pub sequence: u64,
+    /// The variant name.
+    pub event_type: String,
+    /// The payload schema version.
+    pub event_version: String,
+    /// The payload.
+    pub payload: serde_json::Value,
+    /// Actor, session, remote address, protocol, correlation id, time.
+    pub metadata: serde_json::Value,
+}
+
+/// The global event log, read in commit order.
+///
+/// Contract: positions are gapless and assigned in commit order, so a
+/// reader that has seen position `n` has seen every position below `n`
+/// once it reads again; an event is never updated or deleted.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Up to `limit` events with position greater than `after`, in order.
+    async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError>;
+    /// The highest committed position (0 when empty).
+    async fn head(&self) -> Result<u64, StoreError>;
+}
+
+/// The audit hash of one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seal {
+    /// The sealed event's position.
+    pub position: u64,
+    /// The sealed event's id.
+    pub event_id: String,
+    /// Hex SHA-256 chaining this record to the previous one.
+    pub hash: String,
+}
+
+/// Where the audit hash chain is kept. Append-only.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// The newest seal, if any.
+    async fn last_seal(&self) -> Result<Option<Seal>, StoreError>;
+    /// Appends seals, which must continue the chain without a gap; must
+    /// return `Conflict` if another sealer wrote the same positions first.
+    async fn append_seals(&self, seals: &[Seal]) -> Result<(), StoreError>;
+    /// Up to `limit` seals with position greater than `after`, in order.
+    async fn read_seals(&self, after: u64, limit: u32) -> Result<Vec<Seal>, StoreError>;
+}
+
+/// One change to a projection document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocChange {
+    /// The projection (read model) name.
+    pub projection: String,
+    /// The document key.
+    pub key: String,
+    /// The new document, or `None` to remove it.
+    pub doc: Option<serde_json::Value>,
+}
+
+/// Read models and subscriber checkpoints.
+#[async_trait]
+pub trait ProjectionStore: Send + Sync {
+    /// The last position `subscriber` has processed (0 if never).
+    async fn checkpoint(&self, subscriber: &str) -> Result<u64, StoreError>;
+    /// Applies `changes` and moves the checkpoint to `position`, atomically.
+    async fn commit(&self, subscriber: &str, position: u64, changes: &[DocChange]) -> Result<(), StoreError>;
+    /// One document.
+    async fn get(&self, projection: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    /// All documents of a projection, ordered by key.
+    async fn list(&self, projection: &str) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
+    /// Drops the documents of `projections` and resets `subscriber` to 0.
+    async fn reset(&self, subscriber: &str, projections: &[&str]) -> Result<(), StoreError>;
+}
+
+/// What went wrong in file storage, as a caller must branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// No such file or directory. SFTP `NO_SUCH_FILE`; FTP 550; HTTP 404.
+    NotFound,
+    /// Refused by the backend, or the path would leave the namespace (a
+    /// symlink pointing out). SFTP `PERMISSION_DENIED`; FTP 550; HTTP 403.
+    PermissionDenied,
+    /// The target exists. SFTP `FAILURE`; FTP 550; HTTP 409.
+    AlreadyExists,
+    /// A directory operation on a file or the reverse, or a non-empty
+    /// directory removal. SFTP `FAILURE`; FTP 550; HTTP 409.
+    Conflict,
+    /// The backend is out of space or quota. SFTP `FAILURE`; FTP 552; HTTP 507.
+    QuotaExceeded,
+    /// The backend cannot be reached. SFTP `FAILURE`; FTP 451; HTTP 503.
+    Unavailable,
+    /// Anything else. SFTP `FAILURE`; FTP 451; HTTP 500.
+    Other,
+}
+
+/// A file storage error.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?}")]
+pub struct StorageError {
+    /// What kind of failure.
+    pub kind: StorageErrorKind,
+    /// The underlying cause (may name host paths: log it, never send it).
+    #[source]
+    pub source: Option<BoxError>,
+}
+
+impl StorageError {
+    /// An error of `kind` without a cause.
+    pub fn of(kind: StorageErrorKind) -> Self {
+        StorageError { kind, source: None }
+    }
+}
+
+/// What a directory entry is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// File metadata, in the user's terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileMeta {
+    /// File, directory, ...
+    pub kind: FileKind,
+    /// Size in bytes (plaintext size for transformed backends).
+    pub size: u64,
+    /// Unix permission bits (`0o644`), without the file type.
+    pub mode: u32,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+    /// Access time, Unix seconds.
+    pub atime: i64,
+}
+
+/// A named entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    /// The entry's name (one component).
+    pub name: String,
+    /// Its metadata.
+    pub meta: FileMeta,
+}
+
+/// How a write handle treats existing content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Writes go to a staging file that replaces the target atomically on
+    /// commit; an abort leaves the target as it was.
+    Replace,
+    /// Writes go into the existing file in place (resume, append, random
+    /// writes); it is created empty if missing.
+    InPlace,
+}
+
+/// Random-access reads of one file.
+#[async_trait]
+pub trait ReadHandle: Send + Sync {
+    /// Up to `len` bytes at `offset`; an empty result means end of file.
+    async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError>;
+    /// The current metadata of the open file.
+    async fn meta(&mut self) -> Result<FileMeta, StorageError>;
+}
+
+/// Writes to one file, made visible by `commit`.
+#[async_trait]
+pub trait WriteHandle: Send + Sync {
+    /// Writes `data` at `offset`.
+    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError>;
+    /// Reads back up to `len` bytes at `offset` of what is written so far.
+    async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError>;
+    /// The current size of what is written.
+    async fn size(&mut self) -> Result<u64, StorageError>;
+    /// Makes the content durable and visible under the target name;
+    /// returns the final size.
+    async fn commit(self: Box<Self>) -> Result<u64, StorageError>;
+    /// Discards a staged write; the target stays as it was (`Replace`) or
+    /// keeps what was written (`InPlace`).
+    async fn abort(self: Box<Self>) -> Result<(), StorageError>;
+}
+
+/// A storage backend holding users' namespaces.
+///
+/// `root` names the namespace (a user's home); every `VirtualPath` is
+/// resolved under it and must never reach outside it, symlinks included:
+/// an escape must return `PermissionDenied`.
+#[async_trait]
+pub trait FileStorage: Send + Sync {
+    /// Creates the namespace root if missing.
+    async fn ensure_root(&self, root: &str) -> Result<(), StorageError>;
+    /// Metadata of a path; a symlink is described, not followed.
+    async fn stat(&self, root: &str, path: &VirtualPath) -> Result<FileMeta, StorageError>;
+    /// Entries of a directory, sorted by name.
+    async fn list(&self, root: &str, path: &VirtualPath) -> Result<Vec<DirEntry>, StorageError>;
+    /// Creates one directory; its parent must exist.
+    async fn mkdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError>;
+    /// Removes an empty directory.
+    async fn rmdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError>;
+    /// Removes a file.
+    async fn remove(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError>;
+    /// Renames a file or directory; must return `AlreadyExists` if `to` exists.
+    async fn rename(&self, root: &str, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
+    /// Sets access and modification times (Unix seconds).
+    async fn set_times(&self, root: &str, path: &VirtualPath, atime: i64, mtime: i64) -> Result<(), StorageError>;
+    /// Opens a file for reading.
+    async fn open_read(&self, root: &str, path: &VirtualPath) -> Result<Box<dyn ReadHandle>, StorageError>;
+    /// Opens a file for writing.
+    async fn open_write(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+        mode: WriteMode,
+    ) -> Result<Box<dyn WriteHandle>, StorageError>;
+}
+
+/// Password hashing, in PHC string format.
+pub trait PasswordHasher: Send + Sync {
+    /// Hashes a new password.
+    fn hash(&self, password: &str) -> Result<String, BoxError>;
+    /// Whether `password` matches `hash`. Must take about the same time
+    /// whatever the answer.
+    fn verify(&self, password: &str, hash: &str) -> bool;
+}
+
+/// The clock. The only source of time for the application.
+pub trait Clock: Send + Sync {
+    /// Now, in UTC.
+    fn now(&self) -> DateTime<Utc>;
+}
