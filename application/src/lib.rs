@@ -1,1 +1,89 @@
-//! placeholder
+//! The use cases of Tollgate: sessions and logins, file operations and
+//! transfers, administrative commands, queries, and the subscribers that
+//! follow the event log (projections and the audit sealer).
+//!
+//! Every protocol adapter reaches storage only through this crate, which
+//! authorises, records an event and then delegates. That is what makes every
+//! protocol behave and audit identically.
+//!
+//! Architecture invariant: this crate names no technology. It never imports
+//! sqlx, russh, libunftp, poem or an object store; it sees the database only
+//! as `cqrs_es::persist::PersistedEventRepository` plus the log ports, and
+//! files only as `FileStorage`.
+
+mod admin;
+mod aggregates;
+mod error;
+mod files;
+mod queries;
+mod sessions;
+mod subscribers;
+
+use std::sync::Arc;
+
+use cqrs_es::persist::PersistedEventRepository;
+use tokio::sync::Notify;
+use tollgate_ports::outbound::{AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore};
+
+pub use admin::{NewUser, UserView};
+pub use error::AppError;
+pub use queries::{EventFilter, EventSummary, VerifyReport};
+pub use sessions::Gateway;
+pub use subscribers::SubscriberStatus;
+
+/// A clock that reads the system time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now()
+    }
+}
+
+/// Everything the application needs from the outside, wired by the binary.
+pub struct Dependencies<R> {
+    /// The aggregate event store.
+    pub repository: R,
+    /// The global log, read in commit order.
+    pub log: Arc<dyn EventLog>,
+    /// The audit seal store.
+    pub audit: Arc<dyn AuditStore>,
+    /// Read models and checkpoints.
+    pub projections: Arc<dyn ProjectionStore>,
+    /// Where users' files live.
+    pub storage: Arc<dyn FileStorage>,
+    /// Password hashing.
+    pub hasher: Arc<dyn PasswordHasher>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The application: cheap to clone, shared by every adapter.
+pub struct Tollgate<R> {
+    inner: Arc<Inner<R>>,
+}
+
+impl<R> Clone for Tollgate<R> {
+    fn clone(&self) -> Self {
+        Tollgate { inner: self.inner.clone() }
+    }
+}
+
+pub(crate) struct Inner<R> {
+    pub(crate) deps: Dependencies<R>,
+    /// Woken after every local commit so subscribers need not wait for a poll.
+    pub(crate) committed: Notify,
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
+    /// Builds the application around its dependencies.
+    pub fn new(deps: Dependencies<R>) -> Self {
+        Tollgate { inner: Arc::new(Inner { deps, committed: Notify::new() }) }
+    }
+
+    /// The protocol-facing side: sessions and logins.
+    pub fn gateway(&self) -> Arc<Gateway<R>> {
+        Arc::new(Gateway::new(self.clone()))
+    }
+}

@@ -69,9 +69,10 @@ pub enum TransferEvent {
     TransferDenied { context: TransferContext, rule: String },
     /// `bytes` moved in this transfer; `size` of the file afterwards;
     /// `sha256` of the whole file when it was computed.
-    TransferCompleted { bytes: u64, size: u64, sha256: Option<String>, duration_ms: u64 },
-    TransferFailed { bytes: u64, error: String, duration_ms: u64 },
-    TransferAborted { bytes: u64, reason: String, duration_ms: u64 },
+    /// `path` repeats the start's path so that every record names its resource.
+    TransferCompleted { path: String, bytes: u64, size: u64, sha256: Option<String>, duration_ms: u64 },
+    TransferFailed { path: String, bytes: u64, error: String, duration_ms: u64 },
+    TransferAborted { path: String, bytes: u64, reason: String, duration_ms: u64 },
 }
 crate::domain_event!(TransferEvent, "1", {
     TransferStarted, TransferDenied, TransferCompleted, TransferFailed, TransferAborted,
@@ -94,6 +95,12 @@ pub enum TransferError {
     },
 }
 
+impl Transfer {
+    fn path(&self) -> String {
+        self.context.as_ref().map(|c| c.path.clone()).unwrap_or_default()
+    }
+}
+
 impl AggregateRoot for Transfer {
     const TYPE: &'static str = "transfer";
     type Command = TransferCommand;
@@ -112,13 +119,13 @@ impl AggregateRoot for Transfer {
                 return Err(TransferError::AlreadyEnded { state: self.state });
             }
             TransferCommand::Complete { bytes, size, sha256, duration_ms } => {
-                TransferEvent::TransferCompleted { bytes, size, sha256, duration_ms }
+                TransferEvent::TransferCompleted { path: self.path(), bytes, size, sha256, duration_ms }
             }
             TransferCommand::Fail { bytes, error, duration_ms } => {
-                TransferEvent::TransferFailed { bytes, error, duration_ms }
+                TransferEvent::TransferFailed { path: self.path(), bytes, error, duration_ms }
             }
             TransferCommand::Abort { bytes, reason, duration_ms } => {
-                TransferEvent::TransferAborted { bytes, reason, duration_ms }
+                TransferEvent::TransferAborted { path: self.path(), bytes, reason, duration_ms }
             }
         };
         Ok(vec![event])

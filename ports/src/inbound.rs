@@ -91,9 +91,9 @@ pub trait Sessions: Send + Sync {
         password: &str,
     ) -> Result<Arc<dyn FileOps>, LoginError>;
     /// Whether `username` may log in with this public key (OpenSSH
-    /// `type base64`); asked before the client proves possession, so it
-    /// records nothing.
-    async fn accepts_public_key(&self, username: &str, public_key: &str) -> bool;
+    /// `type base64`), asked before the client proves possession. A refused
+    /// key is recorded as `LoginFailed`.
+    async fn offer_public_key(&self, session_id: &str, username: &str, public_key: &str) -> bool;
     /// Public-key login after the protocol verified the client's signature.
     async fn login_public_key(
         &self,

@@ -23,9 +23,9 @@ fn started() -> TransferEvent {
 fn a_started_transfer_completes_once() {
     let complete = || TransferCommand::Complete { bytes: 3, size: 3, sha256: Some("ab".into()), duration_ms: 5 };
     check::<Transfer>(vec![started()], complete(), expect![[r#"
-        TransferCompleted { bytes: 3, size: 3, sha256: Some("ab"), duration_ms: 5 }
+        TransferCompleted { path: "/a.txt", bytes: 3, size: 3, sha256: Some("ab"), duration_ms: 5 }
     "#]]);
-    let done = TransferEvent::TransferCompleted { bytes: 3, size: 3, sha256: None, duration_ms: 5 };
+    let done = TransferEvent::TransferCompleted { path: "/a.txt".into(), bytes: 3, size: 3, sha256: None, duration_ms: 5 };
     check::<Transfer>(
         vec![started(), done],
         TransferCommand::Abort { bytes: 3, reason: "x".into(), duration_ms: 1 },

@@ -1,0 +1,316 @@
+//! Local disk. Uploads in `Replace` mode are written to a hidden staging
+//! file next to the target and renamed over it on commit, so a file is only
+//! ever visible under its name complete.
+
+use std::fs::{File, FileTimes, OpenOptions};
+use std::io::ErrorKind;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tollgate_domain::VirtualPath;
+use tollgate_ports::outbound::{
+    DirEntry, FileKind, FileMeta, FileStorage, ReadHandle, StorageError, StorageErrorKind, WriteHandle, WriteMode,
+};
+
+/// Names with this prefix are staging files: hidden and unreachable.
+const STAGING_PREFIX: &str = ".tollgate-part-";
+
+/// Users' namespaces as directories on local disk.
+#[derive(Debug, Clone, Default)]
+pub struct LocalStorage;
+
+impl LocalStorage {
+    /// The local disk adapter.
+    pub fn new() -> Self {
+        LocalStorage
+    }
+}
+
+fn map_err(err: std::io::Error) -> StorageError {
+    let kind = match err.kind() {
+        ErrorKind::NotFound => StorageErrorKind::NotFound,
+        ErrorKind::PermissionDenied => StorageErrorKind::PermissionDenied,
+        ErrorKind::AlreadyExists => StorageErrorKind::AlreadyExists,
+        ErrorKind::DirectoryNotEmpty | ErrorKind::NotADirectory | ErrorKind::IsADirectory => StorageErrorKind::Conflict,
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => StorageErrorKind::QuotaExceeded,
+        _ => StorageErrorKind::Other,
+    };
+    StorageError { kind, source: Some(Box::new(err)) }
+}
+
+fn denied() -> StorageError {
+    StorageError::of(StorageErrorKind::PermissionDenied)
+}
+
+/// Runs blocking file system work off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|err| Err(StorageError { kind: StorageErrorKind::Other, source: Some(Box::new(err)) }))
+}
+
+fn unix_seconds(time: std::io::Result<SystemTime>) -> i64 {
+    time.ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn meta_of(meta: &std::fs::Metadata) -> FileMeta {
+    let file_type = meta.file_type();
+    let kind = if file_type.is_symlink() {
+        FileKind::Symlink
+    } else if file_type.is_dir() {
+        FileKind::Dir
+    } else if file_type.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    };
+    FileMeta {
+        kind,
+        size: meta.len(),
+        mode: meta.mode() & 0o7777,
+        mtime: unix_seconds(meta.modified()),
+        atime: unix_seconds(meta.accessed()),
+    }
+}
+
+/// Resolves `path` under `root`. The parent directory must lie inside the
+/// root once symlinks are resolved; with `follow`, so must the target.
+fn resolve(root: &str, path: &VirtualPath, follow: bool) -> Result<PathBuf, StorageError> {
+    if path.components().any(|c| c.starts_with(STAGING_PREFIX)) {
+        return Err(denied());
+    }
+    let root = std::fs::canonicalize(root).map_err(map_err)?;
+    let full = root.join(path.relative());
+    if path.is_root() {
+        return Ok(root);
+    }
+    let parent = full.parent().expect("a non-root path has a parent");
+    let real_parent = std::fs::canonicalize(parent).map_err(map_err)?;
+    if !real_parent.starts_with(&root) {
+        return Err(denied());
+    }
+    let name = full.file_name().expect("a non-root path has a file name");
+    let full = real_parent.join(name);
+    if follow {
+        match std::fs::canonicalize(&full) {
+            Ok(real) if !real.starts_with(&root) => return Err(denied()),
+            Ok(real) => return Ok(real),
+            Err(err) if err.kind() == ErrorKind::NotFound => {
+                // A dangling symlink must not be written through either.
+                if std::fs::symlink_metadata(&full).is_ok() {
+                    return Err(denied());
+                }
+            }
+            Err(err) => return Err(map_err(err)),
+        }
+    }
+    Ok(full)
+}
+
+fn read_at(file: &File, offset: u64, len: u32) -> Result<Bytes, StorageError> {
+    let mut buf = vec![0u8; len as usize];
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(map_err(err)),
+        }
+    }
+    buf.truncate(filled);
+    Ok(Bytes::from(buf))
+}
+
+#[async_trait]
+impl FileStorage for LocalStorage {
+    async fn ensure_root(&self, root: &str) -> Result<(), StorageError> {
+        let root = root.to_string();
+        blocking(move || std::fs::create_dir_all(&root).map_err(map_err)).await
+    }
+
+    async fn stat(&self, root: &str, path: &VirtualPath) -> Result<FileMeta, StorageError> {
+        let full = resolve(root, path, false)?;
+        blocking(move || std::fs::symlink_metadata(&full).map(|m| meta_of(&m)).map_err(map_err)).await
+    }
+
+    async fn list(&self, root: &str, path: &VirtualPath) -> Result<Vec<DirEntry>, StorageError> {
+        let dir = resolve(root, path, true)?;
+        blocking(move || {
+            let mut entries = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(map_err)? {
+                let entry = entry.map_err(map_err)?;
+                let Ok(name) = entry.file_name().into_string() else { continue };
+                if name.starts_with(STAGING_PREFIX) {
+                    continue;
+                }
+                let Ok(meta) = entry.metadata() else { continue };
+                entries.push(DirEntry { name, meta: meta_of(&meta) });
+            }
+            entries.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn mkdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {
+        let full = resolve(root, path, false)?;
+        blocking(move || std::fs::create_dir(&full).map_err(map_err)).await
+    }
+
+    async fn rmdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {
+        let full = resolve(root, path, false)?;
+        blocking(move || std::fs::remove_dir(&full).map_err(map_err)).await
+    }
+
+    async fn remove(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {
+        let full = resolve(root, path, false)?;
+        blocking(move || {
+            if std::fs::symlink_metadata(&full).map_err(map_err)?.is_dir() {
+                return Err(StorageError::of(StorageErrorKind::Conflict));
+            }
+            std::fs::remove_file(&full).map_err(map_err)
+        })
+        .await
+    }
+
+    async fn rename(&self, root: &str, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
+        let source = resolve(root, from, false)?;
+        let target = resolve(root, to, false)?;
+        blocking(move || {
+            std::fs::symlink_metadata(&source).map_err(map_err)?;
+            if std::fs::symlink_metadata(&target).is_ok() {
+                return Err(StorageError::of(StorageErrorKind::AlreadyExists));
+            }
+            std::fs::rename(&source, &target).map_err(map_err)
+        })
+        .await
+    }
+
+    async fn set_times(&self, root: &str, path: &VirtualPath, atime: i64, mtime: i64) -> Result<(), StorageError> {
+        let full = resolve(root, path, true)?;
+        let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+        let times = FileTimes::new().set_accessed(at(atime)).set_modified(at(mtime));
+        blocking(move || File::open(&full).and_then(|f| f.set_times(times)).map_err(map_err)).await
+    }
+
+    async fn open_read(&self, root: &str, path: &VirtualPath) -> Result<Box<dyn ReadHandle>, StorageError> {
+        let full = resolve(root, path, true)?;
+        let file = blocking(move || File::open(&full).map_err(map_err)).await?;
+        Ok(Box::new(LocalRead { file: Arc::new(file) }))
+    }
+
+    async fn open_write(&self, root: &str, path: &VirtualPath, mode: WriteMode) -> Result<Box<dyn WriteHandle>, StorageError> {
+        if path.is_root() {
+            return Err(StorageError::of(StorageErrorKind::Conflict));
+        }
+        let target = resolve(root, path, true)?;
+        let handle = blocking(move || {
+            let staging = match mode {
+                WriteMode::InPlace => None,
+                WriteMode::Replace => {
+                    let dir = target.parent().expect("a file target has a parent");
+                    Some(dir.join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4())))
+                }
+            };
+            let written = staging.as_deref().unwrap_or(&target);
+            let file = OpenOptions::new().read(true).write(true).create(true).open(written).map_err(map_err)?;
+            if staging.is_some() {
+                // New files get the usual 0644, not the staging file's umask result.
+                let mode = std::fs::metadata(&target).map(|m| m.permissions().mode()).unwrap_or(0o644);
+                file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(map_err)?;
+            }
+            Ok(LocalWrite { file: Arc::new(file), target, staging })
+        })
+        .await?;
+        Ok(Box::new(handle))
+    }
+}
+
+struct LocalRead {
+    file: Arc<File>,
+}
+
+#[async_trait]
+impl ReadHandle for LocalRead {
+    async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError> {
+        let file = self.file.clone();
+        blocking(move || read_at(&file, offset, len)).await
+    }
+
+    async fn meta(&mut self) -> Result<FileMeta, StorageError> {
+        let file = self.file.clone();
+        blocking(move || file.metadata().map(|m| meta_of(&m)).map_err(map_err)).await
+    }
+}
+
+struct LocalWrite {
+    file: Arc<File>,
+    target: PathBuf,
+    staging: Option<PathBuf>,
+}
+
+fn remove_staging(staging: &Path) {
+    if let Err(err) = std::fs::remove_file(staging) {
+        if err.kind() != ErrorKind::NotFound {
+            tracing::warn!(error = %err, "cannot remove a staging file");
+        }
+    }
+}
+
+#[async_trait]
+impl WriteHandle for LocalWrite {
+    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        let file = self.file.clone();
+        let data = data.to_vec();
+        blocking(move || file.write_all_at(&data, offset).map_err(map_err)).await
+    }
+
+    async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError> {
+        let file = self.file.clone();
+        blocking(move || read_at(&file, offset, len)).await
+    }
+
+    async fn size(&mut self) -> Result<u64, StorageError> {
+        let file = self.file.clone();
+        blocking(move || file.metadata().map(|m| m.len()).map_err(map_err)).await
+    }
+
+    async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
+        blocking(move || {
+            let size = self.file.metadata().map_err(map_err)?.len();
+            self.file.sync_all().map_err(map_err)?;
+            if let Some(staging) = &self.staging {
+                if let Err(err) = std::fs::rename(staging, &self.target) {
+                    remove_staging(staging);
+                    return Err(map_err(err));
+                }
+            }
+            Ok(size)
+        })
+        .await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<(), StorageError> {
+        if let Some(staging) = self.staging {
+            blocking(move || {
+                remove_staging(&staging);
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! Administrative commands (users, groups, policies) and their read models.
+
+use cqrs_es::persist::PersistedEventRepository;
+use serde::{Deserialize, Serialize};
+use tollgate_domain::group::{Group, GroupCommand};
+use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
+use tollgate_domain::public_key::AuthorizedKey;
+use tollgate_domain::user::{User, UserCommand};
+
+use crate::aggregates::Actor;
+use crate::{AppError, Tollgate};
+
+/// What an administrator gives to create a user.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    /// Login name.
+    pub username: String,
+    /// Clear-text password, hashed here and never stored or logged.
+    pub password: Option<String>,
+    /// OpenSSH public key lines.
+    pub public_keys: Vec<String>,
+    /// Storage root of the user's namespace.
+    pub home: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Directly attached policies.
+    pub policies: Vec<String>,
+}
+
+/// The users read model, as stored in the `users` projection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserView {
+    /// Login name.
+    pub username: String,
+    /// Storage root.
+    pub home: String,
+    /// Whether logins are allowed.
+    pub enabled: bool,
+    /// Whether a password is set.
+    pub has_password: bool,
+    /// Public keys (`type base64`).
+    pub public_keys: Vec<String>,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Policies.
+    pub policies: Vec<String>,
+    /// When the user was created.
+    pub created_at: String,
+    /// When the user last changed.
+    pub updated_at: String,
+}
+
+fn admin_actor(admin: &str, user: Option<&str>) -> Actor {
+    Actor { actor: admin.to_string(), user: user.map(str::to_string), ..Actor::default() }
+}
+
+fn parse_keys(lines: &[String]) -> Result<Vec<AuthorizedKey>, AppError> {
+    lines
+        .iter()
+        .map(|line| AuthorizedKey::parse(line).map_err(|e| AppError::Invalid(format!("public key {line:?}: {e}"))))
+        .collect()
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
+    fn hash_password(&self, password: &str) -> Result<String, AppError> {
+        if password.is_empty() {
+            return Err(AppError::Invalid("the password is empty".to_string()));
+        }
+        self.inner.deps.hasher.hash(password).map_err(|e| AppError::Invalid(format!("cannot hash the password: {e}")))
+    }
+
+    async fn require_policies(&self, names: &[String]) -> Result<(), AppError> {
+        for name in names {
+            let policy: Policy = self.load(name).await?;
+            if policy.name.is_empty() || policy.deleted {
+                return Err(AppError::Invalid(format!("policy {name:?} does not exist")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn require_groups(&self, names: &[String]) -> Result<(), AppError> {
+        for name in names {
+            let group: Group = self.load(name).await?;
+            if group.name.is_empty() || group.deleted {
+                return Err(AppError::Invalid(format!("group {name:?} does not exist")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a user (event `UserCreated`).
+    pub async fn create_user(&self, admin: &str, new: NewUser) -> Result<(), AppError> {
+        let password_hash = new.password.as_deref().map(|p| self.hash_password(p)).transpose()?;
+        let public_keys = parse_keys(&new.public_keys)?;
+        self.require_groups(&new.groups).await?;
+        self.require_policies(&new.policies).await?;
+        self.inner.deps.storage.ensure_root(&new.home).await.map_err(|e| {
+            AppError::Invalid(format!("cannot create the home directory {:?}: {:?}", new.home, e.kind))
+        })?;
+        self.execute::<User>(&new.username, &admin_actor(admin, Some(&new.username)), || UserCommand::Create {
+            username: new.username.clone(),
+            password_hash: password_hash.clone(),
+            public_keys: public_keys.clone(),
+            home: new.home.clone(),
+            groups: new.groups.clone(),
+            policies: new.policies.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Sets a user's password (event `UserPasswordChanged`, with the hash only).
+    pub async fn set_password(&self, admin: &str, username: &str, password: &str) -> Result<(), AppError> {
+        let password_hash = self.hash_password(password)?;
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::ChangePassword {
+            password_hash: password_hash.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Replaces a user's public keys.
+    pub async fn set_public_keys(&self, admin: &str, username: &str, keys: &[String]) -> Result<(), AppError> {
+        let public_keys = parse_keys(keys)?;
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::SetPublicKeys {
+            public_keys: public_keys.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Replaces a user's directly attached policies.
+    pub async fn set_user_policies(&self, admin: &str, username: &str, policies: &[String]) -> Result<(), AppError> {
+        self.require_policies(policies).await?;
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::SetPolicies {
+            policies: policies.to_vec(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Replaces a user's groups.
+    pub async fn set_user_groups(&self, admin: &str, username: &str, groups: &[String]) -> Result<(), AppError> {
+        self.require_groups(groups).await?;
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::SetGroups {
+            groups: groups.to_vec(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Enables or disables logins for a user.
+    pub async fn set_user_enabled(&self, admin: &str, username: &str, enabled: bool) -> Result<(), AppError> {
+        let command = if enabled { UserCommand::Enable } else { UserCommand::Disable };
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || command.clone()).await.map(drop)
+    }
+
+    /// Deletes a user. Their files stay on storage.
+    pub async fn delete_user(&self, admin: &str, username: &str) -> Result<(), AppError> {
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::Delete).await.map(drop)
+    }
+
+    /// Creates a policy from rules of the form `PREFIX=perm,perm`.
+    pub async fn create_policy(&self, admin: &str, name: &str, rules: &[String]) -> Result<(), AppError> {
+        let rules = parse_rules(rules)?;
+        self.execute::<Policy>(name, &admin_actor(admin, None), || PolicyCommand::Create {
+            name: name.to_string(),
+            rules: rules.clone(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Replaces a policy's rules.
+    pub async fn replace_policy_rules(&self, admin: &str, name: &str, rules: &[String]) -> Result<(), AppError> {
+        let rules = parse_rules(rules)?;
+        self.execute::<Policy>(name, &admin_actor(admin, None), || PolicyCommand::ReplaceRules { rules: rules.clone() })
+            .await
+            .map(drop)
+    }
+
+    /// Creates a group with policies.
+    pub async fn create_group(&self, admin: &str, name: &str, policies: &[String]) -> Result<(), AppError> {
+        self.require_policies(policies).await?;
+        self.execute::<Group>(name, &admin_actor(admin, None), || GroupCommand::Create {
+            name: name.to_string(),
+            policies: policies.to_vec(),
+        })
+        .await
+        .map(drop)
+    }
+
+    /// The users read model, ordered by name.
+    pub async fn list_users(&self) -> Result<Vec<UserView>, AppError> {
+        let docs = self.inner.deps.projections.list(crate::subscribers::USERS).await?;
+        docs.into_iter()
+            .map(|(_, doc)| serde_json::from_value(doc).map_err(|e| AppError::Store(Box::new(e))))
+            .collect()
+    }
+
+    /// Whether any user or administrator exists yet (for first-start bootstrap).
+    pub async fn user_exists(&self, username: &str) -> Result<bool, AppError> {
+        Ok(self.load::<User>(username).await?.exists())
+    }
+}
+
+fn parse_rules(rules: &[String]) -> Result<Vec<Rule>, AppError> {
+    rules.iter().map(|text| Rule::parse(text).map_err(|e| AppError::Invalid(e.to_string()))).collect()
+}

@@ -1,0 +1,34 @@
+//! Errors of the use cases.
+
+use cqrs_es::AggregateError;
+use tollgate_ports::outbound::StoreError;
+
+/// Why a use case failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The aggregate refused the command (the message names the rule).
+    #[error("{0}")]
+    Rejected(String),
+    /// A concurrent writer changed the aggregate; retrying did not help.
+    #[error("the record was changed concurrently, try again")]
+    Conflict,
+    /// The input is invalid (bad name, key, path or rule).
+    #[error("{0}")]
+    Invalid(String),
+    /// The event store failed.
+    #[error("event store failure")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A store port failed.
+    #[error("store failure: {0}")]
+    Port(#[from] StoreError),
+}
+
+impl<T: std::error::Error + Send + Sync + 'static> From<AggregateError<T>> for AppError {
+    fn from(err: AggregateError<T>) -> Self {
+        match err {
+            AggregateError::UserError(err) => AppError::Rejected(err.to_string()),
+            AggregateError::AggregateConflict => AppError::Conflict,
+            other => AppError::Store(Box::new(other)),
+        }
+    }
+}

@@ -1,0 +1,544 @@
+//! File operations and transfers of one logged-in session: the `FileOps`,
+//! `Upload` and `Download` inbound ports. Each operation is authorised by
+//! the user's policies, delegated to storage, and recorded as an event.
+
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use cqrs_es::persist::PersistedEventRepository;
+use sha2::{Digest, Sha256};
+use tollgate_domain::policy::{NamedRules, Permission, Rule, evaluate};
+use tollgate_domain::session::{FileOperation, Protocol, SessionCommand};
+use tollgate_domain::transfer::{Direction, Transfer, TransferCommand, TransferContext};
+use tollgate_domain::user::User;
+use tollgate_domain::{PathError, VirtualPath};
+use tollgate_ports::inbound::{DirEntry, Download, FileMeta, FileOpError, FileOps, Upload, UploadMode};
+use tollgate_ports::outbound::{FileKind, ReadHandle, StorageError, StorageErrorKind, WriteHandle, WriteMode};
+
+use crate::Tollgate;
+use crate::aggregates::Actor;
+
+/// How much a re-hash reads at a time.
+const HASH_CHUNK: u32 = 256 * 1024;
+
+pub(crate) struct UserFiles<R> {
+    app: Tollgate<R>,
+    session_id: String,
+    user: User,
+    policies: Vec<(String, Vec<Rule>)>,
+    protocol: Protocol,
+    remote_addr: String,
+}
+
+/// The rule name recorded when a path tries to leave the namespace.
+const NAMESPACE_RULE: &str = "namespace";
+
+fn map_storage(err: StorageError) -> FileOpError {
+    match err.kind {
+        StorageErrorKind::NotFound => FileOpError::NotFound,
+        StorageErrorKind::PermissionDenied => FileOpError::Denied,
+        StorageErrorKind::AlreadyExists => FileOpError::AlreadyExists,
+        StorageErrorKind::Conflict => FileOpError::Conflict("wrong file type or directory not empty"),
+        StorageErrorKind::QuotaExceeded => FileOpError::QuotaExceeded,
+        StorageErrorKind::Unavailable | StorageErrorKind::Other => {
+            tracing::error!(error = ?err, source = ?err.source, "storage failure");
+            FileOpError::Internal
+        }
+    }
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
+    pub(crate) fn new(
+        app: Tollgate<R>,
+        session_id: String,
+        user: User,
+        policies: Vec<(String, Vec<Rule>)>,
+        protocol: Protocol,
+        remote_addr: String,
+    ) -> Self {
+        UserFiles { app, session_id, user, policies, protocol, remote_addr }
+    }
+
+    fn actor(&self) -> Actor {
+        Actor {
+            actor: self.user.username.clone(),
+            user: Some(self.user.username.clone()),
+            session_id: Some(self.session_id.clone()),
+            remote_addr: Some(self.remote_addr.clone()),
+            protocol: Some(self.protocol.as_str().to_string()),
+        }
+    }
+
+    async fn record(&self, command: SessionCommand) {
+        if let Err(err) = self.app.execute::<tollgate_domain::session::Session>(&self.session_id, &self.actor(), || command.clone()).await {
+            tracing::error!(session_id = %self.session_id, error = %err, "cannot record a file operation");
+        }
+    }
+
+    /// Parses a client path; an escape attempt is recorded as a denial.
+    async fn parse(&self, operation: FileOperation, raw: &str) -> Result<VirtualPath, FileOpError> {
+        match VirtualPath::parse(raw) {
+            Ok(path) => Ok(path),
+            Err(err) => {
+                if err == PathError::Escapes || err == PathError::Nul {
+                    self.record(SessionCommand::RecordDenial {
+                        operation,
+                        path: raw.replace('\0', "\\0"),
+                        target: None,
+                        rule: NAMESPACE_RULE.to_string(),
+                    })
+                    .await;
+                }
+                Err(FileOpError::InvalidPath(err))
+            }
+        }
+    }
+
+    fn decide(&self, permission: Permission, path: &VirtualPath) -> tollgate_domain::Decision {
+        let named: Vec<NamedRules<'_>> =
+            self.policies.iter().map(|(policy, rules)| NamedRules { policy, rules }).collect();
+        evaluate(&named, permission, path)
+    }
+
+    /// Checks a permission for a non-transfer operation; a denial is recorded.
+    async fn authorize(
+        &self,
+        permission: Permission,
+        operation: FileOperation,
+        path: &VirtualPath,
+        target: Option<&VirtualPath>,
+    ) -> Result<(), FileOpError> {
+        let checked = target.unwrap_or(path);
+        let decision = self.decide(permission, checked);
+        if decision.allowed {
+            return Ok(());
+        }
+        self.record(SessionCommand::RecordDenial {
+            operation,
+            path: path.to_string(),
+            target: target.map(ToString::to_string),
+            rule: decision.rule,
+        })
+        .await;
+        Err(FileOpError::Denied)
+    }
+
+    /// Records the outcome of a non-transfer operation.
+    async fn outcome<T>(
+        &self,
+        operation: FileOperation,
+        path: &VirtualPath,
+        target: Option<&VirtualPath>,
+        result: Result<T, StorageError>,
+    ) -> Result<T, FileOpError> {
+        let (path_text, target_text) = (path.to_string(), target.map(ToString::to_string));
+        match result {
+            Ok(value) => {
+                self.record(SessionCommand::RecordOperation { operation, path: path_text, target: target_text }).await;
+                Ok(value)
+            }
+            Err(err) => {
+                let error = map_storage(err);
+                self.record(SessionCommand::RecordFailure {
+                    operation,
+                    path: path_text,
+                    target: target_text,
+                    error: error.to_string(),
+                })
+                .await;
+                Err(error)
+            }
+        }
+    }
+
+    fn root(&self) -> &str {
+        &self.user.home
+    }
+
+    fn transfer_context(&self, path: &VirtualPath, direction: Direction) -> TransferContext {
+        TransferContext {
+            session_id: self.session_id.clone(),
+            username: self.user.username.clone(),
+            protocol: self.protocol,
+            remote_addr: self.remote_addr.clone(),
+            path: path.to_string(),
+            direction,
+        }
+    }
+
+    /// Records a denied transfer under a fresh transfer id.
+    async fn deny_transfer(&self, path: &VirtualPath, direction: Direction, rule: String) -> FileOpError {
+        let context = self.transfer_context(path, direction);
+        let id = uuid::Uuid::now_v7().to_string();
+        let res = self
+            .app
+            .execute::<Transfer>(&id, &self.actor(), || TransferCommand::Deny { context: context.clone(), rule: rule.clone() })
+            .await;
+        if let Err(err) = res {
+            tracing::error!(error = %err, "cannot record a denied transfer");
+        }
+        FileOpError::Denied
+    }
+
+    async fn start_transfer(&self, path: &VirtualPath, direction: Direction, offset: u64) -> Result<TransferLog<R>, FileOpError> {
+        let log = TransferLog {
+            app: self.app.clone(),
+            id: uuid::Uuid::now_v7().to_string(),
+            actor: self.actor(),
+            started: Instant::now(),
+        };
+        let context = self.transfer_context(path, direction);
+        log.app
+            .execute::<Transfer>(&log.id, &log.actor, || TransferCommand::Start { context: context.clone(), offset })
+            .await
+            .map_err(|err| {
+                tracing::error!(error = %err, "cannot record a transfer start");
+                FileOpError::Internal
+            })?;
+        Ok(log)
+    }
+}
+
+#[async_trait]
+impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
+    fn username(&self) -> &str {
+        &self.user.username
+    }
+
+    async fn realpath(&self, path: &str) -> Result<String, FileOpError> {
+        Ok(self.parse(FileOperation::Stat, path).await?.to_string())
+    }
+
+    async fn stat(&self, path: &str) -> Result<FileMeta, FileOpError> {
+        let path = self.parse(FileOperation::Stat, path).await?;
+        let listed = path.parent().unwrap_or_else(VirtualPath::root);
+        self.authorize(Permission::List, FileOperation::Stat, &listed, None).await?;
+        self.app.inner.deps.storage.stat(self.root(), &path).await.map_err(map_storage)
+    }
+
+    async fn list(&self, path: &str) -> Result<Vec<DirEntry>, FileOpError> {
+        let path = self.parse(FileOperation::List, path).await?;
+        self.authorize(Permission::List, FileOperation::List, &path, None).await?;
+        let res = self.app.inner.deps.storage.list(self.root(), &path).await;
+        self.outcome(FileOperation::List, &path, None, res).await
+    }
+
+    async fn mkdir(&self, path: &str) -> Result<(), FileOpError> {
+        let path = self.parse(FileOperation::Mkdir, path).await?;
+        self.authorize(Permission::CreateDirs, FileOperation::Mkdir, &path, None).await?;
+        let res = self.app.inner.deps.storage.mkdir(self.root(), &path).await;
+        self.outcome(FileOperation::Mkdir, &path, None, res).await
+    }
+
+    async fn rmdir(&self, path: &str) -> Result<(), FileOpError> {
+        let path = self.parse(FileOperation::Rmdir, path).await?;
+        if path.is_root() {
+            return Err(FileOpError::Denied);
+        }
+        self.authorize(Permission::RemoveDirs, FileOperation::Rmdir, &path, None).await?;
+        let res = self.app.inner.deps.storage.rmdir(self.root(), &path).await;
+        self.outcome(FileOperation::Rmdir, &path, None, res).await
+    }
+
+    async fn remove(&self, path: &str) -> Result<(), FileOpError> {
+        let path = self.parse(FileOperation::Remove, path).await?;
+        self.authorize(Permission::Delete, FileOperation::Remove, &path, None).await?;
+        let res = self.app.inner.deps.storage.remove(self.root(), &path).await;
+        self.outcome(FileOperation::Remove, &path, None, res).await
+    }
+
+    async fn rename(&self, from: &str, to: &str) -> Result<(), FileOpError> {
+        let from = self.parse(FileOperation::Rename, from).await?;
+        let to = self.parse(FileOperation::Rename, to).await?;
+        if from.is_root() || to.is_root() {
+            return Err(FileOpError::Denied);
+        }
+        self.authorize(Permission::Rename, FileOperation::Rename, &from, None).await?;
+        self.authorize(Permission::Rename, FileOperation::Rename, &from, Some(&to)).await?;
+        let res = self.app.inner.deps.storage.rename(self.root(), &from, &to).await;
+        self.outcome(FileOperation::Rename, &from, Some(&to), res).await
+    }
+
+    async fn set_times(&self, path: &str, atime: i64, mtime: i64) -> Result<(), FileOpError> {
+        let path = self.parse(FileOperation::SetAttributes, path).await?;
+        self.authorize(Permission::ChmodChtimes, FileOperation::SetAttributes, &path, None).await?;
+        let res = self.app.inner.deps.storage.set_times(self.root(), &path, atime, mtime).await;
+        self.outcome(FileOperation::SetAttributes, &path, None, res).await
+    }
+
+    async fn open_download(&self, path: &str) -> Result<Box<dyn Download>, FileOpError> {
+        let path = self.parse(FileOperation::Stat, path).await?;
+        let decision = self.decide(Permission::Download, &path);
+        if !decision.allowed {
+            return Err(self.deny_transfer(&path, Direction::Download, decision.rule).await);
+        }
+        let mut handle = self.app.inner.deps.storage.open_read(self.root(), &path).await.map_err(map_storage)?;
+        let meta = handle.meta().await.map_err(map_storage)?;
+        if meta.kind != FileKind::File {
+            return Err(FileOpError::Conflict("not a regular file"));
+        }
+        let log = self.start_transfer(&path, Direction::Download, 0).await?;
+        Ok(Box::new(DownloadTransfer { log: Some(log), handle, hash: StreamHash::new(), bytes: 0 }))
+    }
+
+    async fn open_upload(&self, path: &str, mode: UploadMode) -> Result<Box<dyn Upload>, FileOpError> {
+        let path = self.parse(FileOperation::Stat, path).await?;
+        let storage = &self.app.inner.deps.storage;
+        let existing = match storage.stat(self.root(), &path).await {
+            Ok(meta) => Some(meta),
+            Err(err) if err.kind == StorageErrorKind::NotFound => None,
+            Err(err) => return Err(map_storage(err)),
+        };
+        if let Some(meta) = &existing {
+            if meta.kind == FileKind::Dir {
+                return Err(FileOpError::Conflict("is a directory"));
+            }
+            if mode == UploadMode::CreateNew {
+                return Err(FileOpError::AlreadyExists);
+            }
+        }
+        let permission = if existing.is_some() { Permission::Overwrite } else { Permission::Upload };
+        let decision = self.decide(permission, &path);
+        if !decision.allowed {
+            return Err(self.deny_transfer(&path, Direction::Upload, decision.rule).await);
+        }
+        let in_place = existing.is_some() && matches!(mode, UploadMode::Resume | UploadMode::Append);
+        let write_mode = if in_place { WriteMode::InPlace } else { WriteMode::Replace };
+        let mut handle = storage.open_write(self.root(), &path, write_mode).await.map_err(map_storage)?;
+        let size = if in_place { handle.size().await.map_err(map_storage)? } else { 0 };
+        let log = self.start_transfer(&path, Direction::Upload, size).await?;
+        Ok(Box::new(UploadTransfer {
+            log: Some(log),
+            handle: Some(handle),
+            hash: StreamHash::new(),
+            bytes: 0,
+            append_at: (mode == UploadMode::Append).then_some(size),
+        }))
+    }
+}
+
+/// Records the life of one transfer.
+struct TransferLog<R> {
+    app: Tollgate<R>,
+    id: String,
+    actor: Actor,
+    started: Instant,
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn end(self, command: TransferCommand) {
+        if let Err(err) = self.app.execute::<Transfer>(&self.id, &self.actor, || command.clone()).await {
+            tracing::error!(transfer_id = %self.id, error = %err, "cannot record a transfer outcome");
+        }
+    }
+
+    async fn abort(self, bytes: u64, reason: &str) {
+        let duration_ms = self.elapsed_ms();
+        self.end(TransferCommand::Abort { bytes, reason: reason.to_string(), duration_ms }).await;
+    }
+}
+
+/// SHA-256 of a file computed on the fly while its bytes pass in order
+/// from offset 0; any other access pattern gives up and the file is
+/// hashed afterwards if a digest is needed.
+struct StreamHash {
+    hasher: Option<Sha256>,
+    next: u64,
+}
+
+impl StreamHash {
+    fn new() -> Self {
+        StreamHash { hasher: Some(Sha256::new()), next: 0 }
+    }
+
+    fn feed(&mut self, offset: u64, data: &[u8]) {
+        match &mut self.hasher {
+            Some(hasher) if offset == self.next => {
+                hasher.update(data);
+                self.next += data.len() as u64;
+            }
+            // A re-read of bytes already hashed changes nothing.
+            Some(_) if offset + data.len() as u64 <= self.next => {}
+            _ => self.hasher = None,
+        }
+    }
+
+    /// The digest, if every byte up to `size` passed in order.
+    fn finish(self, size: u64) -> Option<String> {
+        self.hasher.filter(|_| self.next == size).map(|h| hex::encode(h.finalize()))
+    }
+}
+
+struct DownloadTransfer<R: PersistedEventRepository + Clone + 'static> {
+    log: Option<TransferLog<R>>,
+    handle: Box<dyn ReadHandle>,
+    hash: StreamHash,
+    bytes: u64,
+}
+
+#[async_trait]
+impl<R: PersistedEventRepository + Clone + 'static> Download for DownloadTransfer<R> {
+    async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, FileOpError> {
+        let data = self.handle.read_at(offset, len).await.map_err(map_storage)?;
+        self.hash.feed(offset, &data);
+        self.bytes += data.len() as u64;
+        Ok(data)
+    }
+
+    async fn meta(&mut self) -> Result<FileMeta, FileOpError> {
+        self.handle.meta().await.map_err(map_storage)
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<(), FileOpError> {
+        let log = self.log.take().expect("a transfer is finished once");
+        let size = self.handle.meta().await.map(|m| m.size).unwrap_or(0);
+        let hash = std::mem::replace(&mut self.hash, StreamHash::new());
+        let duration_ms = log.elapsed_ms();
+        log.end(TransferCommand::Complete { bytes: self.bytes, size, sha256: hash.finish(size), duration_ms }).await;
+        Ok(())
+    }
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Drop for DownloadTransfer<R> {
+    fn drop(&mut self) {
+        if let Some(log) = self.log.take() {
+            let bytes = self.bytes;
+            spawn_cleanup(async move { log.abort(bytes, "connection closed before the transfer finished").await });
+        }
+    }
+}
+
+struct UploadTransfer<R: PersistedEventRepository + Clone + 'static> {
+    log: Option<TransferLog<R>>,
+    handle: Option<Box<dyn WriteHandle>>,
+    hash: StreamHash,
+    bytes: u64,
+    /// For an append, where the next write goes.
+    append_at: Option<u64>,
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> UploadTransfer<R> {
+    fn handle(&mut self) -> &mut Box<dyn WriteHandle> {
+        self.handle.as_mut().expect("the write handle lives until the transfer ends")
+    }
+}
+
+#[async_trait]
+impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R> {
+    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), FileOpError> {
+        let offset = self.append_at.unwrap_or(offset);
+        self.handle().write_at(offset, data).await.map_err(map_storage)?;
+        if let Some(next) = &mut self.append_at {
+            *next += data.len() as u64;
+        }
+        self.hash.feed(offset, data);
+        self.bytes += data.len() as u64;
+        Ok(())
+    }
+
+    async fn meta(&mut self) -> Result<FileMeta, FileOpError> {
+        let size = self.handle().size().await.map_err(map_storage)?;
+        Ok(FileMeta { kind: FileKind::File, size, mode: 0o644, mtime: 0, atime: 0 })
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<(), FileOpError> {
+        let log = self.log.take().expect("a transfer is finished once");
+        let mut handle = self.handle.take().expect("a transfer is finished once");
+        let hash = std::mem::replace(&mut self.hash, StreamHash::new());
+        let bytes = self.bytes;
+        // Hash before commit so that a file is only visible with its digest
+        // known; a write pattern other than sequential-from-zero is hashed
+        // by reading back the staged content.
+        let size = match handle.size().await {
+            Ok(size) => size,
+            Err(err) => return Err(fail(log, handle, bytes, err).await),
+        };
+        let digest = match hash.finish(size) {
+            Some(digest) => digest,
+            None => match hash_written(handle.as_mut()).await {
+                Ok(digest) => digest,
+                Err(err) => return Err(fail(log, handle, bytes, err).await),
+            },
+        };
+        match handle.commit().await {
+            Ok(size) => {
+                let duration_ms = log.elapsed_ms();
+                log.end(TransferCommand::Complete { bytes, size, sha256: Some(digest), duration_ms }).await;
+                Ok(())
+            }
+            Err(err) => {
+                let error = map_storage(err);
+                let duration_ms = log.elapsed_ms();
+                log.end(TransferCommand::Fail { bytes, error: error.to_string(), duration_ms }).await;
+                Err(error)
+            }
+        }
+    }
+
+    async fn abort(mut self: Box<Self>, reason: &str) {
+        if let (Some(log), Some(handle)) = (self.log.take(), self.handle.take()) {
+            if let Err(err) = handle.abort().await {
+                tracing::warn!(error = ?err, "cannot discard an aborted upload");
+            }
+            log.abort(self.bytes, reason).await;
+        }
+    }
+}
+
+async fn hash_written(handle: &mut dyn WriteHandle) -> Result<String, StorageError> {
+    let mut hasher = Sha256::new();
+    let mut offset = 0u64;
+    loop {
+        let chunk = handle.read_at(offset, HASH_CHUNK).await?;
+        if chunk.is_empty() {
+            return Ok(hex::encode(hasher.finalize()));
+        }
+        offset += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+}
+
+/// Discards the staged upload and records the transfer as failed.
+async fn fail<R: PersistedEventRepository + Clone + 'static>(
+    log: TransferLog<R>,
+    handle: Box<dyn WriteHandle>,
+    bytes: u64,
+    err: StorageError,
+) -> FileOpError {
+    let error = map_storage(err);
+    if let Err(err) = handle.abort().await {
+        tracing::warn!(error = ?err, "cannot discard a failed upload");
+    }
+    let duration_ms = log.elapsed_ms();
+    log.end(TransferCommand::Fail { bytes, error: error.to_string(), duration_ms }).await;
+    error
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Drop for UploadTransfer<R> {
+    fn drop(&mut self) {
+        if let (Some(log), Some(handle)) = (self.log.take(), self.handle.take()) {
+            let bytes = self.bytes;
+            spawn_cleanup(async move {
+                if let Err(err) = handle.abort().await {
+                    tracing::warn!(error = ?err, "cannot discard an abandoned upload");
+                }
+                log.abort(bytes, "connection closed before the transfer finished").await;
+            });
+        }
+    }
+}
+
+/// Runs the recording of an abandoned transfer after its owner is gone.
+fn spawn_cleanup(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(task);
+        }
+        Err(_) => tracing::error!("no runtime to record an abandoned transfer"),
+    }
+}

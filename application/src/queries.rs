@@ -1,0 +1,221 @@
+//! Queries over the event log: filtered event listings and the audit
+//! verification walk.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use cqrs_es::persist::PersistedEventRepository;
+use serde::Serialize;
+use serde_json::Value;
+use tollgate_audit::{Finding, Record, Verifier};
+use tollgate_ports::outbound::LoggedEvent;
+
+use crate::{AppError, Tollgate};
+
+const PAGE: u32 = 1000;
+
+/// The audit view of one event record.
+pub(crate) fn record(event: &LoggedEvent) -> Record<'_> {
+    Record {
+        position: event.position,
+        event_id: &event.event_id,
+        aggregate_type: &event.aggregate_type,
+        aggregate_id: &event.aggregate_id,
+        sequence: event.sequence,
+        event_type: &event.event_type,
+        event_version: &event.event_version,
+        payload: &event.payload,
+        metadata: &event.metadata,
+    }
+}
+
+/// Which events to list.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only events about this user.
+    pub user: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only events before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Only these event types.
+    pub event_type: Option<String>,
+    /// Only events after this position.
+    pub after: u64,
+    /// At most this many (the newest ones when `tail` is set).
+    pub limit: usize,
+    /// Keep the last `limit` matches instead of the first.
+    pub tail: bool,
+}
+
+/// One event as a compliance officer reads it (PCI DSS 10.2.2: user, type,
+/// time, outcome, origin, affected resource).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventSummary {
+    /// Global position.
+    pub position: u64,
+    /// Stable id.
+    pub event_id: String,
+    /// When it was recorded.
+    pub time: String,
+    /// Who acted (`cli`, `anonymous`, a user name).
+    pub actor: String,
+    /// The user concerned.
+    pub user: Option<String>,
+    /// The event type.
+    pub event_type: String,
+    /// success, failure, denied or aborted.
+    pub outcome: &'static str,
+    /// Protocol of the session.
+    pub protocol: Option<String>,
+    /// Client address.
+    pub remote_addr: Option<String>,
+    /// Session id.
+    pub session_id: Option<String>,
+    /// `aggregate_type/aggregate_id`.
+    pub aggregate: String,
+    /// The affected path, if any.
+    pub path: Option<String>,
+    /// Rename target.
+    pub target: Option<String>,
+    /// Bytes moved.
+    pub bytes: Option<u64>,
+    /// SHA-256 of the transferred file.
+    pub sha256: Option<String>,
+    /// Reason, error or deciding rule.
+    pub detail: Option<String>,
+    /// The event's payload.
+    pub payload: Value,
+}
+
+fn text(value: Option<&Value>) -> Option<String> {
+    value.and_then(Value::as_str).map(str::to_string)
+}
+
+impl EventSummary {
+    fn from_logged(event: LoggedEvent) -> Self {
+        let meta = &event.metadata;
+        let body = event.payload.as_object().and_then(|o| o.values().next()).cloned().unwrap_or(Value::Null);
+        let context = body.get("context");
+        let event_type = event.event_type.clone();
+        let outcome = if event_type.ends_with("Failed") {
+            "failure"
+        } else if event_type.ends_with("Denied") {
+            "denied"
+        } else if event_type.ends_with("Aborted") {
+            "aborted"
+        } else {
+            "success"
+        };
+        let path = text(body.get("path")).or_else(|| text(context.and_then(|c| c.get("path"))));
+        let detail = ["reason", "error", "rule"].iter().find_map(|k| text(body.get(*k)));
+        let user = text(meta.get("user")).or_else(|| {
+            (event.aggregate_type == "user").then(|| event.aggregate_id.clone())
+        });
+        EventSummary {
+            position: event.position,
+            event_id: event.event_id,
+            time: text(meta.get("time")).unwrap_or_default(),
+            actor: text(meta.get("actor")).unwrap_or_default(),
+            user,
+            event_type,
+            outcome,
+            protocol: text(meta.get("protocol")),
+            remote_addr: text(meta.get("remote_addr")),
+            session_id: text(meta.get("session_id")),
+            aggregate: format!("{}/{}", event.aggregate_type, event.aggregate_id),
+            path,
+            target: text(body.get("target")),
+            bytes: body.get("bytes").and_then(Value::as_u64),
+            sha256: text(body.get("sha256")),
+            detail,
+            payload: event.payload,
+        }
+    }
+
+    fn matches(&self, filter: &EventFilter) -> bool {
+        let time_text = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+        filter.user.as_ref().is_none_or(|u| self.user.as_ref() == Some(u))
+            && filter.event_type.as_ref().is_none_or(|t| &self.event_type == t)
+            && filter.since.as_ref().is_none_or(|t| self.time >= time_text(t))
+            && filter.until.as_ref().is_none_or(|t| self.time < time_text(t))
+    }
+}
+
+/// The result of walking the whole audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Records whose seal verified.
+    pub sealed: u64,
+    /// Records after the last seal.
+    pub unsealed: u64,
+    /// The first problem found, if any.
+    pub finding: Option<Finding>,
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
+    /// Events matching `filter`, in position order.
+    pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, AppError> {
+        let mut found = std::collections::VecDeque::new();
+        let mut after = filter.after;
+        loop {
+            let page = self.inner.deps.log.read_after(after, PAGE).await?;
+            let Some(last) = page.last().map(|e| e.position) else { break };
+            after = last;
+            for event in page {
+                let summary = EventSummary::from_logged(event);
+                if !summary.matches(filter) {
+                    continue;
+                }
+                found.push_back(summary);
+                if found.len() > filter.limit {
+                    if filter.tail {
+                        found.pop_front();
+                    } else {
+                        found.pop_back();
+                        return Ok(found.into());
+                    }
+                }
+            }
+        }
+        Ok(found.into())
+    }
+
+    /// Walks every record and seal in position order and reports the first
+    /// record that does not verify.
+    pub async fn verify_audit(&self) -> Result<VerifyReport, AppError> {
+        let deps = &self.inner.deps;
+        let mut verifier = Verifier::new();
+        let mut events = std::collections::VecDeque::new();
+        let mut seals = std::collections::VecDeque::new();
+        let (mut events_after, mut seals_after) = (0u64, 0u64);
+        let (mut events_done, mut seals_done) = (false, false);
+        let mut position = 0u64;
+        loop {
+            position += 1;
+            if events.is_empty() && !events_done {
+                let page = deps.log.read_after(events_after, PAGE).await?;
+                events_done = page.is_empty();
+                events_after = page.last().map(|e: &LoggedEvent| e.position).unwrap_or(events_after);
+                events.extend(page);
+            }
+            if seals.is_empty() && !seals_done {
+                let page = deps.audit.read_seals(seals_after, PAGE).await?;
+                seals_done = page.is_empty();
+                seals_after = page.last().map(|s| s.position).unwrap_or(seals_after);
+                seals.extend(page);
+            }
+            if events.is_empty() && seals.is_empty() {
+                break;
+            }
+            let event = events.front().filter(|e| e.position <= position).is_some().then(|| events.pop_front()).flatten();
+            let seal = seals.front().filter(|s| s.position == position).is_some().then(|| seals.pop_front()).flatten();
+            let record = event.as_ref().map(record);
+            let step = verifier.step(record.as_ref(), seal.as_ref().map(|s| (s.event_id.as_str(), s.hash.as_str())));
+            if let Err(finding) = step {
+                let summary = verifier.finish();
+                return Ok(VerifyReport { sealed: summary.sealed, unsealed: summary.unsealed, finding: Some(finding) });
+            }
+        }
+        let summary = verifier.finish();
+        Ok(VerifyReport { sealed: summary.sealed, unsealed: summary.unsealed, finding: None })
+    }
+}

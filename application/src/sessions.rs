@@ -1,0 +1,220 @@
+//! Sessions and logins: the `Sessions` inbound port.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use cqrs_es::persist::PersistedEventRepository;
+use sha2::{Digest, Sha256};
+use tollgate_domain::group::Group;
+use tollgate_domain::policy::{Policy, Rule};
+use tollgate_domain::public_key::AuthorizedKey;
+use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
+use tollgate_domain::user::User;
+use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
+
+use crate::aggregates::Actor;
+use crate::files::UserFiles;
+use crate::{AppError, Tollgate};
+
+/// The protocol-facing application: opens sessions and logs users in.
+pub struct Gateway<R> {
+    app: Tollgate<R>,
+    /// A hash of a random password, verified against when the user does not
+    /// exist, so that an unknown user costs as much time as a wrong password.
+    dummy_hash: std::sync::OnceLock<String>,
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
+    pub(crate) fn new(app: Tollgate<R>) -> Self {
+        Gateway { app, dummy_hash: std::sync::OnceLock::new() }
+    }
+
+    async fn session(&self, session_id: &str) -> Result<Session, LoginError> {
+        self.app.load::<Session>(session_id).await.map_err(log_unavailable)
+    }
+
+    async fn record(&self, session_id: &str, session: &Session, user: Option<&str>, command: SessionCommand) {
+        let actor = session_actor(session_id, session, user);
+        if let Err(err) = self.app.execute::<Session>(session_id, &actor, || command.clone()).await {
+            tracing::error!(session_id, error = %err, "cannot record a session event");
+        }
+    }
+
+    async fn fail(&self, session_id: &str, session: &Session, username: &str, method: LoginMethod, reason: &str) -> LoginError {
+        tracing::info!(session_id, username, ?method, reason, "login failed");
+        let command = SessionCommand::RecordLoginFailure {
+            username: username.to_string(),
+            method,
+            reason: reason.to_string(),
+        };
+        self.record(session_id, session, Some(username), command).await;
+        LoginError::Denied
+    }
+
+    /// Records the login and builds the user's file operations.
+    async fn succeed(
+        &self,
+        session_id: &str,
+        session: Session,
+        user: User,
+        method: LoginMethod,
+        key_fingerprint: Option<String>,
+    ) -> Result<Arc<dyn FileOps>, LoginError> {
+        let policies = self.policies_of(&user).await.map_err(log_unavailable)?;
+        if let Err(err) = self.app.inner.deps.storage.ensure_root(&user.home).await {
+            tracing::error!(session_id, username = %user.username, error = ?err, "cannot prepare the home directory");
+            return Err(self.fail(session_id, &session, &user.username, method, "home directory unavailable").await);
+        }
+        let command = SessionCommand::RecordLogin { username: user.username.clone(), method, key_fingerprint };
+        let actor = session_actor(session_id, &session, Some(&user.username));
+        self.app.execute::<Session>(session_id, &actor, || command.clone()).await.map_err(log_unavailable)?;
+        let protocol = session.protocol.expect("a session that accepted a login was opened");
+        Ok(Arc::new(UserFiles::new(
+            self.app.clone(),
+            session_id.to_string(),
+            user,
+            policies,
+            protocol,
+            session.remote_addr,
+        )))
+    }
+
+    /// The rules of every policy attached to the user directly or through a group.
+    async fn policies_of(&self, user: &User) -> Result<Vec<(String, Vec<Rule>)>, AppError> {
+        let mut names = user.policies.clone();
+        for group_name in &user.groups {
+            let group: Group = self.app.load(group_name).await?;
+            if !group.deleted {
+                names.extend(group.policies);
+            }
+        }
+        names.sort();
+        names.dedup();
+        let mut policies = Vec::new();
+        for name in names {
+            let policy: Policy = self.app.load(&name).await?;
+            if !policy.name.is_empty() && !policy.deleted {
+                policies.push((name, policy.rules));
+            }
+        }
+        Ok(policies)
+    }
+
+    async fn verify_password(&self, password: &str, hash: Option<String>) -> bool {
+        let hasher = self.app.inner.deps.hasher.clone();
+        let password = password.to_string();
+        let has_hash = hash.is_some();
+        let hash = match hash {
+            Some(hash) => hash,
+            None => self
+                .dummy_hash
+                .get_or_init(|| self.app.inner.deps.hasher.hash(&uuid::Uuid::new_v4().to_string()).unwrap_or_default())
+                .clone(),
+        };
+        // Hashing is deliberately slow: keep it off the async workers.
+        let verified = tokio::task::spawn_blocking(move || hasher.verify(&password, &hash)).await.unwrap_or(false);
+        verified && has_hash
+    }
+}
+
+fn session_actor(session_id: &str, session: &Session, user: Option<&str>) -> Actor {
+    Actor {
+        actor: user.unwrap_or("anonymous").to_string(),
+        user: user.map(str::to_string),
+        session_id: Some(session_id.to_string()),
+        remote_addr: Some(session.remote_addr.clone()),
+        protocol: session.protocol.map(|p| p.as_str().to_string()),
+    }
+}
+
+fn log_unavailable(err: AppError) -> LoginError {
+    tracing::error!(error = %err, "login cannot be decided");
+    LoginError::Unavailable
+}
+
+/// `SHA256:base64` as OpenSSH prints it.
+fn fingerprint(key: &AuthorizedKey) -> Option<String> {
+    let blob = base64::engine::general_purpose::STANDARD.decode(key.blob()).ok()?;
+    let digest = Sha256::digest(blob);
+    Some(format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)))
+}
+
+#[async_trait]
+impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
+    async fn open(&self, client: ClientInfo) -> Result<String, LoginError> {
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let actor = Actor {
+            actor: "anonymous".to_string(),
+            session_id: Some(session_id.clone()),
+            remote_addr: Some(client.remote_addr.clone()),
+            protocol: Some(client.protocol.as_str().to_string()),
+            ..Actor::default()
+        };
+        let command = SessionCommand::Open { protocol: client.protocol, remote_addr: client.remote_addr };
+        self.app.execute::<Session>(&session_id, &actor, || command.clone()).await.map_err(log_unavailable)?;
+        Ok(session_id)
+    }
+
+    async fn login_password(&self, session_id: &str, username: &str, password: &str) -> Result<Arc<dyn FileOps>, LoginError> {
+        let session = self.session(session_id).await?;
+        let user: User = self.app.load(username).await.map_err(log_unavailable)?;
+        let method = LoginMethod::Password;
+        let hash = if user.exists() { user.password_hash.clone() } else { None };
+        let verified = self.verify_password(password, hash).await;
+        if !user.exists() {
+            return Err(self.fail(session_id, &session, username, method, "unknown user").await);
+        }
+        if !verified {
+            return Err(self.fail(session_id, &session, username, method, "wrong password").await);
+        }
+        if !user.enabled {
+            return Err(self.fail(session_id, &session, username, method, "account disabled").await);
+        }
+        self.succeed(session_id, session, user, method, None).await
+    }
+
+    async fn offer_public_key(&self, session_id: &str, username: &str, public_key: &str) -> bool {
+        let Ok(session) = self.session(session_id).await else { return false };
+        let user: User = match self.app.load(username).await {
+            Ok(user) => user,
+            Err(err) => {
+                log_unavailable(err);
+                return false;
+            }
+        };
+        let accepted = AuthorizedKey::parse(public_key)
+            .is_ok_and(|key| user.exists() && user.enabled && user.public_keys.contains(&key));
+        if !accepted {
+            let reason = if !user.exists() {
+                "unknown user"
+            } else if !user.enabled {
+                "account disabled"
+            } else {
+                "key not authorized"
+            };
+            self.fail(session_id, &session, username, LoginMethod::PublicKey, reason).await;
+        }
+        accepted
+    }
+
+    async fn login_public_key(&self, session_id: &str, username: &str, public_key: &str) -> Result<Arc<dyn FileOps>, LoginError> {
+        let session = self.session(session_id).await?;
+        let user: User = self.app.load(username).await.map_err(log_unavailable)?;
+        let method = LoginMethod::PublicKey;
+        let key = AuthorizedKey::parse(public_key).ok().filter(|key| user.public_keys.contains(key));
+        let Some(key) = key.filter(|_| user.exists() && user.enabled) else {
+            return Err(self.fail(session_id, &session, username, method, "key not authorized").await);
+        };
+        self.succeed(session_id, session, user, method, fingerprint(&key)).await
+    }
+
+    async fn close(&self, session_id: &str, reason: &str) {
+        let Ok(session) = self.session(session_id).await else { return };
+        if session.closed || session.protocol.is_none() {
+            return;
+        }
+        let user = session.username.clone();
+        self.record(session_id, &session, user.as_deref(), SessionCommand::Close { reason: reason.to_string() }).await;
+    }
+}

@@ -1,0 +1,321 @@
+//! Subscribers of the event log: the projector (read models) and the audit
+//! sealer (hash chain). Each keeps its own checkpoint, reads the log in
+//! position order and catches up after a restart.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cqrs_es::persist::PersistedEventRepository;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+use tollgate_domain::AggregateRoot;
+use tollgate_domain::group::Group;
+use tollgate_domain::policy::Policy;
+use tollgate_domain::transfer::{TransferEvent, TransferState};
+use tollgate_domain::user::UserEvent;
+use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal};
+
+use crate::admin::UserView;
+use crate::{AppError, Tollgate};
+
+pub(crate) const USERS: &str = "users";
+pub(crate) const POLICIES: &str = "policies";
+pub(crate) const GROUPS: &str = "groups";
+pub(crate) const TRANSFERS: &str = "transfers";
+const PROJECTOR: &str = "projector";
+const SEALER: &str = "audit-sealer";
+const BATCH: u32 = 500;
+/// Another process (the CLI, another node) may commit without waking us.
+const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How far one subscriber has read the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriberStatus {
+    /// Its name.
+    pub name: &'static str,
+    /// The last position it processed.
+    pub position: u64,
+    /// The log head when asked.
+    pub head: u64,
+}
+
+/// The transfers read model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferView {
+    /// The transfer id.
+    pub id: String,
+    /// running, completed, failed, aborted or denied.
+    pub state: Option<TransferState>,
+    /// Who, over what, which file.
+    pub context: Option<tollgate_domain::transfer::TransferContext>,
+    /// Where the transfer started in the file.
+    pub offset: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Final file size.
+    pub size: Option<u64>,
+    /// SHA-256 of the file.
+    pub sha256: Option<String>,
+    /// Why it failed, was aborted or denied.
+    pub reason: Option<String>,
+    /// Start time.
+    pub started_at: String,
+    /// End time.
+    pub ended_at: Option<String>,
+}
+
+fn event_time(event: &LoggedEvent) -> String {
+    event.metadata.get("time").and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// A batch's view of the documents it touches.
+struct Batch<'a, R> {
+    app: &'a Tollgate<R>,
+    docs: HashMap<(&'static str, String), Option<Value>>,
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
+    async fn get<T: for<'de> Deserialize<'de>>(&mut self, projection: &'static str, key: &str) -> Result<Option<T>, AppError> {
+        let slot = (projection, key.to_string());
+        if !self.docs.contains_key(&slot) {
+            let doc = self.app.inner.deps.projections.get(projection, key).await?;
+            self.docs.insert(slot.clone(), doc);
+        }
+        match &self.docs[&slot] {
+            Some(doc) => Ok(serde_json::from_value(doc.clone()).ok()),
+            None => Ok(None),
+        }
+    }
+
+    fn put<T: Serialize>(&mut self, projection: &'static str, key: &str, doc: Option<&T>) {
+        let value = doc.map(|d| serde_json::to_value(d).expect("read models serialise to JSON"));
+        self.docs.insert((projection, key.to_string()), value);
+    }
+
+    async fn apply_aggregate<T: AggregateRoot>(&mut self, projection: &'static str, event: &LoggedEvent) -> Result<(), AppError> {
+        let Ok(parsed) = serde_json::from_value::<T::Event>(event.payload.clone()) else {
+            tracing::warn!(position = event.position, "projection skipped an event it cannot read");
+            return Ok(());
+        };
+        let mut state: T = self.get(projection, &event.aggregate_id).await?.unwrap_or_default();
+        state.apply(parsed);
+        self.put(projection, &event.aggregate_id, Some(&state));
+        Ok(())
+    }
+
+    async fn apply_user(&mut self, event: &LoggedEvent) -> Result<(), AppError> {
+        let Ok(parsed) = serde_json::from_value::<UserEvent>(event.payload.clone()) else {
+            tracing::warn!(position = event.position, "projection skipped an event it cannot read");
+            return Ok(());
+        };
+        let key = &event.aggregate_id;
+        let time = event_time(event);
+        if let UserEvent::UserCreated { username, password_hash, public_keys, home, groups, policies } = parsed {
+            let view = UserView {
+                username,
+                home,
+                enabled: true,
+                has_password: password_hash.is_some(),
+                public_keys: public_keys.iter().map(|k| k.to_openssh()).collect(),
+                groups,
+                policies,
+                created_at: time.clone(),
+                updated_at: time,
+            };
+            self.put(USERS, key, Some(&view));
+            return Ok(());
+        }
+        let Some(mut view) = self.get::<UserView>(USERS, key).await? else { return Ok(()) };
+        match parsed {
+            UserEvent::UserCreated { .. } => unreachable!("handled above"),
+            UserEvent::UserPasswordChanged { .. } => view.has_password = true,
+            UserEvent::UserPublicKeysChanged { public_keys } => {
+                view.public_keys = public_keys.iter().map(|k| k.to_openssh()).collect();
+            }
+            UserEvent::UserGroupsChanged { groups } => view.groups = groups,
+            UserEvent::UserPoliciesChanged { policies } => view.policies = policies,
+            UserEvent::UserEnabled {} => view.enabled = true,
+            UserEvent::UserDisabled {} => view.enabled = false,
+            UserEvent::UserDeleted {} => {
+                self.put::<UserView>(USERS, key, None);
+                return Ok(());
+            }
+        }
+        view.updated_at = time;
+        self.put(USERS, key, Some(&view));
+        Ok(())
+    }
+
+    async fn apply_transfer(&mut self, event: &LoggedEvent) -> Result<(), AppError> {
+        let Ok(parsed) = serde_json::from_value::<TransferEvent>(event.payload.clone()) else {
+            tracing::warn!(position = event.position, "projection skipped an event it cannot read");
+            return Ok(());
+        };
+        let key = &event.aggregate_id;
+        let time = event_time(event);
+        let mut view = self.get::<TransferView>(TRANSFERS, key).await?.unwrap_or_default();
+        view.id = key.clone();
+        match parsed {
+            TransferEvent::TransferStarted { context, offset } => {
+                view.state = Some(TransferState::Running);
+                view.context = Some(context);
+                view.offset = offset;
+                view.started_at = time;
+            }
+            TransferEvent::TransferDenied { context, rule } => {
+                view.state = Some(TransferState::Denied);
+                view.context = Some(context);
+                view.reason = Some(rule);
+                view.started_at = time.clone();
+                view.ended_at = Some(time);
+            }
+            TransferEvent::TransferCompleted { bytes, size, sha256, .. } => {
+                view.state = Some(TransferState::Completed);
+                view.bytes = bytes;
+                view.size = Some(size);
+                view.sha256 = sha256;
+                view.ended_at = Some(time);
+            }
+            TransferEvent::TransferFailed { bytes, error, .. } => {
+                view.state = Some(TransferState::Failed);
+                view.bytes = bytes;
+                view.reason = Some(error);
+                view.ended_at = Some(time);
+            }
+            TransferEvent::TransferAborted { bytes, reason, .. } => {
+                view.state = Some(TransferState::Aborted);
+                view.bytes = bytes;
+                view.reason = Some(reason);
+                view.ended_at = Some(time);
+            }
+        }
+        self.put(TRANSFERS, key, Some(&view));
+        Ok(())
+    }
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
+    /// Projects the next batch of events into the read models; returns how
+    /// many events it processed.
+    pub async fn project_pending(&self) -> Result<usize, AppError> {
+        let deps = &self.inner.deps;
+        let checkpoint = deps.projections.checkpoint(PROJECTOR).await?;
+        let events = deps.log.read_after(checkpoint, BATCH).await?;
+        let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
+        let mut batch = Batch { app: self, docs: HashMap::new() };
+        for event in &events {
+            match event.aggregate_type.as_str() {
+                "user" => batch.apply_user(event).await?,
+                "policy" => batch.apply_aggregate::<Policy>(POLICIES, event).await?,
+                "group" => batch.apply_aggregate::<Group>(GROUPS, event).await?,
+                "transfer" => batch.apply_transfer(event).await?,
+                _ => {}
+            }
+        }
+        let changes: Vec<DocChange> = batch
+            .docs
+            .into_iter()
+            .map(|((projection, key), doc)| DocChange { projection: projection.to_string(), key, doc })
+            .collect();
+        deps.projections.commit(PROJECTOR, last, &changes).await?;
+        Ok(events.len())
+    }
+
+    /// Seals the next batch of events into the audit hash chain; returns
+    /// how many it sealed.
+    pub async fn seal_pending(&self) -> Result<usize, AppError> {
+        let deps = &self.inner.deps;
+        let last = deps.audit.last_seal().await?;
+        let (after, mut previous) = match &last {
+            Some(seal) => {
+                let mut hash = [0u8; 32];
+                hex::decode_to_slice(&seal.hash, &mut hash).map_err(|e| AppError::Store(Box::new(e)))?;
+                (seal.position, hash)
+            }
+            None => (0, tollgate_audit::GENESIS),
+        };
+        let events = deps.log.read_after(after, BATCH).await?;
+        let mut seals = Vec::with_capacity(events.len());
+        for event in &events {
+            previous = tollgate_audit::chain(&previous, &crate::queries::record(event));
+            seals.push(Seal { position: event.position, event_id: event.event_id.clone(), hash: hex::encode(previous) });
+        }
+        if !seals.is_empty() {
+            deps.audit.append_seals(&seals).await?;
+        }
+        Ok(seals.len())
+    }
+
+    /// Runs every subscriber until it has processed the whole log.
+    pub async fn catch_up(&self) -> Result<(), AppError> {
+        while self.seal_pending().await? > 0 {}
+        while self.project_pending().await? > 0 {}
+        Ok(())
+    }
+
+    /// Follows the log until `shutdown` turns true: woken by local commits,
+    /// and polling for commits made by other processes.
+    pub async fn run_subscribers(&self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            let notified = self.inner.committed.notified();
+            let progress = async {
+                let sealed = self.seal_pending().await?;
+                let projected = self.project_pending().await?;
+                Ok::<_, AppError>(sealed + projected)
+            }
+            .await;
+            let busy = match progress {
+                Ok(n) => n > 0,
+                Err(err) => {
+                    tracing::error!(error = %err, "a subscriber failed; retrying");
+                    false
+                }
+            };
+            if busy {
+                continue;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Drops the read models and projects the whole log again.
+    pub async fn rebuild_projections(&self) -> Result<u64, AppError> {
+        self.inner.deps.projections.reset(PROJECTOR, &[USERS, POLICIES, GROUPS, TRANSFERS]).await?;
+        let mut total = 0u64;
+        loop {
+            let n = self.project_pending().await?;
+            if n == 0 {
+                return Ok(total);
+            }
+            total += n as u64;
+        }
+    }
+
+    /// Where each subscriber stands.
+    pub async fn subscriber_status(&self) -> Result<Vec<SubscriberStatus>, AppError> {
+        let deps = &self.inner.deps;
+        let head = deps.log.head().await?;
+        let sealed = deps.audit.last_seal().await?.map(|s| s.position).unwrap_or(0);
+        let projected = deps.projections.checkpoint(PROJECTOR).await?;
+        Ok(vec![
+            SubscriberStatus { name: SEALER, position: sealed, head },
+            SubscriberStatus { name: PROJECTOR, position: projected, head },
+        ])
+    }
+
+    /// The transfers read model, newest first.
+    pub async fn list_transfers(&self) -> Result<Vec<TransferView>, AppError> {
+        let docs = self.inner.deps.projections.list(TRANSFERS).await?;
+        let mut views: Vec<TransferView> = docs.into_iter().filter_map(|(_, doc)| serde_json::from_value(doc).ok()).collect();
+        views.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        Ok(views)
+    }
+}
