@@ -1,1 +1,387 @@
-fn main() {}
+//! The `tollgate` command: parses the command line and hands over to the
+//! composition root (`tollgate::Server`) or to one administrative command.
+#![allow(clippy::print_stdout)]
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tollgate::{Config, Listeners, Server};
+use tollgate_application::{EventFilter, EventSummary, NewUser};
+
+#[derive(Parser)]
+#[command(name = "tollgate", version, about = "A file-transfer gateway with a tamper-evident audit trail")]
+struct Cli {
+    /// The configuration file (default: none, embedded defaults).
+    #[arg(long, short, global = true, env = "TOLLGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the server.
+    Serve {
+        /// Overrides sftp.listen (use 127.0.0.1:0 for an ephemeral port).
+        #[arg(long)]
+        listen_sftp: Option<String>,
+    },
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// User administration.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Policy administration.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Group administration.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// The audit trail.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Read models.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Checks a configuration file (and TOLLGATE_* overrides).
+    Validate { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Creates a user.
+    Add {
+        name: String,
+        /// The password (prefer --password-stdin: arguments are visible to other local users).
+        #[arg(long)]
+        password: Option<String>,
+        /// Reads the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// An OpenSSH public key line; repeatable.
+        #[arg(long = "key")]
+        keys: Vec<String>,
+        /// A file of OpenSSH public key lines (authorized_keys format).
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+        /// The home directory (default: HOMES_DIR/NAME).
+        #[arg(long)]
+        home: Option<String>,
+        /// A group; repeatable.
+        #[arg(long = "group")]
+        groups: Vec<String>,
+        /// A policy; repeatable.
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+    },
+    /// Lists users (from the read model).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sets a user's password, read from standard input.
+    Passwd { name: String },
+    /// Replaces a user's directly attached policies.
+    SetPolicies { name: String, policies: Vec<String> },
+    /// Allows logins again.
+    Enable { name: String },
+    /// Refuses logins from now on.
+    Disable { name: String },
+    /// Deletes a user (files stay on disk).
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Creates a policy from rules like `/inbox=list,upload`.
+    Add {
+        name: String,
+        #[arg(long = "rule", required = true)]
+        rules: Vec<String>,
+    },
+    /// Replaces a policy's rules.
+    Set {
+        name: String,
+        #[arg(long = "rule", required = true)]
+        rules: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum GroupCommand {
+    /// Creates a group with policies.
+    Add {
+        name: String,
+        #[arg(long = "policy")]
+        policies: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verifies the whole hash chain; exit code 1 on the first bad record.
+    Verify,
+    /// Shows the newest events.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Lists events, oldest first.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        /// RFC 3339 time, e.g. 2026-11-23T00:00:00Z.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        /// An event type, e.g. LoginFailed.
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Drops the read models and rebuilds them from the event log.
+    Rebuild,
+}
+
+#[derive(Args)]
+struct Output {
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match &cli.command {
+        Command::Config(ConfigCommand::Validate { file }) => {
+            let config = Config::load(Some(file), env)?;
+            println!("{}: ok (database: {})", file.display(), config.database_url());
+            return Ok(());
+        }
+        _ => Config::load(cli.config.as_deref(), env)?,
+    };
+    init_tracing(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(run(cli.command, config))
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn read_stdin_line() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+    Ok(text.lines().next().unwrap_or_default().to_string())
+}
+
+fn parse_time(text: &Option<String>) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    text.as_deref()
+        .map(|t| {
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .with_context(|| format!("{t:?} is not an RFC 3339 time like 2026-11-23T10:00:00Z"))
+        })
+        .transpose()
+}
+
+fn print_events(events: &[EventSummary], json: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for event in events {
+        let line = if json { serde_json::to_string(event)? } else { event_line(event) };
+        match writeln!(out, "{line}") {
+            Ok(()) => {}
+            // A closed pipe (`| head`) ends the listing quietly.
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+fn event_line(event: &EventSummary) -> String {
+    {
+        let mut line = format!(
+            "{:>6} {} {:<8} {:<22} {:<7} {:<21} {}",
+            event.position,
+            event.time,
+            event.user.as_deref().unwrap_or("-"),
+            event.event_type,
+            event.outcome,
+            event.remote_addr.as_deref().unwrap_or("-"),
+            event.protocol.as_deref().unwrap_or("-"),
+        );
+        for (label, value) in [
+            ("op", event.operation.clone()),
+            ("path", event.path.clone()),
+            ("to", event.target.clone()),
+            ("bytes", event.bytes.map(|b| b.to_string())),
+            ("sha256", event.sha256.clone()),
+            ("detail", event.detail.clone()),
+        ] {
+            if let Some(value) = value {
+                line.push_str(&format!(" {label}={value}"));
+            }
+        }
+        line
+    }
+}
+
+const CLI_ACTOR: &str = "cli";
+
+async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
+    if let Command::Serve { listen_sftp } = command {
+        if let Some(listen) = listen_sftp {
+            config.sftp.listen = listen;
+            config.validate()?;
+        }
+        let server = Server::start(config, Listeners::default()).await?;
+        if let Some(addr) = server.sftp_addr {
+            // A machine-readable line for scripts and tests.
+            println!("{}", serde_json::json!({"listening": "sftp", "address": addr.to_string()}));
+        }
+        return server.wait(shutdown_signal()).await;
+    }
+    let (app, db) = tollgate::open(&config).await?;
+    let res = admin(command, &config, &app).await;
+    db.close().await;
+    res
+}
+
+async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } | Command::Config(_) => unreachable!("handled before"),
+        Command::User(UserCommand::Add { name, password, password_stdin, mut keys, key_file, home, groups, policies }) => {
+            let password = if password_stdin { Some(read_stdin_line()?) } else { password };
+            if let Some(file) = key_file {
+                let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
+                keys.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+            }
+            let home = match home {
+                Some(home) => home,
+                None => {
+                    let dir = config.homes_dir().join(&name);
+                    let dir = if dir.is_absolute() { dir } else { std::env::current_dir()?.join(dir) };
+                    dir.to_string_lossy().into_owned()
+                }
+            };
+            app.create_user(CLI_ACTOR, NewUser { username: name.clone(), password, public_keys: keys, home: home.clone(), groups, policies })
+                .await?;
+            println!("user {name} created (home {home})");
+        }
+        Command::User(UserCommand::List { json }) => {
+            app.catch_up().await?;
+            for user in app.list_users().await? {
+                if json {
+                    println!("{}", serde_json::to_string(&user)?);
+                } else {
+                    println!(
+                        "{:<20} {:<8} keys={} password={} home={} policies={}",
+                        user.username,
+                        if user.enabled { "enabled" } else { "disabled" },
+                        user.public_keys.len(),
+                        user.has_password,
+                        user.home,
+                        user.policies.join(",")
+                    );
+                }
+            }
+        }
+        Command::User(UserCommand::Passwd { name }) => {
+            let password = read_stdin_line()?;
+            app.set_password(CLI_ACTOR, &name, &password).await?;
+            println!("password of {name} changed");
+        }
+        Command::User(UserCommand::SetPolicies { name, policies }) => {
+            app.set_user_policies(CLI_ACTOR, &name, &policies).await?;
+            println!("policies of {name} set");
+        }
+        Command::User(UserCommand::Enable { name }) => app.set_user_enabled(CLI_ACTOR, &name, true).await?,
+        Command::User(UserCommand::Disable { name }) => app.set_user_enabled(CLI_ACTOR, &name, false).await?,
+        Command::User(UserCommand::Delete { name }) => app.delete_user(CLI_ACTOR, &name).await?,
+        Command::Policy(PolicyCommand::Add { name, rules }) => {
+            app.create_policy(CLI_ACTOR, &name, &rules).await?;
+            println!("policy {name} created");
+        }
+        Command::Policy(PolicyCommand::Set { name, rules }) => app.replace_policy_rules(CLI_ACTOR, &name, &rules).await?,
+        Command::Group(GroupCommand::Add { name, policies }) => {
+            app.create_group(CLI_ACTOR, &name, &policies).await?;
+            println!("group {name} created");
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let report = app.verify_audit().await?;
+            match report.finding {
+                None => println!("OK: {} records verified, {} not yet sealed", report.sealed, report.unsealed),
+                Some(finding) => {
+                    println!("FAILED: {finding} ({} records verified before it)", report.sealed);
+                    bail!("the audit trail does not verify");
+                }
+            }
+        }
+        Command::Audit(AuditCommand::Tail { lines, output }) => {
+            let events = app.list_events(&EventFilter { limit: lines, tail: true, ..EventFilter::default() }).await?;
+            print_events(&events, output.json)?;
+        }
+        Command::Events(EventsCommand::List { user, since, until, event_type, limit, output }) => {
+            let filter = EventFilter {
+                user,
+                since: parse_time(&since)?,
+                until: parse_time(&until)?,
+                event_type,
+                limit,
+                ..EventFilter::default()
+            };
+            print_events(&app.list_events(&filter).await?, output.json)?;
+        }
+        Command::Projections(ProjectionsCommand::Rebuild) => {
+            let n = app.rebuild_projections().await?;
+            println!("projections rebuilt from {n} events");
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return ctrl_c.await.unwrap_or(()),
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}

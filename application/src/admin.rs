@@ -208,3 +208,28 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 fn parse_rules(rules: &[String]) -> Result<Vec<Rule>, AppError> {
     rules.iter().map(|text| Rule::parse(text).map_err(|e| AppError::Invalid(e.to_string()))).collect()
 }
+
+/// The name of the administrator created on first start.
+pub const FIRST_ADMIN: &str = "admin";
+
+impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
+    /// Creates the first administrator if there is none yet. Returns the
+    /// generated password when none was given, so that it can be shown once.
+    pub async fn bootstrap_admin(&self, password: Option<String>) -> Result<Option<String>, AppError> {
+        use tollgate_domain::admin::{Admin, AdminCommand, Role};
+        let existing: Admin = self.load(FIRST_ADMIN).await?;
+        if existing.role.is_some() {
+            return Ok(None);
+        }
+        let generated = password.is_none();
+        let password = password.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        let password_hash = self.hash_password(&password)?;
+        self.execute::<Admin>(FIRST_ADMIN, &admin_actor("system", None), || AdminCommand::Create {
+            username: FIRST_ADMIN.to_string(),
+            password_hash: password_hash.clone(),
+            role: Role::Admin,
+        })
+        .await?;
+        Ok(generated.then_some(password))
+    }
+}

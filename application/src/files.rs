@@ -357,6 +357,9 @@ impl StreamHash {
     }
 
     fn feed(&mut self, offset: u64, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
         match &mut self.hasher {
             Some(hasher) if offset == self.next => {
                 hasher.update(data);

@@ -25,11 +25,11 @@ use cqrs_es::persist::PersistedEventRepository;
 use tokio::sync::Notify;
 use tollgate_ports::outbound::{AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore};
 
-pub use admin::{NewUser, UserView};
+pub use admin::{FIRST_ADMIN, NewUser, UserView};
 pub use error::AppError;
 pub use queries::{EventFilter, EventSummary, VerifyReport};
 pub use sessions::Gateway;
-pub use subscribers::SubscriberStatus;
+pub use subscribers::{SubscriberStatus, TransferView};
 
 /// A clock that reads the system time.
 #[derive(Debug, Clone, Copy, Default)]

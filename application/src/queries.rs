@@ -72,6 +72,8 @@ pub struct EventSummary {
     pub session_id: Option<String>,
     /// `aggregate_type/aggregate_id`.
     pub aggregate: String,
+    /// The file operation (`mkdir`, `list`, ...), for session file events.
+    pub operation: Option<String>,
     /// The affected path, if any.
     pub path: Option<String>,
     /// Rename target.
@@ -122,6 +124,7 @@ impl EventSummary {
             remote_addr: text(meta.get("remote_addr")),
             session_id: text(meta.get("session_id")),
             aggregate: format!("{}/{}", event.aggregate_type, event.aggregate_id),
+            operation: text(body.get("operation")),
             path,
             target: text(body.get("target")),
             bytes: body.get("bytes").and_then(Value::as_u64),

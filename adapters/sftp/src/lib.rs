@@ -1,1 +1,225 @@
-//! placeholder
+//! The SSH server (russh) and its SFTP subsystem.
+//!
+//! One `Connection` per TCP connection holds the protocol state; every
+//! authentication and file operation is delegated to the `Sessions` and
+//! `FileOps` inbound ports.
+//!
+//! Architecture invariant: this crate never touches storage or the event
+//! store, and decides no permission: it translates SSH/SFTP to port calls
+//! and port errors to SFTP status codes.
+
+mod protocol;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::PrivateKey;
+use russh::server::{Auth, Msg, Server as _, Session};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tollgate_domain::session::Protocol;
+use tollgate_ports::inbound::{ClientInfo, FileOps, Sessions};
+
+/// Tuning of the SSH transport.
+#[derive(Debug, Clone)]
+pub struct SftpConfig {
+    /// Host keys offered to clients.
+    pub host_keys: Vec<PrivateKey>,
+    /// Idle connections are closed after this long.
+    pub idle_timeout: Duration,
+    /// Delay before answering a failed authentication.
+    pub auth_rejection_time: Duration,
+}
+
+/// The SSH/SFTP server.
+pub struct SftpServer {
+    sessions: Arc<dyn Sessions>,
+    config: Arc<russh::server::Config>,
+}
+
+impl SftpServer {
+    /// A server answering with `sessions`.
+    pub fn new(sessions: Arc<dyn Sessions>, config: SftpConfig) -> Self {
+        let mut methods = MethodSet::empty();
+        methods.push(MethodKind::PublicKey);
+        methods.push(MethodKind::Password);
+        let russh_config = russh::server::Config {
+            server_id: russh::SshId::Standard("SSH-2.0-Tollgate".into()),
+            methods,
+            auth_rejection_time: config.auth_rejection_time,
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: config.host_keys,
+            inactivity_timeout: Some(config.idle_timeout),
+            // Bulk transfers need a large window and the largest packets
+            // russh accepts; the defaults throttle SFTP far below the link.
+            window_size: 16 * 1024 * 1024,
+            maximum_packet_size: 65535,
+            channel_buffer_size: 1024,
+            nodelay: true,
+            max_auth_attempts: 6,
+            ..Default::default()
+        };
+        SftpServer { sessions, config: Arc::new(russh_config) }
+    }
+
+    /// Accepts connections on `listener` until `shutdown` turns true.
+    pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+        let mut factory = Factory { sessions: self.sessions };
+        let running = factory.run_on_socket(self.config, &listener);
+        let handle = running.handle();
+        tokio::select! {
+            res = running => res,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                handle.shutdown("server shutting down".to_string());
+                Ok(())
+            }
+        }
+    }
+}
+
+struct Factory {
+    sessions: Arc<dyn Sessions>,
+}
+
+impl russh::server::Server for Factory {
+    type Handler = Connection;
+
+    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
+        Connection {
+            sessions: self.sessions.clone(),
+            remote_addr: peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".to_string()),
+            session_id: None,
+            files: None,
+            channels: HashMap::new(),
+        }
+    }
+
+    fn handle_session_error(&mut self, error: russh::Error) {
+        tracing::debug!(%error, "ssh connection ended with an error");
+    }
+}
+
+/// The protocol state of one SSH connection.
+struct Connection {
+    sessions: Arc<dyn Sessions>,
+    remote_addr: String,
+    session_id: Option<String>,
+    files: Option<Arc<dyn FileOps>>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+impl Connection {
+    /// The session id, opening the session on the first authentication attempt.
+    async fn session_id(&mut self) -> Option<String> {
+        if self.session_id.is_none() {
+            let client = ClientInfo { protocol: Protocol::Sftp, remote_addr: self.remote_addr.clone() };
+            match self.sessions.open(client).await {
+                Ok(id) => self.session_id = Some(id),
+                Err(err) => tracing::error!(%err, "cannot open a session"),
+            }
+        }
+        self.session_id.clone()
+    }
+}
+
+fn openssh_key(key: &russh::keys::PublicKey) -> Option<String> {
+    key.to_openssh().ok()
+}
+
+impl russh::server::Handler for Connection {
+    type Error = russh::Error;
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let Some(session_id) = self.session_id().await else { return Ok(Auth::reject()) };
+        match self.sessions.login_password(&session_id, user, password).await {
+            Ok(files) => {
+                self.files = Some(files);
+                Ok(Auth::Accept)
+            }
+            Err(_) => Ok(Auth::reject()),
+        }
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: russh::server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(session_id) = self.session_id().await else { return Ok(Auth::reject()) };
+        let Some(key) = openssh_key(offer.public_key) else { return Ok(Auth::reject()) };
+        if self.sessions.offer_public_key(&session_id, user, &key).await {
+            Ok(Auth::Accept)
+        } else {
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: russh::server::VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let Some(session_id) = self.session_id().await else { return Ok(Auth::reject()) };
+        let Some(key) = openssh_key(key.public_key) else { return Ok(Auth::reject()) };
+        match self.sessions.login_public_key(&session_id, user, &key).await {
+            Ok(files) => {
+                self.files = Some(files);
+                Ok(Auth::Accept)
+            }
+            Err(_) => Ok(Auth::reject()),
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: russh::server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.files.is_none() {
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(&mut self, channel_id: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
+        let (Some(files), true) = (self.files.clone(), name == "sftp") else {
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
+        let Some(channel) = self.channels.remove(&channel_id) else {
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
+        session.channel_success(channel_id)?;
+        tokio::spawn(protocol::serve(channel, files));
+        Ok(())
+    }
+
+    async fn exec_request(&mut self, channel_id: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+        tracing::info!(command = %String::from_utf8_lossy(data), "exec request refused");
+        session.channel_failure(channel_id)?;
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, channel_id: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        session.channel_failure(channel_id)?;
+        Ok(())
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(session_id) = self.session_id.take() {
+            let sessions = self.sessions.clone();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { sessions.close(&session_id, "connection closed").await });
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! `tollgate.toml`: one file, every key overridable by a `TOLLGATE_*`
+//! environment variable, safe defaults when there is no file at all.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the database, host keys and default homes live.
+    pub data_dir: PathBuf,
+    /// The event store.
+    pub database: DatabaseConfig,
+    /// The SSH/SFTP server.
+    pub sftp: SftpSection,
+    /// Local storage.
+    pub storage: StorageConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH` or `postgres://...`; empty means SQLite in the data directory.
+    pub url: String,
+}
+
+/// `[sftp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftpSection {
+    /// Whether the SSH server runs.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: String,
+    /// Host key files (OpenSSH format); empty means generated keys in the data directory.
+    pub host_keys: Vec<PathBuf>,
+    /// Idle connections are closed after this many seconds.
+    pub idle_timeout_secs: u64,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Where `user add` puts homes when none is given; empty means `DATA_DIR/homes`.
+    pub homes_dir: String,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `tollgate=debug`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig::default(),
+            sftp: SftpSection::default(),
+            storage: StorageConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for SftpSection {
+    fn default() -> Self {
+        SftpSection { enabled: true, listen: "127.0.0.1:2022".to_string(), host_keys: Vec::new(), idle_timeout_secs: 600 }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: "text".to_string(), level: "info".to_string() }
+    }
+}
+
+/// Environment variables that are not configuration keys.
+const NON_KEYS: [&str; 2] = ["TOLLGATE_ADMIN_PASSWORD", "TOLLGATE_TEST_REQUIRE_SERVICES"];
+
+impl Config {
+    /// Loads `file` (or the defaults), applies `TOLLGATE_*` overrides from
+    /// `env`, and validates the result.
+    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but cannot work.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.sftp.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!("sftp.listen: {:?} is not an address like 127.0.0.1:2022", self.sftp.listen));
+        }
+        for key in &self.sftp.host_keys {
+            if !key.is_file() {
+                problems.push(format!("sftp.host_keys: {} does not exist", key.display()));
+            }
+        }
+        if self.sftp.idle_timeout_secs == 0 {
+            problems.push("sftp.idle_timeout_secs: must be at least 1".to_string());
+        }
+        let url = &self.database.url;
+        if !url.is_empty() && !["sqlite:", "postgres:", "postgresql:"].iter().any(|s| url.starts_with(s)) {
+            problems.push("database.url: must start with sqlite: or postgres://".to_string());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            problems.push(format!("log.format: {:?} is neither \"text\" nor \"json\"", self.log.format));
+        }
+        if self.data_dir.exists() && !self.data_dir.is_dir() {
+            problems.push(format!("data_dir: {} is not a directory", self.data_dir.display()));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        bail!("invalid configuration:\n  {}", problems.join("\n  "))
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            format!("sqlite:{}", self.data_dir.join("tollgate.db").display())
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// Where new users' homes go by default.
+    pub fn homes_dir(&self) -> PathBuf {
+        if self.storage.homes_dir.is_empty() {
+            self.data_dir.join("homes")
+        } else {
+            PathBuf::from(&self.storage.homes_dir)
+        }
+    }
+}
+
+/// Applies `TOLLGATE_SECTION_KEY=value` overrides: the key path is matched
+/// against the keys the configuration knows, so `TOLLGATE_SFTP_IDLE_TIMEOUT_SECS`
+/// sets `sftp.idle_timeout_secs`.
+fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
+    let defaults = toml::Table::try_from(Config::default()).context("the default configuration serialises")?;
+    let mut keys = Vec::new();
+    for (name, value) in &defaults {
+        match value {
+            toml::Value::Table(section) => keys.extend(section.keys().map(|k| vec![name.clone(), k.clone()])),
+            _ => keys.push(vec![name.clone()]),
+        }
+    }
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix("TOLLGATE_") else { continue };
+        if NON_KEYS.contains(&var.as_str()) {
+            continue;
+        }
+        let wanted = rest.to_ascii_lowercase();
+        let Some(path) = keys.iter().find(|path| path.join("_") == wanted) else {
+            bail!("{var}: no configuration key matches this variable");
+        };
+        let default = match path.as_slice() {
+            [key] => defaults.get(key),
+            [section, key] => defaults.get(section).and_then(toml::Value::as_table).and_then(|s| s.get(key)),
+            _ => None,
+        };
+        let value = parse_like(default, &raw).with_context(|| format!("{var}: {raw:?} has the wrong type"))?;
+        let mut target = &mut *table;
+        for key in &path[..path.len() - 1] {
+            target = target
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                .as_table_mut()
+                .with_context(|| format!("{key} must be a table"))?;
+        }
+        target.insert(path[path.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+fn parse_like(default: Option<&toml::Value>, raw: &str) -> anyhow::Result<toml::Value> {
+    Ok(match default {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse()?),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse()?),
+        Some(toml::Value::Array(_)) => {
+            toml::Value::Array(raw.split(',').filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.to_string())).collect())
+        }
+        _ => toml::Value::String(raw.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,178 @@
+//! The `tollgate` binary's library: configuration and the composition root,
+//! the only place where adapters are wired to ports.
+
+pub mod config;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use russh::keys::{Algorithm, PrivateKey};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tollgate_application::{Dependencies, SystemClock, Tollgate};
+use tollgate_identity::Argon2Hasher;
+use tollgate_persistence::Database;
+use tollgate_sftp::{SftpConfig, SftpServer};
+use tollgate_storage::LocalStorage;
+
+pub use config::Config;
+
+/// The application as wired by the binary.
+pub type App = Tollgate<Database>;
+
+/// Opens the database (creating the data directory) and wires the application.
+pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    let url = config.database_url();
+    let db = Database::connect(&url).await.with_context(|| format!("cannot open the {} database", url_kind(&url)))?;
+    let app = Tollgate::new(Dependencies {
+        repository: db.clone(),
+        log: Arc::new(db.clone()),
+        audit: Arc::new(db.clone()),
+        projections: Arc::new(db.clone()),
+        storage: Arc::new(LocalStorage::new()),
+        hasher: Arc::new(Argon2Hasher),
+        clock: Arc::new(SystemClock),
+    });
+    Ok((app, db))
+}
+
+fn url_kind(url: &str) -> &'static str {
+    if url.starts_with("sqlite:") { "SQLite" } else { "PostgreSQL" }
+}
+
+/// Loads the configured host keys, or the generated ones in the data
+/// directory (generating an Ed25519 key on first start).
+pub fn host_keys(config: &Config) -> anyhow::Result<Vec<PrivateKey>> {
+    if !config.sftp.host_keys.is_empty() {
+        return config
+            .sftp
+            .host_keys
+            .iter()
+            .map(|path| {
+                russh::keys::load_secret_key(path, None)
+                    .with_context(|| format!("cannot load the host key {}", path.display()))
+            })
+            .collect();
+    }
+    let dir = config.data_dir.join("host_keys");
+    let path = dir.join("ssh_host_ed25519_key");
+    if path.exists() {
+        return Ok(vec![
+            russh::keys::load_secret_key(&path, None).with_context(|| format!("cannot load {}", path.display()))?,
+        ]);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).context("cannot generate a host key")?;
+    write_private(&path, &key)?;
+    tracing::info!(path = %path.display(), "generated an SSH host key");
+    Ok(vec![key])
+}
+
+fn write_private(path: &Path, key: &PrivateKey) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).context("cannot encode the host key")?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Listeners bound by the caller (tests bind `127.0.0.1:0`).
+#[derive(Default)]
+pub struct Listeners {
+    /// The SSH/SFTP listener; bound from the configuration when `None`.
+    pub sftp: Option<TcpListener>,
+}
+
+/// A running server.
+pub struct Server {
+    /// Where SFTP listens.
+    pub sftp_addr: Option<SocketAddr>,
+    /// The application, for tests and the CLI.
+    pub app: App,
+    db: Database,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// Starts every configured protocol and the log subscribers.
+    pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Server> {
+        let (app, db) = open(&config).await?;
+        let admin_password = std::env::var("TOLLGATE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+        if let Some(generated) = app.bootstrap_admin(admin_password).await.context("cannot create the first administrator")? {
+            // Shown once, on the terminal of whoever started the first server.
+            eprintln!("first administrator: {} / {generated} (shown once; change it)", tollgate_application::FIRST_ADMIN);
+        }
+        app.catch_up().await.context("cannot catch up with the event log")?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        {
+            let app = app.clone();
+            let rx = shutdown_rx.clone();
+            tasks.spawn(async move {
+                app.run_subscribers(rx).await;
+                Ok(())
+            });
+        }
+        let mut sftp_addr = None;
+        if config.sftp.enabled {
+            let listener = match listeners.sftp {
+                Some(listener) => listener,
+                None => TcpListener::bind(&config.sftp.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.sftp.listen))?,
+            };
+            sftp_addr = Some(listener.local_addr()?);
+            let server = SftpServer::new(
+                app.gateway(),
+                SftpConfig {
+                    host_keys: host_keys(&config)?,
+                    idle_timeout: Duration::from_secs(config.sftp.idle_timeout_secs),
+                    auth_rejection_time: Duration::from_millis(500),
+                },
+            );
+            let rx = shutdown_rx.clone();
+            tasks.spawn(async move { server.run(listener, rx).await.context("the SFTP server failed") });
+        }
+        Ok(Server { sftp_addr, app, db, shutdown, tasks })
+    }
+
+    /// Runs until a task fails or `stop` is requested through `signal`.
+    pub async fn wait(mut self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+        tokio::select! {
+            _ = signal => {}
+            Some(res) = self.tasks.join_next() => {
+                res.context("a server task panicked")??;
+            }
+        }
+        self.stop().await
+    }
+
+    /// Stops accepting, lets the subscribers finish their batch, and closes the database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        while let Some(res) = self.tasks.join_next().await {
+            if let Ok(Err(err)) = res {
+                tracing::warn!(error = %err, "a task ended with an error during shutdown");
+            }
+        }
+        // Record what the subscribers have not yet seen before closing.
+        if let Err(err) = self.app.catch_up().await {
+            tracing::warn!(error = %err, "subscribers could not catch up before shutdown");
+        }
+        self.db.close().await;
+        Ok(())
+    }
+}
