@@ -87,8 +87,11 @@ impl Default for LogConfig {
     }
 }
 
-/// Environment variables that are not configuration keys.
-const NON_KEYS: [&str; 2] = ["TOLLGATE_ADMIN_PASSWORD", "TOLLGATE_TEST_REQUIRE_SERVICES"];
+/// Environment variables that are not configuration keys: the first
+/// administrator's password, the config file path, the log filter, and the
+/// test suite's own switches.
+const NON_KEYS: [&str; 3] = ["TOLLGATE_ADMIN_PASSWORD", "TOLLGATE_CONFIG", "TOLLGATE_LOG"];
+const NON_KEY_PREFIX: &str = "TOLLGATE_TEST_";
 
 impl Config {
     /// Loads `file` (or the defaults), applies `TOLLGATE_*` overrides from
@@ -172,7 +175,7 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
     }
     for (var, raw) in env {
         let Some(rest) = var.strip_prefix("TOLLGATE_") else { continue };
-        if NON_KEYS.contains(&var.as_str()) {
+        if NON_KEYS.contains(&var.as_str()) || var.starts_with(NON_KEY_PREFIX) {
             continue;
         }
         let wanted = rest.to_ascii_lowercase();

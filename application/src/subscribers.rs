@@ -14,7 +14,7 @@ use tollgate_domain::group::Group;
 use tollgate_domain::policy::Policy;
 use tollgate_domain::transfer::{TransferEvent, TransferState};
 use tollgate_domain::user::UserEvent;
-use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal};
+use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreErrorKind};
 
 use crate::admin::UserView;
 use crate::{AppError, Tollgate};
@@ -218,8 +218,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .into_iter()
             .map(|((projection, key), doc)| DocChange { projection: projection.to_string(), key, doc })
             .collect();
-        deps.projections.commit(PROJECTOR, last, &changes).await?;
-        Ok(events.len())
+        match deps.projections.commit(PROJECTOR, checkpoint, last, &changes).await {
+            Ok(()) => Ok(events.len()),
+            // Another process projected this batch first; the next call
+            // starts from its checkpoint.
+            Err(err) if err.kind == StoreErrorKind::Conflict => Ok(events.len()),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Seals the next batch of events into the audit hash chain; returns
@@ -241,10 +246,15 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             previous = tollgate_audit::chain(&previous, &crate::queries::record(event));
             seals.push(Seal { position: event.position, event_id: event.event_id.clone(), hash: hex::encode(previous) });
         }
-        if !seals.is_empty() {
-            deps.audit.append_seals(&seals).await?;
+        if seals.is_empty() {
+            return Ok(0);
         }
-        Ok(seals.len())
+        match deps.audit.append_seals(&seals).await {
+            Ok(()) => Ok(seals.len()),
+            // Another sealer got there first; the next call continues its chain.
+            Err(err) if err.kind == StoreErrorKind::Conflict => Ok(seals.len()),
+            Err(err) => Err(err.into()),
+        }
     }
 
     /// Runs every subscriber until it has processed the whole log.

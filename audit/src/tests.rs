@@ -1,3 +1,4 @@
+//! Tests of the parent module.
 use serde_json::json;
 
 use super::*;

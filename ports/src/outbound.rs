@@ -121,8 +121,10 @@ pub struct DocChange {
 pub trait ProjectionStore: Send + Sync {
     /// The last position `subscriber` has processed (0 if never).
     async fn checkpoint(&self, subscriber: &str) -> Result<u64, StoreError>;
-    /// Applies `changes` and moves the checkpoint to `position`, atomically.
-    async fn commit(&self, subscriber: &str, position: u64, changes: &[DocChange]) -> Result<(), StoreError>;
+    /// Applies `changes` and moves the checkpoint from `from` to `to`,
+    /// atomically; must return `Conflict` (and change nothing) when the
+    /// checkpoint is no longer `from` because another process moved it.
+    async fn commit(&self, subscriber: &str, from: u64, to: u64, changes: &[DocChange]) -> Result<(), StoreError>;
     /// One document.
     async fn get(&self, projection: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
     /// All documents of a projection, ordered by key.

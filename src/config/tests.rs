@@ -1,3 +1,4 @@
+//! Tests of the parent module.
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -1,1 +1,14 @@
-fn main() {}
+//! End-to-end tests: the real composition root and the real binary, driven
+//! by real clients over real sockets (russh, russh-sftp) and real databases.
+//!
+//! `TOLLGATE_TEST_POSTGRES_URL` (a server URL such as
+//! `postgres://postgres@127.0.0.1:5432`) runs every server test against
+//! PostgreSQL too, each in a database of its own; `scripts/ci` sets it and
+//! `TOLLGATE_TEST_REQUIRE_SERVICES=1`. `TEST_LOG=1` shows tracing output.
+
+mod architecture;
+mod cli;
+mod event_log;
+mod sftp;
+mod support;
+mod tidy;

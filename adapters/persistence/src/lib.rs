@@ -149,8 +149,8 @@ impl ProjectionStore for Database {
     async fn checkpoint(&self, subscriber: &str) -> Result<u64, StoreError> {
         dispatch!(self, db => db.checkpoint(subscriber).await)
     }
-    async fn commit(&self, subscriber: &str, position: u64, changes: &[DocChange]) -> Result<(), StoreError> {
-        dispatch!(self, db => db.commit(subscriber, position, changes).await)
+    async fn commit(&self, subscriber: &str, from: u64, to: u64, changes: &[DocChange]) -> Result<(), StoreError> {
+        dispatch!(self, db => db.commit(subscriber, from, to, changes).await)
     }
     async fn get(&self, projection: &str, key: &str) -> Result<Option<Value>, StoreError> {
         dispatch!(self, db => db.get(projection, key).await)
@@ -173,6 +173,10 @@ fn map_err(err: sqlx::Error) -> StoreError {
         _ => StoreErrorKind::Unavailable,
     };
     StoreError::new(kind, "database operation failed", Some(Box::new(err)))
+}
+
+fn moved_checkpoint(subscriber: &str) -> StoreError {
+    StoreError::new(StoreErrorKind::Conflict, format!("the checkpoint of {subscriber} moved"), None)
 }
 
 fn corrupt(what: &str, err: serde_json::Error) -> StoreError {

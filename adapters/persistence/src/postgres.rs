@@ -13,7 +13,7 @@ use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreError};
 
-use crate::{ConnectError, EventRow, SharedPgRepository, corrupt, map_err, to_i64, to_u64};
+use crate::{ConnectError, EventRow, moved_checkpoint, SharedPgRepository, corrupt, map_err, to_i64, to_u64};
 
 const EVENT_COLUMNS: &str = "position, event_id::text, aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload::text, metadata::text";
@@ -131,17 +131,24 @@ impl PostgresStore {
         Ok(position.map(to_u64).unwrap_or(0))
     }
 
-    pub(crate) async fn commit(&self, subscriber: &str, position: u64, changes: &[DocChange]) -> Result<(), StoreError> {
+    pub(crate) async fn commit(&self, subscriber: &str, from: u64, to: u64, changes: &[DocChange]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
+        // Compare-and-set: a subscriber running in two processes must not
+        // move the checkpoint backwards or apply a batch twice.
+        let moved = sqlx::query(
             "INSERT INTO subscriber_checkpoints (subscriber, position) VALUES ($1, $2)
-             ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position",
+             ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position
+             WHERE subscriber_checkpoints.position = $3",
         )
         .bind(subscriber)
-        .bind(to_i64(position))
+        .bind(to_i64(to))
+        .bind(to_i64(from))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        if moved.rows_affected() == 0 {
+            return Err(moved_checkpoint(subscriber));
+        }
         for change in changes {
             let query = match &change.doc {
                 Some(doc) => sqlx::query(

@@ -11,7 +11,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreError};
 
-use crate::{ConnectError, EventRow, corrupt, map_err, replay, to_i64, to_u64};
+use crate::{ConnectError, EventRow, moved_checkpoint, corrupt, map_err, replay, to_i64, to_u64};
 
 const EVENT_COLUMNS: &str =
     "position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata";
@@ -184,17 +184,24 @@ impl SqliteStore {
         Ok(position.map(to_u64).unwrap_or(0))
     }
 
-    pub(crate) async fn commit(&self, subscriber: &str, position: u64, changes: &[DocChange]) -> Result<(), StoreError> {
+    pub(crate) async fn commit(&self, subscriber: &str, from: u64, to: u64, changes: &[DocChange]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        sqlx::query(
+        // Compare-and-set: a subscriber running in two processes must not
+        // move the checkpoint backwards or apply a batch twice.
+        let moved = sqlx::query(
             "INSERT INTO subscriber_checkpoints (subscriber, position) VALUES (?, ?)
-             ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position",
+             ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position
+             WHERE subscriber_checkpoints.position = ?",
         )
         .bind(subscriber)
-        .bind(to_i64(position))
+        .bind(to_i64(to))
+        .bind(to_i64(from))
         .execute(&mut *tx)
         .await
         .map_err(map_err)?;
+        if moved.rows_affected() == 0 {
+            return Err(moved_checkpoint(subscriber));
+        }
         for change in changes {
             let query = match &change.doc {
                 Some(doc) => sqlx::query(

@@ -1,3 +1,4 @@
+//! Tests of the parent module.
 use expect_test::expect;
 
 use super::*;

@@ -1,3 +1,4 @@
+//! Tests of the parent module.
 use super::*;
 
 fn vp(text: &str) -> VirtualPath {

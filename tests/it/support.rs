@@ -1,0 +1,225 @@
+//! The test harness: a server on ephemeral ports with a temporary data
+//! directory, databases of its own, and SFTP clients.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use russh::client;
+use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg};
+use russh_sftp::client::SftpSession;
+use tokio::net::TcpListener;
+use tollgate::{Config, Listeners, Server};
+use tollgate_application::{EventFilter, EventSummary, NewUser};
+
+pub(crate) const PASSWORD: &str = "correct horse battery";
+
+static INIT: Once = Once::new();
+
+fn init_logging() {
+    INIT.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+        }
+    });
+}
+
+/// Which databases the suite runs against: SQLite always, PostgreSQL when
+/// configured (and required under `TOLLGATE_TEST_REQUIRE_SERVICES`).
+pub(crate) fn database_kinds() -> Vec<&'static str> {
+    let mut kinds = vec!["sqlite"];
+    if std::env::var("TOLLGATE_TEST_POSTGRES_URL").is_ok_and(|u| !u.is_empty()) {
+        kinds.push("postgres");
+    } else if std::env::var("TOLLGATE_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1") {
+        panic!("TOLLGATE_TEST_REQUIRE_SERVICES=1 but TOLLGATE_TEST_POSTGRES_URL is not set");
+    }
+    kinds
+}
+
+/// A fresh database URL of `kind` for one test.
+pub(crate) async fn fresh_database(kind: &str, dir: &Path) -> String {
+    match kind {
+        "sqlite" => format!("sqlite:{}", dir.join("tollgate.db").display()),
+        _ => {
+            let server = std::env::var("TOLLGATE_TEST_POSTGRES_URL").expect("postgres tests need a server URL");
+            let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgPool::connect(&format!("{server}/postgres")).await.expect("postgres reachable");
+            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+            admin.close().await;
+            admin = sqlx::PgPool::connect(&format!("{server}/{name}")).await.expect("test database reachable");
+            admin.close().await;
+            format!("{server}/{name}")
+        }
+    }
+}
+
+/// A server on an ephemeral port with its own data directory and database.
+pub(crate) struct TestServer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) config: Config,
+    server: Option<Server>,
+}
+
+impl TestServer {
+    /// Starts a server on a fresh database of `kind`.
+    pub(crate) async fn start(kind: &str) -> TestServer {
+        init_logging();
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = Config::default();
+        config.data_dir = dir.path().join("data");
+        config.database.url = fresh_database(kind, dir.path()).await;
+        TestServer::start_with(config, dir).await
+    }
+
+    /// Starts a server with a given configuration (keeping `dir` alive).
+    pub(crate) async fn start_with(config: Config, dir: tempfile::TempDir) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+        let server = Server::start(config.clone(), Listeners { sftp: Some(listener) }).await.expect("server starts");
+        let addr = server.sftp_addr.expect("sftp is enabled");
+        TestServer { addr, dir, config, server: Some(server) }
+    }
+
+    pub(crate) fn app(&self) -> &tollgate::App {
+        &self.server.as_ref().expect("running").app
+    }
+
+    /// Stops the server and waits for it.
+    pub(crate) async fn stop(mut self) -> (Config, tempfile::TempDir) {
+        self.server.take().expect("running").stop().await.expect("server stops cleanly");
+        (self.config.clone(), std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")))
+    }
+
+    /// The home directory for `name`.
+    pub(crate) fn home(&self, name: &str) -> PathBuf {
+        self.dir.path().join("homes").join(name)
+    }
+
+    /// Creates a user with the test password and optional policies.
+    pub(crate) async fn add_user(&self, name: &str, policies: &[&str]) -> PathBuf {
+        let home = self.home(name);
+        self.app()
+            .create_user(
+                "test",
+                NewUser {
+                    username: name.to_string(),
+                    password: Some(PASSWORD.to_string()),
+                    home: home.to_string_lossy().into_owned(),
+                    policies: policies.iter().map(|p| p.to_string()).collect(),
+                    ..NewUser::default()
+                },
+            )
+            .await
+            .expect("user created");
+        home
+    }
+
+    /// Events matching `filter`, after the subscribers caught up.
+    pub(crate) async fn events(&self, filter: EventFilter) -> Vec<EventSummary> {
+        let filter = EventFilter { limit: if filter.limit == 0 { 100_000 } else { filter.limit }, ..filter };
+        self.app().list_events(&filter).await.expect("events readable")
+    }
+
+    /// Events of one type about `user`.
+    pub(crate) async fn events_of(&self, user: &str, event_type: &str) -> Vec<EventSummary> {
+        self.events(EventFilter {
+            user: Some(user.to_string()),
+            event_type: Some(event_type.to_string()),
+            ..EventFilter::default()
+        })
+        .await
+    }
+
+    /// Waits (bounded) until an event of `event_type` about `user` exists:
+    /// some events are recorded by tasks that outlive a dropped connection.
+    pub(crate) async fn wait_for_event(&self, user: &str, event_type: &str) -> Vec<EventSummary> {
+        self.wait_for_events(user, event_type, 1).await
+    }
+
+    /// Waits (bounded) until `count` events of `event_type` about `user` exist.
+    pub(crate) async fn wait_for_events(&self, user: &str, event_type: &str, count: usize) -> Vec<EventSummary> {
+        for _ in 0..400 {
+            let found = self.events_of(user, event_type).await;
+            if found.len() >= count {
+                return found;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no {event_type} event for {user} appeared");
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // A test that panicked still stops accepting connections.
+        if let Some(server) = self.server.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = server.stop().await;
+                });
+            }
+        }
+    }
+}
+
+/// An SSH client that trusts any host key (tests only).
+pub(crate) struct TrustingClient;
+
+impl client::Handler for TrustingClient {
+    type Error = russh::Error;
+
+    async fn check_server_key(&mut self, _key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        Ok(true)
+    }
+}
+
+pub(crate) type Connection = client::Handle<TrustingClient>;
+
+pub(crate) async fn connect(addr: SocketAddr) -> Connection {
+    let config = Arc::new(client::Config::default());
+    client::connect(config, addr, TrustingClient).await.expect("ssh connection")
+}
+
+/// Logs in with a password; `Ok(false)` when the server refused.
+pub(crate) async fn login_password(conn: &mut Connection, user: &str, password: &str) -> bool {
+    conn.authenticate_password(user, password).await.expect("auth exchange").success()
+}
+
+pub(crate) async fn login_key(conn: &mut Connection, user: &str, key: &PrivateKey) -> bool {
+    let key = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None);
+    conn.authenticate_publickey(user, key).await.expect("auth exchange").success()
+}
+
+pub(crate) async fn open_sftp(conn: &Connection) -> SftpSession {
+    let channel = conn.channel_open_session().await.expect("session channel");
+    channel.request_subsystem(true, "sftp").await.expect("sftp subsystem");
+    SftpSession::new(channel.into_stream()).await.expect("sftp session")
+}
+
+/// Connects and logs in with the test password.
+pub(crate) async fn sftp(addr: SocketAddr, user: &str) -> (Connection, SftpSession) {
+    let mut conn = connect(addr).await;
+    assert!(login_password(&mut conn, user, PASSWORD).await, "login of {user}");
+    let session = open_sftp(&conn).await;
+    (conn, session)
+}
+
+pub(crate) fn new_key() -> PrivateKey {
+    PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key generation")
+}
+
+/// The SFTP status code of a refused request.
+pub(crate) fn refused<T>(res: Result<T, russh_sftp::client::error::Error>) -> russh_sftp::protocol::StatusCode {
+    match res {
+        Err(russh_sftp::client::error::Error::Status(status)) => status.status_code,
+        Err(other) => panic!("expected an SFTP status, got {other:?}"),
+        Ok(_) => panic!("expected the request to be refused"),
+    }
+}
+
+pub(crate) fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
