@@ -111,22 +111,22 @@ run_tp() {
   tail -n 1 "$TMP/$name.log" > "$TMP/$name.last"
   if [ "$rc" -ne 0 ]; then FAILURES=$((FAILURES + 1)); echo "# $name: sftp_throughput.sh exited $rc" >&2; fi
 }
-# figures LASTFILE MODE up|down : the values of that mode in a summary line
+# figures LASTFILE MODE up|down : the values of that mode's good runs (sha=ok) in a summary line
 #   "sftp_throughput H:P size=.. cipher=.. | mode=default up=X MB/s down=Y MB/s sha=ok | ..."
 figures() {
   awk -v mode="$2" -v dir="$3" 'BEGIN { RS = "\n"; }
     { n = split($0, seg, / \| /)
       for (i = 2; i <= n; i++) {
-        if (seg[i] !~ ("^mode=" mode " ")) continue
+        if (seg[i] !~ ("^mode=" mode " ") || seg[i] !~ / sha=ok$/) continue
         m = split(seg[i], w, / +/)
         for (j = 1; j <= m; j++) if (w[j] ~ ("^" dir "=")) { sub("^" dir "=", "", w[j]); print w[j] }
       } }' "$1"
 }
 shas() { awk -v mode="$2" '{ n = split($0, seg, / \| /)
     for (i = 2; i <= n; i++) if (seg[i] ~ ("^mode=" mode " ")) { s = seg[i]; sub(/.*sha=/, "", s); print s } }' "$1" | sort -u | paste -sd, -; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "n/a"; exit }
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "failed"; exit }
     if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v t="$1" -v o="$2" 'BEGIN { if (o + 0 > 0 && t != "n/a") printf "%.2f", t / o; else print "n/a" }'; }
+ratio() { awk -v t="$1" -v o="$2" 'BEGIN { if (o + 0 > 0 && t + 0 > 0) printf "%.2f", t / o; else print "n/a" }'; }
 
 ROWS=()
 for cipher in $CIPHERS; do

@@ -77,13 +77,21 @@ impl Default for Config {
 
 impl Default for SftpSection {
     fn default() -> Self {
-        SftpSection { enabled: true, listen: "127.0.0.1:2022".to_string(), host_keys: Vec::new(), idle_timeout_secs: 600 }
+        SftpSection {
+            enabled: true,
+            listen: "127.0.0.1:2022".to_string(),
+            host_keys: Vec::new(),
+            idle_timeout_secs: 600,
+        }
     }
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { format: "text".to_string(), level: "info".to_string() }
+        LogConfig {
+            format: "text".to_string(),
+            level: "info".to_string(),
+        }
     }
 }
 
@@ -96,18 +104,26 @@ const NON_KEY_PREFIX: &str = "TOLLGATE_TEST_";
 impl Config {
     /// Loads `file` (or the defaults), applies `TOLLGATE_*` overrides from
     /// `env`, and validates the result.
-    pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<Config> {
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                text.parse::<toml::Table>().with_context(|| format!("{} is not valid TOML", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                text.parse::<toml::Table>()
+                    .with_context(|| format!("{} is not valid TOML", path.display()))?
             }
             None => toml::Table::new(),
         };
         apply_env(&mut table, env)?;
-        let config: Config = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow::anyhow!("invalid configuration: {}", e.message()))?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    anyhow::anyhow!("invalid configuration: {}", e.message())
+                })?;
         config.validate()?;
         Ok(config)
     }
@@ -116,7 +132,10 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         if self.sftp.listen.parse::<SocketAddr>().is_err() {
-            problems.push(format!("sftp.listen: {:?} is not an address like 127.0.0.1:2022", self.sftp.listen));
+            problems.push(format!(
+                "sftp.listen: {:?} is not an address like 127.0.0.1:2022",
+                self.sftp.listen
+            ));
         }
         for key in &self.sftp.host_keys {
             if !key.is_file() {
@@ -127,14 +146,24 @@ impl Config {
             problems.push("sftp.idle_timeout_secs: must be at least 1".to_string());
         }
         let url = &self.database.url;
-        if !url.is_empty() && !["sqlite:", "postgres:", "postgresql:"].iter().any(|s| url.starts_with(s)) {
+        if !url.is_empty()
+            && !["sqlite:", "postgres:", "postgresql:"]
+                .iter()
+                .any(|s| url.starts_with(s))
+        {
             problems.push("database.url: must start with sqlite: or postgres://".to_string());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
-            problems.push(format!("log.format: {:?} is neither \"text\" nor \"json\"", self.log.format));
+            problems.push(format!(
+                "log.format: {:?} is neither \"text\" nor \"json\"",
+                self.log.format
+            ));
         }
         if self.data_dir.exists() && !self.data_dir.is_dir() {
-            problems.push(format!("data_dir: {} is not a directory", self.data_dir.display()));
+            problems.push(format!(
+                "data_dir: {} is not a directory",
+                self.data_dir.display()
+            ));
         }
         if problems.is_empty() {
             return Ok(());
@@ -164,17 +193,25 @@ impl Config {
 /// Applies `TOLLGATE_SECTION_KEY=value` overrides: the key path is matched
 /// against the keys the configuration knows, so `TOLLGATE_SFTP_IDLE_TIMEOUT_SECS`
 /// sets `sftp.idle_timeout_secs`.
-fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
-    let defaults = toml::Table::try_from(Config::default()).context("the default configuration serialises")?;
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    let defaults =
+        toml::Table::try_from(Config::default()).context("the default configuration serialises")?;
     let mut keys = Vec::new();
     for (name, value) in &defaults {
         match value {
-            toml::Value::Table(section) => keys.extend(section.keys().map(|k| vec![name.clone(), k.clone()])),
+            toml::Value::Table(section) => {
+                keys.extend(section.keys().map(|k| vec![name.clone(), k.clone()]))
+            }
             _ => keys.push(vec![name.clone()]),
         }
     }
     for (var, raw) in env {
-        let Some(rest) = var.strip_prefix("TOLLGATE_") else { continue };
+        let Some(rest) = var.strip_prefix("TOLLGATE_") else {
+            continue;
+        };
         if NON_KEYS.contains(&var.as_str()) || var.starts_with(NON_KEY_PREFIX) {
             continue;
         }
@@ -184,10 +221,14 @@ fn apply_env(table: &mut toml::Table, env: impl IntoIterator<Item = (String, Str
         };
         let default = match path.as_slice() {
             [key] => defaults.get(key),
-            [section, key] => defaults.get(section).and_then(toml::Value::as_table).and_then(|s| s.get(key)),
+            [section, key] => defaults
+                .get(section)
+                .and_then(toml::Value::as_table)
+                .and_then(|s| s.get(key)),
             _ => None,
         };
-        let value = parse_like(default, &raw).with_context(|| format!("{var}: {raw:?} has the wrong type"))?;
+        let value = parse_like(default, &raw)
+            .with_context(|| format!("{var}: {raw:?} has the wrong type"))?;
         let mut target = &mut *table;
         for key in &path[..path.len() - 1] {
             target = target
@@ -205,9 +246,12 @@ fn parse_like(default: Option<&toml::Value>, raw: &str) -> anyhow::Result<toml::
     Ok(match default {
         Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse()?),
         Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse()?),
-        Some(toml::Value::Array(_)) => {
-            toml::Value::Array(raw.split(',').filter(|s| !s.is_empty()).map(|s| toml::Value::String(s.to_string())).collect())
-        }
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            raw.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.to_string()))
+                .collect(),
+        ),
         _ => toml::Value::String(raw.to_string()),
     })
 }

@@ -26,10 +26,16 @@ pub type App = Tollgate<Database>;
 
 /// Opens the database (creating the data directory) and wires the application.
 pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            config.data_dir.display()
+        )
+    })?;
     let url = config.database_url();
-    let db = Database::connect(&url).await.with_context(|| format!("cannot open the {} database", url_kind(&url)))?;
+    let db = Database::connect(&url)
+        .await
+        .with_context(|| format!("cannot open the {} database", url_kind(&url)))?;
     let app = Tollgate::new(Dependencies {
         repository: db.clone(),
         log: Arc::new(db.clone()),
@@ -43,7 +49,11 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
 }
 
 fn url_kind(url: &str) -> &'static str {
-    if url.starts_with("sqlite:") { "SQLite" } else { "PostgreSQL" }
+    if url.starts_with("sqlite:") {
+        "SQLite"
+    } else {
+        "PostgreSQL"
+    }
 }
 
 /// Loads the configured host keys, or the generated ones in the data
@@ -64,11 +74,13 @@ pub fn host_keys(config: &Config) -> anyhow::Result<Vec<PrivateKey>> {
     let path = dir.join("ssh_host_ed25519_key");
     if path.exists() {
         return Ok(vec![
-            russh::keys::load_secret_key(&path, None).with_context(|| format!("cannot load {}", path.display()))?,
+            russh::keys::load_secret_key(&path, None)
+                .with_context(|| format!("cannot load {}", path.display()))?,
         ]);
     }
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).context("cannot generate a host key")?;
+    let key = PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519)
+        .context("cannot generate a host key")?;
     write_private(&path, &key)?;
     tracing::info!(path = %path.display(), "generated an SSH host key");
     Ok(vec![key])
@@ -77,14 +89,17 @@ pub fn host_keys(config: &Config) -> anyhow::Result<Vec<PrivateKey>> {
 fn write_private(path: &Path, key: &PrivateKey) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let text = key.to_openssh(russh::keys::ssh_key::LineEnding::LF).context("cannot encode the host key")?;
+    let text = key
+        .to_openssh(russh::keys::ssh_key::LineEnding::LF)
+        .context("cannot encode the host key")?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    file.write_all(text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -110,12 +125,23 @@ impl Server {
     /// Starts every configured protocol and the log subscribers.
     pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Server> {
         let (app, db) = open(&config).await?;
-        let admin_password = std::env::var("TOLLGATE_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
-        if let Some(generated) = app.bootstrap_admin(admin_password).await.context("cannot create the first administrator")? {
+        let admin_password = std::env::var("TOLLGATE_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
+        if let Some(generated) = app
+            .bootstrap_admin(admin_password)
+            .await
+            .context("cannot create the first administrator")?
+        {
             // Shown once, on the terminal of whoever started the first server.
-            eprintln!("first administrator: {} / {generated} (shown once; change it)", tollgate_application::FIRST_ADMIN);
+            eprintln!(
+                "first administrator: {} / {generated} (shown once; change it)",
+                tollgate_application::FIRST_ADMIN
+            );
         }
-        app.catch_up().await.context("cannot catch up with the event log")?;
+        app.catch_up()
+            .await
+            .context("cannot catch up with the event log")?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         {
@@ -144,13 +170,27 @@ impl Server {
                 },
             );
             let rx = shutdown_rx.clone();
-            tasks.spawn(async move { server.run(listener, rx).await.context("the SFTP server failed") });
+            tasks.spawn(async move {
+                server
+                    .run(listener, rx)
+                    .await
+                    .context("the SFTP server failed")
+            });
         }
-        Ok(Server { sftp_addr, app, db, shutdown, tasks })
+        Ok(Server {
+            sftp_addr,
+            app,
+            db,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Runs until a task fails or `stop` is requested through `signal`.
-    pub async fn wait(mut self, signal: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    pub async fn wait(
+        mut self,
+        signal: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
         tokio::select! {
             _ = signal => {}
             Some(res) = self.tasks.join_next() => {

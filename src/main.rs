@@ -11,7 +11,11 @@ use tollgate::{Config, Listeners, Server};
 use tollgate_application::{EventFilter, EventSummary, NewUser};
 
 #[derive(Parser)]
-#[command(name = "tollgate", version, about = "A file-transfer gateway with a tamper-evident audit trail")]
+#[command(
+    name = "tollgate",
+    version,
+    about = "A file-transfer gateway with a tamper-evident audit trail"
+)]
 struct Cli {
     /// The configuration file (default: none, embedded defaults).
     #[arg(long, short, global = true, env = "TOLLGATE_CONFIG")]
@@ -180,20 +184,29 @@ fn main() -> anyhow::Result<()> {
     let config = match &cli.command {
         Command::Config(ConfigCommand::Validate { file }) => {
             let config = Config::load(Some(file), env)?;
-            println!("{}: ok (database: {})", file.display(), config.database_url());
+            println!(
+                "{}: ok (database: {})",
+                file.display(),
+                config.database_url()
+            );
             return Ok(());
         }
         _ => Config::load(cli.config.as_deref(), env)?,
     };
     init_tracing(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     runtime.block_on(run(cli.command, config))
 }
 
 fn init_tracing(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TOLLGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -203,7 +216,9 @@ fn init_tracing(config: &Config) {
 
 fn read_stdin_line() -> anyhow::Result<String> {
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).context("cannot read standard input")?;
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .context("cannot read standard input")?;
     Ok(text.lines().next().unwrap_or_default().to_string())
 }
 
@@ -221,7 +236,11 @@ fn print_events(events: &[EventSummary], json: bool) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     for event in events {
-        let line = if json { serde_json::to_string(event)? } else { event_line(event) };
+        let line = if json {
+            serde_json::to_string(event)?
+        } else {
+            event_line(event)
+        };
         match writeln!(out, "{line}") {
             Ok(()) => {}
             // A closed pipe (`| head`) ends the listing quietly.
@@ -271,7 +290,10 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         let server = Server::start(config, Listeners::default()).await?;
         if let Some(addr) = server.sftp_addr {
             // A machine-readable line for scripts and tests.
-            println!("{}", serde_json::json!({"listening": "sftp", "address": addr.to_string()}));
+            println!(
+                "{}",
+                serde_json::json!({"listening": "sftp", "address": addr.to_string()})
+            );
         }
         return server.wait(shutdown_signal()).await;
     }
@@ -284,22 +306,55 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
 async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } | Command::Config(_) => unreachable!("handled before"),
-        Command::User(UserCommand::Add { name, password, password_stdin, mut keys, key_file, home, groups, policies }) => {
-            let password = if password_stdin { Some(read_stdin_line()?) } else { password };
+        Command::User(UserCommand::Add {
+            name,
+            password,
+            password_stdin,
+            mut keys,
+            key_file,
+            home,
+            groups,
+            policies,
+        }) => {
+            let password = if password_stdin {
+                Some(read_stdin_line()?)
+            } else {
+                password
+            };
             if let Some(file) = key_file {
-                let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-                keys.extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                keys.extend(
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(String::from),
+                );
             }
             let home = match home {
                 Some(home) => home,
                 None => {
                     let dir = config.homes_dir().join(&name);
-                    let dir = if dir.is_absolute() { dir } else { std::env::current_dir()?.join(dir) };
+                    let dir = if dir.is_absolute() {
+                        dir
+                    } else {
+                        std::env::current_dir()?.join(dir)
+                    };
                     dir.to_string_lossy().into_owned()
                 }
             };
-            app.create_user(CLI_ACTOR, NewUser { username: name.clone(), password, public_keys: keys, home: home.clone(), groups, policies })
-                .await?;
+            app.create_user(
+                CLI_ACTOR,
+                NewUser {
+                    username: name.clone(),
+                    password,
+                    public_keys: keys,
+                    home: home.clone(),
+                    groups,
+                    policies,
+                },
+            )
+            .await?;
             println!("user {name} created (home {home})");
         }
         Command::User(UserCommand::List { json }) => {
@@ -329,14 +384,20 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
             app.set_user_policies(CLI_ACTOR, &name, &policies).await?;
             println!("policies of {name} set");
         }
-        Command::User(UserCommand::Enable { name }) => app.set_user_enabled(CLI_ACTOR, &name, true).await?,
-        Command::User(UserCommand::Disable { name }) => app.set_user_enabled(CLI_ACTOR, &name, false).await?,
+        Command::User(UserCommand::Enable { name }) => {
+            app.set_user_enabled(CLI_ACTOR, &name, true).await?
+        }
+        Command::User(UserCommand::Disable { name }) => {
+            app.set_user_enabled(CLI_ACTOR, &name, false).await?
+        }
         Command::User(UserCommand::Delete { name }) => app.delete_user(CLI_ACTOR, &name).await?,
         Command::Policy(PolicyCommand::Add { name, rules }) => {
             app.create_policy(CLI_ACTOR, &name, &rules).await?;
             println!("policy {name} created");
         }
-        Command::Policy(PolicyCommand::Set { name, rules }) => app.replace_policy_rules(CLI_ACTOR, &name, &rules).await?,
+        Command::Policy(PolicyCommand::Set { name, rules }) => {
+            app.replace_policy_rules(CLI_ACTOR, &name, &rules).await?
+        }
         Command::Group(GroupCommand::Add { name, policies }) => {
             app.create_group(CLI_ACTOR, &name, &policies).await?;
             println!("group {name} created");
@@ -344,18 +405,37 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
         Command::Audit(AuditCommand::Verify) => {
             let report = app.verify_audit().await?;
             match report.finding {
-                None => println!("OK: {} records verified, {} not yet sealed", report.sealed, report.unsealed),
+                None => println!(
+                    "OK: {} records verified, {} not yet sealed",
+                    report.sealed, report.unsealed
+                ),
                 Some(finding) => {
-                    println!("FAILED: {finding} ({} records verified before it)", report.sealed);
+                    println!(
+                        "FAILED: {finding} ({} records verified before it)",
+                        report.sealed
+                    );
                     bail!("the audit trail does not verify");
                 }
             }
         }
         Command::Audit(AuditCommand::Tail { lines, output }) => {
-            let events = app.list_events(&EventFilter { limit: lines, tail: true, ..EventFilter::default() }).await?;
+            let events = app
+                .list_events(&EventFilter {
+                    limit: lines,
+                    tail: true,
+                    ..EventFilter::default()
+                })
+                .await?;
             print_events(&events, output.json)?;
         }
-        Command::Events(EventsCommand::List { user, since, until, event_type, limit, output }) => {
+        Command::Events(EventsCommand::List {
+            user,
+            since,
+            until,
+            event_type,
+            limit,
+            output,
+        }) => {
             let filter = EventFilter {
                 user,
                 since: parse_time(&since)?,

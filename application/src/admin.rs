@@ -51,13 +51,20 @@ pub struct UserView {
 }
 
 fn admin_actor(admin: &str, user: Option<&str>) -> Actor {
-    Actor { actor: admin.to_string(), user: user.map(str::to_string), ..Actor::default() }
+    Actor {
+        actor: admin.to_string(),
+        user: user.map(str::to_string),
+        ..Actor::default()
+    }
 }
 
 fn parse_keys(lines: &[String]) -> Result<Vec<AuthorizedKey>, AppError> {
     lines
         .iter()
-        .map(|line| AuthorizedKey::parse(line).map_err(|e| AppError::Invalid(format!("public key {line:?}: {e}"))))
+        .map(|line| {
+            AuthorizedKey::parse(line)
+                .map_err(|e| AppError::Invalid(format!("public key {line:?}: {e}")))
+        })
         .collect()
 }
 
@@ -66,7 +73,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         if password.is_empty() {
             return Err(AppError::Invalid("the password is empty".to_string()));
         }
-        self.inner.deps.hasher.hash(password).map_err(|e| AppError::Invalid(format!("cannot hash the password: {e}")))
+        self.inner
+            .deps
+            .hasher
+            .hash(password)
+            .map_err(|e| AppError::Invalid(format!("cannot hash the password: {e}")))
     }
 
     async fn require_policies(&self, names: &[String]) -> Result<(), AppError> {
@@ -91,78 +102,144 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 
     /// Creates a user (event `UserCreated`).
     pub async fn create_user(&self, admin: &str, new: NewUser) -> Result<(), AppError> {
-        let password_hash = new.password.as_deref().map(|p| self.hash_password(p)).transpose()?;
+        let password_hash = new
+            .password
+            .as_deref()
+            .map(|p| self.hash_password(p))
+            .transpose()?;
         let public_keys = parse_keys(&new.public_keys)?;
         self.require_groups(&new.groups).await?;
         self.require_policies(&new.policies).await?;
-        self.inner.deps.storage.ensure_root(&new.home).await.map_err(|e| {
-            AppError::Invalid(format!("cannot create the home directory {:?}: {:?}", new.home, e.kind))
-        })?;
-        self.execute::<User>(&new.username, &admin_actor(admin, Some(&new.username)), || UserCommand::Create {
-            username: new.username.clone(),
-            password_hash: password_hash.clone(),
-            public_keys: public_keys.clone(),
-            home: new.home.clone(),
-            groups: new.groups.clone(),
-            policies: new.policies.clone(),
-        })
+        self.inner
+            .deps
+            .storage
+            .ensure_root(&new.home)
+            .await
+            .map_err(|e| {
+                AppError::Invalid(format!(
+                    "cannot create the home directory {:?}: {:?}",
+                    new.home, e.kind
+                ))
+            })?;
+        self.execute::<User>(
+            &new.username,
+            &admin_actor(admin, Some(&new.username)),
+            || UserCommand::Create {
+                username: new.username.clone(),
+                password_hash: password_hash.clone(),
+                public_keys: public_keys.clone(),
+                home: new.home.clone(),
+                groups: new.groups.clone(),
+                policies: new.policies.clone(),
+            },
+        )
         .await
         .map(drop)
     }
 
     /// Sets a user's password (event `UserPasswordChanged`, with the hash only).
-    pub async fn set_password(&self, admin: &str, username: &str, password: &str) -> Result<(), AppError> {
+    pub async fn set_password(
+        &self,
+        admin: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), AppError> {
         let password_hash = self.hash_password(password)?;
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::ChangePassword {
-            password_hash: password_hash.clone(),
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+            UserCommand::ChangePassword {
+                password_hash: password_hash.clone(),
+            }
         })
         .await
         .map(drop)
     }
 
     /// Replaces a user's public keys.
-    pub async fn set_public_keys(&self, admin: &str, username: &str, keys: &[String]) -> Result<(), AppError> {
+    pub async fn set_public_keys(
+        &self,
+        admin: &str,
+        username: &str,
+        keys: &[String],
+    ) -> Result<(), AppError> {
         let public_keys = parse_keys(keys)?;
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::SetPublicKeys {
-            public_keys: public_keys.clone(),
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+            UserCommand::SetPublicKeys {
+                public_keys: public_keys.clone(),
+            }
         })
         .await
         .map(drop)
     }
 
     /// Replaces a user's directly attached policies.
-    pub async fn set_user_policies(&self, admin: &str, username: &str, policies: &[String]) -> Result<(), AppError> {
+    pub async fn set_user_policies(
+        &self,
+        admin: &str,
+        username: &str,
+        policies: &[String],
+    ) -> Result<(), AppError> {
         self.require_policies(policies).await?;
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::SetPolicies {
-            policies: policies.to_vec(),
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+            UserCommand::SetPolicies {
+                policies: policies.to_vec(),
+            }
         })
         .await
         .map(drop)
     }
 
     /// Replaces a user's groups.
-    pub async fn set_user_groups(&self, admin: &str, username: &str, groups: &[String]) -> Result<(), AppError> {
+    pub async fn set_user_groups(
+        &self,
+        admin: &str,
+        username: &str,
+        groups: &[String],
+    ) -> Result<(), AppError> {
         self.require_groups(groups).await?;
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::SetGroups {
-            groups: groups.to_vec(),
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+            UserCommand::SetGroups {
+                groups: groups.to_vec(),
+            }
         })
         .await
         .map(drop)
     }
 
     /// Enables or disables logins for a user.
-    pub async fn set_user_enabled(&self, admin: &str, username: &str, enabled: bool) -> Result<(), AppError> {
-        let command = if enabled { UserCommand::Enable } else { UserCommand::Disable };
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || command.clone()).await.map(drop)
+    pub async fn set_user_enabled(
+        &self,
+        admin: &str,
+        username: &str,
+        enabled: bool,
+    ) -> Result<(), AppError> {
+        let command = if enabled {
+            UserCommand::Enable
+        } else {
+            UserCommand::Disable
+        };
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+            command.clone()
+        })
+        .await
+        .map(drop)
     }
 
     /// Deletes a user. Their files stay on storage.
     pub async fn delete_user(&self, admin: &str, username: &str) -> Result<(), AppError> {
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || UserCommand::Delete).await.map(drop)
+        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+            UserCommand::Delete
+        })
+        .await
+        .map(drop)
     }
 
     /// Creates a policy from rules of the form `PREFIX=perm,perm`.
-    pub async fn create_policy(&self, admin: &str, name: &str, rules: &[String]) -> Result<(), AppError> {
+    pub async fn create_policy(
+        &self,
+        admin: &str,
+        name: &str,
+        rules: &[String],
+    ) -> Result<(), AppError> {
         let rules = parse_rules(rules)?;
         self.execute::<Policy>(name, &admin_actor(admin, None), || PolicyCommand::Create {
             name: name.to_string(),
@@ -173,15 +250,29 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     }
 
     /// Replaces a policy's rules.
-    pub async fn replace_policy_rules(&self, admin: &str, name: &str, rules: &[String]) -> Result<(), AppError> {
+    pub async fn replace_policy_rules(
+        &self,
+        admin: &str,
+        name: &str,
+        rules: &[String],
+    ) -> Result<(), AppError> {
         let rules = parse_rules(rules)?;
-        self.execute::<Policy>(name, &admin_actor(admin, None), || PolicyCommand::ReplaceRules { rules: rules.clone() })
-            .await
-            .map(drop)
+        self.execute::<Policy>(name, &admin_actor(admin, None), || {
+            PolicyCommand::ReplaceRules {
+                rules: rules.clone(),
+            }
+        })
+        .await
+        .map(drop)
     }
 
     /// Creates a group with policies.
-    pub async fn create_group(&self, admin: &str, name: &str, policies: &[String]) -> Result<(), AppError> {
+    pub async fn create_group(
+        &self,
+        admin: &str,
+        name: &str,
+        policies: &[String],
+    ) -> Result<(), AppError> {
         self.require_policies(policies).await?;
         self.execute::<Group>(name, &admin_actor(admin, None), || GroupCommand::Create {
             name: name.to_string(),
@@ -193,7 +284,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 
     /// The users read model, ordered by name.
     pub async fn list_users(&self) -> Result<Vec<UserView>, AppError> {
-        let docs = self.inner.deps.projections.list(crate::subscribers::USERS).await?;
+        let docs = self
+            .inner
+            .deps
+            .projections
+            .list(crate::subscribers::USERS)
+            .await?;
         docs.into_iter()
             .map(|(_, doc)| serde_json::from_value(doc).map_err(|e| AppError::Store(Box::new(e))))
             .collect()
@@ -206,7 +302,10 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 }
 
 fn parse_rules(rules: &[String]) -> Result<Vec<Rule>, AppError> {
-    rules.iter().map(|text| Rule::parse(text).map_err(|e| AppError::Invalid(e.to_string()))).collect()
+    rules
+        .iter()
+        .map(|text| Rule::parse(text).map_err(|e| AppError::Invalid(e.to_string())))
+        .collect()
 }
 
 /// The name of the administrator created on first start.
@@ -215,7 +314,10 @@ pub const FIRST_ADMIN: &str = "admin";
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Creates the first administrator if there is none yet. Returns the
     /// generated password when none was given, so that it can be shown once.
-    pub async fn bootstrap_admin(&self, password: Option<String>) -> Result<Option<String>, AppError> {
+    pub async fn bootstrap_admin(
+        &self,
+        password: Option<String>,
+    ) -> Result<Option<String>, AppError> {
         use tollgate_domain::admin::{Admin, AdminCommand, Role};
         let existing: Admin = self.load(FIRST_ADMIN).await?;
         if existing.role.is_some() {
@@ -224,10 +326,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let generated = password.is_none();
         let password = password.unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         let password_hash = self.hash_password(&password)?;
-        self.execute::<Admin>(FIRST_ADMIN, &admin_actor("system", None), || AdminCommand::Create {
-            username: FIRST_ADMIN.to_string(),
-            password_hash: password_hash.clone(),
-            role: Role::Admin,
+        self.execute::<Admin>(FIRST_ADMIN, &admin_actor("system", None), || {
+            AdminCommand::Create {
+                username: FIRST_ADMIN.to_string(),
+                password_hash: password_hash.clone(),
+                role: Role::Admin,
+            }
         })
         .await?;
         Ok(generated.then_some(password))

@@ -85,16 +85,22 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         T: AggregateRoot,
         T::Command: Send,
     {
-        let store = PersistedEventStore::<R, Agg<T>>::new_event_store(self.inner.deps.repository.clone());
+        let store =
+            PersistedEventStore::<R, Agg<T>>::new_event_store(self.inner.deps.repository.clone());
         for _ in 0..CONFLICT_RETRIES {
             let mut context = store.load_aggregate(id).await?;
             let mut state = cqrs_es::AggregateContext::aggregate(&mut context).0.clone();
-            let events = state.decide(command()).map_err(|e| AppError::Rejected(e.to_string()))?;
+            let events = state
+                .decide(command())
+                .map_err(|e| AppError::Rejected(e.to_string()))?;
             for event in events.clone() {
                 state.apply(event);
             }
             let metadata = self.metadata(actor);
-            match store.commit(events.into_iter().map(Ev).collect(), context, metadata).await {
+            match store
+                .commit(events.into_iter().map(Ev).collect(), context, metadata)
+                .await
+            {
                 Ok(_) => {
                     self.inner.committed.notify_waiters();
                     return Ok(state);
@@ -112,16 +118,27 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         T: AggregateRoot,
         T::Command: Send,
     {
-        let store = PersistedEventStore::<R, Agg<T>>::new_event_store(self.inner.deps.repository.clone());
+        let store =
+            PersistedEventStore::<R, Agg<T>>::new_event_store(self.inner.deps.repository.clone());
         let mut context = store.load_aggregate(id).await?;
         Ok(cqrs_es::AggregateContext::aggregate(&mut context).0.clone())
     }
 
     fn metadata(&self, actor: &Actor) -> HashMap<String, String> {
         let mut map = HashMap::new();
-        map.insert("time".to_string(), self.inner.deps.clock.now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        map.insert(
+            "time".to_string(),
+            self.inner
+                .deps
+                .clock
+                .now()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        );
         map.insert("actor".to_string(), actor.actor.clone());
-        map.insert("correlation_id".to_string(), uuid::Uuid::new_v4().to_string());
+        map.insert(
+            "correlation_id".to_string(),
+            uuid::Uuid::new_v4().to_string(),
+        );
         let optional = [
             ("user", &actor.user),
             ("session_id", &actor.session_id),

@@ -13,8 +13,12 @@ use tollgate_domain::session::{FileOperation, Protocol, SessionCommand};
 use tollgate_domain::transfer::{Direction, Transfer, TransferCommand, TransferContext};
 use tollgate_domain::user::User;
 use tollgate_domain::{PathError, VirtualPath};
-use tollgate_ports::inbound::{DirEntry, Download, FileMeta, FileOpError, FileOps, Upload, UploadMode};
-use tollgate_ports::outbound::{FileKind, ReadHandle, StorageError, StorageErrorKind, WriteHandle, WriteMode};
+use tollgate_ports::inbound::{
+    DirEntry, Download, FileMeta, FileOpError, FileOps, Upload, UploadMode,
+};
+use tollgate_ports::outbound::{
+    FileKind, ReadHandle, StorageError, StorageErrorKind, WriteHandle, WriteMode,
+};
 
 use crate::Tollgate;
 use crate::aggregates::Actor;
@@ -39,7 +43,9 @@ fn map_storage(err: StorageError) -> FileOpError {
         StorageErrorKind::NotFound => FileOpError::NotFound,
         StorageErrorKind::PermissionDenied => FileOpError::Denied,
         StorageErrorKind::AlreadyExists => FileOpError::AlreadyExists,
-        StorageErrorKind::Conflict => FileOpError::Conflict("wrong file type or directory not empty"),
+        StorageErrorKind::Conflict => {
+            FileOpError::Conflict("wrong file type or directory not empty")
+        }
         StorageErrorKind::QuotaExceeded => FileOpError::QuotaExceeded,
         StorageErrorKind::Unavailable | StorageErrorKind::Other => {
             tracing::error!(error = ?err, source = ?err.source, "storage failure");
@@ -57,7 +63,14 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         protocol: Protocol,
         remote_addr: String,
     ) -> Self {
-        UserFiles { app, session_id, user, policies, protocol, remote_addr }
+        UserFiles {
+            app,
+            session_id,
+            user,
+            policies,
+            protocol,
+            remote_addr,
+        }
     }
 
     fn actor(&self) -> Actor {
@@ -71,7 +84,13 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
     }
 
     async fn record(&self, command: SessionCommand) {
-        if let Err(err) = self.app.execute::<tollgate_domain::session::Session>(&self.session_id, &self.actor(), || command.clone()).await {
+        if let Err(err) = self
+            .app
+            .execute::<tollgate_domain::session::Session>(&self.session_id, &self.actor(), || {
+                command.clone()
+            })
+            .await
+        {
             tracing::error!(session_id = %self.session_id, error = %err, "cannot record a file operation");
         }
     }
@@ -96,8 +115,11 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
     }
 
     fn decide(&self, permission: Permission, path: &VirtualPath) -> tollgate_domain::Decision {
-        let named: Vec<NamedRules<'_>> =
-            self.policies.iter().map(|(policy, rules)| NamedRules { policy, rules }).collect();
+        let named: Vec<NamedRules<'_>> = self
+            .policies
+            .iter()
+            .map(|(policy, rules)| NamedRules { policy, rules })
+            .collect();
         evaluate(&named, permission, path)
     }
 
@@ -135,7 +157,12 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         let (path_text, target_text) = (path.to_string(), target.map(ToString::to_string));
         match result {
             Ok(value) => {
-                self.record(SessionCommand::RecordOperation { operation, path: path_text, target: target_text }).await;
+                self.record(SessionCommand::RecordOperation {
+                    operation,
+                    path: path_text,
+                    target: target_text,
+                })
+                .await;
                 Ok(value)
             }
             Err(err) => {
@@ -168,12 +195,20 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
     }
 
     /// Records a denied transfer under a fresh transfer id.
-    async fn deny_transfer(&self, path: &VirtualPath, direction: Direction, rule: String) -> FileOpError {
+    async fn deny_transfer(
+        &self,
+        path: &VirtualPath,
+        direction: Direction,
+        rule: String,
+    ) -> FileOpError {
         let context = self.transfer_context(path, direction);
         let id = uuid::Uuid::now_v7().to_string();
         let res = self
             .app
-            .execute::<Transfer>(&id, &self.actor(), || TransferCommand::Deny { context: context.clone(), rule: rule.clone() })
+            .execute::<Transfer>(&id, &self.actor(), || TransferCommand::Deny {
+                context: context.clone(),
+                rule: rule.clone(),
+            })
             .await;
         if let Err(err) = res {
             tracing::error!(error = %err, "cannot record a denied transfer");
@@ -181,7 +216,12 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         FileOpError::Denied
     }
 
-    async fn start_transfer(&self, path: &VirtualPath, direction: Direction, offset: u64) -> Result<TransferLog<R>, FileOpError> {
+    async fn start_transfer(
+        &self,
+        path: &VirtualPath,
+        direction: Direction,
+        offset: u64,
+    ) -> Result<TransferLog<R>, FileOpError> {
         let log = TransferLog {
             app: self.app.clone(),
             id: uuid::Uuid::now_v7().to_string(),
@@ -190,7 +230,10 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         };
         let context = self.transfer_context(path, direction);
         log.app
-            .execute::<Transfer>(&log.id, &log.actor, || TransferCommand::Start { context: context.clone(), offset })
+            .execute::<Transfer>(&log.id, &log.actor, || TransferCommand::Start {
+                context: context.clone(),
+                offset,
+            })
             .await
             .map_err(|err| {
                 tracing::error!(error = %err, "cannot record a transfer start");
@@ -213,20 +256,29 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
     async fn stat(&self, path: &str) -> Result<FileMeta, FileOpError> {
         let path = self.parse(FileOperation::Stat, path).await?;
         let listed = path.parent().unwrap_or_else(VirtualPath::root);
-        self.authorize(Permission::List, FileOperation::Stat, &listed, None).await?;
-        self.app.inner.deps.storage.stat(self.root(), &path).await.map_err(map_storage)
+        self.authorize(Permission::List, FileOperation::Stat, &listed, None)
+            .await?;
+        self.app
+            .inner
+            .deps
+            .storage
+            .stat(self.root(), &path)
+            .await
+            .map_err(map_storage)
     }
 
     async fn list(&self, path: &str) -> Result<Vec<DirEntry>, FileOpError> {
         let path = self.parse(FileOperation::List, path).await?;
-        self.authorize(Permission::List, FileOperation::List, &path, None).await?;
+        self.authorize(Permission::List, FileOperation::List, &path, None)
+            .await?;
         let res = self.app.inner.deps.storage.list(self.root(), &path).await;
         self.outcome(FileOperation::List, &path, None, res).await
     }
 
     async fn mkdir(&self, path: &str) -> Result<(), FileOpError> {
         let path = self.parse(FileOperation::Mkdir, path).await?;
-        self.authorize(Permission::CreateDirs, FileOperation::Mkdir, &path, None).await?;
+        self.authorize(Permission::CreateDirs, FileOperation::Mkdir, &path, None)
+            .await?;
         let res = self.app.inner.deps.storage.mkdir(self.root(), &path).await;
         self.outcome(FileOperation::Mkdir, &path, None, res).await
     }
@@ -236,14 +288,16 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         if path.is_root() {
             return Err(FileOpError::Denied);
         }
-        self.authorize(Permission::RemoveDirs, FileOperation::Rmdir, &path, None).await?;
+        self.authorize(Permission::RemoveDirs, FileOperation::Rmdir, &path, None)
+            .await?;
         let res = self.app.inner.deps.storage.rmdir(self.root(), &path).await;
         self.outcome(FileOperation::Rmdir, &path, None, res).await
     }
 
     async fn remove(&self, path: &str) -> Result<(), FileOpError> {
         let path = self.parse(FileOperation::Remove, path).await?;
-        self.authorize(Permission::Delete, FileOperation::Remove, &path, None).await?;
+        self.authorize(Permission::Delete, FileOperation::Remove, &path, None)
+            .await?;
         let res = self.app.inner.deps.storage.remove(self.root(), &path).await;
         self.outcome(FileOperation::Remove, &path, None, res).await
     }
@@ -254,35 +308,75 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         if from.is_root() || to.is_root() {
             return Err(FileOpError::Denied);
         }
-        self.authorize(Permission::Rename, FileOperation::Rename, &from, None).await?;
-        self.authorize(Permission::Rename, FileOperation::Rename, &from, Some(&to)).await?;
-        let res = self.app.inner.deps.storage.rename(self.root(), &from, &to).await;
-        self.outcome(FileOperation::Rename, &from, Some(&to), res).await
+        self.authorize(Permission::Rename, FileOperation::Rename, &from, None)
+            .await?;
+        self.authorize(Permission::Rename, FileOperation::Rename, &from, Some(&to))
+            .await?;
+        let res = self
+            .app
+            .inner
+            .deps
+            .storage
+            .rename(self.root(), &from, &to)
+            .await;
+        self.outcome(FileOperation::Rename, &from, Some(&to), res)
+            .await
     }
 
     async fn set_times(&self, path: &str, atime: i64, mtime: i64) -> Result<(), FileOpError> {
         let path = self.parse(FileOperation::SetAttributes, path).await?;
-        self.authorize(Permission::ChmodChtimes, FileOperation::SetAttributes, &path, None).await?;
-        let res = self.app.inner.deps.storage.set_times(self.root(), &path, atime, mtime).await;
-        self.outcome(FileOperation::SetAttributes, &path, None, res).await
+        self.authorize(
+            Permission::ChmodChtimes,
+            FileOperation::SetAttributes,
+            &path,
+            None,
+        )
+        .await?;
+        let res = self
+            .app
+            .inner
+            .deps
+            .storage
+            .set_times(self.root(), &path, atime, mtime)
+            .await;
+        self.outcome(FileOperation::SetAttributes, &path, None, res)
+            .await
     }
 
     async fn open_download(&self, path: &str) -> Result<Box<dyn Download>, FileOpError> {
         let path = self.parse(FileOperation::Stat, path).await?;
         let decision = self.decide(Permission::Download, &path);
         if !decision.allowed {
-            return Err(self.deny_transfer(&path, Direction::Download, decision.rule).await);
+            return Err(self
+                .deny_transfer(&path, Direction::Download, decision.rule)
+                .await);
         }
-        let mut handle = self.app.inner.deps.storage.open_read(self.root(), &path).await.map_err(map_storage)?;
+        let mut handle = self
+            .app
+            .inner
+            .deps
+            .storage
+            .open_read(self.root(), &path)
+            .await
+            .map_err(map_storage)?;
         let meta = handle.meta().await.map_err(map_storage)?;
         if meta.kind != FileKind::File {
             return Err(FileOpError::Conflict("not a regular file"));
         }
         let log = self.start_transfer(&path, Direction::Download, 0).await?;
-        Ok(Box::new(DownloadTransfer { log: Some(log), handle, hash: StreamHash::new(), bytes: 0 }))
+        Ok(Box::new(DownloadTransfer {
+            log: Some(log),
+            handle,
+            hash: StreamHash::new(),
+            bytes: 0,
+        }))
     }
 
-    async fn open_upload(&self, path: &str, mode: UploadMode) -> Result<Box<dyn Upload>, FileOpError> {
+    async fn open_upload(
+        &self,
+        path: &str,
+        mode: UploadMode,
+    ) -> Result<Box<dyn Upload>, FileOpError> {
         let path = self.parse(FileOperation::Stat, path).await?;
         let storage = &self.app.inner.deps.storage;
         let existing = match storage.stat(self.root(), &path).await {
@@ -298,15 +392,33 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
                 return Err(FileOpError::AlreadyExists);
             }
         }
-        let permission = if existing.is_some() { Permission::Overwrite } else { Permission::Upload };
+        let permission = if existing.is_some() {
+            Permission::Overwrite
+        } else {
+            Permission::Upload
+        };
         let decision = self.decide(permission, &path);
         if !decision.allowed {
-            return Err(self.deny_transfer(&path, Direction::Upload, decision.rule).await);
+            return Err(self
+                .deny_transfer(&path, Direction::Upload, decision.rule)
+                .await);
         }
-        let in_place = existing.is_some() && matches!(mode, UploadMode::Resume | UploadMode::Append);
-        let write_mode = if in_place { WriteMode::InPlace } else { WriteMode::Replace };
-        let mut handle = storage.open_write(self.root(), &path, write_mode).await.map_err(map_storage)?;
-        let size = if in_place { handle.size().await.map_err(map_storage)? } else { 0 };
+        let in_place =
+            existing.is_some() && matches!(mode, UploadMode::Resume | UploadMode::Append);
+        let write_mode = if in_place {
+            WriteMode::InPlace
+        } else {
+            WriteMode::Replace
+        };
+        let mut handle = storage
+            .open_write(self.root(), &path, write_mode)
+            .await
+            .map_err(map_storage)?;
+        let size = if in_place {
+            handle.size().await.map_err(map_storage)?
+        } else {
+            0
+        };
         let log = self.start_transfer(&path, Direction::Upload, size).await?;
         Ok(Box::new(UploadTransfer {
             log: Some(log),
@@ -332,14 +444,23 @@ impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
     }
 
     async fn end(self, command: TransferCommand) {
-        if let Err(err) = self.app.execute::<Transfer>(&self.id, &self.actor, || command.clone()).await {
+        if let Err(err) = self
+            .app
+            .execute::<Transfer>(&self.id, &self.actor, || command.clone())
+            .await
+        {
             tracing::error!(transfer_id = %self.id, error = %err, "cannot record a transfer outcome");
         }
     }
 
     async fn abort(self, bytes: u64, reason: &str) {
         let duration_ms = self.elapsed_ms();
-        self.end(TransferCommand::Abort { bytes, reason: reason.to_string(), duration_ms }).await;
+        self.end(TransferCommand::Abort {
+            bytes,
+            reason: reason.to_string(),
+            duration_ms,
+        })
+        .await;
     }
 }
 
@@ -353,7 +474,10 @@ struct StreamHash {
 
 impl StreamHash {
     fn new() -> Self {
-        StreamHash { hasher: Some(Sha256::new()), next: 0 }
+        StreamHash {
+            hasher: Some(Sha256::new()),
+            next: 0,
+        }
     }
 
     fn feed(&mut self, offset: u64, data: &[u8]) {
@@ -373,7 +497,9 @@ impl StreamHash {
 
     /// The digest, if every byte up to `size` passed in order.
     fn finish(self, size: u64) -> Option<String> {
-        self.hasher.filter(|_| self.next == size).map(|h| hex::encode(h.finalize()))
+        self.hasher
+            .filter(|_| self.next == size)
+            .map(|h| hex::encode(h.finalize()))
     }
 }
 
@@ -387,7 +513,11 @@ struct DownloadTransfer<R: PersistedEventRepository + Clone + 'static> {
 #[async_trait]
 impl<R: PersistedEventRepository + Clone + 'static> Download for DownloadTransfer<R> {
     async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, FileOpError> {
-        let data = self.handle.read_at(offset, len).await.map_err(map_storage)?;
+        let data = self
+            .handle
+            .read_at(offset, len)
+            .await
+            .map_err(map_storage)?;
         self.hash.feed(offset, &data);
         self.bytes += data.len() as u64;
         Ok(data)
@@ -402,7 +532,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Download for DownloadTransfe
         let size = self.handle.meta().await.map(|m| m.size).unwrap_or(0);
         let hash = std::mem::replace(&mut self.hash, StreamHash::new());
         let duration_ms = log.elapsed_ms();
-        log.end(TransferCommand::Complete { bytes: self.bytes, size, sha256: hash.finish(size), duration_ms }).await;
+        log.end(TransferCommand::Complete {
+            bytes: self.bytes,
+            size,
+            sha256: hash.finish(size),
+            duration_ms,
+        })
+        .await;
         Ok(())
     }
 }
@@ -411,7 +547,10 @@ impl<R: PersistedEventRepository + Clone + 'static> Drop for DownloadTransfer<R>
     fn drop(&mut self) {
         if let Some(log) = self.log.take() {
             let bytes = self.bytes;
-            spawn_cleanup(async move { log.abort(bytes, "connection closed before the transfer finished").await });
+            spawn_cleanup(async move {
+                log.abort(bytes, "connection closed before the transfer finished")
+                    .await
+            });
         }
     }
 }
@@ -427,7 +566,9 @@ struct UploadTransfer<R: PersistedEventRepository + Clone + 'static> {
 
 impl<R: PersistedEventRepository + Clone + 'static> UploadTransfer<R> {
     fn handle(&mut self) -> &mut Box<dyn WriteHandle> {
-        self.handle.as_mut().expect("the write handle lives until the transfer ends")
+        self.handle
+            .as_mut()
+            .expect("the write handle lives until the transfer ends")
     }
 }
 
@@ -435,7 +576,10 @@ impl<R: PersistedEventRepository + Clone + 'static> UploadTransfer<R> {
 impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R> {
     async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), FileOpError> {
         let offset = self.append_at.unwrap_or(offset);
-        self.handle().write_at(offset, data).await.map_err(map_storage)?;
+        self.handle()
+            .write_at(offset, data)
+            .await
+            .map_err(map_storage)?;
         if let Some(next) = &mut self.append_at {
             *next += data.len() as u64;
         }
@@ -446,7 +590,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
 
     async fn meta(&mut self) -> Result<FileMeta, FileOpError> {
         let size = self.handle().size().await.map_err(map_storage)?;
-        Ok(FileMeta { kind: FileKind::File, size, mode: 0o644, mtime: 0, atime: 0 })
+        Ok(FileMeta {
+            kind: FileKind::File,
+            size,
+            mode: 0o644,
+            mtime: 0,
+            atime: 0,
+        })
     }
 
     async fn finish(mut self: Box<Self>) -> Result<(), FileOpError> {
@@ -471,13 +621,24 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
         match handle.commit().await {
             Ok(size) => {
                 let duration_ms = log.elapsed_ms();
-                log.end(TransferCommand::Complete { bytes, size, sha256: Some(digest), duration_ms }).await;
+                log.end(TransferCommand::Complete {
+                    bytes,
+                    size,
+                    sha256: Some(digest),
+                    duration_ms,
+                })
+                .await;
                 Ok(())
             }
             Err(err) => {
                 let error = map_storage(err);
                 let duration_ms = log.elapsed_ms();
-                log.end(TransferCommand::Fail { bytes, error: error.to_string(), duration_ms }).await;
+                log.end(TransferCommand::Fail {
+                    bytes,
+                    error: error.to_string(),
+                    duration_ms,
+                })
+                .await;
                 Err(error)
             }
         }
@@ -518,7 +679,12 @@ async fn fail<R: PersistedEventRepository + Clone + 'static>(
         tracing::warn!(error = ?err, "cannot discard a failed upload");
     }
     let duration_ms = log.elapsed_ms();
-    log.end(TransferCommand::Fail { bytes, error: error.to_string(), duration_ms }).await;
+    log.end(TransferCommand::Fail {
+        bytes,
+        error: error.to_string(),
+        duration_ms,
+    })
+    .await;
     error
 }
 
@@ -530,7 +696,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Drop for UploadTransfer<R> {
                 if let Err(err) = handle.abort().await {
                     tracing::warn!(error = ?err, "cannot discard an abandoned upload");
                 }
-                log.abort(bytes, "connection closed before the transfer finished").await;
+                log.abort(bytes, "connection closed before the transfer finished")
+                    .await;
             });
         }
     }

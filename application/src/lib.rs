@@ -23,7 +23,9 @@ use std::sync::Arc;
 
 use cqrs_es::persist::PersistedEventRepository;
 use tokio::sync::Notify;
-use tollgate_ports::outbound::{AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore};
+use tollgate_ports::outbound::{
+    AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore,
+};
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
 pub use error::AppError;
@@ -66,7 +68,9 @@ pub struct Tollgate<R> {
 
 impl<R> Clone for Tollgate<R> {
     fn clone(&self) -> Self {
-        Tollgate { inner: self.inner.clone() }
+        Tollgate {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -79,7 +83,12 @@ pub(crate) struct Inner<R> {
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Builds the application around its dependencies.
     pub fn new(deps: Dependencies<R>) -> Self {
-        Tollgate { inner: Arc::new(Inner { deps, committed: Notify::new() }) }
+        Tollgate {
+            inner: Arc::new(Inner {
+                deps,
+                committed: Notify::new(),
+            }),
+        }
     }
 
     /// The protocol-facing side: sessions and logins.

@@ -95,7 +95,12 @@ fn text(value: Option<&Value>) -> Option<String> {
 impl EventSummary {
     fn from_logged(event: LoggedEvent) -> Self {
         let meta = &event.metadata;
-        let body = event.payload.as_object().and_then(|o| o.values().next()).cloned().unwrap_or(Value::Null);
+        let body = event
+            .payload
+            .as_object()
+            .and_then(|o| o.values().next())
+            .cloned()
+            .unwrap_or(Value::Null);
         let context = body.get("context");
         let event_type = event.event_type.clone();
         let outcome = if event_type.ends_with("Failed") {
@@ -108,10 +113,11 @@ impl EventSummary {
             "success"
         };
         let path = text(body.get("path")).or_else(|| text(context.and_then(|c| c.get("path"))));
-        let detail = ["reason", "error", "rule"].iter().find_map(|k| text(body.get(*k)));
-        let user = text(meta.get("user")).or_else(|| {
-            (event.aggregate_type == "user").then(|| event.aggregate_id.clone())
-        });
+        let detail = ["reason", "error", "rule"]
+            .iter()
+            .find_map(|k| text(body.get(*k)));
+        let user = text(meta.get("user"))
+            .or_else(|| (event.aggregate_type == "user").then(|| event.aggregate_id.clone()));
         EventSummary {
             position: event.position,
             event_id: event.event_id,
@@ -136,10 +142,22 @@ impl EventSummary {
 
     fn matches(&self, filter: &EventFilter) -> bool {
         let time_text = |t: &DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
-        filter.user.as_ref().is_none_or(|u| self.user.as_ref() == Some(u))
-            && filter.event_type.as_ref().is_none_or(|t| &self.event_type == t)
-            && filter.since.as_ref().is_none_or(|t| self.time >= time_text(t))
-            && filter.until.as_ref().is_none_or(|t| self.time < time_text(t))
+        filter
+            .user
+            .as_ref()
+            .is_none_or(|u| self.user.as_ref() == Some(u))
+            && filter
+                .event_type
+                .as_ref()
+                .is_none_or(|t| &self.event_type == t)
+            && filter
+                .since
+                .as_ref()
+                .is_none_or(|t| self.time >= time_text(t))
+            && filter
+                .until
+                .as_ref()
+                .is_none_or(|t| self.time < time_text(t))
     }
 }
 
@@ -161,7 +179,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let mut after = filter.after;
         loop {
             let page = self.inner.deps.log.read_after(after, PAGE).await?;
-            let Some(last) = page.last().map(|e| e.position) else { break };
+            let Some(last) = page.last().map(|e| e.position) else {
+                break;
+            };
             after = last;
             for event in page {
                 let summary = EventSummary::from_logged(event);
@@ -197,7 +217,10 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             if events.is_empty() && !events_done {
                 let page = deps.log.read_after(events_after, PAGE).await?;
                 events_done = page.is_empty();
-                events_after = page.last().map(|e: &LoggedEvent| e.position).unwrap_or(events_after);
+                events_after = page
+                    .last()
+                    .map(|e: &LoggedEvent| e.position)
+                    .unwrap_or(events_after);
                 events.extend(page);
             }
             if seals.is_empty() && !seals_done {
@@ -209,16 +232,38 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             if events.is_empty() && seals.is_empty() {
                 break;
             }
-            let event = events.front().filter(|e| e.position <= position).is_some().then(|| events.pop_front()).flatten();
-            let seal = seals.front().filter(|s| s.position == position).is_some().then(|| seals.pop_front()).flatten();
+            let event = events
+                .front()
+                .filter(|e| e.position <= position)
+                .is_some()
+                .then(|| events.pop_front())
+                .flatten();
+            let seal = seals
+                .front()
+                .filter(|s| s.position == position)
+                .is_some()
+                .then(|| seals.pop_front())
+                .flatten();
             let record = event.as_ref().map(record);
-            let step = verifier.step(record.as_ref(), seal.as_ref().map(|s| (s.event_id.as_str(), s.hash.as_str())));
+            let step = verifier.step(
+                record.as_ref(),
+                seal.as_ref()
+                    .map(|s| (s.event_id.as_str(), s.hash.as_str())),
+            );
             if let Err(finding) = step {
                 let summary = verifier.finish();
-                return Ok(VerifyReport { sealed: summary.sealed, unsealed: summary.unsealed, finding: Some(finding) });
+                return Ok(VerifyReport {
+                    sealed: summary.sealed,
+                    unsealed: summary.unsealed,
+                    finding: Some(finding),
+                });
             }
         }
         let summary = verifier.finish();
-        Ok(VerifyReport { sealed: summary.sealed, unsealed: summary.unsealed, finding: None })
+        Ok(VerifyReport {
+            sealed: summary.sealed,
+            unsealed: summary.unsealed,
+            finding: None,
+        })
     }
 }

@@ -27,28 +27,52 @@ pub struct Gateway<R> {
 
 impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
     pub(crate) fn new(app: Tollgate<R>) -> Self {
-        Gateway { app, dummy_hash: std::sync::OnceLock::new() }
+        Gateway {
+            app,
+            dummy_hash: std::sync::OnceLock::new(),
+        }
     }
 
     async fn session(&self, session_id: &str) -> Result<Session, LoginError> {
-        self.app.load::<Session>(session_id).await.map_err(log_unavailable)
+        self.app
+            .load::<Session>(session_id)
+            .await
+            .map_err(log_unavailable)
     }
 
-    async fn record(&self, session_id: &str, session: &Session, user: Option<&str>, command: SessionCommand) {
+    async fn record(
+        &self,
+        session_id: &str,
+        session: &Session,
+        user: Option<&str>,
+        command: SessionCommand,
+    ) {
         let actor = session_actor(session_id, session, user);
-        if let Err(err) = self.app.execute::<Session>(session_id, &actor, || command.clone()).await {
+        if let Err(err) = self
+            .app
+            .execute::<Session>(session_id, &actor, || command.clone())
+            .await
+        {
             tracing::error!(session_id, error = %err, "cannot record a session event");
         }
     }
 
-    async fn fail(&self, session_id: &str, session: &Session, username: &str, method: LoginMethod, reason: &str) -> LoginError {
+    async fn fail(
+        &self,
+        session_id: &str,
+        session: &Session,
+        username: &str,
+        method: LoginMethod,
+        reason: &str,
+    ) -> LoginError {
         tracing::info!(session_id, username, ?method, reason, "login failed");
         let command = SessionCommand::RecordLoginFailure {
             username: username.to_string(),
             method,
             reason: reason.to_string(),
         };
-        self.record(session_id, session, Some(username), command).await;
+        self.record(session_id, session, Some(username), command)
+            .await;
         LoginError::Denied
     }
 
@@ -64,12 +88,29 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         let policies = self.policies_of(&user).await.map_err(log_unavailable)?;
         if let Err(err) = self.app.inner.deps.storage.ensure_root(&user.home).await {
             tracing::error!(session_id, username = %user.username, error = ?err, "cannot prepare the home directory");
-            return Err(self.fail(session_id, &session, &user.username, method, "home directory unavailable").await);
+            return Err(self
+                .fail(
+                    session_id,
+                    &session,
+                    &user.username,
+                    method,
+                    "home directory unavailable",
+                )
+                .await);
         }
-        let command = SessionCommand::RecordLogin { username: user.username.clone(), method, key_fingerprint };
+        let command = SessionCommand::RecordLogin {
+            username: user.username.clone(),
+            method,
+            key_fingerprint,
+        };
         let actor = session_actor(session_id, &session, Some(&user.username));
-        self.app.execute::<Session>(session_id, &actor, || command.clone()).await.map_err(log_unavailable)?;
-        let protocol = session.protocol.expect("a session that accepted a login was opened");
+        self.app
+            .execute::<Session>(session_id, &actor, || command.clone())
+            .await
+            .map_err(log_unavailable)?;
+        let protocol = session
+            .protocol
+            .expect("a session that accepted a login was opened");
         Ok(Arc::new(UserFiles::new(
             self.app.clone(),
             session_id.to_string(),
@@ -109,11 +150,20 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             Some(hash) => hash,
             None => self
                 .dummy_hash
-                .get_or_init(|| self.app.inner.deps.hasher.hash(&uuid::Uuid::new_v4().to_string()).unwrap_or_default())
+                .get_or_init(|| {
+                    self.app
+                        .inner
+                        .deps
+                        .hasher
+                        .hash(&uuid::Uuid::new_v4().to_string())
+                        .unwrap_or_default()
+                })
                 .clone(),
         };
         // Hashing is deliberately slow: keep it off the async workers.
-        let verified = tokio::task::spawn_blocking(move || hasher.verify(&password, &hash)).await.unwrap_or(false);
+        let verified = tokio::task::spawn_blocking(move || hasher.verify(&password, &hash))
+            .await
+            .unwrap_or(false);
         verified && has_hash
     }
 }
@@ -135,9 +185,14 @@ fn log_unavailable(err: AppError) -> LoginError {
 
 /// `SHA256:base64` as OpenSSH prints it.
 fn fingerprint(key: &AuthorizedKey) -> Option<String> {
-    let blob = base64::engine::general_purpose::STANDARD.decode(key.blob()).ok()?;
+    let blob = base64::engine::general_purpose::STANDARD
+        .decode(key.blob())
+        .ok()?;
     let digest = Sha256::digest(blob);
-    Some(format!("SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)))
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
 }
 
 #[async_trait]
@@ -151,31 +206,54 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
             protocol: Some(client.protocol.as_str().to_string()),
             ..Actor::default()
         };
-        let command = SessionCommand::Open { protocol: client.protocol, remote_addr: client.remote_addr };
-        self.app.execute::<Session>(&session_id, &actor, || command.clone()).await.map_err(log_unavailable)?;
+        let command = SessionCommand::Open {
+            protocol: client.protocol,
+            remote_addr: client.remote_addr,
+        };
+        self.app
+            .execute::<Session>(&session_id, &actor, || command.clone())
+            .await
+            .map_err(log_unavailable)?;
         Ok(session_id)
     }
 
-    async fn login_password(&self, session_id: &str, username: &str, password: &str) -> Result<Arc<dyn FileOps>, LoginError> {
+    async fn login_password(
+        &self,
+        session_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Arc<dyn FileOps>, LoginError> {
         let session = self.session(session_id).await?;
         let user: User = self.app.load(username).await.map_err(log_unavailable)?;
         let method = LoginMethod::Password;
-        let hash = if user.exists() { user.password_hash.clone() } else { None };
+        let hash = if user.exists() {
+            user.password_hash.clone()
+        } else {
+            None
+        };
         let verified = self.verify_password(password, hash).await;
         if !user.exists() {
-            return Err(self.fail(session_id, &session, username, method, "unknown user").await);
+            return Err(self
+                .fail(session_id, &session, username, method, "unknown user")
+                .await);
         }
         if !verified {
-            return Err(self.fail(session_id, &session, username, method, "wrong password").await);
+            return Err(self
+                .fail(session_id, &session, username, method, "wrong password")
+                .await);
         }
         if !user.enabled {
-            return Err(self.fail(session_id, &session, username, method, "account disabled").await);
+            return Err(self
+                .fail(session_id, &session, username, method, "account disabled")
+                .await);
         }
         self.succeed(session_id, session, user, method, None).await
     }
 
     async fn offer_public_key(&self, session_id: &str, username: &str, public_key: &str) -> bool {
-        let Ok(session) = self.session(session_id).await else { return false };
+        let Ok(session) = self.session(session_id).await else {
+            return false;
+        };
         let user: User = match self.app.load(username).await {
             Ok(user) => user,
             Err(err) => {
@@ -193,28 +271,55 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
             } else {
                 "key not authorized"
             };
-            self.fail(session_id, &session, username, LoginMethod::PublicKey, reason).await;
+            self.fail(
+                session_id,
+                &session,
+                username,
+                LoginMethod::PublicKey,
+                reason,
+            )
+            .await;
         }
         accepted
     }
 
-    async fn login_public_key(&self, session_id: &str, username: &str, public_key: &str) -> Result<Arc<dyn FileOps>, LoginError> {
+    async fn login_public_key(
+        &self,
+        session_id: &str,
+        username: &str,
+        public_key: &str,
+    ) -> Result<Arc<dyn FileOps>, LoginError> {
         let session = self.session(session_id).await?;
         let user: User = self.app.load(username).await.map_err(log_unavailable)?;
         let method = LoginMethod::PublicKey;
-        let key = AuthorizedKey::parse(public_key).ok().filter(|key| user.public_keys.contains(key));
+        let key = AuthorizedKey::parse(public_key)
+            .ok()
+            .filter(|key| user.public_keys.contains(key));
         let Some(key) = key.filter(|_| user.exists() && user.enabled) else {
-            return Err(self.fail(session_id, &session, username, method, "key not authorized").await);
+            return Err(self
+                .fail(session_id, &session, username, method, "key not authorized")
+                .await);
         };
-        self.succeed(session_id, session, user, method, fingerprint(&key)).await
+        self.succeed(session_id, session, user, method, fingerprint(&key))
+            .await
     }
 
     async fn close(&self, session_id: &str, reason: &str) {
-        let Ok(session) = self.session(session_id).await else { return };
+        let Ok(session) = self.session(session_id).await else {
+            return;
+        };
         if session.closed || session.protocol.is_none() {
             return;
         }
         let user = session.username.clone();
-        self.record(session_id, &session, user.as_deref(), SessionCommand::Close { reason: reason.to_string() }).await;
+        self.record(
+            session_id,
+            &session,
+            user.as_deref(),
+            SessionCommand::Close {
+                reason: reason.to_string(),
+            },
+        )
+        .await;
     }
 }

@@ -66,7 +66,12 @@ pub struct TransferView {
 }
 
 fn event_time(event: &LoggedEvent) -> String {
-    event.metadata.get("time").and_then(Value::as_str).unwrap_or_default().to_string()
+    event
+        .metadata
+        .get("time")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// A batch's view of the documents it touches.
@@ -76,7 +81,11 @@ struct Batch<'a, R> {
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
-    async fn get<T: for<'de> Deserialize<'de>>(&mut self, projection: &'static str, key: &str) -> Result<Option<T>, AppError> {
+    async fn get<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        projection: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, AppError> {
         let slot = (projection, key.to_string());
         if !self.docs.contains_key(&slot) {
             let doc = self.app.inner.deps.projections.get(projection, key).await?;
@@ -93,12 +102,22 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
         self.docs.insert((projection, key.to_string()), value);
     }
 
-    async fn apply_aggregate<T: AggregateRoot>(&mut self, projection: &'static str, event: &LoggedEvent) -> Result<(), AppError> {
+    async fn apply_aggregate<T: AggregateRoot>(
+        &mut self,
+        projection: &'static str,
+        event: &LoggedEvent,
+    ) -> Result<(), AppError> {
         let Ok(parsed) = serde_json::from_value::<T::Event>(event.payload.clone()) else {
-            tracing::warn!(position = event.position, "projection skipped an event it cannot read");
+            tracing::warn!(
+                position = event.position,
+                "projection skipped an event it cannot read"
+            );
             return Ok(());
         };
-        let mut state: T = self.get(projection, &event.aggregate_id).await?.unwrap_or_default();
+        let mut state: T = self
+            .get(projection, &event.aggregate_id)
+            .await?
+            .unwrap_or_default();
         state.apply(parsed);
         self.put(projection, &event.aggregate_id, Some(&state));
         Ok(())
@@ -106,12 +125,23 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
 
     async fn apply_user(&mut self, event: &LoggedEvent) -> Result<(), AppError> {
         let Ok(parsed) = serde_json::from_value::<UserEvent>(event.payload.clone()) else {
-            tracing::warn!(position = event.position, "projection skipped an event it cannot read");
+            tracing::warn!(
+                position = event.position,
+                "projection skipped an event it cannot read"
+            );
             return Ok(());
         };
         let key = &event.aggregate_id;
         let time = event_time(event);
-        if let UserEvent::UserCreated { username, password_hash, public_keys, home, groups, policies } = parsed {
+        if let UserEvent::UserCreated {
+            username,
+            password_hash,
+            public_keys,
+            home,
+            groups,
+            policies,
+        } = parsed
+        {
             let view = UserView {
                 username,
                 home,
@@ -126,7 +156,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             self.put(USERS, key, Some(&view));
             return Ok(());
         }
-        let Some(mut view) = self.get::<UserView>(USERS, key).await? else { return Ok(()) };
+        let Some(mut view) = self.get::<UserView>(USERS, key).await? else {
+            return Ok(());
+        };
         match parsed {
             UserEvent::UserCreated { .. } => unreachable!("handled above"),
             UserEvent::UserPasswordChanged { .. } => view.has_password = true,
@@ -149,12 +181,18 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
 
     async fn apply_transfer(&mut self, event: &LoggedEvent) -> Result<(), AppError> {
         let Ok(parsed) = serde_json::from_value::<TransferEvent>(event.payload.clone()) else {
-            tracing::warn!(position = event.position, "projection skipped an event it cannot read");
+            tracing::warn!(
+                position = event.position,
+                "projection skipped an event it cannot read"
+            );
             return Ok(());
         };
         let key = &event.aggregate_id;
         let time = event_time(event);
-        let mut view = self.get::<TransferView>(TRANSFERS, key).await?.unwrap_or_default();
+        let mut view = self
+            .get::<TransferView>(TRANSFERS, key)
+            .await?
+            .unwrap_or_default();
         view.id = key.clone();
         match parsed {
             TransferEvent::TransferStarted { context, offset } => {
@@ -170,7 +208,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 view.started_at = time.clone();
                 view.ended_at = Some(time);
             }
-            TransferEvent::TransferCompleted { bytes, size, sha256, .. } => {
+            TransferEvent::TransferCompleted {
+                bytes,
+                size,
+                sha256,
+                ..
+            } => {
                 view.state = Some(TransferState::Completed);
                 view.bytes = bytes;
                 view.size = Some(size);
@@ -202,8 +245,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let deps = &self.inner.deps;
         let checkpoint = deps.projections.checkpoint(PROJECTOR).await?;
         let events = deps.log.read_after(checkpoint, BATCH).await?;
-        let Some(last) = events.last().map(|e| e.position) else { return Ok(0) };
-        let mut batch = Batch { app: self, docs: HashMap::new() };
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(0);
+        };
+        let mut batch = Batch {
+            app: self,
+            docs: HashMap::new(),
+        };
         for event in &events {
             match event.aggregate_type.as_str() {
                 "user" => batch.apply_user(event).await?,
@@ -216,9 +264,17 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let changes: Vec<DocChange> = batch
             .docs
             .into_iter()
-            .map(|((projection, key), doc)| DocChange { projection: projection.to_string(), key, doc })
+            .map(|((projection, key), doc)| DocChange {
+                projection: projection.to_string(),
+                key,
+                doc,
+            })
             .collect();
-        match deps.projections.commit(PROJECTOR, checkpoint, last, &changes).await {
+        match deps
+            .projections
+            .commit(PROJECTOR, checkpoint, last, &changes)
+            .await
+        {
             Ok(()) => Ok(events.len()),
             // Another process projected this batch first; the next call
             // starts from its checkpoint.
@@ -235,7 +291,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let (after, mut previous) = match &last {
             Some(seal) => {
                 let mut hash = [0u8; 32];
-                hex::decode_to_slice(&seal.hash, &mut hash).map_err(|e| AppError::Store(Box::new(e)))?;
+                hex::decode_to_slice(&seal.hash, &mut hash)
+                    .map_err(|e| AppError::Store(Box::new(e)))?;
                 (seal.position, hash)
             }
             None => (0, tollgate_audit::GENESIS),
@@ -244,7 +301,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let mut seals = Vec::with_capacity(events.len());
         for event in &events {
             previous = tollgate_audit::chain(&previous, &crate::queries::record(event));
-            seals.push(Seal { position: event.position, event_id: event.event_id.clone(), hash: hex::encode(previous) });
+            seals.push(Seal {
+                position: event.position,
+                event_id: event.event_id.clone(),
+                hash: hex::encode(previous),
+            });
         }
         if seals.is_empty() {
             return Ok(0);
@@ -298,7 +359,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 
     /// Drops the read models and projects the whole log again.
     pub async fn rebuild_projections(&self) -> Result<u64, AppError> {
-        self.inner.deps.projections.reset(PROJECTOR, &[USERS, POLICIES, GROUPS, TRANSFERS]).await?;
+        self.inner
+            .deps
+            .projections
+            .reset(PROJECTOR, &[USERS, POLICIES, GROUPS, TRANSFERS])
+            .await?;
         let mut total = 0u64;
         loop {
             let n = self.project_pending().await?;
@@ -313,18 +378,34 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     pub async fn subscriber_status(&self) -> Result<Vec<SubscriberStatus>, AppError> {
         let deps = &self.inner.deps;
         let head = deps.log.head().await?;
-        let sealed = deps.audit.last_seal().await?.map(|s| s.position).unwrap_or(0);
+        let sealed = deps
+            .audit
+            .last_seal()
+            .await?
+            .map(|s| s.position)
+            .unwrap_or(0);
         let projected = deps.projections.checkpoint(PROJECTOR).await?;
         Ok(vec![
-            SubscriberStatus { name: SEALER, position: sealed, head },
-            SubscriberStatus { name: PROJECTOR, position: projected, head },
+            SubscriberStatus {
+                name: SEALER,
+                position: sealed,
+                head,
+            },
+            SubscriberStatus {
+                name: PROJECTOR,
+                position: projected,
+                head,
+            },
         ])
     }
 
     /// The transfers read model, newest first.
     pub async fn list_transfers(&self) -> Result<Vec<TransferView>, AppError> {
         let docs = self.inner.deps.projections.list(TRANSFERS).await?;
-        let mut views: Vec<TransferView> = docs.into_iter().filter_map(|(_, doc)| serde_json::from_value(doc).ok()).collect();
+        let mut views: Vec<TransferView> = docs
+            .into_iter()
+            .filter_map(|(_, doc)| serde_json::from_value(doc).ok())
+            .collect();
         views.sort_by(|a, b| b.started_at.cmp(&a.started_at));
         Ok(views)
     }

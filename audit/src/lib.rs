@@ -123,7 +123,11 @@ pub struct Summary {
 
 impl Default for Verifier {
     fn default() -> Self {
-        Verifier { previous: GENESIS, next: 1, sealed: 0 }
+        Verifier {
+            previous: GENESIS,
+            next: 1,
+            sealed: 0,
+        }
     }
 }
 
@@ -135,18 +139,27 @@ impl Verifier {
 
     /// Checks the next position: its record (if present in the log) and its
     /// seal (`event_id`, hex hash) if present.
-    pub fn step(&mut self, record: Option<&Record<'_>>, seal: Option<(&str, &str)>) -> Result<(), Finding> {
+    pub fn step(
+        &mut self,
+        record: Option<&Record<'_>>,
+        seal: Option<(&str, &str)>,
+    ) -> Result<(), Finding> {
         let position = self.next;
         match (record, seal) {
             (None, None) => return Err(Finding::Removed { position }),
             (None, Some(_)) => return Err(Finding::Removed { position }),
             (Some(record), _) if record.position != position => {
-                return Err(Finding::OutOfOrder { position: record.position, expected: position });
+                return Err(Finding::OutOfOrder {
+                    position: record.position,
+                    expected: position,
+                });
             }
             (Some(record), Some((event_id, hash))) => {
                 if self.sealed + 1 != position {
                     // A record after an unsealed one carries a seal: a seal was removed.
-                    return Err(Finding::SealBroken { position: self.sealed + 1 });
+                    return Err(Finding::SealBroken {
+                        position: self.sealed + 1,
+                    });
                 }
                 let computed = chain(&self.previous, record);
                 if hex::encode(computed) != hash {
@@ -166,7 +179,10 @@ impl Verifier {
 
     /// Ends the walk: how many records were sealed and how many were not.
     pub fn finish(self) -> Summary {
-        Summary { sealed: self.sealed, unsealed: self.next - 1 - self.sealed }
+        Summary {
+            sealed: self.sealed,
+            unsealed: self.next - 1 - self.sealed,
+        }
     }
 }
 

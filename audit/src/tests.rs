@@ -45,12 +45,18 @@ fn seal_all(records: &[Owned]) -> Vec<(String, String)> {
         .collect()
 }
 
-fn verify(records: &[Option<&Owned>], seals: &[Option<(String, String)>]) -> Result<Summary, Finding> {
+fn verify(
+    records: &[Option<&Owned>],
+    seals: &[Option<(String, String)>],
+) -> Result<Summary, Finding> {
     let mut verifier = Verifier::new();
     for i in 0..records.len().max(seals.len()) {
         let record = records.get(i).copied().flatten().map(Owned::record);
         let seal = seals.get(i).cloned().flatten();
-        verifier.step(record.as_ref(), seal.as_ref().map(|(id, h)| (id.as_str(), h.as_str())))?;
+        verifier.step(
+            record.as_ref(),
+            seal.as_ref().map(|(id, h)| (id.as_str(), h.as_str())),
+        )?;
     }
     Ok(verifier.finish())
 }
@@ -58,7 +64,10 @@ fn verify(records: &[Option<&Owned>], seals: &[Option<(String, String)>]) -> Res
 #[test]
 fn canonical_json_sorts_keys_at_every_level() {
     let value = json!({"b": 1, "a": {"z": [1, {"y": true, "x": null}], "c": "é"}});
-    assert_eq!(canonical_json(&value), r#"{"a":{"c":"é","z":[1,{"x":null,"y":true}]},"b":1}"#);
+    assert_eq!(
+        canonical_json(&value),
+        r#"{"a":{"c":"é","z":[1,{"x":null,"y":true}]},"b":1}"#
+    );
 }
 
 #[test]
@@ -67,7 +76,13 @@ fn an_untouched_log_verifies_and_reports_the_unsealed_tail() {
     let mut seals: Vec<_> = seal_all(&records).into_iter().map(Some).collect();
     seals.truncate(3);
     let refs: Vec<_> = records.iter().map(Some).collect();
-    assert_eq!(verify(&refs, &seals), Ok(Summary { sealed: 3, unsealed: 2 }));
+    assert_eq!(
+        verify(&refs, &seals),
+        Ok(Summary {
+            sealed: 3,
+            unsealed: 2
+        })
+    );
 }
 
 #[test]
@@ -83,7 +98,12 @@ fn a_modified_record_is_found() {
 fn a_removed_record_is_found() {
     let records: Vec<Owned> = (1..=4).map(Owned::new).collect();
     let seals: Vec<_> = seal_all(&records).into_iter().map(Some).collect();
-    let refs = vec![Some(&records[0]), None, Some(&records[2]), Some(&records[3])];
+    let refs = vec![
+        Some(&records[0]),
+        None,
+        Some(&records[2]),
+        Some(&records[3]),
+    ];
     assert_eq!(verify(&refs, &seals), Err(Finding::Removed { position: 2 }));
 }
 
@@ -104,7 +124,10 @@ fn a_removed_seal_in_the_middle_is_found() {
     let mut seals: Vec<_> = seal_all(&records).into_iter().map(Some).collect();
     seals[1] = None;
     let refs: Vec<_> = records.iter().map(Some).collect();
-    assert_eq!(verify(&refs, &seals), Err(Finding::SealBroken { position: 2 }));
+    assert_eq!(
+        verify(&refs, &seals),
+        Err(Finding::SealBroken { position: 2 })
+    );
 }
 
 #[test]

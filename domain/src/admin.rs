@@ -30,16 +30,28 @@ pub struct Admin {
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum AdminCommand {
-    Create { username: String, password_hash: String, role: Role },
-    ChangePassword { password_hash: String },
+    Create {
+        username: String,
+        password_hash: String,
+        role: Role,
+    },
+    ChangePassword {
+        password_hash: String,
+    },
 }
 
 /// Events of an administrator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum AdminEvent {
-    AdminCreated { username: String, password_hash: String, role: Role },
-    AdminPasswordChanged { password_hash: String },
+    AdminCreated {
+        username: String,
+        password_hash: String,
+        role: Role,
+    },
+    AdminPasswordChanged {
+        password_hash: String,
+    },
 }
 crate::domain_event!(AdminEvent, "1", { AdminCreated, AdminPasswordChanged });
 
@@ -72,20 +84,38 @@ impl AggregateRoot for Admin {
             AdminCommand::Create { username, .. } if !valid_name(&username) => {
                 Err(AdminError::InvalidName { name: username })
             }
-            AdminCommand::Create { username, password_hash, role } => {
-                Ok(vec![AdminEvent::AdminCreated { username, password_hash, role }])
-            }
+            AdminCommand::Create {
+                username,
+                password_hash,
+                role,
+            } => Ok(vec![AdminEvent::AdminCreated {
+                username,
+                password_hash,
+                role,
+            }]),
             AdminCommand::ChangePassword { .. } if self.role.is_none() => Err(AdminError::NotFound),
-            AdminCommand::ChangePassword { password_hash } => Ok(vec![AdminEvent::AdminPasswordChanged { password_hash }]),
+            AdminCommand::ChangePassword { password_hash } => {
+                Ok(vec![AdminEvent::AdminPasswordChanged { password_hash }])
+            }
         }
     }
 
     fn apply(&mut self, event: AdminEvent) {
         match event {
-            AdminEvent::AdminCreated { username, password_hash, role } => {
-                *self = Admin { username, password_hash, role: Some(role) };
+            AdminEvent::AdminCreated {
+                username,
+                password_hash,
+                role,
+            } => {
+                *self = Admin {
+                    username,
+                    password_hash,
+                    role: Some(role),
+                };
             }
-            AdminEvent::AdminPasswordChanged { password_hash } => self.password_hash = password_hash,
+            AdminEvent::AdminPasswordChanged { password_hash } => {
+                self.password_hash = password_hash
+            }
         }
     }
 }
@@ -99,13 +129,29 @@ mod tests {
 
     #[test]
     fn the_first_administrator_is_created_once() {
-        let create = || AdminCommand::Create { username: "admin".into(), password_hash: "h".into(), role: Role::Admin };
-        check::<Admin>(vec![], create(), expect![[r#"
+        let create = || AdminCommand::Create {
+            username: "admin".into(),
+            password_hash: "h".into(),
+            role: Role::Admin,
+        };
+        check::<Admin>(
+            vec![],
+            create(),
+            expect![[r#"
             AdminCreated { username: "admin", password_hash: "h", role: Admin }
-        "#]]);
-        let created = AdminEvent::AdminCreated { username: "admin".into(), password_hash: "h".into(), role: Role::Admin };
-        check::<Admin>(vec![created], create(), expect![[r#"
+        "#]],
+        );
+        let created = AdminEvent::AdminCreated {
+            username: "admin".into(),
+            password_hash: "h".into(),
+            role: Role::Admin,
+        };
+        check::<Admin>(
+            vec![created],
+            create(),
+            expect![[r#"
             error: administrator already exists
-        "#]]);
+        "#]],
+        );
     }
 }

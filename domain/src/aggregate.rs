@@ -57,13 +57,20 @@ macro_rules! domain_event {
 /// Given/when/then for aggregate tests: applies `given`, decides `command`
 /// and renders the events (one per line) or the error.
 #[cfg(test)]
-pub(crate) fn check<A: AggregateRoot>(given: Vec<A::Event>, command: A::Command, expect: expect_test::Expect) {
+pub(crate) fn check<A: AggregateRoot>(
+    given: Vec<A::Event>,
+    command: A::Command,
+    expect: expect_test::Expect,
+) {
     let mut state = A::default();
     for event in given {
         state.apply(event);
     }
     let actual = match state.decide(command) {
-        Ok(events) => events.iter().map(|e| format!("{e:?}\n")).collect::<String>(),
+        Ok(events) => events
+            .iter()
+            .map(|e| format!("{e:?}\n"))
+            .collect::<String>(),
         Err(err) => format!("error: {err}\n"),
     };
     expect.assert_eq(&actual);

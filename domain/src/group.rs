@@ -80,15 +80,25 @@ impl AggregateRoot for Group {
                 }
                 Ok(vec![GroupEvent::GroupCreated { name, policies }])
             }
-            GroupCommand::SetPolicies { .. } | GroupCommand::Delete if !exists => Err(GroupError::NotFound),
-            GroupCommand::SetPolicies { policies } => Ok(vec![GroupEvent::GroupPoliciesChanged { policies }]),
+            GroupCommand::SetPolicies { .. } | GroupCommand::Delete if !exists => {
+                Err(GroupError::NotFound)
+            }
+            GroupCommand::SetPolicies { policies } => {
+                Ok(vec![GroupEvent::GroupPoliciesChanged { policies }])
+            }
             GroupCommand::Delete => Ok(vec![GroupEvent::GroupDeleted {}]),
         }
     }
 
     fn apply(&mut self, event: GroupEvent) {
         match event {
-            GroupEvent::GroupCreated { name, policies } => *self = Group { name, policies, deleted: false },
+            GroupEvent::GroupCreated { name, policies } => {
+                *self = Group {
+                    name,
+                    policies,
+                    deleted: false,
+                }
+            }
             GroupEvent::GroupPoliciesChanged { policies } => self.policies = policies,
             GroupEvent::GroupDeleted {} => self.deleted = true,
         }

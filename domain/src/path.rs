@@ -111,8 +111,15 @@ impl VirtualPath {
         if self.is_root() {
             return None;
         }
-        let cut = self.0.rfind('/').expect("a virtual path always starts with '/'");
-        Some(VirtualPath(if cut == 0 { "/".to_string() } else { self.0[..cut].to_string() }))
+        let cut = self
+            .0
+            .rfind('/')
+            .expect("a virtual path always starts with '/'");
+        Some(VirtualPath(if cut == 0 {
+            "/".to_string()
+        } else {
+            self.0[..cut].to_string()
+        }))
     }
 
     /// Whether `prefix` is this path or one of its ancestors (component-wise).

@@ -76,7 +76,9 @@ impl Permission {
             let perm = Permission::ALL
                 .into_iter()
                 .find(|p| p.as_str() == name)
-                .ok_or_else(|| PolicyError::UnknownPermission { name: name.to_string() })?;
+                .ok_or_else(|| PolicyError::UnknownPermission {
+                    name: name.to_string(),
+                })?;
             set.insert(perm);
         }
         Ok(set)
@@ -97,10 +99,17 @@ impl Rule {
     pub fn parse(text: &str) -> Result<Rule, PolicyError> {
         let (prefix, perms) = text
             .split_once('=')
-            .ok_or_else(|| PolicyError::MalformedRule { text: text.to_string() })?;
-        let path_prefix = VirtualPath::parse(prefix.trim())
-            .map_err(|_| PolicyError::MalformedRule { text: text.to_string() })?;
-        Ok(Rule { path_prefix, permissions: Permission::parse_list(perms)? })
+            .ok_or_else(|| PolicyError::MalformedRule {
+                text: text.to_string(),
+            })?;
+        let path_prefix =
+            VirtualPath::parse(prefix.trim()).map_err(|_| PolicyError::MalformedRule {
+                text: text.to_string(),
+            })?;
+        Ok(Rule {
+            path_prefix,
+            permissions: Permission::parse_list(perms)?,
+        })
     }
 }
 
@@ -129,21 +138,39 @@ pub struct NamedRules<'a> {
 /// policy for the same folder combine). A subject with no matching rule at
 /// all is allowed, as an SFTPGo user with the default `/: *` permissions
 /// would be: attach a policy to restrict it.
-pub fn evaluate(policies: &[NamedRules<'_>], permission: Permission, path: &VirtualPath) -> Decision {
+pub fn evaluate(
+    policies: &[NamedRules<'_>],
+    permission: Permission,
+    path: &VirtualPath,
+) -> Decision {
     let matching = policies
         .iter()
         .flat_map(|named| named.rules.iter().map(move |rule| (named.policy, rule)))
         .filter(|(_, rule)| path.starts_with(&rule.path_prefix));
-    let Some(depth) = matching.clone().map(|(_, rule)| rule.path_prefix.components().count()).max() else {
-        return Decision { allowed: true, rule: "default".to_string() };
+    let Some(depth) = matching
+        .clone()
+        .map(|(_, rule)| rule.path_prefix.components().count())
+        .max()
+    else {
+        return Decision {
+            allowed: true,
+            rule: "default".to_string(),
+        };
     };
     let mut deepest = matching.filter(|(_, rule)| rule.path_prefix.components().count() == depth);
-    let first = deepest.clone().next().expect("the maximum depth comes from a matching rule");
-    let (policy, rule, allowed) = match deepest.find(|(_, rule)| rule.permissions.contains(&permission)) {
-        Some((policy, rule)) => (policy, rule, true),
-        None => (first.0, first.1, false),
-    };
-    Decision { allowed, rule: format!("{policy}:{}", rule.path_prefix) }
+    let first = deepest
+        .clone()
+        .next()
+        .expect("the maximum depth comes from a matching rule");
+    let (policy, rule, allowed) =
+        match deepest.find(|(_, rule)| rule.permissions.contains(&permission)) {
+            Some((policy, rule)) => (policy, rule, true),
+            None => (first.0, first.1, false),
+        };
+    Decision {
+        allowed,
+        rule: format!("{policy}:{}", rule.path_prefix),
+    }
 }
 
 /// Why a policy command was refused.
@@ -179,7 +206,9 @@ pub enum PolicyError {
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !name.starts_with(['.', '-'])
 }
 
@@ -264,7 +293,11 @@ impl AggregateRoot for Policy {
     fn apply(&mut self, event: PolicyEvent) {
         match event {
             PolicyEvent::PolicyCreated { name, rules } => {
-                *self = Policy { name, rules, deleted: false };
+                *self = Policy {
+                    name,
+                    rules,
+                    deleted: false,
+                };
             }
             PolicyEvent::PolicyRulesReplaced { rules } => self.rules = rules,
             PolicyEvent::PolicyDeleted {} => self.deleted = true,

@@ -39,7 +39,11 @@ impl AuthorizedKey {
         if !KNOWN_TYPES.contains(&algorithm) || blob.len() < 16 || !blob.chars().all(base64) {
             return Err(KeyError::Malformed);
         }
-        Ok(AuthorizedKey { algorithm: algorithm.to_string(), blob: blob.to_string(), comment })
+        Ok(AuthorizedKey {
+            algorithm: algorithm.to_string(),
+            blob: blob.to_string(),
+            comment,
+        })
     }
 
     /// The key type, e.g. `ssh-ed25519`.

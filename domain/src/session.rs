@@ -91,26 +91,80 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum SessionCommand {
-    Open { protocol: Protocol, remote_addr: String },
-    RecordLoginFailure { username: String, method: LoginMethod, reason: String },
-    RecordLogin { username: String, method: LoginMethod, key_fingerprint: Option<String> },
-    RecordOperation { operation: FileOperation, path: String, target: Option<String> },
-    RecordDenial { operation: FileOperation, path: String, target: Option<String>, rule: String },
-    RecordFailure { operation: FileOperation, path: String, target: Option<String>, error: String },
-    Close { reason: String },
+    Open {
+        protocol: Protocol,
+        remote_addr: String,
+    },
+    RecordLoginFailure {
+        username: String,
+        method: LoginMethod,
+        reason: String,
+    },
+    RecordLogin {
+        username: String,
+        method: LoginMethod,
+        key_fingerprint: Option<String>,
+    },
+    RecordOperation {
+        operation: FileOperation,
+        path: String,
+        target: Option<String>,
+    },
+    RecordDenial {
+        operation: FileOperation,
+        path: String,
+        target: Option<String>,
+        rule: String,
+    },
+    RecordFailure {
+        operation: FileOperation,
+        path: String,
+        target: Option<String>,
+        error: String,
+    },
+    Close {
+        reason: String,
+    },
 }
 
 /// Events of a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum SessionEvent {
-    SessionOpened { protocol: Protocol, remote_addr: String },
-    LoginFailed { username: String, method: LoginMethod, reason: String },
-    LoginSucceeded { username: String, method: LoginMethod, key_fingerprint: Option<String> },
-    FileOperationPerformed { operation: FileOperation, path: String, target: Option<String> },
-    FileOperationDenied { operation: FileOperation, path: String, target: Option<String>, rule: String },
-    FileOperationFailed { operation: FileOperation, path: String, target: Option<String>, error: String },
-    SessionClosed { reason: String },
+    SessionOpened {
+        protocol: Protocol,
+        remote_addr: String,
+    },
+    LoginFailed {
+        username: String,
+        method: LoginMethod,
+        reason: String,
+    },
+    LoginSucceeded {
+        username: String,
+        method: LoginMethod,
+        key_fingerprint: Option<String>,
+    },
+    FileOperationPerformed {
+        operation: FileOperation,
+        path: String,
+        target: Option<String>,
+    },
+    FileOperationDenied {
+        operation: FileOperation,
+        path: String,
+        target: Option<String>,
+        rule: String,
+    },
+    FileOperationFailed {
+        operation: FileOperation,
+        path: String,
+        target: Option<String>,
+        error: String,
+    },
+    SessionClosed {
+        reason: String,
+    },
 }
 crate::domain_event!(SessionEvent, "1", {
     SessionOpened, LoginFailed, LoginSucceeded, FileOperationPerformed,
@@ -144,11 +198,18 @@ impl AggregateRoot for Session {
     type Error = SessionError;
 
     fn decide(&self, command: SessionCommand) -> Result<Vec<SessionEvent>, SessionError> {
-        if let SessionCommand::Open { protocol, remote_addr } = command {
+        if let SessionCommand::Open {
+            protocol,
+            remote_addr,
+        } = command
+        {
             if self.protocol.is_some() {
                 return Err(SessionError::AlreadyOpen);
             }
-            return Ok(vec![SessionEvent::SessionOpened { protocol, remote_addr }]);
+            return Ok(vec![SessionEvent::SessionOpened {
+                protocol,
+                remote_addr,
+            }]);
         }
         if self.protocol.is_none() {
             return Err(SessionError::NotOpen);
@@ -159,33 +220,72 @@ impl AggregateRoot for Session {
         let authenticated = self.username.is_some();
         let event = match command {
             SessionCommand::Open { .. } => unreachable!("handled above"),
-            SessionCommand::RecordLoginFailure { .. } | SessionCommand::RecordLogin { .. } if authenticated => {
+            SessionCommand::RecordLoginFailure { .. } | SessionCommand::RecordLogin { .. }
+                if authenticated =>
+            {
                 return Err(SessionError::AlreadyAuthenticated);
             }
-            SessionCommand::RecordLoginFailure { username, method, reason } => {
-                SessionEvent::LoginFailed { username, method, reason }
-            }
-            SessionCommand::RecordLogin { username, method, key_fingerprint } => {
-                SessionEvent::LoginSucceeded { username, method, key_fingerprint }
-            }
+            SessionCommand::RecordLoginFailure {
+                username,
+                method,
+                reason,
+            } => SessionEvent::LoginFailed {
+                username,
+                method,
+                reason,
+            },
+            SessionCommand::RecordLogin {
+                username,
+                method,
+                key_fingerprint,
+            } => SessionEvent::LoginSucceeded {
+                username,
+                method,
+                key_fingerprint,
+            },
             SessionCommand::Close { reason } => SessionEvent::SessionClosed { reason },
             _ if !authenticated => return Err(SessionError::NotAuthenticated),
-            SessionCommand::RecordOperation { operation, path, target } => {
-                SessionEvent::FileOperationPerformed { operation, path, target }
-            }
-            SessionCommand::RecordDenial { operation, path, target, rule } => {
-                SessionEvent::FileOperationDenied { operation, path, target, rule }
-            }
-            SessionCommand::RecordFailure { operation, path, target, error } => {
-                SessionEvent::FileOperationFailed { operation, path, target, error }
-            }
+            SessionCommand::RecordOperation {
+                operation,
+                path,
+                target,
+            } => SessionEvent::FileOperationPerformed {
+                operation,
+                path,
+                target,
+            },
+            SessionCommand::RecordDenial {
+                operation,
+                path,
+                target,
+                rule,
+            } => SessionEvent::FileOperationDenied {
+                operation,
+                path,
+                target,
+                rule,
+            },
+            SessionCommand::RecordFailure {
+                operation,
+                path,
+                target,
+                error,
+            } => SessionEvent::FileOperationFailed {
+                operation,
+                path,
+                target,
+                error,
+            },
         };
         Ok(vec![event])
     }
 
     fn apply(&mut self, event: SessionEvent) {
         match event {
-            SessionEvent::SessionOpened { protocol, remote_addr } => {
+            SessionEvent::SessionOpened {
+                protocol,
+                remote_addr,
+            } => {
                 self.protocol = Some(protocol);
                 self.remote_addr = remote_addr;
             }

@@ -54,25 +54,66 @@ pub struct Transfer {
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum TransferCommand {
-    Start { context: TransferContext, offset: u64 },
-    Deny { context: TransferContext, rule: String },
-    Complete { bytes: u64, size: u64, sha256: Option<String>, duration_ms: u64 },
-    Fail { bytes: u64, error: String, duration_ms: u64 },
-    Abort { bytes: u64, reason: String, duration_ms: u64 },
+    Start {
+        context: TransferContext,
+        offset: u64,
+    },
+    Deny {
+        context: TransferContext,
+        rule: String,
+    },
+    Complete {
+        bytes: u64,
+        size: u64,
+        sha256: Option<String>,
+        duration_ms: u64,
+    },
+    Fail {
+        bytes: u64,
+        error: String,
+        duration_ms: u64,
+    },
+    Abort {
+        bytes: u64,
+        reason: String,
+        duration_ms: u64,
+    },
 }
 
 /// Events of a transfer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum TransferEvent {
-    TransferStarted { context: TransferContext, offset: u64 },
-    TransferDenied { context: TransferContext, rule: String },
+    TransferStarted {
+        context: TransferContext,
+        offset: u64,
+    },
+    TransferDenied {
+        context: TransferContext,
+        rule: String,
+    },
     /// `bytes` moved in this transfer; `size` of the file afterwards;
     /// `sha256` of the whole file when it was computed.
     /// `path` repeats the start's path so that every record names its resource.
-    TransferCompleted { path: String, bytes: u64, size: u64, sha256: Option<String>, duration_ms: u64 },
-    TransferFailed { path: String, bytes: u64, error: String, duration_ms: u64 },
-    TransferAborted { path: String, bytes: u64, reason: String, duration_ms: u64 },
+    TransferCompleted {
+        path: String,
+        bytes: u64,
+        size: u64,
+        sha256: Option<String>,
+        duration_ms: u64,
+    },
+    TransferFailed {
+        path: String,
+        bytes: u64,
+        error: String,
+        duration_ms: u64,
+    },
+    TransferAborted {
+        path: String,
+        bytes: u64,
+        reason: String,
+        duration_ms: u64,
+    },
 }
 crate::domain_event!(TransferEvent, "1", {
     TransferStarted, TransferDenied, TransferCompleted, TransferFailed, TransferAborted,
@@ -97,7 +138,10 @@ pub enum TransferError {
 
 impl Transfer {
     fn path(&self) -> String {
-        self.context.as_ref().map(|c| c.path.clone()).unwrap_or_default()
+        self.context
+            .as_ref()
+            .map(|c| c.path.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -109,24 +153,53 @@ impl AggregateRoot for Transfer {
 
     fn decide(&self, command: TransferCommand) -> Result<Vec<TransferEvent>, TransferError> {
         let event = match command {
-            TransferCommand::Start { .. } | TransferCommand::Deny { .. } if self.state != TransferState::New => {
+            TransferCommand::Start { .. } | TransferCommand::Deny { .. }
+                if self.state != TransferState::New =>
+            {
                 return Err(TransferError::AlreadyExists);
             }
-            TransferCommand::Start { context, offset } => TransferEvent::TransferStarted { context, offset },
-            TransferCommand::Deny { context, rule } => TransferEvent::TransferDenied { context, rule },
+            TransferCommand::Start { context, offset } => {
+                TransferEvent::TransferStarted { context, offset }
+            }
+            TransferCommand::Deny { context, rule } => {
+                TransferEvent::TransferDenied { context, rule }
+            }
             _ if self.state == TransferState::New => return Err(TransferError::NotStarted),
             _ if self.state != TransferState::Running => {
                 return Err(TransferError::AlreadyEnded { state: self.state });
             }
-            TransferCommand::Complete { bytes, size, sha256, duration_ms } => {
-                TransferEvent::TransferCompleted { path: self.path(), bytes, size, sha256, duration_ms }
-            }
-            TransferCommand::Fail { bytes, error, duration_ms } => {
-                TransferEvent::TransferFailed { path: self.path(), bytes, error, duration_ms }
-            }
-            TransferCommand::Abort { bytes, reason, duration_ms } => {
-                TransferEvent::TransferAborted { path: self.path(), bytes, reason, duration_ms }
-            }
+            TransferCommand::Complete {
+                bytes,
+                size,
+                sha256,
+                duration_ms,
+            } => TransferEvent::TransferCompleted {
+                path: self.path(),
+                bytes,
+                size,
+                sha256,
+                duration_ms,
+            },
+            TransferCommand::Fail {
+                bytes,
+                error,
+                duration_ms,
+            } => TransferEvent::TransferFailed {
+                path: self.path(),
+                bytes,
+                error,
+                duration_ms,
+            },
+            TransferCommand::Abort {
+                bytes,
+                reason,
+                duration_ms,
+            } => TransferEvent::TransferAborted {
+                path: self.path(),
+                bytes,
+                reason,
+                duration_ms,
+            },
         };
         Ok(vec![event])
     }

@@ -85,10 +85,18 @@ pub enum UserEvent {
         groups: Vec<String>,
         policies: Vec<String>,
     },
-    UserPasswordChanged { password_hash: String },
-    UserPublicKeysChanged { public_keys: Vec<AuthorizedKey> },
-    UserGroupsChanged { groups: Vec<String> },
-    UserPoliciesChanged { policies: Vec<String> },
+    UserPasswordChanged {
+        password_hash: String,
+    },
+    UserPublicKeysChanged {
+        public_keys: Vec<AuthorizedKey>,
+    },
+    UserGroupsChanged {
+        groups: Vec<String>,
+    },
+    UserPoliciesChanged {
+        policies: Vec<String>,
+    },
     UserEnabled {},
     UserDisabled {},
     UserDeleted {},
@@ -145,7 +153,14 @@ impl AggregateRoot for User {
             return Err(UserError::NotFound);
         }
         let event = match command {
-            UserCommand::Create { username, password_hash, public_keys, home, groups, policies } => {
+            UserCommand::Create {
+                username,
+                password_hash,
+                public_keys,
+                home,
+                groups,
+                policies,
+            } => {
                 if self.exists() {
                     return Err(UserError::AlreadyExists);
                 }
@@ -158,9 +173,18 @@ impl AggregateRoot for User {
                 if home.trim().is_empty() {
                     return Err(UserError::NoHome);
                 }
-                UserEvent::UserCreated { username, password_hash, public_keys, home, groups, policies }
+                UserEvent::UserCreated {
+                    username,
+                    password_hash,
+                    public_keys,
+                    home,
+                    groups,
+                    policies,
+                }
             }
-            UserCommand::ChangePassword { password_hash } => UserEvent::UserPasswordChanged { password_hash },
+            UserCommand::ChangePassword { password_hash } => {
+                UserEvent::UserPasswordChanged { password_hash }
+            }
             UserCommand::SetPublicKeys { public_keys } => {
                 if public_keys.is_empty() && self.password_hash.is_none() {
                     return Err(UserError::NoCredentials);
@@ -169,9 +193,13 @@ impl AggregateRoot for User {
             }
             UserCommand::SetGroups { groups } => UserEvent::UserGroupsChanged { groups },
             UserCommand::SetPolicies { policies } => UserEvent::UserPoliciesChanged { policies },
-            UserCommand::Enable if self.enabled => return Err(UserError::Unchanged { state: "enabled" }),
+            UserCommand::Enable if self.enabled => {
+                return Err(UserError::Unchanged { state: "enabled" });
+            }
             UserCommand::Enable => UserEvent::UserEnabled {},
-            UserCommand::Disable if !self.enabled => return Err(UserError::Unchanged { state: "disabled" }),
+            UserCommand::Disable if !self.enabled => {
+                return Err(UserError::Unchanged { state: "disabled" });
+            }
             UserCommand::Disable => UserEvent::UserDisabled {},
             UserCommand::Delete => UserEvent::UserDeleted {},
         };
@@ -180,7 +208,14 @@ impl AggregateRoot for User {
 
     fn apply(&mut self, event: UserEvent) {
         match event {
-            UserEvent::UserCreated { username, password_hash, public_keys, home, groups, policies } => {
+            UserEvent::UserCreated {
+                username,
+                password_hash,
+                public_keys,
+                home,
+                groups,
+                policies,
+            } => {
                 *self = User {
                     username,
                     password_hash,
@@ -192,7 +227,9 @@ impl AggregateRoot for User {
                     deleted: false,
                 };
             }
-            UserEvent::UserPasswordChanged { password_hash } => self.password_hash = Some(password_hash),
+            UserEvent::UserPasswordChanged { password_hash } => {
+                self.password_hash = Some(password_hash)
+            }
             UserEvent::UserPublicKeysChanged { public_keys } => self.public_keys = public_keys,
             UserEvent::UserGroupsChanged { groups } => self.groups = groups,
             UserEvent::UserPoliciesChanged { policies } => self.policies = policies,

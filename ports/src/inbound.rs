@@ -130,7 +130,11 @@ pub trait FileOps: Send + Sync {
     async fn open_download(&self, path: &str) -> Result<Box<dyn Download>, FileOpError>;
     /// Opens an upload (needs `upload`, plus `overwrite` for an existing
     /// file); records the transfer.
-    async fn open_upload(&self, path: &str, mode: UploadMode) -> Result<Box<dyn Upload>, FileOpError>;
+    async fn open_upload(
+        &self,
+        path: &str,
+        mode: UploadMode,
+    ) -> Result<Box<dyn Upload>, FileOpError>;
 }
 
 /// One running download. Dropping it without `finish` records an abort.

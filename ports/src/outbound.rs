@@ -42,7 +42,11 @@ pub struct StoreError {
 impl StoreError {
     /// An error of `kind` with a message and a cause.
     pub fn new(kind: StoreErrorKind, message: impl Into<String>, source: Option<BoxError>) -> Self {
-        StoreError { kind, message: message.into(), source }
+        StoreError {
+            kind,
+            message: message.into(),
+            source,
+        }
     }
 }
 
@@ -124,9 +128,19 @@ pub trait ProjectionStore: Send + Sync {
     /// Applies `changes` and moves the checkpoint from `from` to `to`,
     /// atomically; must return `Conflict` (and change nothing) when the
     /// checkpoint is no longer `from` because another process moved it.
-    async fn commit(&self, subscriber: &str, from: u64, to: u64, changes: &[DocChange]) -> Result<(), StoreError>;
+    async fn commit(
+        &self,
+        subscriber: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+    ) -> Result<(), StoreError>;
     /// One document.
-    async fn get(&self, projection: &str, key: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    async fn get(
+        &self,
+        projection: &str,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
     /// All documents of a projection, ordered by key.
     async fn list(&self, projection: &str) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
     /// Drops the documents of `projections` and resets `subscriber` to 0.
@@ -264,11 +278,26 @@ pub trait FileStorage: Send + Sync {
     /// Removes a file.
     async fn remove(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError>;
     /// Renames a file or directory; must return `AlreadyExists` if `to` exists.
-    async fn rename(&self, root: &str, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError>;
+    async fn rename(
+        &self,
+        root: &str,
+        from: &VirtualPath,
+        to: &VirtualPath,
+    ) -> Result<(), StorageError>;
     /// Sets access and modification times (Unix seconds).
-    async fn set_times(&self, root: &str, path: &VirtualPath, atime: i64, mtime: i64) -> Result<(), StorageError>;
+    async fn set_times(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+        atime: i64,
+        mtime: i64,
+    ) -> Result<(), StorageError>;
     /// Opens a file for reading.
-    async fn open_read(&self, root: &str, path: &VirtualPath) -> Result<Box<dyn ReadHandle>, StorageError>;
+    async fn open_read(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+    ) -> Result<Box<dyn ReadHandle>, StorageError>;
     /// Opens a file for writing.
     async fn open_write(
         &self,

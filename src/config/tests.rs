@@ -2,7 +2,10 @@
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn write(text: &str) -> tempfile::NamedTempFile {
@@ -42,18 +45,29 @@ fn unknown_keys_bad_ports_and_missing_paths_are_reported() {
     let cases = [
         ("[sftp]\nlistne = \"x\"\n", "unknown field `listne`"),
         ("[sftp]\nlisten = \"127.0.0.1:99999\"\n", "sftp.listen"),
-        ("[sftp]\nhost_keys = [\"/nonexistent/key\"]\n", "/nonexistent/key does not exist"),
+        (
+            "[sftp]\nhost_keys = [\"/nonexistent/key\"]\n",
+            "/nonexistent/key does not exist",
+        ),
         ("[log]\nformat = \"xml\"\n", "log.format"),
         ("[database]\nurl = \"mysql://x\"\n", "database.url"),
         ("data_dir = 5\n", "invalid type"),
     ];
     for (text, expected) in cases {
         let file = write(text);
-        let err = format!("{:#}", Config::load(Some(file.path()), env(&[])).unwrap_err());
+        let err = format!(
+            "{:#}",
+            Config::load(Some(file.path()), env(&[])).unwrap_err()
+        );
         assert!(err.contains(expected), "{text:?} gave {err:?}");
     }
-    let err = Config::load(None, env(&[("TOLLGATE_SFTP_LISTN", "x")])).unwrap_err().to_string();
+    let err = Config::load(None, env(&[("TOLLGATE_SFTP_LISTN", "x")]))
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("TOLLGATE_SFTP_LISTN"), "{err}");
-    let err = format!("{:#}", Config::load(None, env(&[("TOLLGATE_SFTP_IDLE_TIMEOUT_SECS", "soon")])).unwrap_err());
+    let err = format!(
+        "{:#}",
+        Config::load(None, env(&[("TOLLGATE_SFTP_IDLE_TIMEOUT_SECS", "soon")])).unwrap_err()
+    );
     assert!(err.contains("wrong type"), "{err}");
 }

@@ -10,19 +10,31 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("tollgate-domain", &[]),
     ("tollgate-ports", &["tollgate-domain"]),
     ("tollgate-audit", &["tollgate-domain"]),
-    ("tollgate-application", &["tollgate-domain", "tollgate-ports", "tollgate-audit"]),
+    (
+        "tollgate-application",
+        &["tollgate-domain", "tollgate-ports", "tollgate-audit"],
+    ),
     ("tollgate-sftp", &["tollgate-domain", "tollgate-ports"]),
     ("tollgate-storage", &["tollgate-domain", "tollgate-ports"]),
-    ("tollgate-persistence", &["tollgate-domain", "tollgate-ports"]),
+    (
+        "tollgate-persistence",
+        &["tollgate-domain", "tollgate-ports"],
+    ),
     ("tollgate-identity", &["tollgate-domain", "tollgate-ports"]),
 ];
 
 /// Crates that must not be anywhere in the normal dependency graph of a crate.
 const FORBIDDEN_BELOW: &[(&str, &[&str])] = &[
-    ("tollgate-domain", &["tokio", "sqlx", "cqrs-es", "tracing", "rand", "russh"]),
+    (
+        "tollgate-domain",
+        &["tokio", "sqlx", "cqrs-es", "tracing", "rand", "russh"],
+    ),
     ("tollgate-audit", &["tokio", "sqlx", "cqrs-es", "russh"]),
     ("tollgate-ports", &["sqlx", "russh", "cqrs-es"]),
-    ("tollgate-application", &["sqlx", "russh", "russh-sftp", "postgres-es", "argon2"]),
+    (
+        "tollgate-application",
+        &["sqlx", "russh", "russh-sftp", "postgres-es", "argon2"],
+    ),
 ];
 
 fn metadata() -> Value {
@@ -32,7 +44,11 @@ fn metadata() -> Value {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON")
 }
 
@@ -48,7 +64,11 @@ fn normal_edges(meta: &Value) -> BTreeMap<String, BTreeSet<String>> {
     for node in meta["resolve"]["nodes"].as_array().unwrap() {
         let from = names[node["id"].as_str().unwrap()].to_string();
         let deps = node["deps"].as_array().unwrap().iter().filter(|dep| {
-            dep["dep_kinds"].as_array().unwrap().iter().any(|k| k["kind"].is_null())
+            dep["dep_kinds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["kind"].is_null())
         });
         let set: &mut BTreeSet<String> = edges.entry(from).or_default();
         set.extend(deps.map(|dep| names[dep["pkg"].as_str().unwrap()].to_string()));
@@ -73,9 +93,15 @@ fn below(edges: &BTreeMap<String, BTreeSet<String>>, root: &str) -> BTreeSet<Str
 fn crates_depend_only_along_the_allowed_edges() {
     let edges = normal_edges(&metadata());
     for (name, allowed) in ALLOWED {
-        let ours: BTreeSet<&String> = edges[*name].iter().filter(|d| d.starts_with("tollgate")).collect();
+        let ours: BTreeSet<&String> = edges[*name]
+            .iter()
+            .filter(|d| d.starts_with("tollgate"))
+            .collect();
         for dep in ours {
-            assert!(allowed.contains(&dep.as_str()), "{name} must not depend on {dep}");
+            assert!(
+                allowed.contains(&dep.as_str()),
+                "{name} must not depend on {dep}"
+            );
         }
     }
 }
@@ -86,7 +112,10 @@ fn the_pure_crates_pull_in_no_runtime_database_or_protocol() {
     for (name, forbidden) in FORBIDDEN_BELOW {
         let graph = below(&edges, name);
         for crate_name in *forbidden {
-            assert!(!graph.contains(*crate_name), "{crate_name} is in the dependency graph of {name}");
+            assert!(
+                !graph.contains(*crate_name),
+                "{crate_name} is in the dependency graph of {name}"
+            );
         }
     }
 }

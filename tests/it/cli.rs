@@ -8,34 +8,73 @@ use crate::support::{PASSWORD, connect, login_password, open_sftp};
 
 fn tollgate(data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
-    command.env("TOLLGATE_DATA_DIR", data_dir).env("TOLLGATE_ADMIN_PASSWORD", "admin-secret").env_remove("TOLLGATE_CONFIG");
+    command
+        .env("TOLLGATE_DATA_DIR", data_dir)
+        .env("TOLLGATE_ADMIN_PASSWORD", "admin-secret")
+        .env_remove("TOLLGATE_CONFIG");
     command
 }
 
 fn run(command: &mut Command, stdin: &str) -> (bool, String, String) {
-    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn config_validate_accepts_a_good_file_and_explains_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "data_dir = \"/tmp/x\"\n[sftp]\nlisten = \"0.0.0.0:2022\"\n").unwrap();
-    let (ok, stdout, _) = run(tollgate(dir.path()).args(["config", "validate"]).arg(&good), "");
+    std::fs::write(
+        &good,
+        "data_dir = \"/tmp/x\"\n[sftp]\nlisten = \"0.0.0.0:2022\"\n",
+    )
+    .unwrap();
+    let (ok, stdout, _) = run(
+        tollgate(dir.path()).args(["config", "validate"]).arg(&good),
+        "",
+    );
     assert!(ok && stdout.contains("ok"), "{stdout}");
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[sftp]\nlisten = \"localhost:99999\"\nhost_keys = [\"/missing/key\"]\n").unwrap();
-    let (ok, _, stderr) = run(tollgate(dir.path()).args(["config", "validate"]).arg(&bad), "");
+    std::fs::write(
+        &bad,
+        "[sftp]\nlisten = \"localhost:99999\"\nhost_keys = [\"/missing/key\"]\n",
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(
+        tollgate(dir.path()).args(["config", "validate"]).arg(&bad),
+        "",
+    );
     assert!(!ok);
-    assert!(stderr.contains("sftp.listen") && stderr.contains("/missing/key does not exist"), "{stderr}");
+    assert!(
+        stderr.contains("sftp.listen") && stderr.contains("/missing/key does not exist"),
+        "{stderr}"
+    );
 
     let unknown = dir.path().join("unknown.toml");
     std::fs::write(&unknown, "[sftp]\nport = 22\n").unwrap();
-    let (ok, _, stderr) = run(tollgate(dir.path()).args(["config", "validate"]).arg(&unknown), "");
+    let (ok, _, stderr) = run(
+        tollgate(dir.path())
+            .args(["config", "validate"])
+            .arg(&unknown),
+        "",
+    );
     assert!(!ok && stderr.contains("unknown field `port`"), "{stderr}");
 }
 
@@ -43,12 +82,30 @@ fn config_validate_accepts_a_good_file_and_explains_a_bad_one() {
 async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (ok, _, stderr) = run(tollgate(&data).args(["policy", "add", "partner", "--rule", "/=*"]), "");
+    let (ok, _, stderr) = run(
+        tollgate(&data).args(["policy", "add", "partner", "--rule", "/=*"]),
+        "",
+    );
     assert!(ok, "{stderr}");
-    let (ok, stdout, stderr) =
-        run(tollgate(&data).args(["user", "add", "judy", "--password-stdin", "--policy", "partner"]), PASSWORD);
-    assert!(ok && stdout.contains("user judy created"), "{stdout}{stderr}");
-    let (ok, _, stderr) = run(tollgate(&data).args(["user", "add", "judy", "--password", "x"]), "");
+    let (ok, stdout, stderr) = run(
+        tollgate(&data).args([
+            "user",
+            "add",
+            "judy",
+            "--password-stdin",
+            "--policy",
+            "partner",
+        ]),
+        PASSWORD,
+    );
+    assert!(
+        ok && stdout.contains("user judy created"),
+        "{stdout}{stderr}"
+    );
+    let (ok, _, stderr) = run(
+        tollgate(&data).args(["user", "add", "judy", "--password", "x"]),
+        "",
+    );
     assert!(!ok && stderr.contains("user already exists"), "{stderr}");
 
     let mut server = tollgate(&data)
@@ -58,7 +115,9 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let announced: serde_json::Value = serde_json::from_str(&line).unwrap();
     let addr = announced["address"].as_str().unwrap().parse().unwrap();
 
@@ -66,23 +125,53 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
     assert!(login_password(&mut conn, "judy", PASSWORD).await);
     let session = open_sftp(&conn).await;
     let mut file = session.create("hello.txt").await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut file, b"hello").await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut file, b"hello")
+        .await
+        .unwrap();
     tokio::io::AsyncWriteExt::shutdown(&mut file).await.unwrap();
     drop(session);
-    conn.disconnect(russh::Disconnect::ByApplication, "", "").await.unwrap();
+    conn.disconnect(russh::Disconnect::ByApplication, "", "")
+        .await
+        .unwrap();
 
-    let status = Command::new("kill").arg("-TERM").arg(server.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
-    assert!(server.wait().unwrap().success(), "serve exits cleanly on SIGTERM");
+    assert!(
+        server.wait().unwrap().success(),
+        "serve exits cleanly on SIGTERM"
+    );
 
-    let (ok, stdout, stderr) = run(tollgate(&data).args(["events", "list", "--user", "judy", "--json"]), "");
+    let (ok, stdout, stderr) = run(
+        tollgate(&data).args(["events", "list", "--user", "judy", "--json"]),
+        "",
+    );
     assert!(ok, "{stderr}");
-    let events: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
-    assert!(types.contains(&"LoginSucceeded") && types.contains(&"TransferCompleted"), "{types:?}");
-    let completed = events.iter().rev().find(|e| e["event_type"] == "TransferCompleted").unwrap();
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert!(
+        types.contains(&"LoginSucceeded") && types.contains(&"TransferCompleted"),
+        "{types:?}"
+    );
+    let completed = events
+        .iter()
+        .rev()
+        .find(|e| e["event_type"] == "TransferCompleted")
+        .unwrap();
     assert_eq!(completed["sha256"], crate::support::sha256_hex(b"hello"));
-    assert_eq!(completed["remote_addr"].as_str().unwrap().split(':').next(), Some("127.0.0.1"));
+    assert_eq!(
+        completed["remote_addr"].as_str().unwrap().split(':').next(),
+        Some("127.0.0.1")
+    );
 
     let (ok, stdout, _) = run(tollgate(&data).args(["audit", "verify"]), "");
     assert!(ok && stdout.starts_with("OK:"), "{stdout}");
@@ -91,5 +180,8 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
     let (ok, stdout, _) = run(tollgate(&data).args(["projections", "rebuild"]), "");
     assert!(ok && stdout.contains("rebuilt"), "{stdout}");
     let (ok, stdout, _) = run(tollgate(&data).args(["user", "list"]), "");
-    assert!(ok && stdout.contains("judy") && stdout.contains("enabled"), "{stdout}");
+    assert!(
+        ok && stdout.contains("judy") && stdout.contains("enabled"),
+        "{stdout}"
+    );
 }

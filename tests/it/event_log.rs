@@ -5,18 +5,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tollgate::Config;
 use tollgate_audit::Finding;
 use tollgate_persistence::Database;
 use tollgate_ports::outbound::EventLog;
 
-use crate::support::{TestServer, database_kinds, fresh_database};
+use crate::support::{TestServer, database_kinds, test_config};
 
 async fn open(kind: &str) -> (tollgate::App, Database, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().join("data");
-    config.database.url = fresh_database(kind, dir.path()).await;
+    let config = test_config(kind, dir.path()).await;
     let (app, db) = tollgate::open(&config).await.unwrap();
     (app, db, dir)
 }
@@ -24,14 +21,22 @@ async fn open(kind: &str) -> (tollgate::App, Database, tempfile::TempDir) {
 /// Runs one statement the way an attacker with database access would.
 async fn sql(db: &Database, statement: &str) -> Result<u64, sqlx::Error> {
     match db {
-        Database::Sqlite(store) => sqlx::query(statement).execute(store.pool()).await.map(|r| r.rows_affected()),
-        Database::Postgres(store) => sqlx::query(statement).execute(store.pool()).await.map(|r| r.rows_affected()),
+        Database::Sqlite(store) => sqlx::query(statement)
+            .execute(store.pool())
+            .await
+            .map(|r| r.rows_affected()),
+        Database::Postgres(store) => sqlx::query(statement)
+            .execute(store.pool())
+            .await
+            .map(|r| r.rows_affected()),
     }
 }
 
 async fn add_policies(app: &tollgate::App, names: std::ops::Range<u32>) {
     for i in names {
-        app.create_policy("test", &format!("p{i}"), &["/=list".to_string()]).await.unwrap();
+        app.create_policy("test", &format!("p{i}"), &["/=list".to_string()])
+            .await
+            .unwrap();
     }
 }
 
@@ -48,7 +53,10 @@ async fn the_database_rejects_updates_and_deletes_of_events_and_seals() {
             "DELETE FROM audit_seals",
         ] {
             let err = sql(&db, statement).await.expect_err(statement);
-            assert!(err.to_string().contains("append-only"), "{kind}: {statement}: {err}");
+            assert!(
+                err.to_string().contains("append-only"),
+                "{kind}: {statement}: {err}"
+            );
         }
         assert_eq!(app.verify_audit().await.unwrap().sealed, 2);
         db.close().await;
@@ -59,13 +67,22 @@ async fn tamper(kind: &str, attack: &[&str]) -> Option<Finding> {
     let (app, db, _dir) = open(kind).await;
     add_policies(&app, 0..5).await;
     app.catch_up().await.unwrap();
-    assert_eq!(app.verify_audit().await.unwrap().finding, None, "untouched log verifies");
+    assert_eq!(
+        app.verify_audit().await.unwrap().finding,
+        None,
+        "untouched log verifies"
+    );
     let disable = match kind {
-        "sqlite" => vec!["DROP TRIGGER events_no_update", "DROP TRIGGER events_no_delete"],
+        "sqlite" => vec![
+            "DROP TRIGGER events_no_update",
+            "DROP TRIGGER events_no_delete",
+        ],
         _ => vec!["ALTER TABLE events DISABLE TRIGGER USER"],
     };
     for statement in disable.iter().chain(attack) {
-        sql(&db, statement).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+        sql(&db, statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     let report = app.verify_audit().await.unwrap();
     db.close().await;
@@ -75,14 +92,26 @@ async fn tamper(kind: &str, attack: &[&str]) -> Option<Finding> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_finds_a_modified_removed_or_reordered_record() {
     for kind in database_kinds() {
-        let modified = tamper(kind, &["UPDATE events SET aggregate_id = 'forged' WHERE position = 3"]).await;
+        let modified = tamper(
+            kind,
+            &["UPDATE events SET aggregate_id = 'forged' WHERE position = 3"],
+        )
+        .await;
         assert_eq!(modified, Some(Finding::Altered { position: 3 }), "{kind}");
 
         let payload = match kind {
-            "sqlite" => "UPDATE events SET payload = replace(payload, 'p3', 'px') WHERE position = 4",
-            _ => "UPDATE events SET payload = replace(payload::text, 'p3', 'px')::json WHERE position = 4",
+            "sqlite" => {
+                "UPDATE events SET payload = replace(payload, 'p3', 'px') WHERE position = 4"
+            }
+            _ => {
+                "UPDATE events SET payload = replace(payload::text, 'p3', 'px')::json WHERE position = 4"
+            }
         };
-        assert_eq!(tamper(kind, &[payload]).await, Some(Finding::Altered { position: 4 }), "{kind}");
+        assert_eq!(
+            tamper(kind, &[payload]).await,
+            Some(Finding::Altered { position: 4 }),
+            "{kind}"
+        );
 
         let removed = tamper(kind, &["DELETE FROM events WHERE position = 2"]).await;
         assert_eq!(removed, Some(Finding::Removed { position: 2 }), "{kind}");
@@ -114,10 +143,10 @@ async fn a_tailing_reader_never_skips_an_event_that_commits_late() {
         let slow = match &db {
             Database::Sqlite(store) => {
                 let mut tx = store.pool().begin().await.unwrap();
-                sqlx::query(&format!(
+                sqlx::query(
                     "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
-                     VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), 'slow-event', 'policy', 'slow', 1, 'PolicyCreated', '1', '{{}}', '{{}}')"
-                ))
+                     VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), 'slow-event', 'policy', 'slow', 1, 'PolicyCreated', '1', '{}', '{}')"
+                )
                 .execute(&mut *tx)
                 .await
                 .unwrap();
@@ -125,7 +154,10 @@ async fn a_tailing_reader_never_skips_an_event_that_commits_late() {
             }
             Database::Postgres(store) => {
                 let mut tx = store.pool().begin().await.unwrap();
-                sqlx::query(&format!("{insert_slow} {values}")).execute(&mut *tx).await.unwrap();
+                sqlx::query(&format!("{insert_slow} {values}"))
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
                 SlowTx::Postgres(tx)
             }
         };
@@ -142,7 +174,10 @@ async fn a_tailing_reader_never_skips_an_event_that_commits_late() {
 
         // While the slow transaction is open nothing after it is visible.
         for _ in 0..20 {
-            assert!(log.read_after(0, 100).await.unwrap().is_empty(), "{kind}: a later commit became visible first");
+            assert!(
+                log.read_after(0, 100).await.unwrap().is_empty(),
+                "{kind}: a later commit became visible first"
+            );
             tokio::task::yield_now().await;
         }
         slow.commit().await;
@@ -153,7 +188,11 @@ async fn a_tailing_reader_never_skips_an_event_that_commits_late() {
         let mut last = 0u64;
         while last < total {
             for event in log.read_after(last, 3).await.unwrap() {
-                assert_eq!(event.position, last + 1, "{kind}: the tail skipped a position");
+                assert_eq!(
+                    event.position,
+                    last + 1,
+                    "{kind}: the tail skipped a position"
+                );
                 last = event.position;
                 seen.push(event.aggregate_id);
             }
@@ -162,7 +201,10 @@ async fn a_tailing_reader_never_skips_an_event_that_commits_late() {
         for writer in writers {
             writer.await.unwrap();
         }
-        assert_eq!(seen[0], "slow", "{kind}: the slow transaction holds the first position");
+        assert_eq!(
+            seen[0], "slow",
+            "{kind}: the slow transaction holds the first position"
+        );
         assert_eq!(seen.iter().collect::<BTreeSet<_>>().len(), 21);
         assert_eq!(log.head().await.unwrap(), total);
         db.close().await;
@@ -195,21 +237,40 @@ async fn subscribers_catch_up_after_a_restart_and_projections_rebuild() {
         add_policies(&app, 0..3).await;
         app.set_user_enabled("cli", "ivan", false).await.unwrap();
         let head = db.head().await.unwrap();
-        let before: Vec<_> = app.subscriber_status().await.unwrap().into_iter().map(|s| s.position).collect();
-        assert!(before.iter().all(|p| *p < head), "{kind}: subscribers are behind: {before:?} < {head}");
+        let before: Vec<_> = app
+            .subscriber_status()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.position)
+            .collect();
+        assert!(
+            before.iter().all(|p| *p < head),
+            "{kind}: subscribers are behind: {before:?} < {head}"
+        );
         db.close().await;
 
         let server = TestServer::start_with(config, dir).await;
         let status = server.app().subscriber_status().await.unwrap();
-        assert!(status.iter().all(|s| s.position == head), "{kind}: {status:?}");
+        assert!(
+            status.iter().all(|s| s.position == head),
+            "{kind}: {status:?}"
+        );
         let users = server.app().list_users().await.unwrap();
         assert_eq!(users.len(), 1);
-        assert!(!users[0].enabled, "{kind}: the projection saw the change made while stopped");
+        assert!(
+            !users[0].enabled,
+            "{kind}: the projection saw the change made while stopped"
+        );
         let report = server.app().verify_audit().await.unwrap();
         assert_eq!((report.sealed, report.finding), (head, None));
 
         assert!(server.app().rebuild_projections().await.unwrap() >= head);
-        assert_eq!(server.app().list_users().await.unwrap(), users, "{kind}: a rebuild gives the same read model");
+        assert_eq!(
+            server.app().list_users().await.unwrap(),
+            users,
+            "{kind}: a rebuild gives the same read model"
+        );
         server.stop().await;
     }
 }

@@ -8,7 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tollgate_application::EventFilter;
 
 use crate::support::{
-    PASSWORD, TestServer, connect, login_key, login_password, new_key, open_sftp, sftp, refused, sha256_hex,
+    PASSWORD, TestServer, connect, login_key, login_password, new_key, open_sftp, refused, sftp,
+    sha256_hex,
 };
 
 async fn for_each_database<F, Fut>(test: F)
@@ -39,30 +40,73 @@ async fn a_user_uploads_lists_downloads_renames_and_removes() {
         session.create_dir("docs").await.unwrap();
         write_file(&session, "docs/report.bin", &data).await;
         write_file(&session, "ünïcødé 文件.txt", b"unicode").await;
-        let names: Vec<String> = session.read_dir("/").await.unwrap().map(|e| e.file_name()).collect();
-        assert_eq!(names, vec!["docs".to_string(), "ünïcødé 文件.txt".to_string()]);
-        assert_eq!(session.metadata("docs/report.bin").await.unwrap().size, Some(data.len() as u64));
+        let names: Vec<String> = session
+            .read_dir("/")
+            .await
+            .unwrap()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["docs".to_string(), "ünïcødé 文件.txt".to_string()]
+        );
+        assert_eq!(
+            session.metadata("docs/report.bin").await.unwrap().size,
+            Some(data.len() as u64)
+        );
         assert_eq!(session.read("docs/report.bin").await.unwrap(), data);
-        assert_eq!(std::fs::read(home.join("docs/report.bin")).unwrap(), data, "stored on local disk");
-        assert_eq!(session.canonicalize("docs/../docs/./report.bin").await.unwrap(), "/docs/report.bin");
+        assert_eq!(
+            std::fs::read(home.join("docs/report.bin")).unwrap(),
+            data,
+            "stored on local disk"
+        );
+        assert_eq!(
+            session
+                .canonicalize("docs/../docs/./report.bin")
+                .await
+                .unwrap(),
+            "/docs/report.bin"
+        );
 
         let mut times = session.metadata("docs/report.bin").await.unwrap();
         times.atime = Some(1_600_000_000);
         times.mtime = Some(1_600_000_000);
         times.size = None;
         times.permissions = None;
-        session.set_metadata("docs/report.bin", times).await.unwrap();
-        assert_eq!(session.metadata("docs/report.bin").await.unwrap().mtime, Some(1_600_000_000));
+        session
+            .set_metadata("docs/report.bin", times)
+            .await
+            .unwrap();
+        assert_eq!(
+            session.metadata("docs/report.bin").await.unwrap().mtime,
+            Some(1_600_000_000)
+        );
 
-        session.rename("docs/report.bin", "docs/renamed.bin").await.unwrap();
-        assert_eq!(refused(session.metadata("docs/report.bin").await), StatusCode::NoSuchFile);
-        assert_eq!(refused(session.remove_dir("docs").await), StatusCode::Failure, "not empty");
+        session
+            .rename("docs/report.bin", "docs/renamed.bin")
+            .await
+            .unwrap();
+        assert_eq!(
+            refused(session.metadata("docs/report.bin").await),
+            StatusCode::NoSuchFile
+        );
+        assert_eq!(
+            refused(session.remove_dir("docs").await),
+            StatusCode::Failure,
+            "not empty"
+        );
         session.remove_file("docs/renamed.bin").await.unwrap();
         session.remove_dir("docs").await.unwrap();
-        assert_eq!(refused(session.remove_file("missing").await), StatusCode::NoSuchFile);
+        assert_eq!(
+            refused(session.remove_file("missing").await),
+            StatusCode::NoSuchFile
+        );
 
         let completed = server.events_of("alice", "TransferCompleted").await;
-        let upload = completed.iter().find(|e| e.path.as_deref() == Some("/docs/report.bin")).unwrap();
+        let upload = completed
+            .iter()
+            .find(|e| e.path.as_deref() == Some("/docs/report.bin"))
+            .unwrap();
         assert_eq!(upload.sha256.as_deref(), Some(sha256_hex(&data).as_str()));
         assert_eq!(upload.bytes, Some(data.len() as u64));
         assert_eq!(upload.protocol.as_deref(), Some("sftp"));
@@ -72,7 +116,14 @@ async fn a_user_uploads_lists_downloads_renames_and_removes() {
             .into_iter()
             .filter_map(|e| e.operation)
             .collect();
-        for op in ["mkdir", "list", "set_attributes", "rename", "remove", "rmdir"] {
+        for op in [
+            "mkdir",
+            "list",
+            "set_attributes",
+            "rename",
+            "remove",
+            "rmdir",
+        ] {
             assert!(ops.iter().any(|o| o == op), "{op} recorded in {ops:?}");
         }
         server
@@ -88,19 +139,32 @@ async fn uploads_resume_at_an_offset_and_append() {
         write_file(&session, "log.txt", b"hello ").await;
 
         // Resume: open without truncation and write at the current size.
-        let mut file = session.open_with_flags("log.txt", OpenFlags::WRITE).await.unwrap();
+        let mut file = session
+            .open_with_flags("log.txt", OpenFlags::WRITE)
+            .await
+            .unwrap();
         file.seek(SeekFrom::Start(6)).await.unwrap();
         file.write_all(b"world").await.unwrap();
         file.shutdown().await.unwrap();
         assert_eq!(session.read("log.txt").await.unwrap(), b"hello world");
 
-        let mut file = session.open_with_flags("log.txt", OpenFlags::WRITE | OpenFlags::APPEND).await.unwrap();
+        let mut file = session
+            .open_with_flags("log.txt", OpenFlags::WRITE | OpenFlags::APPEND)
+            .await
+            .unwrap();
         file.write_all(b"!").await.unwrap();
         file.shutdown().await.unwrap();
         assert_eq!(session.read("log.txt").await.unwrap(), b"hello world!");
 
         // Opening a missing file without CREATE fails cleanly.
-        assert_eq!(refused(session.open_with_flags("absent.txt", OpenFlags::WRITE).await), StatusCode::NoSuchFile);
+        assert_eq!(
+            refused(
+                session
+                    .open_with_flags("absent.txt", OpenFlags::WRITE)
+                    .await
+            ),
+            StatusCode::NoSuchFile
+        );
 
         server.app().catch_up().await.unwrap();
         let mut uploads: Vec<_> = server
@@ -109,10 +173,16 @@ async fn uploads_resume_at_an_offset_and_append() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|t| t.context.as_ref().unwrap().direction == tollgate_domain::transfer::Direction::Upload)
+            .filter(|t| {
+                t.context.as_ref().unwrap().direction
+                    == tollgate_domain::transfer::Direction::Upload
+            })
             .collect();
         uploads.sort_by(|a, b| a.started_at.cmp(&b.started_at));
-        let summary: Vec<_> = uploads.iter().map(|t| (t.offset, t.bytes, t.size, t.sha256.clone().unwrap())).collect();
+        let summary: Vec<_> = uploads
+            .iter()
+            .map(|t| (t.offset, t.bytes, t.size, t.sha256.clone().unwrap()))
+            .collect();
         assert_eq!(
             summary,
             vec![
@@ -134,17 +204,30 @@ async fn public_key_logins_work_and_record_the_fingerprint() {
         let other = new_key();
         let line = key.public_key().to_openssh().unwrap();
         server.add_user("carol", &[]).await;
-        server.app().set_public_keys("test", "carol", &[line]).await.unwrap();
+        server
+            .app()
+            .set_public_keys("test", "carol", &[line])
+            .await
+            .unwrap();
 
         let mut conn = connect(server.addr).await;
-        assert!(!login_key(&mut conn, "carol", &other).await, "an unknown key is refused");
+        assert!(
+            !login_key(&mut conn, "carol", &other).await,
+            "an unknown key is refused"
+        );
         assert!(login_key(&mut conn, "carol", &key).await);
         let session = open_sftp(&conn).await;
         write_file(&session, "k.txt", b"key").await;
 
         let logins = server.events_of("carol", "LoginSucceeded").await;
-        let fingerprint = key.public_key().fingerprint(russh::keys::HashAlg::Sha256).to_string();
-        assert_eq!(logins[0].payload["LoginSucceeded"]["key_fingerprint"], fingerprint.as_str());
+        let fingerprint = key
+            .public_key()
+            .fingerprint(russh::keys::HashAlg::Sha256)
+            .to_string();
+        assert_eq!(
+            logins[0].payload["LoginSucceeded"]["key_fingerprint"],
+            fingerprint.as_str()
+        );
         let failures = server.events_of("carol", "LoginFailed").await;
         assert_eq!(failures[0].detail.as_deref(), Some("key not authorized"));
         server
@@ -159,14 +242,28 @@ async fn failed_logins_are_refused_and_recorded() {
         let mut conn = connect(server.addr).await;
         assert!(!login_password(&mut conn, "dave", "wrong").await);
         assert!(!login_password(&mut conn, "nobody", PASSWORD).await);
-        server.app().set_user_enabled("test", "dave", false).await.unwrap();
+        server
+            .app()
+            .set_user_enabled("test", "dave", false)
+            .await
+            .unwrap();
         assert!(!login_password(&mut conn, "dave", PASSWORD).await);
 
         let reasons: Vec<_> = server
-            .events(EventFilter { event_type: Some("LoginFailed".into()), ..EventFilter::default() })
+            .events(EventFilter {
+                event_type: Some("LoginFailed".into()),
+                ..EventFilter::default()
+            })
             .await
             .into_iter()
-            .map(|e| (e.user.unwrap(), e.detail.unwrap(), e.outcome, e.remote_addr.is_some()))
+            .map(|e| {
+                (
+                    e.user.unwrap(),
+                    e.detail.unwrap(),
+                    e.outcome,
+                    e.remote_addr.is_some(),
+                )
+            })
             .collect();
         assert_eq!(
             reasons,
@@ -191,16 +288,38 @@ async fn nothing_outside_the_namespace_can_be_reached() {
         let (_conn, session) = sftp(server.addr, "erin").await;
 
         for path in ["..", "../secret", "/../../etc/passwd", "a/../../b"] {
-            assert_eq!(refused(session.read(path).await), StatusCode::PermissionDenied, "{path}");
-            assert_eq!(refused(session.canonicalize(path).await), StatusCode::PermissionDenied);
+            assert_eq!(
+                refused(session.read(path).await),
+                StatusCode::PermissionDenied,
+                "{path}"
+            );
+            assert_eq!(
+                refused(session.canonicalize(path).await),
+                StatusCode::PermissionDenied
+            );
         }
-        assert_eq!(refused(session.read("bad\0name").await), StatusCode::PermissionDenied);
-        assert_eq!(refused(session.read("/etc/passwd").await), StatusCode::NoSuchFile);
-        assert_eq!(refused(session.read("escape/secret").await), StatusCode::PermissionDenied);
-        assert_eq!(refused(session.create("escape/planted").await), StatusCode::PermissionDenied);
+        assert_eq!(
+            refused(session.read("bad\0name").await),
+            StatusCode::PermissionDenied
+        );
+        assert_eq!(
+            refused(session.read("/etc/passwd").await),
+            StatusCode::NoSuchFile
+        );
+        assert_eq!(
+            refused(session.read("escape/secret").await),
+            StatusCode::PermissionDenied
+        );
+        assert_eq!(
+            refused(session.create("escape/planted").await),
+            StatusCode::PermissionDenied
+        );
         assert!(!outside.path().join("planted").exists());
         let long = "x".repeat(300);
-        assert_eq!(refused(session.create_dir(long.as_str()).await), StatusCode::Failure);
+        assert_eq!(
+            refused(session.create_dir(long.as_str()).await),
+            StatusCode::Failure
+        );
         assert_eq!(
             refused(session.symlink("link", "/").await),
             StatusCode::PermissionDenied,
@@ -208,7 +327,14 @@ async fn nothing_outside_the_namespace_can_be_reached() {
         );
 
         let denied = server.events_of("erin", "FileOperationDenied").await;
-        assert!(denied.iter().filter(|e| e.detail.as_deref() == Some("namespace")).count() >= 8, "{denied:?}");
+        assert!(
+            denied
+                .iter()
+                .filter(|e| e.detail.as_deref() == Some("namespace"))
+                .count()
+                >= 8,
+            "{denied:?}"
+        );
         server
     })
     .await;
@@ -217,8 +343,16 @@ async fn nothing_outside_the_namespace_can_be_reached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_denials_answer_permission_denied_and_are_recorded() {
     for_each_database(|server| async move {
-        let rules = ["/=list,download,upload,create_dirs", "/inbox=list,upload", "/archive=list,download"];
-        server.app().create_policy("test", "partner", &rules.map(String::from)).await.unwrap();
+        let rules = [
+            "/=list,download,upload,create_dirs",
+            "/inbox=list,upload",
+            "/archive=list,download",
+        ];
+        server
+            .app()
+            .create_policy("test", "partner", &rules.map(String::from))
+            .await
+            .unwrap();
         let home = server.add_user("frank", &["partner"]).await;
         std::fs::create_dir_all(home.join("archive")).unwrap();
         std::fs::create_dir_all(home.join("inbox")).unwrap();
@@ -237,11 +371,21 @@ async fn policy_denials_answer_permission_denied_and_are_recorded() {
             refused(session.create_dir("inbox/sub").await),
             refused(session.remove_dir("archive").await),
         ];
-        assert!(denials.iter().all(|s| *s == StatusCode::PermissionDenied), "{denials:?}");
-        assert_eq!(std::fs::read(home.join("keep.txt")).unwrap(), b"keep", "an overwrite was not allowed");
+        assert!(
+            denials.iter().all(|s| *s == StatusCode::PermissionDenied),
+            "{denials:?}"
+        );
+        assert_eq!(
+            std::fs::read(home.join("keep.txt")).unwrap(),
+            b"keep",
+            "an overwrite was not allowed"
+        );
 
         let transfers = server.events_of("frank", "TransferDenied").await;
-        let rules: Vec<_> = transfers.iter().map(|e| (e.path.clone().unwrap(), e.detail.clone().unwrap())).collect();
+        let rules: Vec<_> = transfers
+            .iter()
+            .map(|e| (e.path.clone().unwrap(), e.detail.clone().unwrap()))
+            .collect();
         assert_eq!(
             rules,
             vec![
@@ -270,18 +414,40 @@ async fn a_dropped_upload_leaves_no_file_and_is_recorded_as_aborted() {
             file.flush().await.unwrap();
             // The partial upload is not visible under its name.
             let (_conn2, other) = sftp(server.addr, "gina").await;
-            let listing: Vec<String> = other.read_dir("/").await.unwrap().map(|e| e.file_name()).collect();
+            let listing: Vec<String> = other
+                .read_dir("/")
+                .await
+                .unwrap()
+                .map(|e| e.file_name())
+                .collect();
             assert_eq!(listing, vec!["existing.txt".to_string()]);
             std::mem::forget(file);
         }
         // The client vanishes without closing its handles.
-        conn.disconnect(russh::Disconnect::ByApplication, "", "").await.unwrap();
+        conn.disconnect(russh::Disconnect::ByApplication, "", "")
+            .await
+            .unwrap();
         drop(session);
         let aborted = server.wait_for_events("gina", "TransferAborted", 2).await;
-        assert!(aborted.iter().all(|e| e.outcome == "aborted" && e.bytes == Some(100_000)), "{aborted:?}");
-        let names: Vec<_> = std::fs::read_dir(&home).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("existing.txt")], "no staging file is left");
-        assert_eq!(std::fs::read(home.join("existing.txt")).unwrap(), b"old content");
+        assert!(
+            aborted
+                .iter()
+                .all(|e| e.outcome == "aborted" && e.bytes == Some(100_000)),
+            "{aborted:?}"
+        );
+        let names: Vec<_> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("existing.txt")],
+            "no staging file is left"
+        );
+        assert_eq!(
+            std::fs::read(home.join("existing.txt")).unwrap(),
+            b"old content"
+        );
         server.wait_for_event("gina", "SessionClosed").await;
         server
     })
@@ -323,16 +489,26 @@ async fn malformed_packets_get_clean_errors_and_the_server_keeps_serving() {
         channel.request_subsystem(true, "sftp").await.unwrap();
         let mut stream = channel.into_stream();
         // SSH_FXP_INIT, version 3.
-        stream.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).await.unwrap();
+        stream
+            .write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3])
+            .await
+            .unwrap();
         let (kind, _, _) = reply(&mut stream).await;
         assert_eq!(kind, 2, "SSH_FXP_VERSION");
 
         // An unknown packet type.
         stream.write_all(&packet(200, 7, b"junk")).await.unwrap();
         let (kind, id, body) = reply(&mut stream).await;
-        assert_eq!((kind, id, status_code(&body)), (FXP_STATUS, 7, 5), "BAD_MESSAGE for request 7");
+        assert_eq!(
+            (kind, id, status_code(&body)),
+            (FXP_STATUS, 7, 5),
+            "BAD_MESSAGE for request 7"
+        );
         // A STAT whose path length runs past the packet.
-        stream.write_all(&packet(17, 8, &[0, 0, 1, 0, b'a'])).await.unwrap();
+        stream
+            .write_all(&packet(17, 8, &[0, 0, 1, 0, b'a']))
+            .await
+            .unwrap();
         let (kind, id, body) = reply(&mut stream).await;
         assert_eq!((kind, id, status_code(&body)), (FXP_STATUS, 8, 5));
         // READ and CLOSE on a handle that was never opened.
@@ -341,7 +517,11 @@ async fn malformed_packets_get_clean_errors_and_the_server_keeps_serving() {
         read.extend_from_slice(&1024u32.to_be_bytes());
         stream.write_all(&packet(5, 9, &read)).await.unwrap();
         let (kind, id, body) = reply(&mut stream).await;
-        assert_eq!((kind, id, status_code(&body)), (FXP_STATUS, 9, 4), "FAILURE: invalid handle");
+        assert_eq!(
+            (kind, id, status_code(&body)),
+            (FXP_STATUS, 9, 4),
+            "FAILURE: invalid handle"
+        );
         // A path with an over-long name.
         let name = "n".repeat(1000);
         let mut mkdir = (name.len() as u32).to_be_bytes().to_vec();
@@ -351,7 +531,10 @@ async fn malformed_packets_get_clean_errors_and_the_server_keeps_serving() {
         let (kind, id, body) = reply(&mut stream).await;
         assert_eq!((kind, id, status_code(&body)), (FXP_STATUS, 10, 4));
         // A length prefix far beyond any valid packet closes this channel only.
-        stream.write_all(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3]).await.unwrap();
+        stream
+            .write_all(&[0xff, 0xff, 0xff, 0xf0, 1, 2, 3])
+            .await
+            .unwrap();
         let mut rest = Vec::new();
         let _ = stream.read_to_end(&mut rest).await;
         assert!(rest.is_empty(), "nothing answers an oversized packet");

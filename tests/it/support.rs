@@ -20,7 +20,10 @@ static INIT: Once = Once::new();
 fn init_logging() {
     INIT.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
-            let _ = tracing_subscriber::fmt().with_env_filter("info").with_test_writer().try_init();
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("info")
+                .with_test_writer()
+                .try_init();
         }
     });
 }
@@ -42,16 +45,34 @@ pub(crate) async fn fresh_database(kind: &str, dir: &Path) -> String {
     match kind {
         "sqlite" => format!("sqlite:{}", dir.join("tollgate.db").display()),
         _ => {
-            let server = std::env::var("TOLLGATE_TEST_POSTGRES_URL").expect("postgres tests need a server URL");
+            let server = std::env::var("TOLLGATE_TEST_POSTGRES_URL")
+                .expect("postgres tests need a server URL");
             let name = format!("tollgate_test_{}", uuid::Uuid::new_v4().simple());
-            let mut admin = sqlx::PgPool::connect(&format!("{server}/postgres")).await.expect("postgres reachable");
-            sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await.expect("create test database");
+            let mut admin = sqlx::PgPool::connect(&format!("{server}/postgres"))
+                .await
+                .expect("postgres reachable");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&admin)
+                .await
+                .expect("create test database");
             admin.close().await;
-            admin = sqlx::PgPool::connect(&format!("{server}/{name}")).await.expect("test database reachable");
+            admin = sqlx::PgPool::connect(&format!("{server}/{name}"))
+                .await
+                .expect("test database reachable");
             admin.close().await;
             format!("{server}/{name}")
         }
     }
+}
+
+/// The configuration of a test server living in `dir`, on a fresh database.
+pub(crate) async fn test_config(kind: &str, dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        ..Config::default()
+    };
+    config.database.url = fresh_database(kind, dir).await;
+    config
 }
 
 /// A server on an ephemeral port with its own data directory and database.
@@ -67,18 +88,30 @@ impl TestServer {
     pub(crate) async fn start(kind: &str) -> TestServer {
         init_logging();
         let dir = tempfile::tempdir().expect("temporary directory");
-        let mut config = Config::default();
-        config.data_dir = dir.path().join("data");
-        config.database.url = fresh_database(kind, dir.path()).await;
+        let config = test_config(kind, dir.path()).await;
         TestServer::start_with(config, dir).await
     }
 
     /// Starts a server with a given configuration (keeping `dir` alive).
     pub(crate) async fn start_with(config: Config, dir: tempfile::TempDir) -> TestServer {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
-        let server = Server::start(config.clone(), Listeners { sftp: Some(listener) }).await.expect("server starts");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind an ephemeral port");
+        let server = Server::start(
+            config.clone(),
+            Listeners {
+                sftp: Some(listener),
+            },
+        )
+        .await
+        .expect("server starts");
         let addr = server.sftp_addr.expect("sftp is enabled");
-        TestServer { addr, dir, config, server: Some(server) }
+        TestServer {
+            addr,
+            dir,
+            config,
+            server: Some(server),
+        }
     }
 
     pub(crate) fn app(&self) -> &tollgate::App {
@@ -87,8 +120,16 @@ impl TestServer {
 
     /// Stops the server and waits for it.
     pub(crate) async fn stop(mut self) -> (Config, tempfile::TempDir) {
-        self.server.take().expect("running").stop().await.expect("server stops cleanly");
-        (self.config.clone(), std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")))
+        self.server
+            .take()
+            .expect("running")
+            .stop()
+            .await
+            .expect("server stops cleanly");
+        (
+            self.config.clone(),
+            std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir")),
+        )
     }
 
     /// The home directory for `name`.
@@ -117,8 +158,18 @@ impl TestServer {
 
     /// Events matching `filter`, after the subscribers caught up.
     pub(crate) async fn events(&self, filter: EventFilter) -> Vec<EventSummary> {
-        let filter = EventFilter { limit: if filter.limit == 0 { 100_000 } else { filter.limit }, ..filter };
-        self.app().list_events(&filter).await.expect("events readable")
+        let filter = EventFilter {
+            limit: if filter.limit == 0 {
+                100_000
+            } else {
+                filter.limit
+            },
+            ..filter
+        };
+        self.app()
+            .list_events(&filter)
+            .await
+            .expect("events readable")
     }
 
     /// Events of one type about `user`.
@@ -138,7 +189,12 @@ impl TestServer {
     }
 
     /// Waits (bounded) until `count` events of `event_type` about `user` exist.
-    pub(crate) async fn wait_for_events(&self, user: &str, event_type: &str, count: usize) -> Vec<EventSummary> {
+    pub(crate) async fn wait_for_events(
+        &self,
+        user: &str,
+        event_type: &str,
+        count: usize,
+    ) -> Vec<EventSummary> {
         for _ in 0..400 {
             let found = self.events_of(user, event_type).await;
             if found.len() >= count {
@@ -154,12 +210,12 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         // A test that panicked still stops accepting connections.
-        if let Some(server) = self.server.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(async move {
-                    let _ = server.stop().await;
-                });
-            }
+        if let Some(server) = self.server.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                let _ = server.stop().await;
+            });
         }
     }
 }
@@ -170,7 +226,10 @@ pub(crate) struct TrustingClient;
 impl client::Handler for TrustingClient {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, _key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         Ok(true)
     }
 }
@@ -179,29 +238,45 @@ pub(crate) type Connection = client::Handle<TrustingClient>;
 
 pub(crate) async fn connect(addr: SocketAddr) -> Connection {
     let config = Arc::new(client::Config::default());
-    client::connect(config, addr, TrustingClient).await.expect("ssh connection")
+    client::connect(config, addr, TrustingClient)
+        .await
+        .expect("ssh connection")
 }
 
 /// Logs in with a password; `Ok(false)` when the server refused.
 pub(crate) async fn login_password(conn: &mut Connection, user: &str, password: &str) -> bool {
-    conn.authenticate_password(user, password).await.expect("auth exchange").success()
+    conn.authenticate_password(user, password)
+        .await
+        .expect("auth exchange")
+        .success()
 }
 
 pub(crate) async fn login_key(conn: &mut Connection, user: &str, key: &PrivateKey) -> bool {
     let key = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None);
-    conn.authenticate_publickey(user, key).await.expect("auth exchange").success()
+    conn.authenticate_publickey(user, key)
+        .await
+        .expect("auth exchange")
+        .success()
 }
 
 pub(crate) async fn open_sftp(conn: &Connection) -> SftpSession {
     let channel = conn.channel_open_session().await.expect("session channel");
-    channel.request_subsystem(true, "sftp").await.expect("sftp subsystem");
-    SftpSession::new(channel.into_stream()).await.expect("sftp session")
+    channel
+        .request_subsystem(true, "sftp")
+        .await
+        .expect("sftp subsystem");
+    SftpSession::new(channel.into_stream())
+        .await
+        .expect("sftp session")
 }
 
 /// Connects and logs in with the test password.
 pub(crate) async fn sftp(addr: SocketAddr, user: &str) -> (Connection, SftpSession) {
     let mut conn = connect(addr).await;
-    assert!(login_password(&mut conn, user, PASSWORD).await, "login of {user}");
+    assert!(
+        login_password(&mut conn, user, PASSWORD).await,
+        "login of {user}"
+    );
     let session = open_sftp(&conn).await;
     (conn, session)
 }
@@ -211,7 +286,9 @@ pub(crate) fn new_key() -> PrivateKey {
 }
 
 /// The SFTP status code of a refused request.
-pub(crate) fn refused<T>(res: Result<T, russh_sftp::client::error::Error>) -> russh_sftp::protocol::StatusCode {
+pub(crate) fn refused<T>(
+    res: Result<T, russh_sftp::client::error::Error>,
+) -> russh_sftp::protocol::StatusCode {
     match res {
         Err(russh_sftp::client::error::Error::Status(status)) => status.status_code,
         Err(other) => panic!("expected an SFTP status, got {other:?}"),

@@ -7,7 +7,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.is_dir() {
-            if path.file_name().is_some_and(|n| n != "target" && !n.to_string_lossy().starts_with('.')) {
+            if path
+                .file_name()
+                .is_some_and(|n| n != "target" && !n.to_string_lossy().starts_with('.'))
+            {
                 rust_files(&path, out);
             }
         } else if path.extension().is_some_and(|e| e == "rs") {
@@ -20,7 +23,15 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 fn every_source_file_is_tidy() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
-    for dir in ["src", "domain", "ports", "audit", "application", "adapters", "tests"] {
+    for dir in [
+        "src",
+        "domain",
+        "ports",
+        "audit",
+        "application",
+        "adapters",
+        "tests",
+    ] {
         rust_files(&root.join(dir), &mut files);
     }
     assert!(files.len() > 20, "the walk found the sources");

@@ -3,9 +3,9 @@
 //! Architecture invariant: a clear-text password never leaves the function
 //! it was given to; nothing here logs or stores one.
 
+use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
-use argon2::Argon2;
 use tollgate_ports::BoxError;
 use tollgate_ports::outbound::PasswordHasher;
 
@@ -15,13 +15,19 @@ pub struct Argon2Hasher;
 
 impl PasswordHasher for Argon2Hasher {
     fn hash(&self, password: &str) -> Result<String, BoxError> {
-        let hash = Argon2::default().hash_password(password.as_bytes()).map_err(|e| e.to_string())?;
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes())
+            .map_err(|e| e.to_string())?;
         Ok(hash.to_string())
     }
 
     fn verify(&self, password: &str, hash: &str) -> bool {
-        let Ok(parsed) = PasswordHash::new(hash) else { return false };
-        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
     }
 }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use cqrs_es::Aggregate;
-use cqrs_es::persist::{PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
 use serde_json::Value;
 use tollgate_ports::outbound::{
     AuditStore, DocChange, EventLog, LoggedEvent, ProjectionStore, Seal, StoreError, StoreErrorKind,
@@ -85,7 +87,10 @@ macro_rules! dispatch {
 }
 
 impl PersistedEventRepository for Database {
-    async fn get_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         dispatch!(self, db => db.get_events::<A>(aggregate_id).await)
     }
 
@@ -101,7 +106,10 @@ impl PersistedEventRepository for Database {
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        dispatch!(self, db => db.get_snapshot::<A>(aggregate_id).await)
+        match self {
+            Database::Sqlite(db) => db.get_snapshot(aggregate_id).await,
+            Database::Postgres(db) => db.get_snapshot::<A>(aggregate_id).await,
+        }
     }
 
     async fn persist<A: Aggregate>(
@@ -109,10 +117,16 @@ impl PersistedEventRepository for Database {
         events: &[SerializedEvent],
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        dispatch!(self, db => db.persist::<A>(events, snapshot_update).await)
+        match self {
+            Database::Sqlite(db) => db.persist(events, snapshot_update).await,
+            Database::Postgres(db) => db.persist::<A>(events, snapshot_update).await,
+        }
     }
 
-    async fn stream_events<A: Aggregate>(&self, aggregate_id: &str) -> Result<ReplayStream, PersistenceError> {
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
         dispatch!(self, db => db.stream_events::<A>(aggregate_id).await)
     }
 
@@ -149,7 +163,13 @@ impl ProjectionStore for Database {
     async fn checkpoint(&self, subscriber: &str) -> Result<u64, StoreError> {
         dispatch!(self, db => db.checkpoint(subscriber).await)
     }
-    async fn commit(&self, subscriber: &str, from: u64, to: u64, changes: &[DocChange]) -> Result<(), StoreError> {
+    async fn commit(
+        &self,
+        subscriber: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+    ) -> Result<(), StoreError> {
         dispatch!(self, db => db.commit(subscriber, from, to, changes).await)
     }
     async fn get(&self, projection: &str, key: &str) -> Result<Option<Value>, StoreError> {
@@ -176,11 +196,19 @@ fn map_err(err: sqlx::Error) -> StoreError {
 }
 
 fn moved_checkpoint(subscriber: &str) -> StoreError {
-    StoreError::new(StoreErrorKind::Conflict, format!("the checkpoint of {subscriber} moved"), None)
+    StoreError::new(
+        StoreErrorKind::Conflict,
+        format!("the checkpoint of {subscriber} moved"),
+        None,
+    )
 }
 
 fn corrupt(what: &str, err: serde_json::Error) -> StoreError {
-    StoreError::new(StoreErrorKind::Corrupt, format!("stored {what} is not valid JSON"), Some(Box::new(err)))
+    StoreError::new(
+        StoreErrorKind::Corrupt,
+        format!("stored {what} is not valid JSON"),
+        Some(Box::new(err)),
+    )
 }
 
 fn to_i64(value: u64) -> i64 {
@@ -220,7 +248,10 @@ impl EventRow {
     }
 
     fn into_serialized(self) -> Result<SerializedEvent, PersistenceError> {
-        let de = |text: &str| serde_json::from_str(text).map_err(|e| PersistenceError::DeserializationError(Box::new(e)));
+        let de = |text: &str| {
+            serde_json::from_str(text)
+                .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))
+        };
         Ok(SerializedEvent {
             aggregate_id: self.aggregate_id,
             sequence: usize::try_from(self.sequence).unwrap_or(0),

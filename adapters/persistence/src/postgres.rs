@@ -5,15 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
-use cqrs_es::persist::{PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
-use serde_json::Value;
 use cqrs_es::persist::PersistedEventRepository;
+use cqrs_es::persist::{PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use postgres_es::PostgresEventRepository;
+use serde_json::Value;
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreError};
 
-use crate::{ConnectError, EventRow, moved_checkpoint, SharedPgRepository, corrupt, map_err, to_i64, to_u64};
+use crate::{
+    ConnectError, EventRow, SharedPgRepository, corrupt, map_err, moved_checkpoint, to_i64, to_u64,
+};
 
 const EVENT_COLUMNS: &str = "position, event_id::text, aggregate_type, aggregate_id, sequence, event_type, \
      event_version, payload::text, metadata::text";
@@ -34,7 +36,10 @@ impl PostgresStore {
             .connect(url)
             .await
             .map_err(ConnectError::Database)?;
-        sqlx::migrate!("../../migrations/postgres").run(&pool).await.map_err(ConnectError::Migrate)?;
+        sqlx::migrate!("../../migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(ConnectError::Migrate)?;
         let events = Arc::new(PostgresEventRepository::new(pool.clone()));
         Ok(PostgresStore { pool, events })
     }
@@ -44,7 +49,10 @@ impl PostgresStore {
         &self.pool
     }
 
-    pub(crate) async fn get_events<A: Aggregate>(&self, id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    pub(crate) async fn get_events<A: Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         self.events.get_events::<A>(id).await
     }
 
@@ -56,7 +64,10 @@ impl PostgresStore {
         self.events.get_last_events::<A>(id, last_sequence).await
     }
 
-    pub(crate) async fn get_snapshot<A: Aggregate>(&self, id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+    pub(crate) async fn get_snapshot<A: Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         self.events.get_snapshot::<A>(id).await
     }
 
@@ -68,18 +79,36 @@ impl PostgresStore {
         self.events.persist::<A>(events, snapshot_update).await
     }
 
-    pub(crate) async fn stream_events<A: Aggregate>(&self, id: &str) -> Result<ReplayStream, PersistenceError> {
+    pub(crate) async fn stream_events<A: Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
         self.events.stream_events::<A>(id).await
     }
 
-    pub(crate) async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+    pub(crate) async fn stream_all_events<A: Aggregate>(
+        &self,
+    ) -> Result<ReplayStream, PersistenceError> {
         self.events.stream_all_events::<A>().await
     }
 
-    pub(crate) async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2");
-        let rows = sqlx::query(&sql).bind(to_i64(after)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(map_err)?;
-        rows.iter().map(|row| event_row(row).map_err(map_err)?.into_logged()).collect()
+    pub(crate) async fn read_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|row| event_row(row).map_err(map_err)?.into_logged())
+            .collect()
     }
 
     pub(crate) async fn head(&self) -> Result<u64, StoreError> {
@@ -91,10 +120,12 @@ impl PostgresStore {
     }
 
     pub(crate) async fn last_seal(&self) -> Result<Option<Seal>, StoreError> {
-        let row = sqlx::query("SELECT position, event_id, hash FROM audit_seals ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let row = sqlx::query(
+            "SELECT position, event_id, hash FROM audit_seals ORDER BY position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
         row.as_ref().map(seal_row).transpose()
     }
 
@@ -123,15 +154,22 @@ impl PostgresStore {
     }
 
     pub(crate) async fn checkpoint(&self, subscriber: &str) -> Result<u64, StoreError> {
-        let position: Option<i64> = sqlx::query_scalar("SELECT position FROM subscriber_checkpoints WHERE subscriber = $1")
-            .bind(subscriber)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM subscriber_checkpoints WHERE subscriber = $1")
+                .bind(subscriber)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
         Ok(position.map(to_u64).unwrap_or(0))
     }
 
-    pub(crate) async fn commit(&self, subscriber: &str, from: u64, to: u64, changes: &[DocChange]) -> Result<(), StoreError> {
+    pub(crate) async fn commit(
+        &self,
+        subscriber: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // Compare-and-set: a subscriber running in two processes must not
         // move the checkpoint backwards or apply a batch twice.
@@ -158,40 +196,57 @@ impl PostgresStore {
                 .bind(&change.projection)
                 .bind(&change.key)
                 .bind(doc.to_string()),
-                None => sqlx::query("DELETE FROM projection_docs WHERE projection = $1 AND key = $2")
-                    .bind(&change.projection)
-                    .bind(&change.key),
+                None => {
+                    sqlx::query("DELETE FROM projection_docs WHERE projection = $1 AND key = $2")
+                        .bind(&change.projection)
+                        .bind(&change.key)
+                }
             };
             query.execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }
 
-    pub(crate) async fn get(&self, projection: &str, key: &str) -> Result<Option<Value>, StoreError> {
-        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM projection_docs WHERE projection = $1 AND key = $2")
-            .bind(projection)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        doc.map(|text| serde_json::from_str(&text).map_err(|e| corrupt("projection", e))).transpose()
+    pub(crate) async fn get(
+        &self,
+        projection: &str,
+        key: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let doc: Option<String> = sqlx::query_scalar(
+            "SELECT doc FROM projection_docs WHERE projection = $1 AND key = $2",
+        )
+        .bind(projection)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        doc.map(|text| serde_json::from_str(&text).map_err(|e| corrupt("projection", e)))
+            .transpose()
     }
 
     pub(crate) async fn list(&self, projection: &str) -> Result<Vec<(String, Value)>, StoreError> {
-        let rows = sqlx::query("SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key")
-            .bind(projection)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let rows =
+            sqlx::query("SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key")
+                .bind(projection)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
         rows.iter()
             .map(|row| {
                 let doc: String = row.try_get(1).map_err(map_err)?;
-                Ok((row.try_get(0).map_err(map_err)?, serde_json::from_str(&doc).map_err(|e| corrupt("projection", e))?))
+                Ok((
+                    row.try_get(0).map_err(map_err)?,
+                    serde_json::from_str(&doc).map_err(|e| corrupt("projection", e))?,
+                ))
             })
             .collect()
     }
 
-    pub(crate) async fn reset(&self, subscriber: &str, projections: &[&str]) -> Result<(), StoreError> {
+    pub(crate) async fn reset(
+        &self,
+        subscriber: &str,
+        projections: &[&str],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query("DELETE FROM subscriber_checkpoints WHERE subscriber = $1")
             .bind(subscriber)

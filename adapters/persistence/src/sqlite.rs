@@ -7,14 +7,15 @@ use std::time::Duration;
 use cqrs_es::Aggregate;
 use cqrs_es::persist::{PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreError};
 
-use crate::{ConnectError, EventRow, moved_checkpoint, corrupt, map_err, replay, to_i64, to_u64};
+use crate::{ConnectError, EventRow, corrupt, map_err, moved_checkpoint, replay, to_i64, to_u64};
 
-const EVENT_COLUMNS: &str =
-    "position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata";
+const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata";
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -38,7 +39,10 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(ConnectError::Database)?;
-        sqlx::migrate!("../../migrations/sqlite").run(&pool).await.map_err(ConnectError::Migrate)?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(ConnectError::Migrate)?;
         Ok(SqliteStore { pool })
     }
 
@@ -47,7 +51,13 @@ impl SqliteStore {
         &self.pool
     }
 
-    async fn select(&self, sql: &str, aggregate_type: &str, id: &str, after: i64) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    async fn select(
+        &self,
+        sql: &str,
+        aggregate_type: &str,
+        id: &str,
+        after: i64,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         let rows = sqlx::query(sql)
             .bind(aggregate_type)
             .bind(id)
@@ -55,10 +65,19 @@ impl SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-        rows.iter().map(|row| event_row(row).map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?.into_serialized()).collect()
+        rows.iter()
+            .map(|row| {
+                event_row(row)
+                    .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?
+                    .into_serialized()
+            })
+            .collect()
     }
 
-    pub(crate) async fn get_events<A: Aggregate>(&self, id: &str) -> Result<Vec<SerializedEvent>, PersistenceError> {
+    pub(crate) async fn get_events<A: Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
         self.get_last_events::<A>(id, 0).await
     }
 
@@ -70,21 +89,34 @@ impl SqliteStore {
         let sql = format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence > ? ORDER BY sequence"
         );
-        self.select(&sql, A::TYPE, id, i64::try_from(last_sequence).unwrap_or(i64::MAX)).await
+        self.select(
+            &sql,
+            A::TYPE,
+            id,
+            i64::try_from(last_sequence).unwrap_or(i64::MAX),
+        )
+        .await
     }
 
-    pub(crate) async fn get_snapshot<A: Aggregate>(&self, _id: &str) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+    pub(crate) async fn get_snapshot(
+        &self,
+        _id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
         // Aggregates are loaded from their events; no snapshots are kept.
         Ok(None)
     }
 
-    pub(crate) async fn persist<A: Aggregate>(
+    pub(crate) async fn persist(
         &self,
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
         let unknown = |e: sqlx::Error| PersistenceError::UnknownError(Box::new(e));
-        let mut tx = self.pool.begin().await.map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         for event in events {
             let res = sqlx::query(
                 "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -111,12 +143,19 @@ impl SqliteStore {
         tx.commit().await.map_err(unknown)
     }
 
-    pub(crate) async fn stream_events<A: Aggregate>(&self, id: &str) -> Result<ReplayStream, PersistenceError> {
+    pub(crate) async fn stream_events<A: Aggregate>(
+        &self,
+        id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
         Ok(replay(self.get_events::<A>(id).await?).await)
     }
 
-    pub(crate) async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = ? ORDER BY position");
+    pub(crate) async fn stream_all_events<A: Aggregate>(
+        &self,
+    ) -> Result<ReplayStream, PersistenceError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_type = ? ORDER BY position"
+        );
         let rows = sqlx::query(&sql)
             .bind(A::TYPE)
             .fetch_all(&self.pool)
@@ -124,15 +163,32 @@ impl SqliteStore {
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         let events = rows
             .iter()
-            .map(|row| event_row(row).map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?.into_serialized())
+            .map(|row| {
+                event_row(row)
+                    .map_err(|e| PersistenceError::DeserializationError(Box::new(e)))?
+                    .into_serialized()
+            })
             .collect::<Result<_, _>>()?;
         Ok(replay(events).await)
     }
 
-    pub(crate) async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError> {
-        let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?");
-        let rows = sqlx::query(&sql).bind(to_i64(after)).bind(i64::from(limit)).fetch_all(&self.pool).await.map_err(map_err)?;
-        rows.iter().map(|row| event_row(row).map_err(map_err)?.into_logged()).collect()
+    pub(crate) async fn read_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|row| event_row(row).map_err(map_err)?.into_logged())
+            .collect()
     }
 
     pub(crate) async fn head(&self) -> Result<u64, StoreError> {
@@ -144,10 +200,12 @@ impl SqliteStore {
     }
 
     pub(crate) async fn last_seal(&self) -> Result<Option<Seal>, StoreError> {
-        let row = sqlx::query("SELECT position, event_id, hash FROM audit_seals ORDER BY position DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let row = sqlx::query(
+            "SELECT position, event_id, hash FROM audit_seals ORDER BY position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
         row.as_ref().map(seal_row).transpose()
     }
 
@@ -176,15 +234,22 @@ impl SqliteStore {
     }
 
     pub(crate) async fn checkpoint(&self, subscriber: &str) -> Result<u64, StoreError> {
-        let position: Option<i64> = sqlx::query_scalar("SELECT position FROM subscriber_checkpoints WHERE subscriber = ?")
-            .bind(subscriber)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM subscriber_checkpoints WHERE subscriber = ?")
+                .bind(subscriber)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
         Ok(position.map(to_u64).unwrap_or(0))
     }
 
-    pub(crate) async fn commit(&self, subscriber: &str, from: u64, to: u64, changes: &[DocChange]) -> Result<(), StoreError> {
+    pub(crate) async fn commit(
+        &self,
+        subscriber: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         // Compare-and-set: a subscriber running in two processes must not
         // move the checkpoint backwards or apply a batch twice.
@@ -220,31 +285,45 @@ impl SqliteStore {
         tx.commit().await.map_err(map_err)
     }
 
-    pub(crate) async fn get(&self, projection: &str, key: &str) -> Result<Option<Value>, StoreError> {
-        let doc: Option<String> = sqlx::query_scalar("SELECT doc FROM projection_docs WHERE projection = ? AND key = ?")
-            .bind(projection)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)?;
-        doc.map(|text| serde_json::from_str(&text).map_err(|e| corrupt("projection", e))).transpose()
+    pub(crate) async fn get(
+        &self,
+        projection: &str,
+        key: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let doc: Option<String> =
+            sqlx::query_scalar("SELECT doc FROM projection_docs WHERE projection = ? AND key = ?")
+                .bind(projection)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        doc.map(|text| serde_json::from_str(&text).map_err(|e| corrupt("projection", e)))
+            .transpose()
     }
 
     pub(crate) async fn list(&self, projection: &str) -> Result<Vec<(String, Value)>, StoreError> {
-        let rows = sqlx::query("SELECT key, doc FROM projection_docs WHERE projection = ? ORDER BY key")
-            .bind(projection)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(map_err)?;
+        let rows =
+            sqlx::query("SELECT key, doc FROM projection_docs WHERE projection = ? ORDER BY key")
+                .bind(projection)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
         rows.iter()
             .map(|row| {
                 let doc: String = row.try_get(1).map_err(map_err)?;
-                Ok((row.try_get(0).map_err(map_err)?, serde_json::from_str(&doc).map_err(|e| corrupt("projection", e))?))
+                Ok((
+                    row.try_get(0).map_err(map_err)?,
+                    serde_json::from_str(&doc).map_err(|e| corrupt("projection", e))?,
+                ))
             })
             .collect()
     }
 
-    pub(crate) async fn reset(&self, subscriber: &str, projections: &[&str]) -> Result<(), StoreError> {
+    pub(crate) async fn reset(
+        &self,
+        subscriber: &str,
+        projections: &[&str],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         sqlx::query("DELETE FROM subscriber_checkpoints WHERE subscriber = ?")
             .bind(subscriber)

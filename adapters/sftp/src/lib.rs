@@ -62,12 +62,21 @@ impl SftpServer {
             max_auth_attempts: 6,
             ..Default::default()
         };
-        SftpServer { sessions, config: Arc::new(russh_config) }
+        SftpServer {
+            sessions,
+            config: Arc::new(russh_config),
+        }
     }
 
     /// Accepts connections on `listener` until `shutdown` turns true.
-    pub async fn run(self, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
-        let mut factory = Factory { sessions: self.sessions };
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let mut factory = Factory {
+            sessions: self.sessions,
+        };
         let running = factory.run_on_socket(self.config, &listener);
         let handle = running.handle();
         tokio::select! {
@@ -90,7 +99,9 @@ impl russh::server::Server for Factory {
     fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
         Connection {
             sessions: self.sessions.clone(),
-            remote_addr: peer.map(|p| p.to_string()).unwrap_or_else(|| "unknown".to_string()),
+            remote_addr: peer
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "unknown".to_string()),
             session_id: None,
             files: None,
             channels: HashMap::new(),
@@ -115,7 +126,10 @@ impl Connection {
     /// The session id, opening the session on the first authentication attempt.
     async fn session_id(&mut self) -> Option<String> {
         if self.session_id.is_none() {
-            let client = ClientInfo { protocol: Protocol::Sftp, remote_addr: self.remote_addr.clone() };
+            let client = ClientInfo {
+                protocol: Protocol::Sftp,
+                remote_addr: self.remote_addr.clone(),
+            };
             match self.sessions.open(client).await {
                 Ok(id) => self.session_id = Some(id),
                 Err(err) => tracing::error!(%err, "cannot open a session"),
@@ -133,8 +147,14 @@ impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let Some(session_id) = self.session_id().await else { return Ok(Auth::reject()) };
-        match self.sessions.login_password(&session_id, user, password).await {
+        let Some(session_id) = self.session_id().await else {
+            return Ok(Auth::reject());
+        };
+        match self
+            .sessions
+            .login_password(&session_id, user, password)
+            .await
+        {
             Ok(files) => {
                 self.files = Some(files);
                 Ok(Auth::Accept)
@@ -148,9 +168,17 @@ impl russh::server::Handler for Connection {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(session_id) = self.session_id().await else { return Ok(Auth::reject()) };
-        let Some(key) = openssh_key(offer.public_key) else { return Ok(Auth::reject()) };
-        if self.sessions.offer_public_key(&session_id, user, &key).await {
+        let Some(session_id) = self.session_id().await else {
+            return Ok(Auth::reject());
+        };
+        let Some(key) = openssh_key(offer.public_key) else {
+            return Ok(Auth::reject());
+        };
+        if self
+            .sessions
+            .offer_public_key(&session_id, user, &key)
+            .await
+        {
             Ok(Auth::Accept)
         } else {
             Ok(Auth::reject())
@@ -162,9 +190,17 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let Some(session_id) = self.session_id().await else { return Ok(Auth::reject()) };
-        let Some(key) = openssh_key(key.public_key) else { return Ok(Auth::reject()) };
-        match self.sessions.login_public_key(&session_id, user, &key).await {
+        let Some(session_id) = self.session_id().await else {
+            return Ok(Auth::reject());
+        };
+        let Some(key) = openssh_key(key.public_key) else {
+            return Ok(Auth::reject());
+        };
+        match self
+            .sessions
+            .login_public_key(&session_id, user, &key)
+            .await
+        {
             Ok(files) => {
                 self.files = Some(files);
                 Ok(Auth::Accept)
@@ -187,7 +223,12 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn subsystem_request(&mut self, channel_id: ChannelId, name: &str, session: &mut Session) -> Result<(), Self::Error> {
+    async fn subsystem_request(
+        &mut self,
+        channel_id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         let (Some(files), true) = (self.files.clone(), name == "sftp") else {
             session.channel_failure(channel_id)?;
             return Ok(());
@@ -201,13 +242,22 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel_id: ChannelId, data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel_id: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         tracing::info!(command = %String::from_utf8_lossy(data), "exec request refused");
         session.channel_failure(channel_id)?;
         Ok(())
     }
 
-    async fn shell_request(&mut self, channel_id: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        channel_id: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         session.channel_failure(channel_id)?;
         Ok(())
     }
@@ -218,7 +268,8 @@ impl Drop for Connection {
         if let Some(session_id) = self.session_id.take() {
             let sessions = self.sessions.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { sessions.close(&session_id, "connection closed").await });
+                runtime
+                    .spawn(async move { sessions.close(&session_id, "connection closed").await });
             }
         }
     }

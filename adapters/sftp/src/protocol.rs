@@ -14,7 +14,9 @@ use russh_sftp::protocol::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tollgate_domain::PathError;
-use tollgate_ports::inbound::{DirEntry, Download, FileKind, FileMeta, FileOpError, FileOps, Upload, UploadMode};
+use tollgate_ports::inbound::{
+    DirEntry, Download, FileKind, FileMeta, FileOpError, FileOps, Upload, UploadMode,
+};
 
 /// The largest request accepted, as OpenSSH's sftp-server (256 KiB).
 const MAX_PACKET: u32 = 256 * 1024;
@@ -27,7 +29,11 @@ const MAX_HANDLES: usize = 1024;
 
 enum OpenHandle {
     Read(Box<dyn Download>),
-    Write { upload: Box<dyn Upload>, path: String, times: Option<(i64, i64)> },
+    Write {
+        upload: Box<dyn Upload>,
+        path: String,
+        times: Option<(i64, i64)>,
+    },
     Dir(Vec<DirEntry>),
 }
 
@@ -41,12 +47,12 @@ struct SftpSession {
 pub(crate) async fn serve(channel: Channel<Msg>, files: Arc<dyn FileOps>) {
     let stream = channel.into_stream();
     let (mut reader, mut writer) = tokio::io::split(stream);
-    let mut session = SftpSession { files, handles: HashMap::new(), next_handle: 1 };
-    loop {
-        let len = match reader.read_u32().await {
-            Ok(len) => len,
-            Err(_) => break,
-        };
+    let mut session = SftpSession {
+        files,
+        handles: HashMap::new(),
+        next_handle: 1,
+    };
+    while let Ok(len) = reader.read_u32().await {
         if len == 0 || len > MAX_PACKET {
             tracing::warn!(len, "sftp packet length out of bounds; closing the channel");
             break;
@@ -55,7 +61,11 @@ pub(crate) async fn serve(channel: Channel<Msg>, files: Arc<dyn FileOps>) {
         if reader.read_exact(&mut buf).await.is_err() {
             break;
         }
-        let request_id = if buf.len() >= 5 { u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) } else { 0 };
+        let request_id = if buf.len() >= 5 {
+            u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]])
+        } else {
+            0
+        };
         let mut bytes = Bytes::from(buf);
         let reply = match Packet::try_from(&mut bytes) {
             Ok(packet) => session.handle(packet).await,
@@ -96,7 +106,9 @@ fn ok(id: u32) -> Packet {
 fn error_status(id: u32, err: &FileOpError) -> Packet {
     let code = match err {
         FileOpError::Denied => StatusCode::PermissionDenied,
-        FileOpError::InvalidPath(PathError::Escapes | PathError::Nul) => StatusCode::PermissionDenied,
+        FileOpError::InvalidPath(PathError::Escapes | PathError::Nul) => {
+            StatusCode::PermissionDenied
+        }
         FileOpError::NotFound => StatusCode::NoSuchFile,
         FileOpError::Unsupported => StatusCode::OpUnsupported,
         FileOpError::InvalidPath(_)
@@ -151,7 +163,9 @@ impl SftpSession {
     async fn abandon(&mut self) {
         for (_, handle) in self.handles.drain() {
             if let OpenHandle::Write { upload, .. } = handle {
-                upload.abort("connection closed before the upload finished").await;
+                upload
+                    .abort("connection closed before the upload finished")
+                    .await;
             }
             // A dropped download records its own abort.
         }
@@ -169,12 +183,16 @@ impl SftpSession {
                 };
                 match download.read_at(read.offset, read.len.min(MAX_READ)).await {
                     Ok(data) if data.is_empty() => status(read.id, StatusCode::Eof, "end of file"),
-                    Ok(data) => Packet::Data(Data { id: read.id, data: data.to_vec() }),
+                    Ok(data) => Packet::Data(Data {
+                        id: read.id,
+                        data: data.to_vec(),
+                    }),
                     Err(err) => error_status(read.id, &err),
                 }
             }
             Packet::Write(write) => {
-                let Some(OpenHandle::Write { upload, .. }) = self.handles.get_mut(&write.handle) else {
+                let Some(OpenHandle::Write { upload, .. }) = self.handles.get_mut(&write.handle)
+                else {
                     return status(write.id, StatusCode::Failure, "invalid handle");
                 };
                 match upload.write_at(write.offset, &write.data).await {
@@ -192,17 +210,24 @@ impl SftpSession {
                 };
                 reply_attrs(fstat.id, meta)
             }
-            Packet::SetStat(setstat) => set_attributes(&*files, setstat.id, &setstat.path, &setstat.attrs).await,
+            Packet::SetStat(setstat) => {
+                set_attributes(&*files, setstat.id, &setstat.path, &setstat.attrs).await
+            }
             Packet::FSetStat(fsetstat) => match self.handles.get_mut(&fsetstat.handle) {
                 Some(OpenHandle::Write { times, upload, .. }) => {
                     if let Some(size) = fsetstat.attrs.size {
                         let current = upload.meta().await.map(|m| m.size).unwrap_or(u64::MAX);
                         if size != current {
-                            return status(fsetstat.id, StatusCode::OpUnsupported, "truncation is not supported");
+                            return status(
+                                fsetstat.id,
+                                StatusCode::OpUnsupported,
+                                "truncation is not supported",
+                            );
                         }
                     }
                     // Times apply once the upload is committed.
-                    if let (Some(atime), Some(mtime)) = (fsetstat.attrs.atime, fsetstat.attrs.mtime) {
+                    if let (Some(atime), Some(mtime)) = (fsetstat.attrs.atime, fsetstat.attrs.mtime)
+                    {
                         *times = Some((i64::from(atime), i64::from(mtime)));
                     }
                     ok(fsetstat.id)
@@ -222,21 +247,49 @@ impl SftpSession {
                     return status(readdir.id, StatusCode::Eof, "end of directory");
                 }
                 let page: Vec<DirEntry> = entries.drain(..entries.len().min(DIR_PAGE)).collect();
-                let files = page.iter().map(|e| File::new(e.name.clone(), attrs_of(&e.meta))).collect();
-                Packet::Name(Name { id: readdir.id, files })
+                let files = page
+                    .iter()
+                    .map(|e| File::new(e.name.clone(), attrs_of(&e.meta)))
+                    .collect();
+                Packet::Name(Name {
+                    id: readdir.id,
+                    files,
+                })
             }
             Packet::Remove(remove) => unit(remove.id, files.remove(&remove.filename).await),
             Packet::MkDir(mkdir) => unit(mkdir.id, files.mkdir(&mkdir.path).await),
             Packet::RmDir(rmdir) => unit(rmdir.id, files.rmdir(&rmdir.path).await),
             Packet::RealPath(realpath) => match files.realpath(&realpath.path).await {
-                Ok(path) => Packet::Name(Name { id: realpath.id, files: vec![File::dummy(path)] }),
+                Ok(path) => Packet::Name(Name {
+                    id: realpath.id,
+                    files: vec![File::dummy(path)],
+                }),
                 Err(err) => error_status(realpath.id, &err),
             },
-            Packet::Rename(rename) => unit(rename.id, files.rename(&rename.oldpath, &rename.newpath).await),
-            Packet::ReadLink(readlink) => status(readlink.id, StatusCode::OpUnsupported, "symbolic links are not supported"),
-            Packet::Symlink(symlink) => status(symlink.id, StatusCode::PermissionDenied, "symbolic links are not allowed"),
-            Packet::Extended(extended) => status(extended.id, StatusCode::OpUnsupported, "extension not supported"),
-            other => status(other.get_request_id(), StatusCode::BadMessage, "not a request"),
+            Packet::Rename(rename) => unit(
+                rename.id,
+                files.rename(&rename.oldpath, &rename.newpath).await,
+            ),
+            Packet::ReadLink(readlink) => status(
+                readlink.id,
+                StatusCode::OpUnsupported,
+                "symbolic links are not supported",
+            ),
+            Packet::Symlink(symlink) => status(
+                symlink.id,
+                StatusCode::PermissionDenied,
+                "symbolic links are not allowed",
+            ),
+            Packet::Extended(extended) => status(
+                extended.id,
+                StatusCode::OpUnsupported,
+                "extension not supported",
+            ),
+            other => status(
+                other.get_request_id(),
+                StatusCode::BadMessage,
+                "not a request",
+            ),
         }
     }
 
@@ -256,13 +309,20 @@ impl SftpSession {
         } else {
             UploadMode::Resume
         };
-        if !flags.contains(OpenFlags::CREATE) {
-            if let Err(err) = self.files.stat(path).await {
-                return error_status(id, &err);
-            }
+        if !flags.contains(OpenFlags::CREATE)
+            && let Err(err) = self.files.stat(path).await
+        {
+            return error_status(id, &err);
         }
         match self.files.open_upload(path, mode).await {
-            Ok(upload) => self.handle_reply(id, OpenHandle::Write { upload, path: path.to_string(), times: None }),
+            Ok(upload) => self.handle_reply(
+                id,
+                OpenHandle::Write {
+                    upload,
+                    path: path.to_string(),
+                    times: None,
+                },
+            ),
             Err(err) => error_status(id, &err),
         }
     }
@@ -270,12 +330,18 @@ impl SftpSession {
     async fn close(&mut self, id: u32, handle: &str) -> Packet {
         match self.handles.remove(handle) {
             Some(OpenHandle::Read(download)) => unit(id, download.finish().await),
-            Some(OpenHandle::Write { upload, path, times }) => {
+            Some(OpenHandle::Write {
+                upload,
+                path,
+                times,
+            }) => {
                 if let Err(err) = upload.finish().await {
                     return error_status(id, &err);
                 }
                 match times {
-                    Some((atime, mtime)) => unit(id, self.files.set_times(&path, atime, mtime).await),
+                    Some((atime, mtime)) => {
+                        unit(id, self.files.set_times(&path, atime, mtime).await)
+                    }
                     None => ok(id),
                 }
             }
@@ -294,19 +360,32 @@ fn unit(id: u32, res: Result<(), FileOpError>) -> Packet {
 
 fn reply_attrs(id: u32, res: Result<FileMeta, FileOpError>) -> Packet {
     match res {
-        Ok(meta) => Packet::Attrs(Attrs { id, attrs: attrs_of(&meta) }),
+        Ok(meta) => Packet::Attrs(Attrs {
+            id,
+            attrs: attrs_of(&meta),
+        }),
         Err(err) => error_status(id, &err),
     }
 }
 
 /// SETSTAT: times are applied; permission bits are accepted and ignored
 /// (the gateway owns file modes); a size change is not supported.
-async fn set_attributes(files: &dyn FileOps, id: u32, path: &str, attrs: &FileAttributes) -> Packet {
+async fn set_attributes(
+    files: &dyn FileOps,
+    id: u32,
+    path: &str,
+    attrs: &FileAttributes,
+) -> Packet {
     if attrs.size.is_some() {
         return status(id, StatusCode::OpUnsupported, "truncation is not supported");
     }
     match (attrs.atime, attrs.mtime) {
-        (Some(atime), Some(mtime)) => unit(id, files.set_times(path, i64::from(atime), i64::from(mtime)).await),
+        (Some(atime), Some(mtime)) => unit(
+            id,
+            files
+                .set_times(path, i64::from(atime), i64::from(mtime))
+                .await,
+        ),
         _ => match files.stat(path).await {
             Ok(_) => ok(id),
             Err(err) => error_status(id, &err),

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tollgate_domain::VirtualPath;
 use tollgate_ports::outbound::{
-    DirEntry, FileKind, FileMeta, FileStorage, ReadHandle, StorageError, StorageErrorKind, WriteHandle, WriteMode,
+    DirEntry, FileKind, FileMeta, FileStorage, ReadHandle, StorageError, StorageErrorKind,
+    WriteHandle, WriteMode,
 };
 
 /// Names with this prefix are staging files: hidden and unreachable.
@@ -35,11 +36,18 @@ fn map_err(err: std::io::Error) -> StorageError {
         ErrorKind::NotFound => StorageErrorKind::NotFound,
         ErrorKind::PermissionDenied => StorageErrorKind::PermissionDenied,
         ErrorKind::AlreadyExists => StorageErrorKind::AlreadyExists,
-        ErrorKind::DirectoryNotEmpty | ErrorKind::NotADirectory | ErrorKind::IsADirectory => StorageErrorKind::Conflict,
-        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => StorageErrorKind::QuotaExceeded,
+        ErrorKind::DirectoryNotEmpty | ErrorKind::NotADirectory | ErrorKind::IsADirectory => {
+            StorageErrorKind::Conflict
+        }
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge => {
+            StorageErrorKind::QuotaExceeded
+        }
         _ => StorageErrorKind::Other,
     };
-    StorageError { kind, source: Some(Box::new(err)) }
+    StorageError {
+        kind,
+        source: Some(Box::new(err)),
+    }
 }
 
 fn denied() -> StorageError {
@@ -52,7 +60,12 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(work)
         .await
-        .unwrap_or_else(|err| Err(StorageError { kind: StorageErrorKind::Other, source: Some(Box::new(err)) }))
+        .unwrap_or_else(|err| {
+            Err(StorageError {
+                kind: StorageErrorKind::Other,
+                source: Some(Box::new(err)),
+            })
+        })
 }
 
 fn unix_seconds(time: std::io::Result<SystemTime>) -> i64 {
@@ -140,7 +153,12 @@ impl FileStorage for LocalStorage {
 
     async fn stat(&self, root: &str, path: &VirtualPath) -> Result<FileMeta, StorageError> {
         let full = resolve(root, path, false)?;
-        blocking(move || std::fs::symlink_metadata(&full).map(|m| meta_of(&m)).map_err(map_err)).await
+        blocking(move || {
+            std::fs::symlink_metadata(&full)
+                .map(|m| meta_of(&m))
+                .map_err(map_err)
+        })
+        .await
     }
 
     async fn list(&self, root: &str, path: &VirtualPath) -> Result<Vec<DirEntry>, StorageError> {
@@ -149,12 +167,17 @@ impl FileStorage for LocalStorage {
             let mut entries = Vec::new();
             for entry in std::fs::read_dir(&dir).map_err(map_err)? {
                 let entry = entry.map_err(map_err)?;
-                let Ok(name) = entry.file_name().into_string() else { continue };
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
                 if name.starts_with(STAGING_PREFIX) {
                     continue;
                 }
                 let Ok(meta) = entry.metadata() else { continue };
-                entries.push(DirEntry { name, meta: meta_of(&meta) });
+                entries.push(DirEntry {
+                    name,
+                    meta: meta_of(&meta),
+                });
             }
             entries.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(entries)
@@ -183,7 +206,12 @@ impl FileStorage for LocalStorage {
         .await
     }
 
-    async fn rename(&self, root: &str, from: &VirtualPath, to: &VirtualPath) -> Result<(), StorageError> {
+    async fn rename(
+        &self,
+        root: &str,
+        from: &VirtualPath,
+        to: &VirtualPath,
+    ) -> Result<(), StorageError> {
         let source = resolve(root, from, false)?;
         let target = resolve(root, to, false)?;
         blocking(move || {
@@ -196,20 +224,44 @@ impl FileStorage for LocalStorage {
         .await
     }
 
-    async fn set_times(&self, root: &str, path: &VirtualPath, atime: i64, mtime: i64) -> Result<(), StorageError> {
+    async fn set_times(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+        atime: i64,
+        mtime: i64,
+    ) -> Result<(), StorageError> {
         let full = resolve(root, path, true)?;
         let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
-        let times = FileTimes::new().set_accessed(at(atime)).set_modified(at(mtime));
-        blocking(move || File::open(&full).and_then(|f| f.set_times(times)).map_err(map_err)).await
+        let times = FileTimes::new()
+            .set_accessed(at(atime))
+            .set_modified(at(mtime));
+        blocking(move || {
+            File::open(&full)
+                .and_then(|f| f.set_times(times))
+                .map_err(map_err)
+        })
+        .await
     }
 
-    async fn open_read(&self, root: &str, path: &VirtualPath) -> Result<Box<dyn ReadHandle>, StorageError> {
+    async fn open_read(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+    ) -> Result<Box<dyn ReadHandle>, StorageError> {
         let full = resolve(root, path, true)?;
         let file = blocking(move || File::open(&full).map_err(map_err)).await?;
-        Ok(Box::new(LocalRead { file: Arc::new(file) }))
+        Ok(Box::new(LocalRead {
+            file: Arc::new(file),
+        }))
     }
 
-    async fn open_write(&self, root: &str, path: &VirtualPath, mode: WriteMode) -> Result<Box<dyn WriteHandle>, StorageError> {
+    async fn open_write(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+        mode: WriteMode,
+    ) -> Result<Box<dyn WriteHandle>, StorageError> {
         if path.is_root() {
             return Err(StorageError::of(StorageErrorKind::Conflict));
         }
@@ -223,13 +275,28 @@ impl FileStorage for LocalStorage {
                 }
             };
             let written = staging.as_deref().unwrap_or(&target);
-            let file = OpenOptions::new().read(true).write(true).create(true).open(written).map_err(map_err)?;
+            // Never truncate: a staging file is new, and an in-place write
+            // keeps the content it resumes or appends to.
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(written)
+                .map_err(map_err)?;
             if staging.is_some() {
                 // New files get the usual 0644, not the staging file's umask result.
-                let mode = std::fs::metadata(&target).map(|m| m.permissions().mode()).unwrap_or(0o644);
-                file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(map_err)?;
+                let mode = std::fs::metadata(&target)
+                    .map(|m| m.permissions().mode())
+                    .unwrap_or(0o644);
+                file.set_permissions(std::fs::Permissions::from_mode(mode))
+                    .map_err(map_err)?;
             }
-            Ok(LocalWrite { file: Arc::new(file), target, staging })
+            Ok(LocalWrite {
+                file: Arc::new(file),
+                target,
+                staging,
+            })
         })
         .await?;
         Ok(Box::new(handle))
@@ -260,10 +327,10 @@ struct LocalWrite {
 }
 
 fn remove_staging(staging: &Path) {
-    if let Err(err) = std::fs::remove_file(staging) {
-        if err.kind() != ErrorKind::NotFound {
-            tracing::warn!(error = %err, "cannot remove a staging file");
-        }
+    if let Err(err) = std::fs::remove_file(staging)
+        && err.kind() != ErrorKind::NotFound
+    {
+        tracing::warn!(error = %err, "cannot remove a staging file");
     }
 }
 
@@ -289,11 +356,11 @@ impl WriteHandle for LocalWrite {
         blocking(move || {
             let size = self.file.metadata().map_err(map_err)?.len();
             self.file.sync_all().map_err(map_err)?;
-            if let Some(staging) = &self.staging {
-                if let Err(err) = std::fs::rename(staging, &self.target) {
-                    remove_staging(staging);
-                    return Err(map_err(err));
-                }
+            if let Some(staging) = &self.staging
+                && let Err(err) = std::fs::rename(staging, &self.target)
+            {
+                remove_staging(staging);
+                return Err(map_err(err));
             }
             Ok(size)
         })

@@ -13,21 +13,39 @@ fn normalises_dots_slashes_and_parent_references() {
         ("./ünïcödé/文件.txt", "/ünïcödé/文件.txt"),
     ];
     for (raw, expected) in cases {
-        assert_eq!(VirtualPath::parse(raw).unwrap().as_str(), expected, "input {raw:?}");
+        assert_eq!(
+            VirtualPath::parse(raw).unwrap().as_str(),
+            expected,
+            "input {raw:?}"
+        );
     }
 }
 
 #[test]
 fn paths_that_climb_above_the_root_are_rejected() {
-    for raw in ["..", "/..", "../etc/passwd", "/a/../../b", "a/b/../../..", "/./.."] {
-        assert_eq!(VirtualPath::parse(raw), Err(PathError::Escapes), "input {raw:?}");
+    for raw in [
+        "..",
+        "/..",
+        "../etc/passwd",
+        "/a/../../b",
+        "a/b/../../..",
+        "/./..",
+    ] {
+        assert_eq!(
+            VirtualPath::parse(raw),
+            Err(PathError::Escapes),
+            "input {raw:?}"
+        );
     }
 }
 
 #[test]
 fn nul_and_overlong_names_are_rejected() {
     assert_eq!(VirtualPath::parse("a\0b"), Err(PathError::Nul));
-    assert_eq!(VirtualPath::parse(&"x".repeat(256)), Err(PathError::NameTooLong));
+    assert_eq!(
+        VirtualPath::parse(&"x".repeat(256)),
+        Err(PathError::NameTooLong)
+    );
     assert!(VirtualPath::parse(&"x".repeat(255)).is_ok());
     let long = vec!["abcdefgh"; 600].join("/");
     assert_eq!(VirtualPath::parse(&long), Err(PathError::PathTooLong));
@@ -55,8 +73,15 @@ fn every_path_over_a_small_alphabet_stays_inside_the_root() {
                 let raw = format!("{prefix}{c}");
                 if let Ok(path) = VirtualPath::parse(&raw) {
                     assert!(path.as_str().starts_with('/'));
-                    assert!(path.components().all(|c| c != ".." && c != "." && !c.is_empty()));
-                    assert_eq!(VirtualPath::parse(path.as_str()).unwrap(), path, "idempotent");
+                    assert!(
+                        path.components()
+                            .all(|c| c != ".." && c != "." && !c.is_empty())
+                    );
+                    assert_eq!(
+                        VirtualPath::parse(path.as_str()).unwrap(),
+                        path,
+                        "idempotent"
+                    );
                 }
                 next.push(raw);
             }

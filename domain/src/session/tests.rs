@@ -5,11 +5,18 @@ use super::*;
 use crate::aggregate::check;
 
 fn opened() -> SessionEvent {
-    SessionEvent::SessionOpened { protocol: Protocol::Sftp, remote_addr: "127.0.0.1:4000".into() }
+    SessionEvent::SessionOpened {
+        protocol: Protocol::Sftp,
+        remote_addr: "127.0.0.1:4000".into(),
+    }
 }
 
 fn logged_in() -> SessionEvent {
-    SessionEvent::LoginSucceeded { username: "alice".into(), method: LoginMethod::Password, key_fingerprint: None }
+    SessionEvent::LoginSucceeded {
+        username: "alice".into(),
+        method: LoginMethod::Password,
+        key_fingerprint: None,
+    }
 }
 
 #[test]
@@ -29,22 +36,46 @@ fn failed_logins_are_recorded_before_authentication() {
 
 #[test]
 fn file_operations_need_a_login() {
-    let op = || SessionCommand::RecordOperation { operation: FileOperation::Mkdir, path: "/d".into(), target: None };
-    check::<Session>(vec![opened()], op(), expect![[r#"
+    let op = || SessionCommand::RecordOperation {
+        operation: FileOperation::Mkdir,
+        path: "/d".into(),
+        target: None,
+    };
+    check::<Session>(
+        vec![opened()],
+        op(),
+        expect![[r#"
         error: session is not authenticated
-    "#]]);
-    check::<Session>(vec![opened(), logged_in()], op(), expect![[r#"
+    "#]],
+    );
+    check::<Session>(
+        vec![opened(), logged_in()],
+        op(),
+        expect![[r#"
         FileOperationPerformed { operation: Mkdir, path: "/d", target: None }
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn a_closed_session_records_nothing_more() {
-    let closed = SessionEvent::SessionClosed { reason: "eof".into() };
-    check::<Session>(vec![opened(), logged_in(), closed], SessionCommand::Close { reason: "again".into() }, expect![[r#"
+    let closed = SessionEvent::SessionClosed {
+        reason: "eof".into(),
+    };
+    check::<Session>(
+        vec![opened(), logged_in(), closed],
+        SessionCommand::Close {
+            reason: "again".into(),
+        },
+        expect![[r#"
         error: session is closed
-    "#]]);
-    check::<Session>(vec![], SessionCommand::Close { reason: "x".into() }, expect![[r#"
+    "#]],
+    );
+    check::<Session>(
+        vec![],
+        SessionCommand::Close { reason: "x".into() },
+        expect![[r#"
         error: session is not open
-    "#]]);
+    "#]],
+    );
 }

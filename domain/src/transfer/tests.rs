@@ -17,19 +17,41 @@ fn context() -> TransferContext {
 }
 
 fn started() -> TransferEvent {
-    TransferEvent::TransferStarted { context: context(), offset: 0 }
+    TransferEvent::TransferStarted {
+        context: context(),
+        offset: 0,
+    }
 }
 
 #[test]
 fn a_started_transfer_completes_once() {
-    let complete = || TransferCommand::Complete { bytes: 3, size: 3, sha256: Some("ab".into()), duration_ms: 5 };
-    check::<Transfer>(vec![started()], complete(), expect![[r#"
+    let complete = || TransferCommand::Complete {
+        bytes: 3,
+        size: 3,
+        sha256: Some("ab".into()),
+        duration_ms: 5,
+    };
+    check::<Transfer>(
+        vec![started()],
+        complete(),
+        expect![[r#"
         TransferCompleted { path: "/a.txt", bytes: 3, size: 3, sha256: Some("ab"), duration_ms: 5 }
-    "#]]);
-    let done = TransferEvent::TransferCompleted { path: "/a.txt".into(), bytes: 3, size: 3, sha256: None, duration_ms: 5 };
+    "#]],
+    );
+    let done = TransferEvent::TransferCompleted {
+        path: "/a.txt".into(),
+        bytes: 3,
+        size: 3,
+        sha256: None,
+        duration_ms: 5,
+    };
     check::<Transfer>(
         vec![started(), done],
-        TransferCommand::Abort { bytes: 3, reason: "x".into(), duration_ms: 1 },
+        TransferCommand::Abort {
+            bytes: 3,
+            reason: "x".into(),
+            duration_ms: 1,
+        },
         expect![[r#"
             error: transfer already ended as Completed
         "#]],
@@ -38,15 +60,33 @@ fn a_started_transfer_completes_once() {
 
 #[test]
 fn an_outcome_needs_a_start() {
-    check::<Transfer>(vec![], TransferCommand::Fail { bytes: 0, error: "e".into(), duration_ms: 0 }, expect![[r#"
+    check::<Transfer>(
+        vec![],
+        TransferCommand::Fail {
+            bytes: 0,
+            error: "e".into(),
+            duration_ms: 0,
+        },
+        expect![[r#"
         error: transfer was not started
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn a_denied_transfer_cannot_start() {
-    let denied = TransferEvent::TransferDenied { context: context(), rule: "p:/".into() };
-    check::<Transfer>(vec![denied], TransferCommand::Start { context: context(), offset: 0 }, expect![[r#"
+    let denied = TransferEvent::TransferDenied {
+        context: context(),
+        rule: "p:/".into(),
+    };
+    check::<Transfer>(
+        vec![denied],
+        TransferCommand::Start {
+            context: context(),
+            offset: 0,
+        },
+        expect![[r#"
         error: transfer already exists
-    "#]]);
+    "#]],
+    );
 }

@@ -4,7 +4,8 @@ use expect_test::expect;
 use super::*;
 use crate::aggregate::check;
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000 alice@laptop";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000 alice@laptop";
 
 fn created() -> UserEvent {
     UserEvent::UserCreated {
@@ -41,19 +42,31 @@ fn creating_a_user_records_its_credentials_and_home() {
 
 #[test]
 fn a_user_needs_a_credential_and_a_valid_name() {
-    check::<User>(vec![], create("alice", None, vec![]), expect![[r#"
+    check::<User>(
+        vec![],
+        create("alice", None, vec![]),
+        expect![[r#"
         error: a user needs a password or a public key
-    "#]]);
-    check::<User>(vec![], create("../root", Some("h"), vec![]), expect![[r#"
+    "#]],
+    );
+    check::<User>(
+        vec![],
+        create("../root", Some("h"), vec![]),
+        expect![[r#"
         error: invalid user name "../root"
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn a_user_cannot_be_created_twice_but_can_after_deletion() {
-    check::<User>(vec![created()], create("alice", Some("h"), vec![]), expect![[r#"
+    check::<User>(
+        vec![created()],
+        create("alice", Some("h"), vec![]),
+        expect![[r#"
         error: user already exists
-    "#]]);
+    "#]],
+    );
     check::<User>(
         vec![created(), UserEvent::UserDeleted {}],
         create("alice", Some("h"), vec![]),
@@ -65,19 +78,33 @@ fn a_user_cannot_be_created_twice_but_can_after_deletion() {
 
 #[test]
 fn disabling_twice_is_refused() {
-    check::<User>(vec![created()], UserCommand::Disable, expect![[r#"
+    check::<User>(
+        vec![created()],
+        UserCommand::Disable,
+        expect![[r#"
         UserDisabled
-    "#]]);
-    check::<User>(vec![created(), UserEvent::UserDisabled {}], UserCommand::Disable, expect![[r#"
+    "#]],
+    );
+    check::<User>(
+        vec![created(), UserEvent::UserDisabled {}],
+        UserCommand::Disable,
+        expect![[r#"
         error: user is already disabled
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]
 fn commands_on_a_missing_user_are_refused() {
-    check::<User>(vec![], UserCommand::ChangePassword { password_hash: "h".into() }, expect![[r#"
+    check::<User>(
+        vec![],
+        UserCommand::ChangePassword {
+            password_hash: "h".into(),
+        },
+        expect![[r#"
         error: user does not exist
-    "#]]);
+    "#]],
+    );
 }
 
 #[test]

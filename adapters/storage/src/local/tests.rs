@@ -10,18 +10,34 @@ async fn a_replacing_write_is_invisible_until_commit_and_gone_after_abort() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
     let storage = LocalStorage::new();
-    let mut handle = storage.open_write(root, &vp("/a.txt"), WriteMode::Replace).await.unwrap();
+    let mut handle = storage
+        .open_write(root, &vp("/a.txt"), WriteMode::Replace)
+        .await
+        .unwrap();
     handle.write_at(0, b"hello").await.unwrap();
-    assert_eq!(storage.stat(root, &vp("/a.txt")).await.unwrap_err().kind, StorageErrorKind::NotFound);
-    assert!(storage.list(root, &vp("/")).await.unwrap().is_empty(), "staging files are hidden");
+    assert_eq!(
+        storage.stat(root, &vp("/a.txt")).await.unwrap_err().kind,
+        StorageErrorKind::NotFound
+    );
+    assert!(
+        storage.list(root, &vp("/")).await.unwrap().is_empty(),
+        "staging files are hidden"
+    );
     assert_eq!(handle.commit().await.unwrap(), 5);
     assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"hello");
 
-    let mut handle = storage.open_write(root, &vp("/a.txt"), WriteMode::Replace).await.unwrap();
+    let mut handle = storage
+        .open_write(root, &vp("/a.txt"), WriteMode::Replace)
+        .await
+        .unwrap();
     handle.write_at(0, b"partial").await.unwrap();
     handle.abort().await.unwrap();
     assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"hello");
-    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging file is left behind");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no staging file is left behind"
+    );
 }
 
 #[tokio::test]
@@ -30,18 +46,47 @@ async fn symlinks_pointing_out_of_the_root_are_refused() {
     std::fs::write(outside.path().join("secret"), b"s").unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
-    std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("secret-link")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("secret"),
+        dir.path().join("secret-link"),
+    )
+    .unwrap();
     let root = dir.path().to_str().unwrap();
     let storage = LocalStorage::new();
     let refused = [
-        storage.open_read(root, &vp("/out/secret")).await.err().unwrap().kind,
-        storage.open_read(root, &vp("/secret-link")).await.err().unwrap().kind,
+        storage
+            .open_read(root, &vp("/out/secret"))
+            .await
+            .err()
+            .unwrap()
+            .kind,
+        storage
+            .open_read(root, &vp("/secret-link"))
+            .await
+            .err()
+            .unwrap()
+            .kind,
         storage.list(root, &vp("/out")).await.unwrap_err().kind,
-        storage.open_write(root, &vp("/out/new"), WriteMode::Replace).await.err().unwrap().kind,
-        storage.open_write(root, &vp("/secret-link"), WriteMode::InPlace).await.err().unwrap().kind,
+        storage
+            .open_write(root, &vp("/out/new"), WriteMode::Replace)
+            .await
+            .err()
+            .unwrap()
+            .kind,
+        storage
+            .open_write(root, &vp("/secret-link"), WriteMode::InPlace)
+            .await
+            .err()
+            .unwrap()
+            .kind,
         storage.mkdir(root, &vp("/out/d")).await.unwrap_err().kind,
     ];
-    assert!(refused.iter().all(|k| *k == StorageErrorKind::PermissionDenied), "{refused:?}");
+    assert!(
+        refused
+            .iter()
+            .all(|k| *k == StorageErrorKind::PermissionDenied),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]
@@ -53,9 +98,22 @@ async fn rename_refuses_to_overwrite_and_rmdir_refuses_a_full_directory() {
     std::fs::write(dir.path().join("b"), b"b").unwrap();
     std::fs::create_dir(dir.path().join("d")).unwrap();
     std::fs::write(dir.path().join("d/x"), b"x").unwrap();
-    assert_eq!(storage.rename(root, &vp("/a"), &vp("/b")).await.unwrap_err().kind, StorageErrorKind::AlreadyExists);
-    assert_eq!(storage.rmdir(root, &vp("/d")).await.unwrap_err().kind, StorageErrorKind::Conflict);
-    assert_eq!(storage.remove(root, &vp("/d")).await.unwrap_err().kind, StorageErrorKind::Conflict);
+    assert_eq!(
+        storage
+            .rename(root, &vp("/a"), &vp("/b"))
+            .await
+            .unwrap_err()
+            .kind,
+        StorageErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        storage.rmdir(root, &vp("/d")).await.unwrap_err().kind,
+        StorageErrorKind::Conflict
+    );
+    assert_eq!(
+        storage.remove(root, &vp("/d")).await.unwrap_err().kind,
+        StorageErrorKind::Conflict
+    );
     storage.rename(root, &vp("/a"), &vp("/d/a")).await.unwrap();
     assert_eq!(std::fs::read(dir.path().join("d/a")).unwrap(), b"a");
 }
