@@ -19,6 +19,7 @@ use tollgate_ports::outbound::{
 };
 
 mod postgres;
+mod shared;
 mod sqlite;
 
 pub use postgres::PostgresStore;

@@ -1,0 +1,209 @@
+//! The log, audit and projection queries, written once for both databases:
+//! the statements use `$N` placeholders, which SQLite and PostgreSQL both
+//! accept, and only the pool and row types differ.
+
+/// Implements the log, audit-seal and projection methods on a store with a
+/// `pool` field, plus the row decoders, for one database.
+macro_rules! log_stores {
+    ($store:ty, $row:ty, $columns:expr) => {
+        impl $store {
+    pub(crate) async fn read_after(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<LoggedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            $columns
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter()
+            .map(|row| event_row(row).map_err(map_err)?.into_logged())
+            .collect()
+    }
+
+    pub(crate) async fn head(&self) -> Result<u64, StoreError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(to_u64(head))
+    }
+
+    pub(crate) async fn last_seal(&self) -> Result<Option<Seal>, StoreError> {
+        let row = sqlx::query(
+            "SELECT position, event_id, hash FROM audit_seals ORDER BY position DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(seal_row).transpose()
+    }
+
+    pub(crate) async fn append_seals(&self, seals: &[Seal]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for seal in seals {
+            sqlx::query("INSERT INTO audit_seals (position, event_id, hash) VALUES ($1, $2, $3)")
+                .bind(to_i64(seal.position))
+                .bind(&seal.event_id)
+                .bind(&seal.hash)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    pub(crate) async fn read_seals(&self, after: u64, limit: u32) -> Result<Vec<Seal>, StoreError> {
+        let rows = sqlx::query("SELECT position, event_id, hash FROM audit_seals WHERE position > $1 ORDER BY position LIMIT $2")
+            .bind(to_i64(after))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        rows.iter().map(seal_row).collect()
+    }
+
+    pub(crate) async fn checkpoint(&self, subscriber: &str) -> Result<u64, StoreError> {
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM subscriber_checkpoints WHERE subscriber = $1")
+                .bind(subscriber)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+        Ok(position.map(to_u64).unwrap_or(0))
+    }
+
+    pub(crate) async fn commit(
+        &self,
+        subscriber: &str,
+        from: u64,
+        to: u64,
+        changes: &[DocChange],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        // Compare-and-set: a subscriber running in two processes must not
+        // move the checkpoint backwards or apply a batch twice.
+        let moved = sqlx::query(
+            "INSERT INTO subscriber_checkpoints (subscriber, position) VALUES ($1, $2)
+             ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position
+             WHERE subscriber_checkpoints.position = $3",
+        )
+        .bind(subscriber)
+        .bind(to_i64(to))
+        .bind(to_i64(from))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if moved.rows_affected() == 0 {
+            return Err(moved_checkpoint(subscriber));
+        }
+        for change in changes {
+            let query = match &change.doc {
+                Some(doc) => sqlx::query(
+                    "INSERT INTO projection_docs (projection, key, doc) VALUES ($1, $2, $3)
+                     ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
+                )
+                .bind(&change.projection)
+                .bind(&change.key)
+                .bind(doc.to_string()),
+                None => {
+                    sqlx::query("DELETE FROM projection_docs WHERE projection = $1 AND key = $2")
+                        .bind(&change.projection)
+                        .bind(&change.key)
+                }
+            };
+            query.execute(&mut *tx).await.map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    pub(crate) async fn get(
+        &self,
+        projection: &str,
+        key: &str,
+    ) -> Result<Option<Value>, StoreError> {
+        let doc: Option<String> = sqlx::query_scalar(
+            "SELECT doc FROM projection_docs WHERE projection = $1 AND key = $2",
+        )
+        .bind(projection)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        doc.map(|text| serde_json::from_str(&text).map_err(|e| corrupt("projection", e)))
+            .transpose()
+    }
+
+    pub(crate) async fn list(&self, projection: &str) -> Result<Vec<(String, Value)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT key, doc FROM projection_docs WHERE projection = $1 ORDER BY key")
+                .bind(projection)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let doc: String = row.try_get(1).map_err(map_err)?;
+                Ok((
+                    row.try_get(0).map_err(map_err)?,
+                    serde_json::from_str(&doc).map_err(|e| corrupt("projection", e))?,
+                ))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn reset(
+        &self,
+        subscriber: &str,
+        projections: &[&str],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        sqlx::query("DELETE FROM subscriber_checkpoints WHERE subscriber = $1")
+            .bind(subscriber)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        for projection in projections {
+            sqlx::query("DELETE FROM projection_docs WHERE projection = $1")
+                .bind(projection)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+        }
+
+
+fn event_row(row: &$row) -> Result<EventRow, sqlx::Error> {
+    Ok(EventRow {
+        position: row.try_get(0)?,
+        event_id: row.try_get(1)?,
+        aggregate_type: row.try_get(2)?,
+        aggregate_id: row.try_get(3)?,
+        sequence: row.try_get(4)?,
+        event_type: row.try_get(5)?,
+        event_version: row.try_get(6)?,
+        payload: row.try_get(7)?,
+        metadata: row.try_get(8)?,
+    })
+}
+
+fn seal_row(row: &$row) -> Result<Seal, StoreError> {
+    Ok(Seal {
+        position: to_u64(row.try_get(0).map_err(map_err)?),
+        event_id: row.try_get(1).map_err(map_err)?,
+        hash: row.try_get(2).map_err(map_err)?,
+    })
+}
+
+    };
+}
+
+pub(crate) use log_stores;
