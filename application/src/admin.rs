@@ -100,6 +100,19 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         Ok(())
     }
 
+    /// Runs one command on user `username` on behalf of `admin`.
+    async fn on_user(
+        &self,
+        admin: &str,
+        username: &str,
+        command: UserCommand,
+    ) -> Result<(), AppError> {
+        let actor = admin_actor(admin, Some(username));
+        self.execute::<User>(username, &actor, || command.clone())
+            .await
+            .map(drop)
+    }
+
     /// Creates a user (event `UserCreated`).
     pub async fn create_user(&self, admin: &str, new: NewUser) -> Result<(), AppError> {
         let password_hash = new
@@ -121,20 +134,15 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                     new.home, e.kind
                 ))
             })?;
-        self.execute::<User>(
-            &new.username,
-            &admin_actor(admin, Some(&new.username)),
-            || UserCommand::Create {
-                username: new.username.clone(),
-                password_hash: password_hash.clone(),
-                public_keys: public_keys.clone(),
-                home: new.home.clone(),
-                groups: new.groups.clone(),
-                policies: new.policies.clone(),
-            },
-        )
-        .await
-        .map(drop)
+        let command = UserCommand::Create {
+            username: new.username.clone(),
+            password_hash,
+            public_keys,
+            home: new.home,
+            groups: new.groups,
+            policies: new.policies,
+        };
+        self.on_user(admin, &new.username, command).await
     }
 
     /// Sets a user's password (event `UserPasswordChanged`, with the hash only).
@@ -145,13 +153,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         password: &str,
     ) -> Result<(), AppError> {
         let password_hash = self.hash_password(password)?;
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+        self.on_user(
+            admin,
+            username,
             UserCommand::ChangePassword {
                 password_hash: password_hash.clone(),
-            }
-        })
+            },
+        )
         .await
-        .map(drop)
     }
 
     /// Replaces a user's public keys.
@@ -162,13 +171,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         keys: &[String],
     ) -> Result<(), AppError> {
         let public_keys = parse_keys(keys)?;
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+        self.on_user(
+            admin,
+            username,
             UserCommand::SetPublicKeys {
                 public_keys: public_keys.clone(),
-            }
-        })
+            },
+        )
         .await
-        .map(drop)
     }
 
     /// Replaces a user's directly attached policies.
@@ -179,13 +189,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         policies: &[String],
     ) -> Result<(), AppError> {
         self.require_policies(policies).await?;
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+        self.on_user(
+            admin,
+            username,
             UserCommand::SetPolicies {
                 policies: policies.to_vec(),
-            }
-        })
+            },
+        )
         .await
-        .map(drop)
     }
 
     /// Replaces a user's groups.
@@ -196,13 +207,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         groups: &[String],
     ) -> Result<(), AppError> {
         self.require_groups(groups).await?;
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
+        self.on_user(
+            admin,
+            username,
             UserCommand::SetGroups {
                 groups: groups.to_vec(),
-            }
-        })
+            },
+        )
         .await
-        .map(drop)
     }
 
     /// Enables or disables logins for a user.
@@ -217,20 +229,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         } else {
             UserCommand::Disable
         };
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
-            command.clone()
-        })
-        .await
-        .map(drop)
+        self.on_user(admin, username, command).await
     }
 
     /// Deletes a user. Their files stay on storage.
     pub async fn delete_user(&self, admin: &str, username: &str) -> Result<(), AppError> {
-        self.execute::<User>(username, &admin_actor(admin, Some(username)), || {
-            UserCommand::Delete
-        })
-        .await
-        .map(drop)
+        self.on_user(admin, username, UserCommand::Delete).await
     }
 
     /// Creates a policy from rules of the form `PREFIX=perm,perm`.

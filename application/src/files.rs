@@ -123,6 +123,18 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         evaluate(&named, permission, path)
     }
 
+    /// Parses a client path and checks `permission` on it; a refusal is recorded.
+    async fn checked(
+        &self,
+        operation: FileOperation,
+        permission: Permission,
+        raw: &str,
+    ) -> Result<VirtualPath, FileOpError> {
+        let path = self.parse(operation, raw).await?;
+        self.authorize(permission, operation, &path, None).await?;
+        Ok(path)
+    }
+
     /// Checks a permission for a non-transfer operation; a denial is recorded.
     async fn authorize(
         &self,
@@ -268,16 +280,16 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
     }
 
     async fn list(&self, path: &str) -> Result<Vec<DirEntry>, FileOpError> {
-        let path = self.parse(FileOperation::List, path).await?;
-        self.authorize(Permission::List, FileOperation::List, &path, None)
+        let path = self
+            .checked(FileOperation::List, Permission::List, path)
             .await?;
         let res = self.app.inner.deps.storage.list(self.root(), &path).await;
         self.outcome(FileOperation::List, &path, None, res).await
     }
 
     async fn mkdir(&self, path: &str) -> Result<(), FileOpError> {
-        let path = self.parse(FileOperation::Mkdir, path).await?;
-        self.authorize(Permission::CreateDirs, FileOperation::Mkdir, &path, None)
+        let path = self
+            .checked(FileOperation::Mkdir, Permission::CreateDirs, path)
             .await?;
         let res = self.app.inner.deps.storage.mkdir(self.root(), &path).await;
         self.outcome(FileOperation::Mkdir, &path, None, res).await
@@ -295,8 +307,8 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
     }
 
     async fn remove(&self, path: &str) -> Result<(), FileOpError> {
-        let path = self.parse(FileOperation::Remove, path).await?;
-        self.authorize(Permission::Delete, FileOperation::Remove, &path, None)
+        let path = self
+            .checked(FileOperation::Remove, Permission::Delete, path)
             .await?;
         let res = self.app.inner.deps.storage.remove(self.root(), &path).await;
         self.outcome(FileOperation::Remove, &path, None, res).await

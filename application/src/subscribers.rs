@@ -74,6 +74,18 @@ fn event_time(event: &LoggedEvent) -> String {
         .to_string()
 }
 
+/// The event's payload as `E`; an unreadable one is logged and skipped, so
+/// that one bad record cannot stop a projection.
+fn payload<E: serde::de::DeserializeOwned>(event: &LoggedEvent) -> Option<E> {
+    match serde_json::from_value(event.payload.clone()) {
+        Ok(parsed) => Some(parsed),
+        Err(err) => {
+            tracing::warn!(position = event.position, error = %err, "projection skipped an event it cannot read");
+            None
+        }
+    }
+}
+
 /// A batch's view of the documents it touches.
 struct Batch<'a, R> {
     app: &'a Tollgate<R>,
@@ -107,11 +119,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
         projection: &'static str,
         event: &LoggedEvent,
     ) -> Result<(), AppError> {
-        let Ok(parsed) = serde_json::from_value::<T::Event>(event.payload.clone()) else {
-            tracing::warn!(
-                position = event.position,
-                "projection skipped an event it cannot read"
-            );
+        let Some(parsed) = payload::<T::Event>(event) else {
             return Ok(());
         };
         let mut state: T = self
@@ -124,11 +132,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
     }
 
     async fn apply_user(&mut self, event: &LoggedEvent) -> Result<(), AppError> {
-        let Ok(parsed) = serde_json::from_value::<UserEvent>(event.payload.clone()) else {
-            tracing::warn!(
-                position = event.position,
-                "projection skipped an event it cannot read"
-            );
+        let Some(parsed) = payload::<UserEvent>(event) else {
             return Ok(());
         };
         let key = &event.aggregate_id;
@@ -180,11 +184,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
     }
 
     async fn apply_transfer(&mut self, event: &LoggedEvent) -> Result<(), AppError> {
-        let Ok(parsed) = serde_json::from_value::<TransferEvent>(event.payload.clone()) else {
-            tracing::warn!(
-                position = event.position,
-                "projection skipped an event it cannot read"
-            );
+        let Some(parsed) = payload::<TransferEvent>(event) else {
             return Ok(());
         };
         let key = &event.aggregate_id;
