@@ -553,6 +553,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Download for DownloadTransfe
         .await;
         Ok(())
     }
+
+    async fn abort(mut self: Box<Self>, reason: &str) {
+        if let Some(log) = self.log.take() {
+            log.abort(self.bytes, reason).await;
+        }
+    }
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Drop for DownloadTransfer<R> {

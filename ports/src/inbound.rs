@@ -146,6 +146,8 @@ pub trait Download: Send + Sync {
     async fn meta(&mut self) -> Result<FileMeta, FileOpError>;
     /// Ends the transfer normally and records it.
     async fn finish(self: Box<Self>) -> Result<(), FileOpError>;
+    /// Ends the transfer as aborted (the connection dropped mid-way).
+    async fn abort(self: Box<Self>, reason: &str);
 }
 
 /// One running upload. Dropping it without `finish` records an abort and,

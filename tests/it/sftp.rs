@@ -548,3 +548,35 @@ async fn malformed_packets_get_clean_errors_and_the_server_keeps_serving() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_records_the_end_of_open_transfers_and_sessions() {
+    for kind in crate::support::database_kinds() {
+        let server = TestServer::start(kind).await;
+        let home = server.add_user("ivy", &[]).await;
+        let (_conn, session) = sftp(server.addr, "ivy").await;
+        let mut file = session.create("unfinished.bin").await.unwrap();
+        file.write_all(&[1u8; 50_000]).await.unwrap();
+        file.flush().await.unwrap();
+        // Another request proves the writes above were processed.
+        session.metadata("/").await.unwrap();
+
+        let (config, _dir) = server.stop().await;
+        assert!(!home.join("unfinished.bin").exists());
+        let (app, db) = tollgate::open(&config).await.unwrap();
+        let filter = |t: &str| tollgate_application::EventFilter {
+            user: Some("ivy".into()),
+            event_type: Some(t.into()),
+            limit: 10,
+            ..Default::default()
+        };
+        let aborted = app.list_events(&filter("TransferAborted")).await.unwrap();
+        assert_eq!(aborted.len(), 1, "{kind}: the open upload was recorded as aborted");
+        assert_eq!(aborted[0].bytes, Some(50_000));
+        let closed = app.list_events(&filter("SessionClosed")).await.unwrap();
+        assert_eq!(closed.len(), 1, "{kind}: the session end was recorded before the database closed");
+        assert_eq!(app.verify_audit().await.unwrap().unsealed, 0, "{kind}: everything was sealed");
+        db.close().await;
+        drop(file);
+    }
+}

@@ -20,6 +20,7 @@ use russh::server::{Auth, Msg, Server as _, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 use tollgate_domain::session::Protocol;
 use tollgate_ports::inbound::{ClientInfo, FileOps, Sessions};
 
@@ -33,6 +34,9 @@ pub struct SftpConfig {
     /// Delay before answering a failed authentication.
     pub auth_rejection_time: Duration,
 }
+
+/// How long a shutdown waits for open SFTP sessions to record their end.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The SSH/SFTP server.
 pub struct SftpServer {
@@ -68,29 +72,43 @@ impl SftpServer {
         }
     }
 
-    /// Accepts connections on `listener` until `shutdown` turns true.
+    /// Accepts connections on `listener` until `shutdown` turns true, then
+    /// disconnects every client and waits (bounded) until each session has
+    /// recorded its aborted transfers and its end.
     pub async fn run(
         self,
         listener: TcpListener,
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
+        let tasks = TaskTracker::new();
         let mut factory = Factory {
             sessions: self.sessions,
+            tasks: tasks.clone(),
         };
         let running = factory.run_on_socket(self.config, &listener);
         let handle = running.handle();
-        tokio::select! {
+        let res = tokio::select! {
             res = running => res,
             _ = shutdown.wait_for(|stop| *stop) => {
                 handle.shutdown("server shutting down".to_string());
                 Ok(())
             }
+        };
+        tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some SFTP sessions did not finish recording before shutdown");
         }
+        res
     }
 }
 
 struct Factory {
     sessions: Arc<dyn Sessions>,
+    /// Every task that records for a session, so that shutdown can wait for it.
+    tasks: TaskTracker,
 }
 
 impl russh::server::Server for Factory {
@@ -99,6 +117,8 @@ impl russh::server::Server for Factory {
     fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
         Connection {
             sessions: self.sessions.clone(),
+            tasks: self.tasks.clone(),
+            _alive: self.tasks.token(),
             remote_addr: peer
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "unknown".to_string()),
@@ -116,6 +136,10 @@ impl russh::server::Server for Factory {
 /// The protocol state of one SSH connection.
 struct Connection {
     sessions: Arc<dyn Sessions>,
+    tasks: TaskTracker,
+    /// Counts the connection itself as a task until it is dropped, so
+    /// shutdown waits for the close it records on drop.
+    _alive: tokio_util::task::task_tracker::TaskTrackerToken,
     remote_addr: String,
     session_id: Option<String>,
     files: Option<Arc<dyn FileOps>>,
@@ -238,7 +262,7 @@ impl russh::server::Handler for Connection {
             return Ok(());
         };
         session.channel_success(channel_id)?;
-        tokio::spawn(protocol::serve(channel, files));
+        self.tasks.spawn(protocol::serve(channel, files));
         Ok(())
     }
 
@@ -268,7 +292,8 @@ impl Drop for Connection {
         if let Some(session_id) = self.session_id.take() {
             let sessions = self.sessions.clone();
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime
+                let _guard = runtime.enter();
+                self.tasks
                     .spawn(async move { sessions.close(&session_id, "connection closed").await });
             }
         }
