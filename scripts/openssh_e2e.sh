@@ -264,6 +264,17 @@ check "key user: downloaded file has the same sha256" \
   test "$(sha "$TMP/back/small.txt" 2>/dev/null || echo missing)" = "$(sha "$SMALL")"
 check "key user: file stored in the key user's home" test -f "$HOME_B/small.txt"
 
+# ---------------------------------------------------------------- ciphers clients prefer
+for cipher in aes128-gcm@openssh.com aes256-gcm@openssh.com chacha20-poly1305@openssh.com aes128-ctr; do
+  batch "cipher-$cipher" "put $SMALL c.txt" "get c.txt $TMP/back/c.txt"
+  rm -f "$TMP/back/c.txt"
+  if sftp "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" -c "$cipher" -b "$TMP/cipher-$cipher.batch" "$KEY_USER@$HOST" \
+       >"$TMP/cipher-$cipher.out" 2>&1 </dev/null \
+     && [ "$(sha "$TMP/back/c.txt" 2>/dev/null || echo missing)" = "$(sha "$SMALL")" ]; then
+    pass "cipher $cipher: put/get round trip"
+  else fail "cipher $cipher: put/get round trip" "$(cat "$TMP/cipher-$cipher.out")"; fi
+done
+
 # ---------------------------------------------------------------- wrong password
 batch wrong "ls"
 set +e; sftp_pw wrong "not-$PASS_PW"; wrong_rc=$?; set -e

@@ -240,7 +240,17 @@ async fn failed_logins_are_refused_and_recorded() {
     for_each_database(|server| async move {
         server.add_user("dave", &[]).await;
         let mut conn = connect(server.addr).await;
-        assert!(!login_password(&mut conn, "dave", "wrong").await);
+        let refused = conn.authenticate_password("dave", "wrong").await.unwrap();
+        let russh::client::AuthResult::Failure {
+            remaining_methods, ..
+        } = refused
+        else {
+            panic!("accepted")
+        };
+        assert!(
+            remaining_methods.contains(&russh::MethodKind::Password),
+            "a wrong password may be retried on the same connection"
+        );
         assert!(!login_password(&mut conn, "nobody", PASSWORD).await);
         server
             .app()
@@ -571,11 +581,23 @@ async fn a_shutdown_records_the_end_of_open_transfers_and_sessions() {
             ..Default::default()
         };
         let aborted = app.list_events(&filter("TransferAborted")).await.unwrap();
-        assert_eq!(aborted.len(), 1, "{kind}: the open upload was recorded as aborted");
+        assert_eq!(
+            aborted.len(),
+            1,
+            "{kind}: the open upload was recorded as aborted"
+        );
         assert_eq!(aborted[0].bytes, Some(50_000));
         let closed = app.list_events(&filter("SessionClosed")).await.unwrap();
-        assert_eq!(closed.len(), 1, "{kind}: the session end was recorded before the database closed");
-        assert_eq!(app.verify_audit().await.unwrap().unsealed, 0, "{kind}: everything was sealed");
+        assert_eq!(
+            closed.len(),
+            1,
+            "{kind}: the session end was recorded before the database closed"
+        );
+        assert_eq!(
+            app.verify_audit().await.unwrap().unsealed,
+            0,
+            "{kind}: everything was sealed"
+        );
         db.close().await;
         drop(file);
     }

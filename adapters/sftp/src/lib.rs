@@ -47,10 +47,22 @@ pub struct SftpServer {
 impl SftpServer {
     /// A server answering with `sessions`.
     pub fn new(sessions: Arc<dyn Sessions>, config: SftpConfig) -> Self {
-        let mut methods = MethodSet::empty();
-        methods.push(MethodKind::PublicKey);
-        methods.push(MethodKind::Password);
+        let methods = auth_methods();
+        let preferred = russh::Preferred {
+            // OpenSSH's set: russh's defaults leave out aes128-gcm, the cipher
+            // many clients prefer.
+            cipher: std::borrow::Cow::Borrowed(&[
+                russh::cipher::CHACHA20_POLY1305,
+                russh::cipher::AES_128_GCM,
+                russh::cipher::AES_256_GCM,
+                russh::cipher::AES_128_CTR,
+                russh::cipher::AES_192_CTR,
+                russh::cipher::AES_256_CTR,
+            ]),
+            ..russh::Preferred::default()
+        };
         let russh_config = russh::server::Config {
+            preferred,
             server_id: russh::SshId::Standard("SSH-2.0-Tollgate".into()),
             methods,
             auth_rejection_time: config.auth_rejection_time,
@@ -163,6 +175,23 @@ impl Connection {
     }
 }
 
+/// The methods offered, before and after a failed attempt.
+fn auth_methods() -> MethodSet {
+    let mut methods = MethodSet::empty();
+    methods.push(MethodKind::PublicKey);
+    methods.push(MethodKind::Password);
+    methods
+}
+
+/// A refusal that lets the client try again, with any method, until the
+/// attempt limit; a bare reject would withdraw the method just tried.
+fn retry() -> Auth {
+    Auth::Reject {
+        proceed_with_methods: Some(auth_methods()),
+        partial_success: false,
+    }
+}
+
 fn openssh_key(key: &russh::keys::PublicKey) -> Option<String> {
     key.to_openssh().ok()
 }
@@ -172,7 +201,7 @@ impl russh::server::Handler for Connection {
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         let Some(session_id) = self.session_id().await else {
-            return Ok(Auth::reject());
+            return Ok(retry());
         };
         match self
             .sessions
@@ -183,7 +212,7 @@ impl russh::server::Handler for Connection {
                 self.files = Some(files);
                 Ok(Auth::Accept)
             }
-            Err(_) => Ok(Auth::reject()),
+            Err(_) => Ok(retry()),
         }
     }
 
@@ -193,10 +222,10 @@ impl russh::server::Handler for Connection {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         let Some(session_id) = self.session_id().await else {
-            return Ok(Auth::reject());
+            return Ok(retry());
         };
         let Some(key) = openssh_key(offer.public_key) else {
-            return Ok(Auth::reject());
+            return Ok(retry());
         };
         if self
             .sessions
@@ -205,7 +234,7 @@ impl russh::server::Handler for Connection {
         {
             Ok(Auth::Accept)
         } else {
-            Ok(Auth::reject())
+            Ok(retry())
         }
     }
 
@@ -215,10 +244,10 @@ impl russh::server::Handler for Connection {
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let Some(session_id) = self.session_id().await else {
-            return Ok(Auth::reject());
+            return Ok(retry());
         };
         let Some(key) = openssh_key(key.public_key) else {
-            return Ok(Auth::reject());
+            return Ok(retry());
         };
         match self
             .sessions
@@ -229,7 +258,7 @@ impl russh::server::Handler for Connection {
                 self.files = Some(files);
                 Ok(Auth::Accept)
             }
-            Err(_) => Ok(Auth::reject()),
+            Err(_) => Ok(retry()),
         }
     }
 
