@@ -592,17 +592,23 @@ impl<R: PersistedEventRepository + Clone + 'static> UploadTransfer<R> {
 
 #[async_trait]
 impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R> {
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), FileOpError> {
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), FileOpError> {
         let offset = self.append_at.unwrap_or(offset);
-        self.handle()
-            .write_at(offset, data)
-            .await
-            .map_err(map_storage)?;
+        let len = data.len() as u64;
+        let handle = self
+            .handle
+            .as_mut()
+            .expect("the write handle lives until the transfer ends");
+        let hash = &mut self.hash;
+        // Hash while the storage writes: the two overlap on different threads.
+        let (written, ()) = tokio::join!(handle.write_at(offset, data.clone()), async {
+            hash.feed(offset, &data)
+        });
+        written.map_err(map_storage)?;
         if let Some(next) = &mut self.append_at {
-            *next += data.len() as u64;
+            *next += len;
         }
-        self.hash.feed(offset, data);
-        self.bytes += data.len() as u64;
+        self.bytes += len;
         Ok(())
     }
 

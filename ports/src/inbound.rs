@@ -155,7 +155,7 @@ pub trait Download: Send + Sync {
 #[async_trait]
 pub trait Upload: Send + Sync {
     /// Writes `data` at `offset` (ignored for append mode: data goes at the end).
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), FileOpError>;
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), FileOpError>;
     /// Metadata of what is written so far.
     async fn meta(&mut self) -> Result<FileMeta, FileOpError>;
     /// Commits the file and records the completed transfer.

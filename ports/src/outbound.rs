@@ -245,7 +245,7 @@ pub trait ReadHandle: Send + Sync {
 #[async_trait]
 pub trait WriteHandle: Send + Sync {
     /// Writes `data` at `offset`.
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError>;
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError>;
     /// Reads back up to `len` bytes at `offset` of what is written so far.
     async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError>;
     /// The current size of what is written.

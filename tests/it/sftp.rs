@@ -602,3 +602,69 @@ async fn a_shutdown_records_the_end_of_open_transfers_and_sessions() {
         drop(file);
     }
 }
+
+fn string(text: &[u8]) -> Vec<u8> {
+    let mut out = (text.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(text);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_all_answered_by_id_and_applied_in_order() {
+    for_each_database(|server| async move {
+        let home = server.add_user("kim", &[]).await;
+        let mut conn = connect(server.addr).await;
+        assert!(login_password(&mut conn, "kim", PASSWORD).await);
+        let channel = conn.channel_open_session().await.unwrap();
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        let mut stream = channel.into_stream();
+        stream.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).await.unwrap();
+        assert_eq!(reply(&mut stream).await.0, 2);
+
+        // OPEN (write, create, truncate) and wait for the handle.
+        let mut open = string(b"piped.bin");
+        open.extend_from_slice(&(0x02u32 | 0x08 | 0x10).to_be_bytes());
+        open.extend_from_slice(&0u32.to_be_bytes());
+        stream.write_all(&packet(3, 1, &open)).await.unwrap();
+        let (kind, _, body) = reply(&mut stream).await;
+        assert_eq!(kind, 102, "SSH_FXP_HANDLE");
+        let handle = body[4..].to_vec();
+
+        // 64 writes in flight, the last one overlapping the first, then a
+        // STAT, which must see nothing before CLOSE, and CLOSE, then STAT.
+        let chunk = 4096usize;
+        let mut expected = vec![0u8; 64 * chunk];
+        let mut sent = Vec::new();
+        for i in 0..64u32 {
+            let fill = (i % 251) as u8;
+            let offset = if i == 63 { 0 } else { u64::from(i) * chunk as u64 };
+            expected[offset as usize..offset as usize + chunk].fill(fill);
+            let mut write = string(&handle);
+            write.extend_from_slice(&offset.to_be_bytes());
+            write.extend_from_slice(&string(&vec![fill; chunk]));
+            sent.extend_from_slice(&packet(6, 100 + i, &write));
+        }
+        sent.extend_from_slice(&packet(4, 500, &string(&handle)));
+        sent.extend_from_slice(&packet(17, 501, &string(b"piped.bin")));
+        stream.write_all(&sent).await.unwrap();
+
+        let mut answered = Vec::new();
+        for _ in 0..66 {
+            let (kind, id, body) = reply(&mut stream).await;
+            if id == 501 {
+                assert_eq!(kind, 105, "SSH_FXP_ATTRS: the file exists once closed");
+            } else {
+                assert_eq!((kind, status_code(&body)), (FXP_STATUS, 0), "request {id}");
+            }
+            answered.push(id);
+        }
+        assert_eq!(*answered.last().unwrap(), 501, "a path request waits for earlier file requests");
+        answered.sort();
+        assert_eq!(answered, (100..164).chain([500, 501]).collect::<Vec<_>>());
+        expected.truncate(63 * chunk);
+        let stored = std::fs::read(home.join("piped.bin")).unwrap();
+        assert!(stored == expected, "writes applied in order ({} bytes stored)", stored.len());
+        server
+    })
+    .await;
+}

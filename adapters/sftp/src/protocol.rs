@@ -1,18 +1,29 @@
-//! The SFTP v3 request loop over one SSH channel. Packets are decoded and
-//! encoded with russh-sftp's protocol types; the loop, the handle table and
-//! the mapping to `FileOps` are ours, so that malformed or oversized input
-//! gets a clean answer (or a clean close) instead of a desynchronised stream.
+//! The SFTP v3 request loop over one SSH channel, pipelined.
+//!
+//! Packets are decoded and encoded with russh-sftp's protocol types, except
+//! READ and WRITE, which are parsed and answered without copying their data.
+//! A reader decodes requests; each open file gets a worker task that serves
+//! its requests in order; one writer sends replies, coalescing small ones.
+//! Requests on different files run concurrently and their replies may
+//! interleave, as SFTP allows (replies carry the request id). Any request
+//! that is not about an open file waits until every earlier file request has
+//! been answered, so path operations observe what earlier writes and closes
+//! did. Malformed input gets `BAD_MESSAGE`; an impossible length closes the
+//! channel instead of desynchronising the stream.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use russh::Channel;
 use russh::server::Msg;
 use russh_sftp::protocol::{
-    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+    Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
 use tollgate_domain::PathError;
 use tollgate_ports::inbound::{
     DirEntry, Download, FileKind, FileMeta, FileOpError, FileOps, Upload, UploadMode,
@@ -26,66 +37,244 @@ const MAX_READ: u32 = 255 * 1024;
 const DIR_PAGE: usize = 128;
 /// Open handles per session.
 const MAX_HANDLES: usize = 1024;
+/// Requests queued per open file (OpenSSH keeps up to 64 in flight).
+const FILE_QUEUE: usize = 128;
+/// Replies waiting for the writer.
+const REPLY_QUEUE: usize = 256;
+/// Small replies are gathered into one channel write up to this size.
+const COALESCE: usize = 64 * 1024;
 
-enum OpenHandle {
+const FXP_READ: u8 = 5;
+const FXP_WRITE: u8 = 6;
+const FXP_DATA: u8 = 103;
+
+/// A reply ready to be sent.
+enum Reply {
+    Packet(Packet),
+    /// SSH_FXP_DATA, sent without copying the data.
+    Data {
+        id: u32,
+        data: Bytes,
+    },
+}
+
+/// A decoded request.
+enum Request {
+    Read {
+        id: u32,
+        handle: String,
+        offset: u64,
+        len: u32,
+    },
+    Write {
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Bytes,
+    },
+    Other(Packet),
+    Malformed {
+        id: u32,
+    },
+}
+
+/// A request for an open file's worker.
+enum FileRequest {
+    Read { offset: u64, len: u32 },
+    Write { offset: u64, data: Bytes },
+    Fstat,
+    SetAttributes(FileAttributes),
+    Close,
+}
+
+enum OpenFile {
     Read(Box<dyn Download>),
     Write {
         upload: Box<dyn Upload>,
         path: String,
         times: Option<(i64, i64)>,
     },
+}
+
+enum OpenHandle {
+    File(mpsc::Sender<(u32, FileRequest)>),
     Dir(Vec<DirEntry>),
+}
+
+/// File requests handed to workers and not yet answered.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn start(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
 }
 
 struct SftpSession {
     files: Arc<dyn FileOps>,
+    replies: mpsc::Sender<Reply>,
     handles: HashMap<String, OpenHandle>,
     next_handle: u64,
+    in_flight: Arc<InFlight>,
+    workers: JoinSet<()>,
 }
 
 /// Serves SFTP on `channel` until the client closes it.
 pub(crate) async fn serve(channel: Channel<Msg>, files: Arc<dyn FileOps>) {
-    let stream = channel.into_stream();
-    let (mut reader, mut writer) = tokio::io::split(stream);
+    let (mut reader, writer) = tokio::io::split(channel.into_stream());
+    let (replies, reply_queue) = mpsc::channel(REPLY_QUEUE);
+    let writer = tokio::spawn(write_replies(writer, reply_queue));
     let mut session = SftpSession {
         files,
+        replies,
         handles: HashMap::new(),
         next_handle: 1,
+        in_flight: Arc::new(InFlight::default()),
+        workers: JoinSet::new(),
     };
-    while let Ok(len) = reader.read_u32().await {
-        if len == 0 || len > MAX_PACKET {
-            tracing::warn!(len, "sftp packet length out of bounds; closing the channel");
-            break;
-        }
-        let mut buf = vec![0u8; len as usize];
-        if reader.read_exact(&mut buf).await.is_err() {
-            break;
-        }
-        let request_id = if buf.len() >= 5 {
-            u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]])
-        } else {
-            0
-        };
-        let mut bytes = Bytes::from(buf);
-        let reply = match Packet::try_from(&mut bytes) {
-            Ok(packet) => session.handle(packet).await,
-            Err(err) => {
-                tracing::debug!(%err, "malformed sftp packet");
-                status(request_id, StatusCode::BadMessage, "malformed packet")
-            }
-        };
-        let encoded = match Bytes::try_from(reply) {
-            Ok(encoded) => encoded,
-            Err(err) => {
-                tracing::error!(%err, "cannot encode an sftp reply");
-                break;
-            }
-        };
-        if writer.write_all(&encoded).await.is_err() || writer.flush().await.is_err() {
+    while let Some(request) = read_request(&mut reader).await {
+        if !session.dispatch(request).await {
             break;
         }
     }
-    session.abandon().await;
+    session.shutdown().await;
+    drop(session);
+    let _ = writer.await;
+}
+
+/// Reads and decodes one request; `None` at the end of the stream or on an
+/// impossible length.
+async fn read_request(reader: &mut (impl AsyncRead + Unpin)) -> Option<Request> {
+    let len = reader.read_u32().await.ok()?;
+    if len == 0 || len > MAX_PACKET {
+        tracing::warn!(len, "sftp packet length out of bounds; closing the channel");
+        return None;
+    }
+    let mut buf = BytesMut::zeroed(len as usize);
+    reader.read_exact(&mut buf).await.ok()?;
+    let mut bytes = buf.freeze();
+    let id = if bytes.len() >= 5 {
+        u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]])
+    } else {
+        0
+    };
+    let fast = match bytes[0] {
+        FXP_READ => parse_read(bytes.slice(5..)).map(|(handle, offset, len)| Request::Read {
+            id,
+            handle,
+            offset,
+            len,
+        }),
+        FXP_WRITE => parse_write(bytes.slice(5..)).map(|(handle, offset, data)| Request::Write {
+            id,
+            handle,
+            offset,
+            data,
+        }),
+        _ => None,
+    };
+    if let Some(request) = fast {
+        return Some(request);
+    }
+    match Packet::try_from(&mut bytes) {
+        Ok(packet) => Some(Request::Other(packet)),
+        Err(err) => {
+            tracing::debug!(%err, "malformed sftp packet");
+            Some(Request::Malformed { id })
+        }
+    }
+}
+
+fn take_string(body: &mut Bytes) -> Option<Bytes> {
+    if body.remaining() < 4 {
+        return None;
+    }
+    let len = body.get_u32() as usize;
+    (body.remaining() >= len).then(|| body.split_to(len))
+}
+
+/// READ: handle, offset, length.
+fn parse_read(mut body: Bytes) -> Option<(String, u64, u32)> {
+    let handle = String::from_utf8(take_string(&mut body)?.to_vec()).ok()?;
+    if body.remaining() != 12 {
+        return None;
+    }
+    Some((handle, body.get_u64(), body.get_u32()))
+}
+
+/// WRITE: handle, offset, data (a zero-copy slice of the packet).
+fn parse_write(mut body: Bytes) -> Option<(String, u64, Bytes)> {
+    let handle = String::from_utf8(take_string(&mut body)?.to_vec()).ok()?;
+    if body.remaining() < 8 {
+        return None;
+    }
+    let offset = body.get_u64();
+    let data = take_string(&mut body)?;
+    body.is_empty().then_some((handle, offset, data))
+}
+
+/// Sends replies in the order they are queued, gathering small ones into
+/// one channel write.
+async fn write_replies(mut writer: impl AsyncWrite + Unpin, mut queue: mpsc::Receiver<Reply>) {
+    let mut out = BytesMut::with_capacity(COALESCE);
+    while let Some(first) = queue.recv().await {
+        let mut next = Some(first);
+        while let Some(reply) = next.take() {
+            match reply {
+                Reply::Data { id, data } => {
+                    let len =
+                        u32::try_from(data.len() + 9).expect("a READ reply is smaller than 4 GiB");
+                    out.put_u32(len);
+                    out.put_u8(FXP_DATA);
+                    out.put_u32(id);
+                    out.put_u32(len - 9);
+                    if writer.write_all(&out).await.is_err()
+                        || writer.write_all(&data).await.is_err()
+                    {
+                        return;
+                    }
+                    out.clear();
+                }
+                Reply::Packet(packet) => match Bytes::try_from(packet) {
+                    Ok(encoded) => out.extend_from_slice(&encoded),
+                    Err(err) => {
+                        tracing::error!(%err, "cannot encode an sftp reply");
+                        return;
+                    }
+                },
+            }
+            if out.len() < COALESCE {
+                next = queue.try_recv().ok();
+            }
+        }
+        if !out.is_empty() && writer.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
     let _ = writer.shutdown().await;
 }
 
@@ -141,6 +330,81 @@ fn attrs_of(meta: &FileMeta) -> FileAttributes {
 }
 
 impl SftpSession {
+    async fn reply(&self, reply: Reply) -> bool {
+        self.replies.send(reply).await.is_ok()
+    }
+
+    /// Routes one request; `false` when the reply channel is gone.
+    async fn dispatch(&mut self, request: Request) -> bool {
+        let (id, handle, file_request) = match request {
+            Request::Read {
+                id,
+                handle,
+                offset,
+                len,
+            } => (id, handle, FileRequest::Read { offset, len }),
+            Request::Write {
+                id,
+                handle,
+                offset,
+                data,
+            } => (id, handle, FileRequest::Write { offset, data }),
+            Request::Malformed { id } => {
+                return self
+                    .reply(Reply::Packet(status(
+                        id,
+                        StatusCode::BadMessage,
+                        "malformed packet",
+                    )))
+                    .await;
+            }
+            Request::Other(Packet::Fstat(fstat)) => (fstat.id, fstat.handle, FileRequest::Fstat),
+            Request::Other(Packet::FSetStat(set)) => {
+                (set.id, set.handle, FileRequest::SetAttributes(set.attrs))
+            }
+            Request::Other(Packet::Close(close))
+                if matches!(self.handles.get(&close.handle), Some(OpenHandle::File(_))) =>
+            {
+                (close.id, close.handle, FileRequest::Close)
+            }
+            Request::Other(packet) => {
+                // Path operations see the effect of every earlier file request.
+                self.in_flight.wait_idle().await;
+                let reply = self.handle(packet).await;
+                return self.reply(Reply::Packet(reply)).await;
+            }
+        };
+        let closing = matches!(file_request, FileRequest::Close);
+        let queue = match self.handles.get(&handle) {
+            Some(OpenHandle::File(queue)) => queue.clone(),
+            Some(OpenHandle::Dir(_)) if closing => unreachable!("directory handles close inline"),
+            _ => {
+                return self
+                    .reply(Reply::Packet(status(
+                        id,
+                        StatusCode::Failure,
+                        "invalid handle",
+                    )))
+                    .await;
+            }
+        };
+        if closing {
+            self.handles.remove(&handle);
+        }
+        self.in_flight.start();
+        if queue.send((id, file_request)).await.is_err() {
+            self.in_flight.done();
+            return self
+                .reply(Reply::Packet(status(
+                    id,
+                    StatusCode::Failure,
+                    "invalid handle",
+                )))
+                .await;
+        }
+        true
+    }
+
     fn insert(&mut self, handle: OpenHandle) -> Option<String> {
         if self.handles.len() >= MAX_HANDLES {
             return None;
@@ -158,83 +422,47 @@ impl SftpSession {
         }
     }
 
-    /// Ends every open transfer: uploads are discarded, downloads recorded
-    /// as aborted.
-    async fn abandon(&mut self) {
-        for (_, handle) in self.handles.drain() {
-            if let OpenHandle::Write { upload, .. } = handle {
-                upload
-                    .abort("connection closed before the upload finished")
-                    .await;
-            }
-            // A dropped download records its own abort.
+    /// Starts the worker of a newly opened file and returns its handle.
+    fn open_file(&mut self, id: u32, file: OpenFile) -> Packet {
+        if self.handles.len() >= MAX_HANDLES {
+            // Dropping `file` records the transfer as aborted.
+            return status(id, StatusCode::Failure, "too many open handles");
         }
+        let (queue, requests) = mpsc::channel(FILE_QUEUE);
+        self.workers.spawn(serve_file(
+            file,
+            requests,
+            self.replies.clone(),
+            self.in_flight.clone(),
+            self.files.clone(),
+        ));
+        self.handle_reply(id, OpenHandle::File(queue))
     }
 
+    /// Ends every open transfer when the channel closes: each worker sees
+    /// its queue end without a CLOSE and records an abort.
+    async fn shutdown(&mut self) {
+        self.handles.clear();
+        while self.workers.join_next().await.is_some() {}
+    }
+
+    /// Requests that are not about an open file.
     async fn handle(&mut self, packet: Packet) -> Packet {
         let files = self.files.clone();
         match packet {
             Packet::Init(_) => Packet::Version(Version::new()),
             Packet::Open(open) => self.open(open.id, &open.filename, open.pflags).await,
-            Packet::Close(close) => self.close(close.id, &close.handle).await,
-            Packet::Read(read) => {
-                let Some(OpenHandle::Read(download)) = self.handles.get_mut(&read.handle) else {
-                    return status(read.id, StatusCode::Failure, "invalid handle");
-                };
-                match download.read_at(read.offset, read.len.min(MAX_READ)).await {
-                    Ok(data) if data.is_empty() => status(read.id, StatusCode::Eof, "end of file"),
-                    Ok(data) => Packet::Data(Data {
-                        id: read.id,
-                        data: data.to_vec(),
-                    }),
-                    Err(err) => error_status(read.id, &err),
-                }
-            }
-            Packet::Write(write) => {
-                let Some(OpenHandle::Write { upload, .. }) = self.handles.get_mut(&write.handle)
-                else {
-                    return status(write.id, StatusCode::Failure, "invalid handle");
-                };
-                match upload.write_at(write.offset, &write.data).await {
-                    Ok(()) => ok(write.id),
-                    Err(err) => error_status(write.id, &err),
-                }
-            }
+            Packet::Close(close) => match self.handles.remove(&close.handle) {
+                Some(OpenHandle::Dir(_)) => ok(close.id),
+                _ => status(close.id, StatusCode::Failure, "invalid handle"),
+            },
+            Packet::Read(read) => status(read.id, StatusCode::Failure, "invalid handle"),
+            Packet::Write(write) => status(write.id, StatusCode::Failure, "invalid handle"),
             Packet::Lstat(stat) => reply_attrs(stat.id, files.stat(&stat.path).await),
             Packet::Stat(stat) => reply_attrs(stat.id, files.stat(&stat.path).await),
-            Packet::Fstat(fstat) => {
-                let meta = match self.handles.get_mut(&fstat.handle) {
-                    Some(OpenHandle::Read(download)) => download.meta().await,
-                    Some(OpenHandle::Write { upload, .. }) => upload.meta().await,
-                    _ => return status(fstat.id, StatusCode::Failure, "invalid handle"),
-                };
-                reply_attrs(fstat.id, meta)
-            }
             Packet::SetStat(setstat) => {
                 set_attributes(&*files, setstat.id, &setstat.path, &setstat.attrs).await
             }
-            Packet::FSetStat(fsetstat) => match self.handles.get_mut(&fsetstat.handle) {
-                Some(OpenHandle::Write { times, upload, .. }) => {
-                    if let Some(size) = fsetstat.attrs.size {
-                        let current = upload.meta().await.map(|m| m.size).unwrap_or(u64::MAX);
-                        if size != current {
-                            return status(
-                                fsetstat.id,
-                                StatusCode::OpUnsupported,
-                                "truncation is not supported",
-                            );
-                        }
-                    }
-                    // Times apply once the upload is committed.
-                    if let (Some(atime), Some(mtime)) = (fsetstat.attrs.atime, fsetstat.attrs.mtime)
-                    {
-                        *times = Some((i64::from(atime), i64::from(mtime)));
-                    }
-                    ok(fsetstat.id)
-                }
-                Some(OpenHandle::Read(_)) | Some(OpenHandle::Dir(_)) => ok(fsetstat.id),
-                None => status(fsetstat.id, StatusCode::Failure, "invalid handle"),
-            },
             Packet::OpenDir(opendir) => match files.list(&opendir.path).await {
                 Ok(entries) => self.handle_reply(opendir.id, OpenHandle::Dir(entries)),
                 Err(err) => error_status(opendir.id, &err),
@@ -296,7 +524,7 @@ impl SftpSession {
     async fn open(&mut self, id: u32, path: &str, flags: OpenFlags) -> Packet {
         if !flags.contains(OpenFlags::WRITE) && !flags.contains(OpenFlags::APPEND) {
             return match self.files.open_download(path).await {
-                Ok(download) => self.handle_reply(id, OpenHandle::Read(download)),
+                Ok(download) => self.open_file(id, OpenFile::Read(download)),
                 Err(err) => error_status(id, &err),
             };
         }
@@ -315,9 +543,9 @@ impl SftpSession {
             return error_status(id, &err);
         }
         match self.files.open_upload(path, mode).await {
-            Ok(upload) => self.handle_reply(
+            Ok(upload) => self.open_file(
                 id,
-                OpenHandle::Write {
+                OpenFile::Write {
                     upload,
                     path: path.to_string(),
                     times: None,
@@ -326,29 +554,119 @@ impl SftpSession {
             Err(err) => error_status(id, &err),
         }
     }
+}
 
-    async fn close(&mut self, id: u32, handle: &str) -> Packet {
-        match self.handles.remove(handle) {
-            Some(OpenHandle::Read(download)) => unit(id, download.finish().await),
-            Some(OpenHandle::Write {
-                upload,
-                path,
-                times,
-            }) => {
-                if let Err(err) = upload.finish().await {
-                    return error_status(id, &err);
-                }
-                match times {
-                    Some((atime, mtime)) => {
-                        unit(id, self.files.set_times(&path, atime, mtime).await)
+/// Serves the requests of one open file, in order, until CLOSE; if the
+/// queue ends first (the channel closed), records the transfer as aborted.
+async fn serve_file(
+    file: OpenFile,
+    mut requests: mpsc::Receiver<(u32, FileRequest)>,
+    replies: mpsc::Sender<Reply>,
+    in_flight: Arc<InFlight>,
+    files: Arc<dyn FileOps>,
+) {
+    let mut file = Some(file);
+    while let Some((id, request)) = requests.recv().await {
+        let reply = match (
+            request,
+            file.as_mut().expect("the file is open until CLOSE"),
+        ) {
+            (FileRequest::Close, _) => {
+                let reply = close(
+                    id,
+                    file.take().expect("the file is open until CLOSE"),
+                    &*files,
+                )
+                .await;
+                let _ = replies.send(Reply::Packet(reply)).await;
+                in_flight.done();
+                return;
+            }
+            (FileRequest::Read { offset, len }, OpenFile::Read(download)) => {
+                match download.read_at(offset, len.min(MAX_READ)).await {
+                    Ok(data) if data.is_empty() => {
+                        Reply::Packet(status(id, StatusCode::Eof, "end of file"))
                     }
-                    None => ok(id),
+                    Ok(data) => Reply::Data { id, data },
+                    Err(err) => Reply::Packet(error_status(id, &err)),
                 }
             }
-            Some(OpenHandle::Dir(_)) => ok(id),
-            None => status(id, StatusCode::Failure, "invalid handle"),
+            (FileRequest::Write { offset, data }, OpenFile::Write { upload, .. }) => {
+                Reply::Packet(unit(id, upload.write_at(offset, data).await))
+            }
+            (FileRequest::Read { .. }, _) | (FileRequest::Write { .. }, _) => {
+                Reply::Packet(status(
+                    id,
+                    StatusCode::PermissionDenied,
+                    "the handle is not open for that",
+                ))
+            }
+            (FileRequest::Fstat, OpenFile::Read(download)) => {
+                Reply::Packet(reply_attrs(id, download.meta().await))
+            }
+            (FileRequest::Fstat, OpenFile::Write { upload, .. }) => {
+                Reply::Packet(reply_attrs(id, upload.meta().await))
+            }
+            (FileRequest::SetAttributes(_), OpenFile::Read(_)) => Reply::Packet(ok(id)),
+            (FileRequest::SetAttributes(attrs), OpenFile::Write { upload, times, .. }) => {
+                Reply::Packet(set_upload_attributes(id, &mut **upload, times, &attrs).await)
+            }
+        };
+        let sent = replies.send(reply).await.is_ok();
+        in_flight.done();
+        if !sent {
+            break;
         }
     }
+    // Answer nothing more: release whatever is still queued.
+    while requests.try_recv().is_ok() {
+        in_flight.done();
+    }
+    const REASON: &str = "connection closed before the transfer finished";
+    match file {
+        Some(OpenFile::Write { upload, .. }) => upload.abort(REASON).await,
+        Some(OpenFile::Read(download)) => download.abort(REASON).await,
+        None => {}
+    }
+}
+
+async fn close(id: u32, file: OpenFile, files: &dyn FileOps) -> Packet {
+    match file {
+        OpenFile::Read(download) => unit(id, download.finish().await),
+        OpenFile::Write {
+            upload,
+            path,
+            times,
+        } => {
+            if let Err(err) = upload.finish().await {
+                return error_status(id, &err);
+            }
+            match times {
+                Some((atime, mtime)) => unit(id, files.set_times(&path, atime, mtime).await),
+                None => ok(id),
+            }
+        }
+    }
+}
+
+/// FSETSTAT on an upload: a size other than the current one is refused;
+/// times are kept and applied once the upload is committed.
+async fn set_upload_attributes(
+    id: u32,
+    upload: &mut dyn Upload,
+    times: &mut Option<(i64, i64)>,
+    attrs: &FileAttributes,
+) -> Packet {
+    if let Some(size) = attrs.size {
+        let current = upload.meta().await.map(|m| m.size).unwrap_or(u64::MAX);
+        if size != current {
+            return status(id, StatusCode::OpUnsupported, "truncation is not supported");
+        }
+    }
+    if let (Some(atime), Some(mtime)) = (attrs.atime, attrs.mtime) {
+        *times = Some((i64::from(atime), i64::from(mtime)));
+    }
+    ok(id)
 }
 
 fn unit(id: u32, res: Result<(), FileOpError>) -> Packet {

@@ -336,9 +336,8 @@ fn remove_staging(staging: &Path) {
 
 #[async_trait]
 impl WriteHandle for LocalWrite {
-    async fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+    async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
         let file = self.file.clone();
-        let data = data.to_vec();
         blocking(move || file.write_all_at(&data, offset).map_err(map_err)).await
     }
 

@@ -14,7 +14,10 @@ async fn a_replacing_write_is_invisible_until_commit_and_gone_after_abort() {
         .open_write(root, &vp("/a.txt"), WriteMode::Replace)
         .await
         .unwrap();
-    handle.write_at(0, b"hello").await.unwrap();
+    handle
+        .write_at(0, Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
     assert_eq!(
         storage.stat(root, &vp("/a.txt")).await.unwrap_err().kind,
         StorageErrorKind::NotFound
@@ -30,7 +33,10 @@ async fn a_replacing_write_is_invisible_until_commit_and_gone_after_abort() {
         .open_write(root, &vp("/a.txt"), WriteMode::Replace)
         .await
         .unwrap();
-    handle.write_at(0, b"partial").await.unwrap();
+    handle
+        .write_at(0, Bytes::from_static(b"partial"))
+        .await
+        .unwrap();
     handle.abort().await.unwrap();
     assert_eq!(std::fs::read(dir.path().join("a.txt")).unwrap(), b"hello");
     assert_eq!(
