@@ -104,3 +104,6 @@ impl AggregateRoot for Group {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -618,7 +618,10 @@ async fn pipelined_requests_are_all_answered_by_id_and_applied_in_order() {
         let channel = conn.channel_open_session().await.unwrap();
         channel.request_subsystem(true, "sftp").await.unwrap();
         let mut stream = channel.into_stream();
-        stream.write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3]).await.unwrap();
+        stream
+            .write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3])
+            .await
+            .unwrap();
         assert_eq!(reply(&mut stream).await.0, 2);
 
         // OPEN (write, create, truncate) and wait for the handle.
@@ -637,7 +640,11 @@ async fn pipelined_requests_are_all_answered_by_id_and_applied_in_order() {
         let mut sent = Vec::new();
         for i in 0..64u32 {
             let fill = (i % 251) as u8;
-            let offset = if i == 63 { 0 } else { u64::from(i) * chunk as u64 };
+            let offset = if i == 63 {
+                0
+            } else {
+                u64::from(i) * chunk as u64
+            };
             expected[offset as usize..offset as usize + chunk].fill(fill);
             let mut write = string(&handle);
             write.extend_from_slice(&offset.to_be_bytes());
@@ -658,12 +665,20 @@ async fn pipelined_requests_are_all_answered_by_id_and_applied_in_order() {
             }
             answered.push(id);
         }
-        assert_eq!(*answered.last().unwrap(), 501, "a path request waits for earlier file requests");
+        assert_eq!(
+            *answered.last().unwrap(),
+            501,
+            "a path request waits for earlier file requests"
+        );
         answered.sort();
         assert_eq!(answered, (100..164).chain([500, 501]).collect::<Vec<_>>());
         expected.truncate(63 * chunk);
         let stored = std::fs::read(home.join("piped.bin")).unwrap();
-        assert!(stored == expected, "writes applied in order ({} bytes stored)", stored.len());
+        assert!(
+            stored == expected,
+            "writes applied in order ({} bytes stored)",
+            stored.len()
+        );
         server
     })
     .await;
