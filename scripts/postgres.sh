@@ -3,10 +3,10 @@
 # (postgres://USER@HOST:PORT) on stdout.
 #
 # Uses the one at 127.0.0.1:5432 when it accepts connections (trust auth);
-# otherwise, or with TOLLGATE_PG_THROWAWAY=1, installs PostgreSQL with
+# otherwise, or with PG_THROWAWAY=1, installs PostgreSQL with
 # apt-get if needed and starts a throwaway cluster on a free port, stopped
 # and removed by `scripts/postgres.sh stop DIR` (the DIR is printed on
-# stderr and written to $TOLLGATE_PG_STATE when that is set).
+# stderr and written to $PG_STATE_FILE when that is set).
 set -euo pipefail
 
 log() { echo "postgres.sh: $*" >&2; }
@@ -21,7 +21,7 @@ fi
 
 can_connect() { psql "$1/postgres" -tAc 'select 1' >/dev/null 2>&1; }
 
-if [ "${TOLLGATE_PG_THROWAWAY:-0}" != "1" ] && command -v psql >/dev/null && can_connect postgres://postgres@127.0.0.1:5432; then
+if [ "${PG_THROWAWAY:-0}" != "1" ] && command -v psql >/dev/null && can_connect postgres://postgres@127.0.0.1:5432; then
   log "using the PostgreSQL server at 127.0.0.1:5432"
   echo postgres://postgres@127.0.0.1:5432
   exit 0
@@ -46,6 +46,6 @@ runuser -u postgres -- "$bin/initdb" -D "$dir/data" -A trust -U postgres >/dev/n
 runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
   -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
 log "started a throwaway PostgreSQL on 127.0.0.1:$port in $dir"
-[ -n "${TOLLGATE_PG_STATE:-}" ] && echo "$dir" > "$TOLLGATE_PG_STATE"
+[ -n "${PG_STATE_FILE:-}" ] && echo "$dir" > "$PG_STATE_FILE"
 can_connect "postgres://postgres@127.0.0.1:$port" || { log "the throwaway server does not answer"; exit 1; }
 echo "postgres://postgres@127.0.0.1:$port"

@@ -103,11 +103,13 @@ const NON_KEY_PREFIX: &str = "TOLLGATE_TEST_";
 
 impl Config {
     /// Loads `file` (or the defaults), applies `TOLLGATE_*` overrides from
-    /// `env`, and validates the result.
+    /// `env`, and validates the result. Also returns the `TOLLGATE_*`
+    /// variables that match no key (likely typos): `config validate` treats
+    /// them as errors, `serve` warns about them.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
-    ) -> anyhow::Result<Config> {
+    ) -> anyhow::Result<(Config, Vec<String>)> {
         let mut table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -117,7 +119,7 @@ impl Config {
             }
             None => toml::Table::new(),
         };
-        apply_env(&mut table, env)?;
+        let unmatched = apply_env(&mut table, env)?;
         let config: Config =
             toml::Value::Table(table)
                 .try_into()
@@ -125,7 +127,7 @@ impl Config {
                     anyhow::anyhow!("invalid configuration: {}", e.message())
                 })?;
         config.validate()?;
-        Ok(config)
+        Ok((config, unmatched))
     }
 
     /// Checks values that parse but cannot work.
@@ -196,7 +198,8 @@ impl Config {
 fn apply_env(
     table: &mut toml::Table,
     env: impl IntoIterator<Item = (String, String)>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Vec<String>> {
+    let mut unmatched = Vec::new();
     let defaults =
         toml::Table::try_from(Config::default()).context("the default configuration serialises")?;
     let mut keys = Vec::new();
@@ -217,7 +220,8 @@ fn apply_env(
         }
         let wanted = rest.to_ascii_lowercase();
         let Some(path) = keys.iter().find(|path| path.join("_") == wanted) else {
-            bail!("{var}: no configuration key matches this variable");
+            unmatched.push(var);
+            continue;
         };
         let default = match path.as_slice() {
             [key] => defaults.get(key),
@@ -239,7 +243,7 @@ fn apply_env(
         }
         target.insert(path[path.len() - 1].clone(), value);
     }
-    Ok(())
+    Ok(unmatched)
 }
 
 fn parse_like(default: Option<&toml::Value>, raw: &str) -> anyhow::Result<toml::Value> {

@@ -183,7 +183,10 @@ fn main() -> anyhow::Result<()> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = match &cli.command {
         Command::Config(ConfigCommand::Validate { file }) => {
-            let config = Config::load(Some(file), env)?;
+            let (config, unmatched) = Config::load(Some(file), env)?;
+            if !unmatched.is_empty() {
+                bail!("no configuration key matches {}", unmatched.join(", "));
+            }
             println!(
                 "{}: ok (database: {})",
                 file.display(),
@@ -191,7 +194,13 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        _ => Config::load(cli.config.as_deref(), env)?,
+        _ => {
+            let (config, unmatched) = Config::load(cli.config.as_deref(), env)?;
+            for var in unmatched {
+                eprintln!("warning: {var} matches no configuration key and is ignored");
+            }
+            config
+        }
     };
     init_tracing(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()

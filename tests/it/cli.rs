@@ -8,10 +8,13 @@ use crate::support::{PASSWORD, connect, login_password, open_sftp};
 
 fn tollgate(data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
+    // Only what the test sets reaches the binary's configuration.
+    for (var, _) in std::env::vars().filter(|(var, _)| var.starts_with("TOLLGATE_")) {
+        command.env_remove(var);
+    }
     command
         .env("TOLLGATE_DATA_DIR", data_dir)
-        .env("TOLLGATE_ADMIN_PASSWORD", "admin-secret")
-        .env_remove("TOLLGATE_CONFIG");
+        .env("TOLLGATE_ADMIN_PASSWORD", "admin-secret");
     command
 }
 
@@ -65,6 +68,18 @@ fn config_validate_accepts_a_good_file_and_explains_a_bad_one() {
     assert!(
         stderr.contains("sftp.listen") && stderr.contains("/missing/key does not exist"),
         "{stderr}"
+    );
+
+    let (ok, _, stderr) = run(
+        tollgate(dir.path())
+            .env("TOLLGATE_SFTP_LISTN", "x")
+            .args(["config", "validate"])
+            .arg(&good),
+        "",
+    );
+    assert!(
+        !ok && stderr.contains("TOLLGATE_SFTP_LISTN"),
+        "a misspelt variable is an error here: {stderr}"
     );
 
     let unknown = dir.path().join("unknown.toml");
