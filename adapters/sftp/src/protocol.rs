@@ -170,8 +170,15 @@ async fn read_request(reader: &mut (impl AsyncRead + Unpin)) -> Option<Request> 
         tracing::warn!(len, "sftp packet length out of bounds; closing the channel");
         return None;
     }
-    let mut buf = BytesMut::zeroed(len as usize);
-    reader.read_exact(&mut buf).await.ok()?;
+    // Read into uninitialised capacity: zeroing a buffer that is about to
+    // be overwritten cost as much as a copy.
+    let mut buf = BytesMut::with_capacity(len as usize);
+    while buf.len() < len as usize {
+        let missing = (len as usize - buf.len()) as u64;
+        if (&mut *reader).take(missing).read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+    }
     let mut bytes = buf.freeze();
     let id = if bytes.len() >= 5 {
         u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]])
