@@ -260,32 +260,32 @@ fn print_events(events: &[EventSummary], json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One event as a table row: position, time, user, type, outcome, origin,
+/// protocol, then the fields it has.
 fn event_line(event: &EventSummary) -> String {
-    {
-        let mut line = format!(
-            "{:>6} {} {:<8} {:<22} {:<7} {:<21} {}",
-            event.position,
-            event.time,
-            event.user.as_deref().unwrap_or("-"),
-            event.event_type,
-            event.outcome,
-            event.remote_addr.as_deref().unwrap_or("-"),
-            event.protocol.as_deref().unwrap_or("-"),
-        );
-        for (label, value) in [
-            ("op", event.operation.clone()),
-            ("path", event.path.clone()),
-            ("to", event.target.clone()),
-            ("bytes", event.bytes.map(|b| b.to_string())),
-            ("sha256", event.sha256.clone()),
-            ("detail", event.detail.clone()),
-        ] {
-            if let Some(value) = value {
-                line.push_str(&format!(" {label}={value}"));
-            }
+    let mut line = format!(
+        "{:>6} {} {:<8} {:<22} {:<7} {:<21} {}",
+        event.position,
+        event.time,
+        event.user.as_deref().unwrap_or("-"),
+        event.event_type,
+        event.outcome,
+        event.remote_addr.as_deref().unwrap_or("-"),
+        event.protocol.as_deref().unwrap_or("-"),
+    );
+    for (label, value) in [
+        ("op", event.operation.clone()),
+        ("path", event.path.clone()),
+        ("to", event.target.clone()),
+        ("bytes", event.bytes.map(|b| b.to_string())),
+        ("sha256", event.sha256.clone()),
+        ("detail", event.detail.clone()),
+    ] {
+        if let Some(value) = value {
+            line.push_str(&format!(" {label}={value}"));
         }
-        line
     }
+    line
 }
 
 const CLI_ACTOR: &str = "cli";

@@ -382,9 +382,9 @@ impl SftpSession {
             }
         };
         let closing = matches!(file_request, FileRequest::Close);
+        // (A CLOSE reaches here only for a file handle; directories close inline.)
         let queue = match self.handles.get(&handle) {
             Some(OpenHandle::File(queue)) => queue.clone(),
-            Some(OpenHandle::Dir(_)) if closing => unreachable!("directory handles close inline"),
             _ => {
                 return self
                     .reply(Reply::Packet(status(
