@@ -275,6 +275,14 @@ for cipher in aes128-gcm@openssh.com aes256-gcm@openssh.com chacha20-poly1305@op
   else fail "cipher $cipher: put/get round trip" "$(cat "$TMP/cipher-$cipher.out")"; fi
 done
 
+# ---------------------------------------------------------------- scp (OpenSSH 9 uses SFTP underneath)
+rm -f "$TMP/back/scp.bin"
+if scp "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$SMALL" "$KEY_USER@$HOST:scp.bin" >"$TMP/scp.out" 2>&1 </dev/null \
+   && scp "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST:scp.bin" "$TMP/back/scp.bin" >>"$TMP/scp.out" 2>&1 </dev/null \
+   && [ "$(sha "$TMP/back/scp.bin" 2>/dev/null || echo missing)" = "$(sha "$SMALL")" ]; then
+  pass "scp up and down exit 0 with the same sha256"
+else fail "scp up and down exit 0 with the same sha256" "$(cat "$TMP/scp.out")"; fi
+
 # ---------------------------------------------------------------- wrong password
 batch wrong "ls"
 set +e; sftp_pw wrong "not-$PASS_PW"; wrong_rc=$?; set -e

@@ -683,3 +683,26 @@ async fn pipelined_requests_are_all_answered_by_id_and_applied_in_order() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sftp_channel_ends_with_exit_status_zero() {
+    let server = TestServer::start("sqlite").await;
+    server.add_user("lee", &[]).await;
+    let mut conn = connect(server.addr).await;
+    assert!(login_password(&mut conn, "lee", PASSWORD).await);
+    let mut channel = conn.channel_open_session().await.unwrap();
+    channel.request_subsystem(true, "sftp").await.unwrap();
+    channel.eof().await.unwrap();
+    let mut status = None;
+    while let Some(msg) = channel.wait().await {
+        if let russh::ChannelMsg::ExitStatus { exit_status } = msg {
+            status = Some(exit_status);
+        }
+    }
+    assert_eq!(
+        status,
+        Some(0),
+        "scp and other clients judge the transfer by it"
+    );
+    server.stop().await;
+}

@@ -291,7 +291,8 @@ impl russh::server::Handler for Connection {
             return Ok(());
         };
         session.channel_success(channel_id)?;
-        self.tasks.spawn(protocol::serve(channel, files));
+        self.tasks
+            .spawn(protocol::serve(channel, files, session.handle()));
         Ok(())
     }
 

@@ -139,8 +139,14 @@ struct SftpSession {
     workers: JoinSet<()>,
 }
 
-/// Serves SFTP on `channel` until the client closes it.
-pub(crate) async fn serve(channel: Channel<Msg>, files: Arc<dyn FileOps>) {
+/// Serves SFTP on `channel` until the client closes it, then ends the
+/// channel with exit status 0 (clients such as scp judge the transfer by it).
+pub(crate) async fn serve(
+    channel: Channel<Msg>,
+    files: Arc<dyn FileOps>,
+    ssh: russh::server::Handle,
+) {
+    let channel_id = channel.id();
     let (mut reader, writer) = tokio::io::split(channel.into_stream());
     let (replies, reply_queue) = mpsc::channel(REPLY_QUEUE);
     let writer = tokio::spawn(write_replies(writer, reply_queue));
@@ -159,7 +165,12 @@ pub(crate) async fn serve(channel: Channel<Msg>, files: Arc<dyn FileOps>) {
     }
     session.shutdown().await;
     drop(session);
-    let _ = writer.await;
+    if let Ok(Some(mut writer)) = writer.await {
+        let _ = writer.flush().await;
+        let _ = ssh.exit_status_request(channel_id, 0).await;
+        let _ = writer.shutdown().await;
+    }
+    let _ = ssh.close(channel_id).await;
 }
 
 /// Reads and decodes one request; `None` at the end of the stream or on an
@@ -241,8 +252,11 @@ fn parse_write(mut body: Bytes) -> Option<(String, u64, Bytes)> {
 }
 
 /// Sends replies in the order they are queued, gathering small ones into
-/// one channel write.
-async fn write_replies(mut writer: impl AsyncWrite + Unpin, mut queue: mpsc::Receiver<Reply>) {
+/// one channel write; gives the writer back when the queue ends.
+async fn write_replies<W: AsyncWrite + Unpin>(
+    mut writer: W,
+    mut queue: mpsc::Receiver<Reply>,
+) -> Option<W> {
     let mut out = BytesMut::with_capacity(COALESCE);
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
@@ -258,7 +272,7 @@ async fn write_replies(mut writer: impl AsyncWrite + Unpin, mut queue: mpsc::Rec
                     if writer.write_all(&out).await.is_err()
                         || writer.write_all(&data).await.is_err()
                     {
-                        return;
+                        return None;
                     }
                     out.clear();
                 }
@@ -266,7 +280,7 @@ async fn write_replies(mut writer: impl AsyncWrite + Unpin, mut queue: mpsc::Rec
                     Ok(encoded) => out.extend_from_slice(&encoded),
                     Err(err) => {
                         tracing::error!(%err, "cannot encode an sftp reply");
-                        return;
+                        return None;
                     }
                 },
             }
@@ -275,14 +289,14 @@ async fn write_replies(mut writer: impl AsyncWrite + Unpin, mut queue: mpsc::Rec
             }
         }
         if !out.is_empty() && writer.write_all(&out).await.is_err() {
-            return;
+            return None;
         }
         out.clear();
         if writer.flush().await.is_err() {
-            return;
+            return None;
         }
     }
-    let _ = writer.shutdown().await;
+    Some(writer)
 }
 
 fn status(id: u32, status_code: StatusCode, message: &str) -> Packet {
