@@ -283,6 +283,30 @@ if scp "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$SMALL" "$KEY_USER@$HOST:scp.bin" >"$T
   pass "scp up and down exit 0 with the same sha256"
 else fail "scp up and down exit 0 with the same sha256" "$(cat "$TMP/scp.out")"; fi
 
+# ---------------------------------------------------------------- legacy scp (-O: scp -t / scp -f on the server)
+rm -rf "$TMP/back/legacy.bin" "$TMP/scpdir" "$TMP/back/scpdir"
+mkdir -p "$TMP/scpdir/sub"; cp "$SMALL" "$TMP/scpdir/one.txt"; cp "$SMALL" "$TMP/scpdir/sub/two.txt"
+if scp -O -p "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$SMALL" "$KEY_USER@$HOST:legacy.bin" >"$TMP/legacy.out" 2>&1 </dev/null \
+   && scp -O "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST:legacy.bin" "$TMP/back/legacy.bin" >>"$TMP/legacy.out" 2>&1 </dev/null \
+   && [ "$(sha "$TMP/back/legacy.bin" 2>/dev/null || echo missing)" = "$(sha "$SMALL")" ]; then
+  pass "scp -O up and down exit 0 with the same sha256"
+else fail "scp -O up and down exit 0 with the same sha256" "$(cat "$TMP/legacy.out")"; fi
+if scp -O -r "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$TMP/scpdir" "$KEY_USER@$HOST:" >"$TMP/legacy-r.out" 2>&1 </dev/null \
+   && scp -O -r "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST:scpdir" "$TMP/back/scpdir" >>"$TMP/legacy-r.out" 2>&1 </dev/null \
+   && diff -r "$TMP/scpdir" "$TMP/back/scpdir" >>"$TMP/legacy-r.out" 2>&1; then
+  pass "scp -O -r copies a directory tree both ways"
+else fail "scp -O -r copies a directory tree both ways" "$(cat "$TMP/legacy-r.out")"; fi
+set +e
+scp -O "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$SMALL" "$KEY_USER@$HOST:../escape.bin" >"$TMP/legacy-esc.out" 2>&1 </dev/null
+esc_rc=$?
+ssh "${SSH_OPTS[@]/-P/-p}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST" "cat /etc/passwd" >"$TMP/exec.out" 2>&1 </dev/null
+exec_rc=$?
+set -e
+if [ "$esc_rc" -ne 0 ] && grep -q "escapes" "$TMP/legacy-esc.out"; then pass "scp -O to ../ is refused with a clear message"
+else fail "scp -O to ../ is refused with a clear message" "$(cat "$TMP/legacy-esc.out")"; fi
+if [ "$exec_rc" -ne 0 ] && ! grep -q "root:" "$TMP/exec.out"; then pass "other exec requests are refused"
+else fail "other exec requests are refused" "$(cat "$TMP/exec.out")"; fi
+
 # ---------------------------------------------------------------- wrong password
 batch wrong "ls"
 set +e; sftp_pw wrong "not-$PASS_PW"; wrong_rc=$?; set -e

@@ -9,6 +9,7 @@
 //! and port errors to SFTP status codes.
 
 mod protocol;
+mod scp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -302,8 +303,18 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        tracing::info!(command = %String::from_utf8_lossy(data), "exec request refused");
-        session.channel_failure(channel_id)?;
+        let line = String::from_utf8_lossy(data);
+        let command = scp::parse_command(&line);
+        let channel = self.channels.remove(&channel_id);
+        let (Some(command), Some(files), Some(channel)) = (command, self.files.clone(), channel)
+        else {
+            tracing::info!(command = %line, "exec request refused");
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
+        session.channel_success(channel_id)?;
+        self.tasks
+            .spawn(scp::serve(channel, files, command, session.handle()));
         Ok(())
     }
 
