@@ -207,6 +207,20 @@ pub(crate) async fn serve(
     let _ = ssh.close(channel_id).await;
 }
 
+/// The value of `res`, or else: tell the client what failed at `path` (a
+/// warning it goes on from) and report this file as not transferred.
+macro_rules! or_warn {
+    ($stream:expr, $path:expr, $res:expr) => {
+        match $res {
+            Ok(value) => value,
+            Err(err) => {
+                $stream.warn(&format!("{}: {err}", $path)).await?;
+                return Ok(false);
+            }
+        }
+    };
+}
+
 fn join(dir: &str, name: &str) -> String {
     format!("{}/{}", dir.trim_end_matches('/'), name)
 }
@@ -417,13 +431,7 @@ where
     R: tokio::io::AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let meta = match files.stat(&path).await {
-        Ok(meta) => meta,
-        Err(err) => {
-            stream.warn(&format!("{path}: {err}")).await?;
-            return Ok(false);
-        }
-    };
+    let meta = or_warn!(stream, path, files.stat(&path).await);
     let name = path
         .trim_end_matches('/')
         .rsplit('/')
@@ -444,13 +452,7 @@ where
             stream.warn(&format!("{path}: not a regular file")).await?;
             return Ok(false);
         }
-        let entries = match files.list(&path).await {
-            Ok(entries) => entries,
-            Err(err) => {
-                stream.warn(&format!("{path}: {err}")).await?;
-                return Ok(false);
-            }
-        };
+        let entries = or_warn!(stream, path, files.list(&path).await);
         stream
             .send(format!("D{:04o} 0 {name}\n", meta.mode & 0o7777).as_bytes())
             .await?;
@@ -467,20 +469,8 @@ where
         stream.send(b"E\n").await?;
         return Ok(clean && stream.response().await?.is_none());
     }
-    let mut download = match files.open_download(&path).await {
-        Ok(download) => download,
-        Err(err) => {
-            stream.warn(&format!("{path}: {err}")).await?;
-            return Ok(false);
-        }
-    };
-    let size = match download.meta().await {
-        Ok(meta) => meta.size,
-        Err(err) => {
-            stream.warn(&format!("{path}: {err}")).await?;
-            return Ok(false);
-        }
-    };
+    let mut download = or_warn!(stream, path, files.open_download(&path).await);
+    let size = or_warn!(stream, path, download.meta().await).size;
     stream
         .send(format!("C{:04o} {size} {name}\n", meta.mode & 0o7777).as_bytes())
         .await?;
