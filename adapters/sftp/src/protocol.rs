@@ -355,6 +355,11 @@ impl SftpSession {
         self.replies.send(reply).await.is_ok()
     }
 
+    /// Answers request `id` with a status.
+    async fn reply_status(&self, id: u32, code: StatusCode, message: &str) -> bool {
+        self.reply(Reply::Packet(status(id, code, message))).await
+    }
+
     /// Routes one request; `false` when the reply channel is gone.
     async fn dispatch(&mut self, request: Request) -> bool {
         let (id, handle, file_request) = match request {
@@ -372,11 +377,7 @@ impl SftpSession {
             } => (id, handle, FileRequest::Write { offset, data }),
             Request::Malformed { id } => {
                 return self
-                    .reply(Reply::Packet(status(
-                        id,
-                        StatusCode::BadMessage,
-                        "malformed packet",
-                    )))
+                    .reply_status(id, StatusCode::BadMessage, "malformed packet")
                     .await;
             }
             Request::Other(Packet::Fstat(fstat)) => (fstat.id, fstat.handle, FileRequest::Fstat),
@@ -401,11 +402,7 @@ impl SftpSession {
             Some(OpenHandle::File(queue)) => queue.clone(),
             _ => {
                 return self
-                    .reply(Reply::Packet(status(
-                        id,
-                        StatusCode::Failure,
-                        "invalid handle",
-                    )))
+                    .reply_status(id, StatusCode::Failure, "invalid handle")
                     .await;
             }
         };
@@ -416,11 +413,7 @@ impl SftpSession {
         if queue.send((id, file_request)).await.is_err() {
             self.in_flight.done();
             return self
-                .reply(Reply::Packet(status(
-                    id,
-                    StatusCode::Failure,
-                    "invalid handle",
-                )))
+                .reply_status(id, StatusCode::Failure, "invalid handle")
                 .await;
         }
         true
