@@ -17,6 +17,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// The SSH/SFTP server.
     pub sftp: SftpSection,
+    /// The HTTP(S) API server.
+    pub http: HttpSection,
     /// Local storage.
     pub storage: StorageConfig,
     /// Logging.
@@ -45,6 +47,37 @@ pub struct SftpSection {
     pub idle_timeout_secs: u64,
 }
 
+/// `[http]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// Whether the HTTP server runs.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key`, the server speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// How long an access token lives, in seconds.
+    pub token_ttl_secs: u64,
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            enabled: true,
+            listen: "127.0.0.1:8080".to_string(),
+            tls_cert: None,
+            tls_key: None,
+            token_ttl_secs: 900,
+            max_body_bytes: 1024 * 1024,
+        }
+    }
+}
+
 /// `[storage]`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -69,6 +102,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database: DatabaseConfig::default(),
             sftp: SftpSection::default(),
+            http: HttpSection::default(),
             storage: StorageConfig::default(),
             log: LogConfig::default(),
         }
@@ -144,6 +178,31 @@ impl Config {
                 problems.push(format!("sftp.host_keys: {} does not exist", key.display()));
             }
         }
+        if self.http.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "http.listen: {:?} is not an address like 127.0.0.1:8080",
+                self.http.listen
+            ));
+        }
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                problems.push("http.tls_cert and http.tls_key must be given together".to_string())
+            }
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+                    if !path.is_file() {
+                        problems.push(format!("http.{name}: {} does not exist", path.display()));
+                    }
+                }
+            }
+            (None, None) => {}
+        }
+        if self.http.token_ttl_secs == 0 {
+            problems.push("http.token_ttl_secs: must be at least 1".to_string());
+        }
+        if self.http.max_body_bytes == 0 {
+            problems.push("http.max_body_bytes: must be at least 1".to_string());
+        }
         if self.sftp.idle_timeout_secs == 0 {
             problems.push("sftp.idle_timeout_secs: must be at least 1".to_string());
         }
@@ -180,6 +239,11 @@ impl Config {
         } else {
             self.database.url.clone()
         }
+    }
+
+    /// The file holding the bearer-token signing keys.
+    pub fn token_keys_path(&self) -> PathBuf {
+        self.data_dir.join("token_keys.json")
     }
 
     /// Where new users' homes go by default.

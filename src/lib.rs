@@ -14,12 +14,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_application::{Dependencies, SystemClock, Tollgate};
-use tollgate_identity::Argon2Hasher;
+use tollgate_http::{HttpConfig, HttpServer, TlsPem};
+use tollgate_identity::{Argon2Hasher, JwtSigner};
 use tollgate_persistence::Database;
 use tollgate_sftp::{SftpConfig, SftpServer};
 use tollgate_storage::LocalStorage;
 
 pub use config::Config;
+
+/// Selects aws-lc-rs as the process's TLS provider (the only one in the
+/// tree). Call before any TLS configuration is built; later calls do nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
 
 /// The application as wired by the binary.
 pub type App = Tollgate<Database>;
@@ -36,6 +43,8 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
     let db = Database::connect(&url)
         .await
         .with_context(|| format!("cannot open the {} database", url_kind(&url)))?;
+    let tokens = JwtSigner::load_or_create(&config.token_keys_path())
+        .context("cannot load the token signing keys")?;
     let app = Tollgate::new(Dependencies {
         repository: db.clone(),
         log: Arc::new(db.clone()),
@@ -44,6 +53,8 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         storage: Arc::new(LocalStorage::new()),
         hasher: Arc::new(Argon2Hasher),
         clock: Arc::new(SystemClock),
+        tokens: Arc::new(tokens),
+        token_ttl: Duration::from_secs(config.http.token_ttl_secs),
     });
     Ok((app, db))
 }
@@ -108,12 +119,16 @@ fn write_private(path: &Path, key: &PrivateKey) -> anyhow::Result<()> {
 pub struct Listeners {
     /// The SSH/SFTP listener; bound from the configuration when `None`.
     pub sftp: Option<TcpListener>,
+    /// The HTTP(S) listener; bound from the configuration when `None`.
+    pub http: Option<TcpListener>,
 }
 
 /// A running server.
 pub struct Server {
     /// Where SFTP listens.
     pub sftp_addr: Option<SocketAddr>,
+    /// Where the HTTP(S) API listens.
+    pub http_addr: Option<SocketAddr>,
     /// The application, for tests and the CLI.
     pub app: App,
     db: Database,
@@ -124,6 +139,7 @@ pub struct Server {
 impl Server {
     /// Starts every configured protocol and the log subscribers.
     pub async fn start(config: Config, listeners: Listeners) -> anyhow::Result<Server> {
+        install_tls_provider();
         let (app, db) = open(&config).await?;
         let admin_password = std::env::var("TOLLGATE_ADMIN_PASSWORD")
             .ok()
@@ -177,8 +193,42 @@ impl Server {
                     .context("the SFTP server failed")
             });
         }
+        let mut http_addr = None;
+        if config.http.enabled {
+            let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+                (Some(cert), Some(key)) => Some(TlsPem {
+                    cert: std::fs::read(cert)
+                        .with_context(|| format!("cannot read {}", cert.display()))?,
+                    key: std::fs::read(key)
+                        .with_context(|| format!("cannot read {}", key.display()))?,
+                }),
+                _ => None,
+            };
+            let listener = match listeners.http {
+                Some(listener) => listener,
+                None => TcpListener::bind(&config.http.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.http.listen))?,
+            };
+            http_addr = Some(listener.local_addr()?);
+            let server = HttpServer::new(
+                app.admin_api(),
+                HttpConfig {
+                    tls,
+                    max_body_bytes: config.http.max_body_bytes,
+                },
+            );
+            let rx = shutdown_rx.clone();
+            tasks.spawn(async move {
+                server
+                    .run(listener, rx)
+                    .await
+                    .context("the HTTP server failed")
+            });
+        }
         Ok(Server {
             sftp_addr,
+            http_addr,
             app,
             db,
             shutdown,

@@ -31,7 +31,13 @@ enum Command {
         /// Overrides sftp.listen (use 127.0.0.1:0 for an ephemeral port).
         #[arg(long)]
         listen_sftp: Option<String>,
+        /// Overrides http.listen (use 127.0.0.1:0 for an ephemeral port).
+        #[arg(long)]
+        listen_http: Option<String>,
     },
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -53,6 +59,14 @@ enum Command {
     /// Read models.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Starts signing access tokens with a new key; tokens signed with the
+    /// previous key stay valid until they expire. Takes effect when the
+    /// server (re)starts.
+    RotateToken,
 }
 
 #[derive(Subcommand)]
@@ -179,6 +193,7 @@ struct Output {
 }
 
 fn main() -> anyhow::Result<()> {
+    tollgate::install_tls_provider();
     let cli = Cli::parse();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = match &cli.command {
@@ -291,20 +306,46 @@ fn event_line(event: &EventSummary) -> String {
 const CLI_ACTOR: &str = "cli";
 
 async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
-    if let Command::Serve { listen_sftp } = command {
+    if let Command::Serve {
+        listen_sftp,
+        listen_http,
+    } = command
+    {
         if let Some(listen) = listen_sftp {
             config.sftp.listen = listen;
-            config.validate()?;
         }
+        if let Some(listen) = listen_http {
+            config.http.listen = listen;
+        }
+        config.validate()?;
+        let tls = config.http.tls_cert.is_some();
         let server = Server::start(config, Listeners::default()).await?;
+        // Machine-readable lines for scripts and tests. A closed stdout
+        // must not stop the server, so write errors are ignored.
+        let mut lines = String::new();
         if let Some(addr) = server.sftp_addr {
-            // A machine-readable line for scripts and tests.
-            println!(
-                "{}",
-                serde_json::json!({"listening": "sftp", "address": addr.to_string()})
-            );
+            let line = serde_json::json!({"listening": "sftp", "address": addr.to_string()});
+            lines.push_str(&format!("{line}\n"));
+        }
+        if let Some(addr) = server.http_addr {
+            let scheme = if tls { "https" } else { "http" };
+            let line = serde_json::json!({"listening": scheme, "address": addr.to_string()});
+            lines.push_str(&format!("{line}\n"));
+        }
+        {
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout.write_all(lines.as_bytes());
+            let _ = stdout.flush();
         }
         return server.wait(shutdown_signal()).await;
+    }
+    if let Command::Keys(KeysCommand::RotateToken) = command {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let kid = tollgate_identity::JwtSigner::rotate(&config.token_keys_path())
+            .context("cannot rotate the token signing key")?;
+        println!("new token signing key {kid}; restart the server to use it");
+        return Ok(());
     }
     let (app, db) = tollgate::open(&config).await?;
     let res = admin(command, &config, &app).await;
@@ -314,7 +355,9 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
 
 async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow::Result<()> {
     match command {
-        Command::Serve { .. } | Command::Config(_) => unreachable!("handled before"),
+        Command::Serve { .. } | Command::Config(_) | Command::Keys(_) => {
+            unreachable!("handled before")
+        }
         Command::User(UserCommand::Add {
             name,
             password,

@@ -48,6 +48,9 @@ pub struct UserView {
     pub created_at: String,
     /// When the user last changed.
     pub updated_at: String,
+    /// The aggregate version after the last projected event.
+    #[serde(default)]
+    pub version: u64,
 }
 
 fn admin_actor(admin: &str, user: Option<&str>) -> Actor {
@@ -58,7 +61,7 @@ fn admin_actor(admin: &str, user: Option<&str>) -> Actor {
     }
 }
 
-fn parse_keys(lines: &[String]) -> Result<Vec<AuthorizedKey>, AppError> {
+pub(crate) fn parse_keys(lines: &[String]) -> Result<Vec<AuthorizedKey>, AppError> {
     lines
         .iter()
         .map(|line| {
@@ -69,7 +72,7 @@ fn parse_keys(lines: &[String]) -> Result<Vec<AuthorizedKey>, AppError> {
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
-    fn hash_password(&self, password: &str) -> Result<String, AppError> {
+    pub(crate) fn hash_password(&self, password: &str) -> Result<String, AppError> {
         if password.is_empty() {
             return Err(AppError::Invalid("the password is empty".to_string()));
         }
@@ -80,7 +83,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .map_err(|e| AppError::Invalid(format!("cannot hash the password: {e}")))
     }
 
-    async fn require_policies(&self, names: &[String]) -> Result<(), AppError> {
+    pub(crate) async fn require_policies(&self, names: &[String]) -> Result<(), AppError> {
         for name in names {
             let policy: Policy = self.load(name).await?;
             if policy.name.is_empty() || policy.deleted {
@@ -90,7 +93,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         Ok(())
     }
 
-    async fn require_groups(&self, names: &[String]) -> Result<(), AppError> {
+    pub(crate) async fn require_groups(&self, names: &[String]) -> Result<(), AppError> {
         for name in names {
             let group: Group = self.load(name).await?;
             if group.name.is_empty() || group.deleted {

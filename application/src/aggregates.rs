@@ -85,25 +85,51 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         T: AggregateRoot,
         T::Command: Send,
     {
+        self.execute_at(id, actor, None, command)
+            .await
+            .map(|(state, _)| state)
+    }
+
+    /// Like `execute`, and when `expected` is given, refuses with
+    /// `VersionMismatch` unless the aggregate is at that version (its
+    /// number of events). Returns the new state and version.
+    pub(crate) async fn execute_at<T>(
+        &self,
+        id: &str,
+        actor: &Actor,
+        expected: Option<u64>,
+        command: impl Fn() -> T::Command,
+    ) -> Result<(T, u64), AppError>
+    where
+        T: AggregateRoot,
+        T::Command: Send,
+    {
         let store =
             PersistedEventStore::<R, Agg<T>>::new_event_store(self.inner.deps.repository.clone());
         for _ in 0..CONFLICT_RETRIES {
             let mut context = store.load_aggregate(id).await?;
+            let current = context.current_sequence as u64;
+            if expected.is_some_and(|v| v != current) {
+                return Err(AppError::VersionMismatch { current });
+            }
             let mut state = cqrs_es::AggregateContext::aggregate(&mut context).0.clone();
             let events = state
                 .decide(command())
-                .map_err(|e| AppError::Rejected(e.to_string()))?;
+                .map_err(|e| AppError::rejected(&e))?;
             for event in events.clone() {
                 state.apply(event);
             }
+            let version = current + events.len() as u64;
             let metadata = self.metadata(actor);
+            let tally = crate::metrics::tally(&events);
             match store
                 .commit(events.into_iter().map(Ev).collect(), context, metadata)
                 .await
             {
                 Ok(_) => {
                     self.inner.committed.notify_waiters();
-                    return Ok(state);
+                    self.inner.metrics.add(actor.protocol.as_deref(), tally);
+                    return Ok((state, version));
                 }
                 Err(AggregateError::AggregateConflict) => continue,
                 Err(err) => return Err(err.into()),
@@ -118,10 +144,23 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         T: AggregateRoot,
         T::Command: Send,
     {
+        self.load_versioned(id).await.map(|(state, _)| state)
+    }
+
+    /// The current state of aggregate `id` and its version.
+    pub(crate) async fn load_versioned<T>(&self, id: &str) -> Result<(T, u64), AppError>
+    where
+        T: AggregateRoot,
+        T::Command: Send,
+    {
         let store =
             PersistedEventStore::<R, Agg<T>>::new_event_store(self.inner.deps.repository.clone());
         let mut context = store.load_aggregate(id).await?;
-        Ok(cqrs_es::AggregateContext::aggregate(&mut context).0.clone())
+        let version = context.current_sequence as u64;
+        Ok((
+            cqrs_es::AggregateContext::aggregate(&mut context).0.clone(),
+            version,
+        ))
     }
 
     fn metadata(&self, actor: &Actor) -> HashMap<String, String> {

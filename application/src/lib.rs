@@ -13,8 +13,11 @@
 
 mod admin;
 mod aggregates;
+mod api;
 mod error;
 mod files;
+mod live;
+mod metrics;
 mod queries;
 mod sessions;
 mod subscribers;
@@ -23,8 +26,9 @@ use std::sync::Arc;
 
 use cqrs_es::persist::PersistedEventRepository;
 use tokio::sync::Notify;
+use tollgate_ports::api::AdminApi;
 use tollgate_ports::outbound::{
-    AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore,
+    AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore, TokenSigner,
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
@@ -59,6 +63,10 @@ pub struct Dependencies<R> {
     pub hasher: Arc<dyn PasswordHasher>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Signs and verifies the HTTP API's bearer tokens.
+    pub tokens: Arc<dyn TokenSigner>,
+    /// How long a bearer token lives.
+    pub token_ttl: std::time::Duration,
 }
 
 /// The application: cheap to clone, shared by every adapter.
@@ -78,6 +86,10 @@ pub(crate) struct Inner<R> {
     pub(crate) deps: Dependencies<R>,
     /// Woken after every local commit so subscribers need not wait for a poll.
     pub(crate) committed: Notify,
+    /// The connections open on this process.
+    pub(crate) live: live::Live,
+    /// Counters for the metrics endpoint.
+    pub(crate) metrics: metrics::Metrics,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
@@ -87,8 +99,24 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             inner: Arc::new(Inner {
                 deps,
                 committed: Notify::new(),
+                live: live::Live::default(),
+                metrics: metrics::Metrics::default(),
             }),
         }
+    }
+
+    /// The administrative API (REST) side.
+    pub fn admin_api(&self) -> Arc<dyn AdminApi> {
+        Arc::new(api::AdminService::new(self.clone()))
+    }
+
+    /// The clock's time as RFC 3339 with microseconds, as events record it.
+    pub(crate) fn now_text(&self) -> String {
+        self.inner
+            .deps
+            .clock
+            .now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     }
 
     /// The protocol-facing side: sessions and logins.

@@ -6,6 +6,7 @@ use cqrs_es::persist::PersistedEventRepository;
 use serde::Serialize;
 use serde_json::Value;
 use tollgate_audit::{Finding, Record, Verifier};
+use tollgate_ports::api::{EventPage, EventQuery, EventRecord};
 use tollgate_ports::outbound::LoggedEvent;
 
 use crate::{AppError, Tollgate};
@@ -88,12 +89,33 @@ pub struct EventSummary {
     pub payload: Value,
 }
 
+/// Payload fields that hold credential material (hashes, never clear
+/// text): kept in the log for verification, never shown by a query.
+const CREDENTIAL_FIELDS: [&str; 2] = ["password_hash", "secret_sha256"];
+
+fn redact(payload: &mut Value) {
+    if let Some(body) = payload
+        .as_object_mut()
+        .and_then(|o| o.values_mut().next())
+        .and_then(Value::as_object_mut)
+    {
+        for field in CREDENTIAL_FIELDS {
+            if let Some(value) = body.get_mut(field)
+                && !value.is_null()
+            {
+                *value = Value::String("[redacted]".to_string());
+            }
+        }
+    }
+}
+
 fn text(value: Option<&Value>) -> Option<String> {
     value.and_then(Value::as_str).map(str::to_string)
 }
 
 impl EventSummary {
-    fn from_logged(event: LoggedEvent) -> Self {
+    fn from_logged(mut event: LoggedEvent) -> Self {
+        redact(&mut event.payload);
         let meta = &event.metadata;
         let body = event
             .payload
@@ -265,5 +287,141 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             unsealed: summary.unsealed,
             finding: None,
         })
+    }
+}
+
+/// How many records one page of an audit query examines at most, so that a
+/// selective filter answers in bounded time and resumes from its cursor.
+const SCAN_BUDGET: u64 = 20_000;
+
+/// The query's time bounds, parsed; an invalid one is refused.
+struct Bounds {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+fn bound(name: &str, text: Option<&String>) -> Result<Option<String>, AppError> {
+    text.map(|t| {
+        DateTime::parse_from_rfc3339(t)
+            .map(|t| {
+                t.with_timezone(&Utc)
+                    .to_rfc3339_opts(SecondsFormat::Micros, true)
+            })
+            .map_err(|_| AppError::Invalid(format!("{name} {t:?} is not an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+const OUTCOMES: [&str; 4] = ["success", "failure", "denied", "aborted"];
+
+/// Checks an audit query's values.
+pub(crate) fn check_query(query: &EventQuery) -> Result<(), AppError> {
+    bounds(query).map(drop)
+}
+
+fn bounds(query: &EventQuery) -> Result<Bounds, AppError> {
+    if let Some(outcome) = &query.outcome
+        && !OUTCOMES.contains(&outcome.as_str())
+    {
+        return Err(AppError::Invalid(format!(
+            "outcome {outcome:?} is not one of success, failure, denied, aborted"
+        )));
+    }
+    Ok(Bounds {
+        since: bound("since", query.since.as_ref())?,
+        until: bound("until", query.until.as_ref())?,
+    })
+}
+
+fn selects(query: &EventQuery, bounds: &Bounds, e: &EventSummary) -> bool {
+    let equal = |want: &Option<String>, have: &Option<String>| {
+        want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
+    };
+    equal(&query.user, &e.user)
+        && query.action.as_ref().is_none_or(|a| &e.event_type == a)
+        && query.outcome.as_ref().is_none_or(|o| e.outcome == o)
+        && equal(&query.protocol, &e.protocol)
+        && query.remote_addr.as_ref().is_none_or(|want| {
+            // An address without a port matches every port of that host.
+            e.remote_addr.as_ref().is_some_and(|have| {
+                have == want
+                    || have
+                        .rsplit_once(':')
+                        .is_some_and(|(host, _)| host.trim_matches(['[', ']']) == want)
+            })
+        })
+        && query.path_prefix.as_ref().is_none_or(|prefix| {
+            [&e.path, &e.target].into_iter().flatten().any(|path| {
+                path == prefix
+                    || path.starts_with(prefix.as_str())
+                        && (prefix.ends_with('/') || path[prefix.len()..].starts_with('/'))
+            })
+        })
+        && bounds.since.as_ref().is_none_or(|t| &e.time >= t)
+        && bounds.until.as_ref().is_none_or(|t| &e.time < t)
+}
+
+impl From<EventSummary> for EventRecord {
+    fn from(e: EventSummary) -> Self {
+        EventRecord {
+            position: e.position,
+            event_id: e.event_id,
+            time: e.time,
+            actor: e.actor,
+            user: e.user,
+            event_type: e.event_type,
+            outcome: e.outcome.to_string(),
+            protocol: e.protocol,
+            remote_addr: e.remote_addr,
+            session_id: e.session_id,
+            resource: e.aggregate,
+            path: e.path,
+            target: e.target,
+            bytes: e.bytes,
+            sha256: e.sha256,
+            detail: e.detail,
+            payload: e.payload,
+        }
+    }
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
+    /// One page of an audit query: matching records after `query.after`, at
+    /// most `query.limit`, examining at most `SCAN_BUDGET` records.
+    pub(crate) async fn query_events(&self, query: &EventQuery) -> Result<EventPage, AppError> {
+        let bounds = bounds(query)?;
+        let limit = query.limit.max(1);
+        let mut items = Vec::new();
+        let mut after = query.after;
+        let mut scanned = 0u64;
+        loop {
+            let page = self.inner.deps.log.read_after(after, PAGE).await?;
+            if page.is_empty() {
+                return Ok(EventPage {
+                    items,
+                    next_cursor: None,
+                });
+            }
+            for event in page {
+                after = event.position;
+                scanned += 1;
+                let summary = EventSummary::from_logged(event);
+                if selects(query, &bounds, &summary) {
+                    items.push(summary.into());
+                    if items.len() == limit {
+                        return Ok(EventPage {
+                            items,
+                            next_cursor: Some(after),
+                        });
+                    }
+                }
+                if scanned >= SCAN_BUDGET {
+                    return Ok(EventPage {
+                        items,
+                        next_cursor: Some(after),
+                    });
+                }
+            }
+        }
     }
 }

@@ -11,6 +11,7 @@ use tollgate_domain::policy::{Policy, Rule};
 use tollgate_domain::public_key::AuthorizedKey;
 use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
 use tollgate_domain::user::User;
+use tollgate_ports::api::SessionRecord;
 use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
 
 use crate::aggregates::Actor;
@@ -70,6 +71,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             username: username.to_string(),
             method,
             reason: reason.to_string(),
+            admin: false,
         };
         self.record(session_id, session, Some(username), command)
             .await;
@@ -102,12 +104,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             username: user.username.clone(),
             method,
             key_fingerprint,
+            admin: false,
         };
         let actor = session_actor(session_id, &session, Some(&user.username));
         self.app
             .execute::<Session>(session_id, &actor, || command.clone())
             .await
             .map_err(log_unavailable)?;
+        self.app.inner.live.logged_in(session_id, &user.username);
         let protocol = session
             .protocol
             .expect("a session that accepted a login was opened");
@@ -142,7 +146,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         Ok(policies)
     }
 
-    async fn verify_password(&self, password: &str, hash: Option<String>) -> bool {
+    pub(crate) async fn verify_password(&self, password: &str, hash: Option<String>) -> bool {
         let hasher = self.app.inner.deps.hasher.clone();
         let password = password.to_string();
         let has_hash = hash.is_some();
@@ -206,6 +210,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
             protocol: Some(client.protocol.as_str().to_string()),
             ..Actor::default()
         };
+        let record = SessionRecord {
+            id: session_id.clone(),
+            protocol: client.protocol.as_str().to_string(),
+            remote_addr: client.remote_addr.clone(),
+            username: None,
+            started_at: self.app.now_text(),
+        };
         let command = SessionCommand::Open {
             protocol: client.protocol,
             remote_addr: client.remote_addr,
@@ -214,6 +225,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
             .execute::<Session>(&session_id, &actor, || command.clone())
             .await
             .map_err(log_unavailable)?;
+        self.app.inner.live.opened(record);
         Ok(session_id)
     }
 
@@ -305,6 +317,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
     }
 
     async fn close(&self, session_id: &str, reason: &str) {
+        self.app.inner.live.closed(session_id);
         let Ok(session) = self.session(session_id).await else {
             return;
         };
@@ -321,5 +334,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
             },
         )
         .await;
+    }
+
+    async fn disconnect_requested(&self, session_id: &str) {
+        self.app.inner.live.disconnect_requested(session_id).await
     }
 }

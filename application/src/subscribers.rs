@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
 use tollgate_domain::AggregateRoot;
+use tollgate_domain::admin::Admin;
+use tollgate_domain::api_key::ApiKey;
 use tollgate_domain::group::Group;
 use tollgate_domain::policy::Policy;
 use tollgate_domain::transfer::{TransferEvent, TransferState};
@@ -23,6 +25,18 @@ pub(crate) const USERS: &str = "users";
 pub(crate) const POLICIES: &str = "policies";
 pub(crate) const GROUPS: &str = "groups";
 pub(crate) const TRANSFERS: &str = "transfers";
+pub(crate) const ADMINS: &str = "admins";
+pub(crate) const API_KEYS: &str = "api_keys";
+
+/// An aggregate's state in a read model, with its version (event count).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Projected<T> {
+    /// The aggregate's sequence number after the last projected event.
+    #[serde(default)]
+    pub(crate) version: u64,
+    #[serde(flatten)]
+    pub(crate) state: T,
+}
 const PROJECTOR: &str = "projector";
 const SEALER: &str = "audit-sealer";
 const BATCH: u32 = 500;
@@ -123,11 +137,16 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             return Ok(());
         };
         let mut state: T = self
-            .get(projection, &event.aggregate_id)
+            .get::<Projected<T>>(projection, &event.aggregate_id)
             .await?
+            .map(|p| p.state)
             .unwrap_or_default();
         state.apply(parsed);
-        self.put(projection, &event.aggregate_id, Some(&state));
+        let projected = Projected {
+            version: event.sequence,
+            state,
+        };
+        self.put(projection, &event.aggregate_id, Some(&projected));
         Ok(())
     }
 
@@ -156,6 +175,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 policies,
                 created_at: time.clone(),
                 updated_at: time,
+                version: event.sequence,
             };
             self.put(USERS, key, Some(&view));
             return Ok(());
@@ -179,6 +199,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             }
         }
         view.updated_at = time;
+        view.version = event.sequence;
         self.put(USERS, key, Some(&view));
         Ok(())
     }
@@ -257,6 +278,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 "user" => batch.apply_user(event).await?,
                 "policy" => batch.apply_aggregate::<Policy>(POLICIES, event).await?,
                 "group" => batch.apply_aggregate::<Group>(GROUPS, event).await?,
+                "admin" => batch.apply_aggregate::<Admin>(ADMINS, event).await?,
+                "api_key" => batch.apply_aggregate::<ApiKey>(API_KEYS, event).await?,
                 "transfer" => batch.apply_transfer(event).await?,
                 _ => {}
             }

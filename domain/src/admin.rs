@@ -15,6 +15,30 @@ pub enum Role {
     Auditor,
 }
 
+impl Role {
+    /// The lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+
+    /// Parses `admin` or `auditor`.
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+
+    /// Whether this role may change state (not only read).
+    pub fn may_write(self) -> bool {
+        self == Role::Admin
+    }
+}
+
 /// The Admin aggregate. The aggregate id is the administrator's name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Admin {
@@ -24,6 +48,24 @@ pub struct Admin {
     pub password_hash: String,
     /// The role, once created.
     pub role: Option<Role>,
+    /// Whether logins and tokens are refused.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Whether the administrator was deleted.
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl Admin {
+    /// Whether the administrator exists (created and not deleted).
+    pub fn exists(&self) -> bool {
+        self.role.is_some() && !self.deleted
+    }
+
+    /// The role of an administrator who may act now: existing and enabled.
+    pub fn active_role(&self) -> Option<Role> {
+        self.role.filter(|_| self.exists() && !self.disabled)
+    }
 }
 
 /// Commands on an administrator.
@@ -37,6 +79,19 @@ pub enum AdminCommand {
     },
     ChangePassword {
         password_hash: String,
+    },
+    ChangeRole {
+        role: Role,
+    },
+    Enable,
+    Disable,
+    Delete,
+    /// Several changes committed together; a value equal to the current
+    /// one is no change.
+    Update {
+        password_hash: Option<String>,
+        role: Option<Role>,
+        enabled: Option<bool>,
     },
 }
 
@@ -52,8 +107,17 @@ pub enum AdminEvent {
     AdminPasswordChanged {
         password_hash: String,
     },
+    AdminRoleChanged {
+        role: Role,
+    },
+    AdminEnabled {},
+    AdminDisabled {},
+    AdminDeleted {},
 }
-crate::domain_event!(AdminEvent, "1", { AdminCreated, AdminPasswordChanged });
+crate::domain_event!(AdminEvent, "1", {
+    AdminCreated, AdminPasswordChanged, AdminRoleChanged, AdminEnabled, AdminDisabled,
+    AdminDeleted,
+});
 
 /// Why an administrator command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,7 +134,14 @@ pub enum AdminError {
         /// The refused name.
         name: String,
     },
+    /// The administrator is already in the requested state.
+    #[error("administrator is already {state}")]
+    Unchanged {
+        /// `enabled`, `disabled` or the role.
+        state: &'static str,
+    },
 }
+crate::refusal!(AdminError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, Unchanged => Conflict });
 
 impl AggregateRoot for Admin {
     const TYPE: &'static str = "admin";
@@ -79,25 +150,71 @@ impl AggregateRoot for Admin {
     type Error = AdminError;
 
     fn decide(&self, command: AdminCommand) -> Result<Vec<AdminEvent>, AdminError> {
-        match command {
-            AdminCommand::Create { .. } if self.role.is_some() => Err(AdminError::AlreadyExists),
-            AdminCommand::Create { username, .. } if !valid_name(&username) => {
-                Err(AdminError::InvalidName { name: username })
+        if let AdminCommand::Create {
+            username,
+            password_hash,
+            role,
+        } = command
+        {
+            if self.exists() {
+                return Err(AdminError::AlreadyExists);
             }
-            AdminCommand::Create {
+            if !valid_name(&username) {
+                return Err(AdminError::InvalidName { name: username });
+            }
+            return Ok(vec![AdminEvent::AdminCreated {
                 username,
                 password_hash,
                 role,
-            } => Ok(vec![AdminEvent::AdminCreated {
-                username,
-                password_hash,
-                role,
-            }]),
-            AdminCommand::ChangePassword { .. } if self.role.is_none() => Err(AdminError::NotFound),
-            AdminCommand::ChangePassword { password_hash } => {
-                Ok(vec![AdminEvent::AdminPasswordChanged { password_hash }])
-            }
+            }]);
         }
+        if !self.exists() {
+            return Err(AdminError::NotFound);
+        }
+        if let AdminCommand::Update {
+            password_hash,
+            role,
+            enabled,
+        } = command
+        {
+            let mut events = Vec::new();
+            if let Some(password_hash) = password_hash {
+                events.push(AdminEvent::AdminPasswordChanged { password_hash });
+            }
+            if let Some(role) = role.filter(|r| self.role != Some(*r)) {
+                events.push(AdminEvent::AdminRoleChanged { role });
+            }
+            match enabled {
+                Some(true) if self.disabled => events.push(AdminEvent::AdminEnabled {}),
+                Some(false) if !self.disabled => events.push(AdminEvent::AdminDisabled {}),
+                _ => {}
+            }
+            return Ok(events);
+        }
+        let event = match command {
+            AdminCommand::Create { .. } | AdminCommand::Update { .. } => {
+                unreachable!("handled above")
+            }
+            AdminCommand::ChangePassword { password_hash } => {
+                AdminEvent::AdminPasswordChanged { password_hash }
+            }
+            AdminCommand::ChangeRole { role } if self.role == Some(role) => {
+                return Err(AdminError::Unchanged {
+                    state: role.as_str(),
+                });
+            }
+            AdminCommand::ChangeRole { role } => AdminEvent::AdminRoleChanged { role },
+            AdminCommand::Enable if !self.disabled => {
+                return Err(AdminError::Unchanged { state: "enabled" });
+            }
+            AdminCommand::Enable => AdminEvent::AdminEnabled {},
+            AdminCommand::Disable if self.disabled => {
+                return Err(AdminError::Unchanged { state: "disabled" });
+            }
+            AdminCommand::Disable => AdminEvent::AdminDisabled {},
+            AdminCommand::Delete => AdminEvent::AdminDeleted {},
+        };
+        Ok(vec![event])
     }
 
     fn apply(&mut self, event: AdminEvent) {
@@ -111,11 +228,17 @@ impl AggregateRoot for Admin {
                     username,
                     password_hash,
                     role: Some(role),
+                    disabled: false,
+                    deleted: false,
                 };
             }
             AdminEvent::AdminPasswordChanged { password_hash } => {
                 self.password_hash = password_hash
             }
+            AdminEvent::AdminRoleChanged { role } => self.role = Some(role),
+            AdminEvent::AdminEnabled {} => self.disabled = false,
+            AdminEvent::AdminDisabled {} => self.disabled = true,
+            AdminEvent::AdminDeleted {} => self.deleted = true,
         }
     }
 }

@@ -17,6 +17,40 @@ pub trait DomainEvent:
     fn event_version(&self) -> String;
 }
 
+/// The kind of a refused command, which callers branch on (an HTTP API
+/// answers 404, 409 or 400 from it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The aggregate does not exist (or was deleted).
+    NotFound,
+    /// The aggregate exists already.
+    AlreadyExists,
+    /// The command's input breaks a rule (a name, a missing credential).
+    Invalid,
+    /// The command does not fit the aggregate's current state.
+    Conflict,
+}
+
+/// An aggregate error that says which kind of refusal it is.
+pub trait Refusal {
+    /// The kind of refusal.
+    fn kind(&self) -> RefusalKind;
+}
+
+/// Implements [`Refusal`] by listing each variant's kind.
+#[macro_export]
+macro_rules! refusal {
+    ($ty:ty, { $($variant:ident => $kind:ident),+ $(,)? }) => {
+        impl $crate::aggregate::Refusal for $ty {
+            fn kind(&self) -> $crate::aggregate::RefusalKind {
+                match self {
+                    $(Self::$variant { .. } => $crate::aggregate::RefusalKind::$kind,)+
+                }
+            }
+        }
+    };
+}
+
 /// An event-sourced aggregate: state rebuilt by applying its events.
 pub trait AggregateRoot:
     Default + Serialize + DeserializeOwned + Clone + std::fmt::Debug + Send + Sync
@@ -28,7 +62,7 @@ pub trait AggregateRoot:
     /// What the aggregate records when it agrees.
     type Event: DomainEvent;
     /// Why the aggregate refuses a command.
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: std::error::Error + Refusal + Send + Sync + 'static;
 
     /// Decides which events a command produces, without changing state.
     fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;

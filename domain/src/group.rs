@@ -61,6 +61,7 @@ pub enum GroupError {
         name: String,
     },
 }
+crate::refusal!(GroupError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid });
 
 impl AggregateRoot for Group {
     const TYPE: &'static str = "group";

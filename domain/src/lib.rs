@@ -9,6 +9,8 @@
 
 pub mod admin;
 pub mod aggregate;
+pub mod api_key;
+pub mod audit_access;
 pub mod group;
 pub mod path;
 pub mod policy;
@@ -17,6 +19,6 @@ pub mod session;
 pub mod transfer;
 pub mod user;
 
-pub use aggregate::{AggregateRoot, DomainEvent};
+pub use aggregate::{AggregateRoot, DomainEvent, Refusal, RefusalKind};
 pub use path::{PathError, VirtualPath};
 pub use policy::{Decision, Permission, Rule};

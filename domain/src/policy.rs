@@ -201,6 +201,7 @@ pub enum PolicyError {
         text: String,
     },
 }
+crate::refusal!(PolicyError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, UnknownPermission => Invalid, MalformedRule => Invalid });
 
 /// Checks an identifier-style name (users, groups, policies).
 pub fn valid_name(name: &str) -> bool {

@@ -39,6 +39,10 @@ impl Protocol {
 pub enum LoginMethod {
     Password,
     PublicKey,
+    /// A bearer token issued by the HTTP API.
+    Token,
+    /// An API key (`X-Api-Key`).
+    ApiKey,
 }
 
 /// A file operation that is not a transfer.
@@ -99,11 +103,16 @@ pub enum SessionCommand {
         username: String,
         method: LoginMethod,
         reason: String,
+        admin: bool,
     },
     RecordLogin {
         username: String,
         method: LoginMethod,
         key_fingerprint: Option<String>,
+        admin: bool,
+    },
+    RequestDisconnect {
+        by: String,
     },
     RecordOperation {
         operation: FileOperation,
@@ -139,11 +148,17 @@ pub enum SessionEvent {
         username: String,
         method: LoginMethod,
         reason: String,
+        /// The name is an administrator's, not a user's.
+        #[serde(default, skip_serializing_if = "is_false")]
+        admin: bool,
     },
     LoginSucceeded {
         username: String,
         method: LoginMethod,
         key_fingerprint: Option<String>,
+        /// The name is an administrator's, not a user's.
+        #[serde(default, skip_serializing_if = "is_false")]
+        admin: bool,
     },
     FileOperationPerformed {
         operation: FileOperation,
@@ -162,14 +177,21 @@ pub enum SessionEvent {
         target: Option<String>,
         error: String,
     },
+    SessionDisconnectRequested {
+        by: String,
+    },
     SessionClosed {
         reason: String,
     },
 }
 crate::domain_event!(SessionEvent, "1", {
     SessionOpened, LoginFailed, LoginSucceeded, FileOperationPerformed,
-    FileOperationDenied, FileOperationFailed, SessionClosed,
+    FileOperationDenied, FileOperationFailed, SessionDisconnectRequested, SessionClosed,
 });
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
 
 /// Why a session command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -190,6 +212,7 @@ pub enum SessionError {
     #[error("session is not authenticated")]
     NotAuthenticated,
 }
+crate::refusal!(SessionError, { AlreadyOpen => AlreadyExists, NotOpen => NotFound, Closed => Conflict, AlreadyAuthenticated => Conflict, NotAuthenticated => Conflict });
 
 impl AggregateRoot for Session {
     const TYPE: &'static str = "session";
@@ -229,21 +252,28 @@ impl AggregateRoot for Session {
                 username,
                 method,
                 reason,
+                admin,
             } => SessionEvent::LoginFailed {
                 username,
                 method,
                 reason,
+                admin,
             },
             SessionCommand::RecordLogin {
                 username,
                 method,
                 key_fingerprint,
+                admin,
             } => SessionEvent::LoginSucceeded {
                 username,
                 method,
                 key_fingerprint,
+                admin,
             },
             SessionCommand::Close { reason } => SessionEvent::SessionClosed { reason },
+            SessionCommand::RequestDisconnect { by } => {
+                SessionEvent::SessionDisconnectRequested { by }
+            }
             _ if !authenticated => return Err(SessionError::NotAuthenticated),
             SessionCommand::RecordOperation {
                 operation,
@@ -293,7 +323,8 @@ impl AggregateRoot for Session {
             SessionEvent::LoginSucceeded { username, .. } => self.username = Some(username),
             SessionEvent::FileOperationPerformed { .. }
             | SessionEvent::FileOperationDenied { .. }
-            | SessionEvent::FileOperationFailed { .. } => {}
+            | SessionEvent::FileOperationFailed { .. }
+            | SessionEvent::SessionDisconnectRequested { .. } => {}
             SessionEvent::SessionClosed { .. } => self.closed = true,
         }
     }

@@ -135,6 +135,7 @@ pub enum TransferError {
         state: TransferState,
     },
 }
+crate::refusal!(TransferError, { AlreadyExists => AlreadyExists, NotStarted => NotFound, AlreadyEnded => Conflict });
 
 impl Transfer {
     fn path(&self) -> String {

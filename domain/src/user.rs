@@ -71,6 +71,20 @@ pub enum UserCommand {
     Disable,
     /// Deletes the user (the name may be created again later).
     Delete,
+    /// Several changes committed together (absent fields stay); an
+    /// enabled state equal to the current one is no change.
+    Update(UserUpdate),
+}
+
+/// The changes of one `UserCommand::Update`.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[allow(missing_docs)]
+pub struct UserUpdate {
+    pub password_hash: Option<String>,
+    pub public_keys: Option<Vec<AuthorizedKey>>,
+    pub groups: Option<Vec<String>>,
+    pub policies: Option<Vec<String>>,
+    pub enabled: Option<bool>,
 }
 
 /// Events of a user.
@@ -134,11 +148,44 @@ pub enum UserError {
         state: &'static str,
     },
 }
+crate::refusal!(UserError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, NoCredentials => Invalid, NoHome => Invalid, Unchanged => Conflict });
 
 impl User {
     /// Whether the user exists (created and not deleted).
     pub fn exists(&self) -> bool {
         !self.username.is_empty() && !self.deleted
+    }
+}
+
+impl User {
+    fn decide_update(&self, update: UserUpdate) -> Result<Vec<UserEvent>, UserError> {
+        let has_password = update.password_hash.is_some() || self.password_hash.is_some();
+        if update
+            .public_keys
+            .as_ref()
+            .is_some_and(|keys| keys.is_empty() && !has_password)
+        {
+            return Err(UserError::NoCredentials);
+        }
+        let mut events = Vec::new();
+        if let Some(password_hash) = update.password_hash {
+            events.push(UserEvent::UserPasswordChanged { password_hash });
+        }
+        if let Some(public_keys) = update.public_keys {
+            events.push(UserEvent::UserPublicKeysChanged { public_keys });
+        }
+        if let Some(groups) = update.groups {
+            events.push(UserEvent::UserGroupsChanged { groups });
+        }
+        if let Some(policies) = update.policies {
+            events.push(UserEvent::UserPoliciesChanged { policies });
+        }
+        match update.enabled {
+            Some(true) if !self.enabled => events.push(UserEvent::UserEnabled {}),
+            Some(false) if self.enabled => events.push(UserEvent::UserDisabled {}),
+            _ => {}
+        }
+        Ok(events)
     }
 }
 
@@ -151,6 +198,9 @@ impl AggregateRoot for User {
     fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
         if !matches!(command, UserCommand::Create { .. }) && !self.exists() {
             return Err(UserError::NotFound);
+        }
+        if let UserCommand::Update(update) = command {
+            return self.decide_update(update);
         }
         let event = match command {
             UserCommand::Create {
@@ -202,6 +252,7 @@ impl AggregateRoot for User {
             }
             UserCommand::Disable => UserEvent::UserDisabled {},
             UserCommand::Delete => UserEvent::UserDeleted {},
+            UserCommand::Update(_) => unreachable!("handled above"),
         };
         Ok(vec![event])
     }

@@ -103,6 +103,9 @@ pub trait Sessions: Send + Sync {
     ) -> Result<Arc<dyn FileOps>, LoginError>;
     /// Records the end of a connection.
     async fn close(&self, session_id: &str, reason: &str);
+    /// Resolves when an administrator asks for this connection to be
+    /// closed; the protocol adapter then ends it. Pending forever otherwise.
+    async fn disconnect_requested(&self, session_id: &str);
 }
 
 /// The file operations of one logged-in session.

@@ -7,6 +7,7 @@
 //! is a kind a caller can branch on plus an optional boxed source.
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod inbound;
 pub mod outbound;
 

@@ -321,3 +321,40 @@ pub trait Clock: Send + Sync {
     /// Now, in UTC.
     fn now(&self) -> DateTime<Utc>;
 }
+
+/// What a bearer token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenClaims {
+    /// The principal's name.
+    pub subject: String,
+    /// Whether the principal is an administrator (else a user).
+    pub admin: bool,
+    /// Unix seconds.
+    pub issued_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    /// A unique token id.
+    pub token_id: String,
+}
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Malformed, unknown key or bad signature.
+    #[error("invalid token")]
+    Invalid,
+    /// Past its expiry.
+    #[error("expired token")]
+    Expired,
+}
+
+/// Signs and verifies bearer tokens. Implementations keep the previous
+/// signing key after a rotation, so tokens issued before it stay valid
+/// until they expire.
+pub trait TokenSigner: Send + Sync {
+    /// A signed token for the claims.
+    fn sign(&self, claims: &TokenClaims) -> Result<String, TokenError>;
+    /// The claims of a token whose signature verifies and which has not
+    /// expired at `now` (Unix seconds).
+    fn verify(&self, token: &str, now: i64) -> Result<TokenClaims, TokenError>;
+}

@@ -21,6 +21,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["tollgate-domain", "tollgate-ports"],
     ),
     ("tollgate-identity", &["tollgate-domain", "tollgate-ports"]),
+    ("tollgate-http", &["tollgate-domain", "tollgate-ports"]),
 ];
 
 /// Crates that must not be anywhere in the normal dependency graph of a crate.
@@ -30,17 +31,29 @@ const FORBIDDEN_BELOW: &[(&str, &[&str])] = &[
         &["tokio", "sqlx", "cqrs-es", "tracing", "rand", "russh"],
     ),
     ("tollgate-audit", &["tokio", "sqlx", "cqrs-es", "russh"]),
-    ("tollgate-ports", &["sqlx", "russh", "cqrs-es"]),
+    ("tollgate-ports", &["sqlx", "russh", "cqrs-es", "poem"]),
     (
         "tollgate-application",
-        &["sqlx", "russh", "russh-sftp", "postgres-es", "argon2"],
+        &[
+            "sqlx",
+            "russh",
+            "russh-sftp",
+            "postgres-es",
+            "argon2",
+            "poem",
+            "jsonwebtoken",
+        ],
+    ),
+    (
+        "tollgate-http",
+        &["sqlx", "cqrs-es", "russh", "jsonwebtoken"],
     ),
 ];
 
 fn metadata() -> Value {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let out = std::process::Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--offline"])
+        .args(["metadata", "--format-version", "1"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo metadata runs");

@@ -124,7 +124,13 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
     assert!(!ok && stderr.contains("user already exists"), "{stderr}");
 
     let mut server = tollgate(&data)
-        .args(["serve", "--listen-sftp", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen-sftp",
+            "127.0.0.1:0",
+            "--listen-http",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -9,6 +9,7 @@
 mod architecture;
 mod cli;
 mod event_log;
+mod http;
 mod sftp;
 mod support;
 mod tidy;

@@ -18,6 +18,7 @@ pub(crate) const PASSWORD: &str = "correct horse battery";
 static INIT: Once = Once::new();
 
 fn init_logging() {
+    tollgate::install_tls_provider();
     INIT.call_once(|| {
         if std::env::var_os("TEST_LOG").is_some() {
             let _ = tracing_subscriber::fmt()
@@ -78,6 +79,8 @@ pub(crate) async fn test_config(kind: &str, dir: &Path) -> Config {
 /// A server on an ephemeral port with its own data directory and database.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
+    /// Where the HTTP(S) API listens.
+    pub(crate) http_addr: SocketAddr,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) config: Config,
     server: Option<Server>,
@@ -97,17 +100,23 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
+        let http = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind an ephemeral port");
         let server = Server::start(
             config.clone(),
             Listeners {
                 sftp: Some(listener),
+                http: Some(http),
             },
         )
         .await
         .expect("server starts");
         let addr = server.sftp_addr.expect("sftp is enabled");
+        let http_addr = server.http_addr.expect("http is enabled");
         TestServer {
             addr,
+            http_addr,
             dir,
             config,
             server: Some(server),

@@ -1,13 +1,18 @@
-//! Identity adapters: password hashing with Argon2id.
+//! Identity adapters: password hashing with Argon2id, and bearer tokens
+//! (HS256 JWTs with a rotatable key file).
 //!
 //! Architecture invariant: a clear-text password never leaves the function
 //! it was given to; nothing here logs or stores one.
+
+mod jwt;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use tollgate_ports::BoxError;
 use tollgate_ports::outbound::PasswordHasher;
+
+pub use jwt::{JwtSigner, KeyFileError};
 
 /// Argon2id with the crate's recommended parameters (OWASP minimums).
 #[derive(Debug, Clone, Copy, Default)]

@@ -138,6 +138,7 @@ impl russh::server::Server for Factory {
             session_id: None,
             files: None,
             channels: HashMap::new(),
+            watcher: None,
         }
     }
 
@@ -157,9 +158,38 @@ struct Connection {
     session_id: Option<String>,
     files: Option<Arc<dyn FileOps>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// Stops the disconnect watcher when the connection goes.
+    watcher: Option<tokio_util::sync::DropGuard>,
 }
 
 impl Connection {
+    /// Ends the connection when an administrator asks for it, once the
+    /// client is logged in; the watcher stops with the connection.
+    fn watch_disconnect(&mut self, session: &mut Session) {
+        let (Some(session_id), None) = (self.session_id.clone(), &self.watcher) else {
+            return;
+        };
+        let stop = tokio_util::sync::CancellationToken::new();
+        self.watcher = Some(stop.clone().drop_guard());
+        let handle = session.handle();
+        let sessions = self.sessions.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = sessions.disconnect_requested(&session_id) => {
+                    tracing::info!(session_id, "disconnecting at an administrator's request");
+                    let _ = handle
+                        .disconnect(
+                            russh::Disconnect::ByApplication,
+                            "disconnected by an administrator".to_string(),
+                            "en".to_string(),
+                        )
+                        .await;
+                }
+                _ = stop.cancelled() => {}
+            }
+        });
+    }
+
     /// The session id, opening the session on the first authentication attempt.
     async fn session_id(&mut self) -> Option<String> {
         if self.session_id.is_none() {
@@ -267,11 +297,12 @@ impl russh::server::Handler for Connection {
         &mut self,
         channel: Channel<Msg>,
         reply: russh::server::ChannelOpenHandle,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<(), Self::Error> {
         if self.files.is_none() {
             return Ok(());
         }
+        self.watch_disconnect(session);
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
         Ok(())

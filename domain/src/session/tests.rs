@@ -16,6 +16,7 @@ fn logged_in() -> SessionEvent {
         username: "alice".into(),
         method: LoginMethod::Password,
         key_fingerprint: None,
+        admin: false,
     }
 }
 
@@ -27,9 +28,10 @@ fn failed_logins_are_recorded_before_authentication() {
             username: "mallory".into(),
             method: LoginMethod::Password,
             reason: "unknown user".into(),
+            admin: false,
         },
         expect![[r#"
-            LoginFailed { username: "mallory", method: Password, reason: "unknown user" }
+            LoginFailed { username: "mallory", method: Password, reason: "unknown user", admin: false }
         "#]],
     );
 }
@@ -77,5 +79,29 @@ fn a_closed_session_records_nothing_more() {
         expect![[r#"
         error: session is not open
     "#]],
+    );
+}
+
+#[test]
+fn a_disconnect_can_be_requested_until_the_session_closes() {
+    let request = || SessionCommand::RequestDisconnect { by: "admin".into() };
+    check::<Session>(
+        vec![opened(), logged_in()],
+        request(),
+        expect![[r#"
+            SessionDisconnectRequested { by: "admin" }
+        "#]],
+    );
+    check::<Session>(
+        vec![
+            opened(),
+            SessionEvent::SessionClosed {
+                reason: "gone".into(),
+            },
+        ],
+        request(),
+        expect![[r#"
+            error: session is closed
+        "#]],
     );
 }

@@ -115,3 +115,37 @@ fn public_keys_compare_without_their_comment() {
     assert!(AuthorizedKey::parse("ssh-foo AAAA").is_err());
     assert!(AuthorizedKey::parse("not a key").is_err());
 }
+
+#[test]
+fn an_update_records_only_what_changes_and_keeps_a_credential() {
+    let created = UserEvent::UserCreated {
+        username: "alice".into(),
+        password_hash: None,
+        public_keys: vec![],
+        home: "/srv/alice".into(),
+        groups: vec![],
+        policies: vec![],
+    };
+    check::<User>(
+        vec![created.clone()],
+        UserCommand::Update(UserUpdate {
+            groups: Some(vec!["partners".into()]),
+            enabled: Some(true),
+            ..UserUpdate::default()
+        }),
+        expect![[r#"
+            UserGroupsChanged { groups: ["partners"] }
+        "#]],
+    );
+    check::<User>(
+        vec![created],
+        UserCommand::Update(UserUpdate {
+            public_keys: Some(vec![]),
+            enabled: Some(false),
+            ..UserUpdate::default()
+        }),
+        expect![[r#"
+            error: a user needs a password or a public key
+        "#]],
+    );
+}

@@ -1,0 +1,623 @@
+//! The JSON shapes of the API, as the OpenAPI document describes them, and
+//! their conversion from and to the port's types.
+
+use poem_openapi::{Enum, Object};
+use tollgate_domain::admin::Role;
+use tollgate_ports::api::{
+    AdminRecord, ApiKeyRecord, EventRecord, GroupRecord, PolicyRecord, RuleRecord, SessionRecord,
+    TransferRecord, UserRecord,
+};
+
+/// An administrator's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub(crate) enum RoleDto {
+    /// Full control.
+    Admin,
+    /// Read-only access to everything, including the audit trail.
+    Auditor,
+}
+
+impl From<RoleDto> for Role {
+    fn from(role: RoleDto) -> Role {
+        match role {
+            RoleDto::Admin => Role::Admin,
+            RoleDto::Auditor => Role::Auditor,
+        }
+    }
+}
+
+impl From<Role> for RoleDto {
+    fn from(role: Role) -> RoleDto {
+        match role {
+            Role::Admin => RoleDto::Admin,
+            Role::Auditor => RoleDto::Auditor,
+        }
+    }
+}
+
+/// A bearer token.
+#[derive(Debug, Object)]
+pub(crate) struct Token {
+    /// The JWT to send as `Authorization: Bearer …`.
+    pub(crate) access_token: String,
+    /// Always `Bearer`.
+    pub(crate) token_type: String,
+    /// Seconds until the token expires.
+    pub(crate) expires_in: u64,
+}
+
+/// Who the token belongs to.
+#[derive(Debug, Object)]
+pub(crate) struct Whoami {
+    /// The principal's name.
+    pub(crate) name: String,
+    /// `admin` or `user`.
+    pub(crate) kind: String,
+    /// The role in force, for administrators.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) role: Option<RoleDto>,
+}
+
+/// A file-transfer user.
+#[derive(Debug, Object)]
+pub(crate) struct User {
+    /// Login name.
+    pub(crate) username: String,
+    /// Root of the user's namespace on storage.
+    pub(crate) home: String,
+    /// Whether logins are allowed.
+    pub(crate) enabled: bool,
+    /// Whether a password is set (the password itself is never returned).
+    pub(crate) has_password: bool,
+    /// OpenSSH public keys (`type base64`).
+    pub(crate) public_keys: Vec<String>,
+    /// Groups.
+    pub(crate) groups: Vec<String>,
+    /// Directly attached policies.
+    pub(crate) policies: Vec<String>,
+    /// The version to send in `If-Match`.
+    pub(crate) version: u64,
+}
+
+impl User {
+    pub(crate) fn new(record: UserRecord, version: u64) -> User {
+        User {
+            username: record.username,
+            home: record.home,
+            enabled: record.enabled,
+            has_password: record.has_password,
+            public_keys: record.public_keys,
+            groups: record.groups,
+            policies: record.policies,
+            version,
+        }
+    }
+}
+
+/// A new user.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct NewUser {
+    /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub(crate) username: String,
+    /// Clear text; only its Argon2id hash is stored.
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub(crate) password: Option<String>,
+    /// OpenSSH public keys.
+    #[oai(default)]
+    pub(crate) public_keys: Vec<String>,
+    /// Root of the user's namespace on storage.
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    pub(crate) home: String,
+    /// Groups (must exist).
+    #[oai(default)]
+    pub(crate) groups: Vec<String>,
+    /// Policies (must exist).
+    #[oai(default)]
+    pub(crate) policies: Vec<String>,
+}
+
+/// Changes to a user; absent fields stay as they are.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct UserUpdate {
+    /// A new password.
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub(crate) password: Option<String>,
+    /// Replaces the public keys.
+    pub(crate) public_keys: Option<Vec<String>>,
+    /// Replaces the groups.
+    pub(crate) groups: Option<Vec<String>>,
+    /// Replaces the policies.
+    pub(crate) policies: Option<Vec<String>>,
+    /// Allows or refuses logins.
+    pub(crate) enabled: Option<bool>,
+}
+
+/// A page of users.
+#[derive(Debug, Object)]
+pub(crate) struct UserPage {
+    /// The users.
+    pub(crate) items: Vec<User>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// A group of users sharing policies.
+#[derive(Debug, Object)]
+pub(crate) struct Group {
+    /// The group's name.
+    pub(crate) name: String,
+    /// Policies every member gets.
+    pub(crate) policies: Vec<String>,
+    /// The version to send in `If-Match`.
+    pub(crate) version: u64,
+}
+
+impl Group {
+    pub(crate) fn new(record: GroupRecord, version: u64) -> Group {
+        Group {
+            name: record.name,
+            policies: record.policies,
+            version,
+        }
+    }
+}
+
+/// A new group.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct NewGroup {
+    /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub(crate) name: String,
+    /// Policies (must exist).
+    #[oai(default)]
+    pub(crate) policies: Vec<String>,
+}
+
+/// Changes to a group.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct GroupUpdate {
+    /// Replaces the policies.
+    pub(crate) policies: Vec<String>,
+}
+
+/// A page of groups.
+#[derive(Debug, Object)]
+pub(crate) struct GroupPage {
+    /// The groups.
+    pub(crate) items: Vec<Group>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// One rule: a virtual path prefix and what it allows below it.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct PolicyRule {
+    /// A virtual path such as `/` or `/incoming`.
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    pub(crate) path: String,
+    /// Any of `list`, `download`, `upload`, `overwrite`, `delete`,
+    /// `rename`, `create_dirs`, `remove_dirs`, `symlink`, `chmod_chtimes`,
+    /// or `*` for all.
+    pub(crate) permissions: Vec<String>,
+}
+
+impl From<RuleRecord> for PolicyRule {
+    fn from(rule: RuleRecord) -> PolicyRule {
+        PolicyRule {
+            path: rule.path,
+            permissions: rule.permissions,
+        }
+    }
+}
+
+impl From<PolicyRule> for RuleRecord {
+    fn from(rule: PolicyRule) -> RuleRecord {
+        RuleRecord {
+            path: rule.path,
+            permissions: rule.permissions,
+        }
+    }
+}
+
+/// A policy: ordered rules; the longest matching prefix decides.
+#[derive(Debug, Object)]
+pub(crate) struct Policy {
+    /// The policy's name.
+    pub(crate) name: String,
+    /// Its rules.
+    pub(crate) rules: Vec<PolicyRule>,
+    /// The version to send in `If-Match`.
+    pub(crate) version: u64,
+}
+
+impl Policy {
+    pub(crate) fn new(record: PolicyRecord, version: u64) -> Policy {
+        Policy {
+            name: record.name,
+            rules: record.rules.into_iter().map(Into::into).collect(),
+            version,
+        }
+    }
+}
+
+/// A new policy.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct NewPolicy {
+    /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub(crate) name: String,
+    /// Its rules.
+    pub(crate) rules: Vec<PolicyRule>,
+}
+
+/// Changes to a policy.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct PolicyUpdate {
+    /// Replaces the rules.
+    pub(crate) rules: Vec<PolicyRule>,
+}
+
+/// A page of policies.
+#[derive(Debug, Object)]
+pub(crate) struct PolicyPage {
+    /// The policies.
+    pub(crate) items: Vec<Policy>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// An administrator.
+#[derive(Debug, Object)]
+pub(crate) struct Admin {
+    /// Login name.
+    pub(crate) username: String,
+    /// Role.
+    pub(crate) role: RoleDto,
+    /// Whether logins and tokens are accepted.
+    pub(crate) enabled: bool,
+    /// The version to send in `If-Match`.
+    pub(crate) version: u64,
+}
+
+impl Admin {
+    pub(crate) fn new(record: AdminRecord, version: u64) -> Admin {
+        Admin {
+            username: record.username,
+            role: record.role.into(),
+            enabled: record.enabled,
+            version,
+        }
+    }
+}
+
+/// A new administrator.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct NewAdmin {
+    /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub(crate) username: String,
+    /// Clear text; only its Argon2id hash is stored.
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub(crate) password: String,
+    /// Role.
+    pub(crate) role: RoleDto,
+}
+
+/// Changes to an administrator.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct AdminUpdate {
+    /// A new password.
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub(crate) password: Option<String>,
+    /// A new role.
+    pub(crate) role: Option<RoleDto>,
+    /// Allows or refuses logins.
+    pub(crate) enabled: Option<bool>,
+}
+
+/// A page of administrators.
+#[derive(Debug, Object)]
+pub(crate) struct AdminPage {
+    /// The administrators.
+    pub(crate) items: Vec<Admin>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// An API key (never its secret).
+#[derive(Debug, Object)]
+pub(crate) struct ApiKey {
+    /// The key's id (the public part of the key).
+    pub(crate) id: String,
+    /// A label.
+    pub(crate) name: String,
+    /// The administrator the key acts as.
+    pub(crate) admin: String,
+    /// The role the key grants (never more than its administrator's).
+    pub(crate) role: RoleDto,
+    /// When the key stops working.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) expires_at: Option<String>,
+    /// Whether the key was revoked.
+    pub(crate) revoked: bool,
+}
+
+impl From<ApiKeyRecord> for ApiKey {
+    fn from(record: ApiKeyRecord) -> ApiKey {
+        ApiKey {
+            id: record.id,
+            name: record.name,
+            admin: record.admin,
+            role: record.role.into(),
+            expires_at: record.expires_at,
+            revoked: record.revoked,
+        }
+    }
+}
+
+/// A new API key.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct NewApiKey {
+    /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub(crate) name: String,
+    /// The role; defaults to `admin`, capped by the creator's role.
+    pub(crate) role: Option<RoleDto>,
+    /// RFC 3339 time after which the key is refused.
+    pub(crate) expires_at: Option<String>,
+}
+
+/// A created API key: the only answer that contains its value.
+#[derive(Debug, Object)]
+pub(crate) struct CreatedApiKey {
+    /// The value to send as `X-Api-Key`; shown once.
+    pub(crate) key: String,
+    /// The key's record.
+    pub(crate) api_key: ApiKey,
+}
+
+/// A page of API keys.
+#[derive(Debug, Object)]
+pub(crate) struct ApiKeyPage {
+    /// The keys.
+    pub(crate) items: Vec<ApiKey>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// The outcome of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "lowercase")]
+pub(crate) enum Outcome {
+    /// It happened.
+    Success,
+    /// It was attempted and failed.
+    Failure,
+    /// A policy refused it.
+    Denied,
+    /// It started and did not finish.
+    Aborted,
+}
+
+impl Outcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+            Outcome::Aborted => "aborted",
+        }
+    }
+}
+
+/// One audit record, with the PCI DSS 10.2.2 fields (user, event type,
+/// time, outcome, origin, affected resource) and the full event.
+#[derive(Debug, Object)]
+pub(crate) struct Event {
+    /// The global position in the event log (gapless, commit order).
+    pub(crate) position: u64,
+    /// A stable id for de-duplication.
+    pub(crate) event_id: String,
+    /// When it was recorded (RFC 3339, UTC).
+    pub(crate) time: String,
+    /// Who acted: a user, an administrator, `anonymous` or `system`.
+    pub(crate) actor: String,
+    /// The user concerned.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) user: Option<String>,
+    /// The event type.
+    pub(crate) event_type: String,
+    /// success, failure, denied or aborted.
+    pub(crate) outcome: String,
+    /// The protocol of the session.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) protocol: Option<String>,
+    /// The client's address (origin).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) remote_addr: Option<String>,
+    /// The session.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) session_id: Option<String>,
+    /// The affected resource: `aggregate_type/aggregate_id`.
+    pub(crate) resource: String,
+    /// The affected path.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) path: Option<String>,
+    /// A rename's target path.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) target: Option<String>,
+    /// Bytes moved.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) bytes: Option<u64>,
+    /// SHA-256 of a transferred file.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) sha256: Option<String>,
+    /// Reason, error or deciding rule.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) detail: Option<String>,
+    /// The event's payload.
+    pub(crate) payload: serde_json::Value,
+}
+
+impl From<EventRecord> for Event {
+    fn from(e: EventRecord) -> Event {
+        Event {
+            position: e.position,
+            event_id: e.event_id,
+            time: e.time,
+            actor: e.actor,
+            user: e.user,
+            event_type: e.event_type,
+            outcome: e.outcome,
+            protocol: e.protocol,
+            remote_addr: e.remote_addr,
+            session_id: e.session_id,
+            resource: e.resource,
+            path: e.path,
+            target: e.target,
+            bytes: e.bytes,
+            sha256: e.sha256,
+            detail: e.detail,
+            payload: e.payload,
+        }
+    }
+}
+
+/// A page of audit records.
+#[derive(Debug, Object)]
+pub(crate) struct EventPage {
+    /// Matching records in position order.
+    pub(crate) items: Vec<Event>,
+    /// Pass as `cursor` for the next page; absent at the end of the log.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) next_cursor: Option<u64>,
+}
+
+/// The result of verifying the audit trail.
+#[derive(Debug, Object)]
+pub(crate) struct Verification {
+    /// Whether every record verified.
+    pub(crate) ok: bool,
+    /// Records whose seal verified.
+    pub(crate) sealed: u64,
+    /// Records not sealed yet.
+    pub(crate) unsealed: u64,
+    /// The first problem found.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) finding: Option<String>,
+}
+
+/// A file transfer.
+#[derive(Debug, Object)]
+pub(crate) struct Transfer {
+    /// The transfer id.
+    pub(crate) id: String,
+    /// running, completed, failed, aborted or denied.
+    pub(crate) state: String,
+    /// The user.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) username: Option<String>,
+    /// The protocol.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) protocol: Option<String>,
+    /// upload or download.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) direction: Option<String>,
+    /// The virtual path.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) path: Option<String>,
+    /// The client's address.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) remote_addr: Option<String>,
+    /// The session.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) session_id: Option<String>,
+    /// Bytes moved.
+    pub(crate) bytes: u64,
+    /// SHA-256 of the file, once completed.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) sha256: Option<String>,
+    /// Why it failed, was aborted or denied.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) reason: Option<String>,
+    /// Start time.
+    pub(crate) started_at: String,
+    /// End time.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) ended_at: Option<String>,
+}
+
+impl From<TransferRecord> for Transfer {
+    fn from(t: TransferRecord) -> Transfer {
+        Transfer {
+            id: t.id,
+            state: t.state,
+            username: t.username,
+            protocol: t.protocol,
+            direction: t.direction,
+            path: t.path,
+            remote_addr: t.remote_addr,
+            session_id: t.session_id,
+            bytes: t.bytes,
+            sha256: t.sha256,
+            reason: t.reason,
+            started_at: t.started_at,
+            ended_at: t.ended_at,
+        }
+    }
+}
+
+/// A page of transfers, newest first.
+#[derive(Debug, Object)]
+pub(crate) struct TransferPage {
+    /// The transfers.
+    pub(crate) items: Vec<Transfer>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) next_cursor: Option<String>,
+}
+
+/// A live connection on the answering node.
+#[derive(Debug, Object)]
+pub(crate) struct Session {
+    /// The session id.
+    pub(crate) id: String,
+    /// The protocol.
+    pub(crate) protocol: String,
+    /// The client's address.
+    pub(crate) remote_addr: String,
+    /// The logged-in user, once authenticated.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) username: Option<String>,
+    /// When the connection opened.
+    pub(crate) started_at: String,
+}
+
+impl From<SessionRecord> for Session {
+    fn from(s: SessionRecord) -> Session {
+        Session {
+            id: s.id,
+            protocol: s.protocol,
+            remote_addr: s.remote_addr,
+            username: s.username,
+            started_at: s.started_at,
+        }
+    }
+}

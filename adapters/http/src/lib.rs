@@ -1,0 +1,158 @@
+//! The HTTP(S) front end: the REST admin API described by an OpenAPI 3
+//! document (poem-openapi), Swagger UI, health, readiness and metrics.
+//!
+//! Architecture invariant: this crate holds no business rule. It
+//! authenticates by asking the `AdminApi` port, converts JSON to the port's
+//! types and back, and maps every error to an RFC 9457 problem; who may do
+//! what is decided behind the port.
+
+mod dto;
+mod metrics;
+mod problem;
+mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::endpoint::make_sync;
+use poem::listener::{AcceptorExt, RustlsCertificate, RustlsConfig, TcpAcceptor};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
+use poem_openapi::OpenApiService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tollgate_ports::api::AdminApi;
+
+/// The version of the API document.
+pub const API_VERSION: &str = "1.0.0";
+
+/// PEM certificate chain and private key for HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsPem {
+    /// The certificate chain.
+    pub cert: Vec<u8>,
+    /// The private key.
+    pub key: Vec<u8>,
+}
+
+/// How the HTTP server runs.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Serve HTTPS with this certificate; plain HTTP when `None`.
+    pub tls: Option<TlsPem>,
+    /// The largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+}
+
+fn service(port: Arc<dyn AdminApi>) -> OpenApiService<(routes::Api, routes::Ops), ()> {
+    OpenApiService::new(
+        (routes::Api { port: port.clone() }, routes::Ops { port }),
+        "Tollgate",
+        API_VERSION,
+    )
+    .description(
+        "Administration and audit API of the Tollgate file-transfer gateway. \
+         Errors are RFC 9457 problem documents whose `type` is one of \
+         `urn:tollgate:problem:{bad-request, unauthorized, forbidden, not-found, \
+         method-not-allowed, conflict, precondition-failed, payload-too-large, \
+         unsupported-media-type, unavailable, internal}`. Updates accept the \
+         resource's `ETag` in `If-Match` and answer 412 when it is stale.",
+    )
+}
+
+/// The OpenAPI document, as committed in `openapi/openapi.json`.
+pub fn openapi_json(port: Arc<dyn AdminApi>) -> String {
+    let mut text = service(port).spec();
+    text.push('\n');
+    text
+}
+
+/// The whole HTTP application.
+fn app(port: Arc<dyn AdminApi>, max_body: usize) -> impl Endpoint + 'static {
+    let api = service(port);
+    let spec = api.spec();
+    let docs = api.swagger_ui();
+    Route::new()
+        .nest("/", api)
+        .nest("/api/docs", docs)
+        .at(
+            "/api/openapi.json",
+            make_sync(move |_| {
+                poem::Response::builder()
+                    .content_type("application/json")
+                    .body(spec.clone())
+            }),
+        )
+        .around(move |ep, mut req| async move {
+            // Refuse oversize bodies before anything reads them.
+            let declared = req
+                .headers()
+                .get(poem::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > max_body) {
+                return Err(poem::Error::from_string(
+                    format!("the request body is larger than {max_body} bytes"),
+                    poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+                ));
+            }
+            if declared.is_none() {
+                let body = req
+                    .take_body()
+                    .into_bytes_limit(max_body)
+                    .await
+                    .map_err(|_| {
+                        poem::Error::from_string(
+                            format!("the request body is larger than {max_body} bytes"),
+                            poem::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        )
+                    })?;
+                req.set_body(body);
+            }
+            ep.call(req).await.map(IntoResponse::into_response)
+        })
+        .catch_all_error(|err| async move { problem::response_for(err) })
+}
+
+/// The HTTP(S) server of the admin API.
+pub struct HttpServer {
+    port: Arc<dyn AdminApi>,
+    config: HttpConfig,
+}
+
+impl HttpServer {
+    /// A server answering through `port`.
+    pub fn new(port: Arc<dyn AdminApi>, config: HttpConfig) -> Self {
+        HttpServer { port, config }
+    }
+
+    /// Serves on `listener` until `shutdown` turns true, then lets running
+    /// requests finish for a few seconds.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let acceptor = TcpAcceptor::from_tokio(listener)?;
+        let acceptor = match &self.config.tls {
+            Some(tls) => {
+                let config = RustlsConfig::new().fallback(
+                    RustlsCertificate::new()
+                        .cert(tls.cert.clone())
+                        .key(tls.key.clone()),
+                );
+                acceptor.rustls(futures::stream::iter([config])).boxed()
+            }
+            None => acceptor.boxed(),
+        };
+        let endpoint = app(self.port, self.config.max_body_bytes);
+        poem::Server::new_with_acceptor(acceptor)
+            .run_with_graceful_shutdown(
+                endpoint,
+                async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                },
+                Some(Duration::from_secs(5)),
+            )
+            .await
+    }
+}

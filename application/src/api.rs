@@ -1,0 +1,1310 @@
+//! The administrative API: who may call what (roles), authentication of
+//! administrators, users and API keys, the admin resources as commands, and
+//! the audit queries, which are themselves recorded.
+
+use async_trait::async_trait;
+use cqrs_es::persist::PersistedEventRepository;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use tollgate_domain::admin::{Admin, AdminCommand, Role};
+use tollgate_domain::api_key::{ApiKey, ApiKeyCommand};
+use tollgate_domain::audit_access::{AuditAccess, AuditAccessCommand};
+use tollgate_domain::group::{Group, GroupCommand};
+use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
+use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
+use tollgate_domain::user::{User, UserCommand, UserUpdate};
+use tollgate_domain::{AggregateRoot, RefusalKind};
+use tollgate_ports::api::{
+    AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification, CreatedApiKey,
+    EventPage, EventQuery, GroupRecord, IssuedToken, ListParams, Page, PolicyRecord, Principal,
+    RuleRecord, Sample, SessionRecord, TransferRecord, UserChanges, UserRecord, UserSpec,
+    Versioned,
+};
+use tollgate_ports::inbound::{ClientInfo, LoginError};
+use tollgate_ports::outbound::{TokenClaims, TokenError};
+
+use crate::admin::{NewUser, parse_keys};
+use crate::aggregates::Actor;
+use crate::sessions::Gateway;
+use crate::subscribers::{ADMINS, API_KEYS, GROUPS, POLICIES, Projected};
+use crate::{AppError, Tollgate};
+
+/// The prefix of every API key: `tgk_<id>_<secret>`.
+const KEY_PREFIX: &str = "tgk_";
+
+/// The administrative API on top of the application.
+pub(crate) struct AdminService<R> {
+    app: Tollgate<R>,
+    gateway: Gateway<R>,
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
+    pub(crate) fn new(app: Tollgate<R>) -> Self {
+        AdminService {
+            gateway: Gateway::new(app.clone()),
+            app,
+        }
+    }
+}
+
+fn api_error(err: AppError) -> ApiError {
+    match err {
+        AppError::Rejected { kind, message } => match kind {
+            RefusalKind::NotFound => ApiError::NotFound(message),
+            RefusalKind::AlreadyExists | RefusalKind::Conflict => ApiError::Conflict(message),
+            RefusalKind::Invalid => ApiError::Invalid(message),
+        },
+        AppError::Conflict => ApiError::Conflict(err.to_string()),
+        AppError::VersionMismatch { current } => ApiError::VersionMismatch { current },
+        AppError::Invalid(message) => ApiError::Invalid(message),
+        AppError::Store(_) | AppError::Port(_) => {
+            tracing::error!(error = ?err, "the API could not reach the store");
+            ApiError::Unavailable
+        }
+    }
+}
+
+/// Any administrator (admin or auditor) may read.
+fn reader(by: &Principal) -> Result<&str, ApiError> {
+    match by {
+        Principal::Admin { name, .. } => Ok(name),
+        Principal::User { .. } => Err(ApiError::Forbidden(
+            "this resource is for administrators".to_string(),
+        )),
+    }
+}
+
+/// Only the admin role may change anything.
+fn writer(by: &Principal) -> Result<&str, ApiError> {
+    match by {
+        Principal::Admin {
+            name,
+            role: Role::Admin,
+        } => Ok(name),
+        Principal::Admin { .. } => Err(ApiError::Forbidden(
+            "the auditor role is read-only".to_string(),
+        )),
+        Principal::User { .. } => Err(ApiError::Forbidden(
+            "this resource is for administrators".to_string(),
+        )),
+    }
+}
+
+fn actor_of(by: &Principal, subject: Option<&str>, client_user: bool) -> Actor {
+    Actor {
+        actor: by.name().to_string(),
+        user: if client_user {
+            subject.map(str::to_string)
+        } else {
+            None
+        },
+        protocol: Some("http".to_string()),
+        ..Actor::default()
+    }
+}
+
+fn not_found(what: &str, name: &str) -> ApiError {
+    ApiError::NotFound(format!("{what} {name:?} does not exist"))
+}
+
+fn page_of<T>(mut items: Vec<(String, T)>, params: &ListParams) -> Page<T> {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    let limit = params.limit.max(1);
+    let mut selected: Vec<(String, T)> = items
+        .into_iter()
+        .filter(|(key, _)| params.after.as_ref().is_none_or(|after| key > after))
+        .filter(|(key, _)| params.prefix.as_ref().is_none_or(|p| key.starts_with(p)))
+        .take(limit + 1)
+        .collect();
+    let more = selected.len() > limit;
+    selected.truncate(limit);
+    let next_cursor = if more {
+        selected.last().map(|(key, _)| key.clone())
+    } else {
+        None
+    };
+    Page {
+        items: selected.into_iter().map(|(_, item)| item).collect(),
+        next_cursor,
+    }
+}
+
+fn user_record(user: &User) -> UserRecord {
+    UserRecord {
+        username: user.username.clone(),
+        home: user.home.clone(),
+        enabled: user.enabled,
+        has_password: user.password_hash.is_some(),
+        public_keys: user.public_keys.iter().map(|k| k.to_openssh()).collect(),
+        groups: user.groups.clone(),
+        policies: user.policies.clone(),
+    }
+}
+
+fn policy_record(policy: &Policy) -> PolicyRecord {
+    PolicyRecord {
+        name: policy.name.clone(),
+        rules: policy
+            .rules
+            .iter()
+            .map(|rule| RuleRecord {
+                path: rule.path_prefix.as_str().to_string(),
+                permissions: rule
+                    .permissions
+                    .iter()
+                    .map(|p| p.as_str().to_string())
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+fn admin_record(admin: &Admin) -> AdminRecord {
+    AdminRecord {
+        username: admin.username.clone(),
+        role: admin.role.unwrap_or(Role::Auditor),
+        enabled: !admin.disabled,
+    }
+}
+
+fn key_record(id: &str, key: &ApiKey) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.to_string(),
+        name: key.name.clone(),
+        admin: key.admin.clone(),
+        role: key.role.unwrap_or(Role::Auditor),
+        expires_at: key.expires_at.clone(),
+        revoked: key.revoked,
+    }
+}
+
+fn rules_of(records: &[RuleRecord]) -> Result<Vec<Rule>, ApiError> {
+    records
+        .iter()
+        .map(|r| {
+            let text = format!("{}={}", r.path, r.permissions.join(","));
+            Rule::parse(&text).map_err(|e| ApiError::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Compares without stopping at the first difference.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Random hex text from version 4 UUIDs (122 random bits each).
+fn random_text(uuids: usize) -> String {
+    (0..uuids)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect()
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
+    /// Records one HTTP authentication as a session of its own: opened, the
+    /// login's outcome, closed.
+    async fn record_login(
+        &self,
+        client: &ClientInfo,
+        username: &str,
+        method: LoginMethod,
+        admin: bool,
+        failure: Option<&str>,
+    ) {
+        let session_id = uuid::Uuid::now_v7().to_string();
+        let mut actor = Actor {
+            actor: "anonymous".to_string(),
+            session_id: Some(session_id.clone()),
+            remote_addr: Some(client.remote_addr.clone()),
+            protocol: Some(client.protocol.as_str().to_string()),
+            ..Actor::default()
+        };
+        let open = SessionCommand::Open {
+            protocol: client.protocol,
+            remote_addr: client.remote_addr.clone(),
+        };
+        let login = match failure {
+            Some(reason) => {
+                tracing::info!(username, ?method, reason, "API authentication failed");
+                SessionCommand::RecordLoginFailure {
+                    username: username.to_string(),
+                    method,
+                    reason: reason.to_string(),
+                    admin,
+                }
+            }
+            None => {
+                actor.actor = username.to_string();
+                SessionCommand::RecordLogin {
+                    username: username.to_string(),
+                    method,
+                    key_fingerprint: None,
+                    admin,
+                }
+            }
+        };
+        if !admin && !username.is_empty() {
+            actor.user = Some(username.to_string());
+        }
+        let close = SessionCommand::Close {
+            reason: "request authenticated".to_string(),
+        };
+        for command in [open, login, close] {
+            if let Err(err) = self
+                .app
+                .execute::<Session>(&session_id, &actor, || command.clone())
+                .await
+            {
+                tracing::error!(error = %err, "cannot record an API authentication");
+                return;
+            }
+        }
+    }
+
+    async fn fail(
+        &self,
+        client: &ClientInfo,
+        username: &str,
+        method: LoginMethod,
+        admin: bool,
+        reason: &str,
+    ) -> LoginError {
+        self.record_login(client, username, method, admin, Some(reason))
+            .await;
+        LoginError::Denied
+    }
+
+    /// The principal a token or key names, as it stands now.
+    async fn current_principal(
+        &self,
+        name: &str,
+        admin: bool,
+    ) -> Result<Result<Principal, &'static str>, LoginError> {
+        if admin {
+            let admin: Admin = self.app.load(name).await.map_err(unavailable)?;
+            if !admin.exists() {
+                return Ok(Err("unknown administrator"));
+            }
+            return Ok(admin
+                .active_role()
+                .map(|role| Principal::Admin {
+                    name: name.to_string(),
+                    role,
+                })
+                .ok_or("account disabled"));
+        }
+        let user: User = self.app.load(name).await.map_err(unavailable)?;
+        if !user.exists() {
+            return Ok(Err("unknown user"));
+        }
+        if !user.enabled {
+            return Ok(Err("account disabled"));
+        }
+        Ok(Ok(Principal::User {
+            name: name.to_string(),
+        }))
+    }
+
+    async fn versioned<T: AggregateRoot>(&self, id: &str) -> Result<(T, u64), ApiError>
+    where
+        T::Command: Send,
+    {
+        self.app.load_versioned::<T>(id).await.map_err(api_error)
+    }
+
+    async fn projected<T: DeserializeOwned>(
+        &self,
+        projection: &str,
+    ) -> Result<Vec<(String, Projected<T>)>, ApiError> {
+        let docs = self
+            .app
+            .inner
+            .deps
+            .projections
+            .list(projection)
+            .await
+            .map_err(|e| api_error(e.into()))?;
+        docs.into_iter()
+            .map(|(key, doc)| {
+                serde_json::from_value::<Projected<T>>(doc)
+                    .map(|p| (key, p))
+                    .map_err(|e| api_error(AppError::Store(Box::new(e))))
+            })
+            .collect()
+    }
+
+    async fn user_versioned(&self, name: &str) -> Result<Versioned<UserRecord>, ApiError> {
+        let (user, version) = self.versioned::<User>(name).await?;
+        if !user.exists() {
+            return Err(not_found("user", name));
+        }
+        Ok(Versioned {
+            version,
+            value: user_record(&user),
+        })
+    }
+
+    async fn record_audit_access(
+        &self,
+        by: &Principal,
+        command: AuditAccessCommand,
+    ) -> Result<(), ApiError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        self.app
+            .execute::<AuditAccess>(&id, &actor_of(by, None, false), || command.clone())
+            .await
+            .map(drop)
+            .map_err(api_error)
+    }
+}
+
+fn unavailable(err: AppError) -> LoginError {
+    tracing::error!(error = %err, "authentication cannot reach the store");
+    LoginError::Unavailable
+}
+
+/// A readable summary of an audit query, for the record of who read what.
+fn describe(query: &EventQuery) -> String {
+    let fields = [
+        ("since", query.since.clone()),
+        ("until", query.until.clone()),
+        ("user", query.user.clone()),
+        ("action", query.action.clone()),
+        ("outcome", query.outcome.clone()),
+        ("protocol", query.protocol.clone()),
+        ("path_prefix", query.path_prefix.clone()),
+        ("remote_addr", query.remote_addr.clone()),
+        ("after", (query.after > 0).then(|| query.after.to_string())),
+    ];
+    let parts: Vec<String> = fields
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+        .collect();
+    parts.join("&")
+}
+
+#[async_trait]
+impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R> {
+    async fn login_password(
+        &self,
+        client: &ClientInfo,
+        username: &str,
+        password: &str,
+    ) -> Result<Principal, LoginError> {
+        let admin: Admin = self.app.load(username).await.map_err(unavailable)?;
+        if admin.exists() {
+            let hash = Some(admin.password_hash.clone());
+            if !self.gateway.verify_password(password, hash).await {
+                return Err(self
+                    .fail(
+                        client,
+                        username,
+                        LoginMethod::Password,
+                        true,
+                        "wrong password",
+                    )
+                    .await);
+            }
+            let Some(role) = admin.active_role() else {
+                return Err(self
+                    .fail(
+                        client,
+                        username,
+                        LoginMethod::Password,
+                        true,
+                        "account disabled",
+                    )
+                    .await);
+            };
+            self.record_login(client, username, LoginMethod::Password, true, None)
+                .await;
+            return Ok(Principal::Admin {
+                name: username.to_string(),
+                role,
+            });
+        }
+        let user: User = self.app.load(username).await.map_err(unavailable)?;
+        let hash = user.password_hash.clone().filter(|_| user.exists());
+        let verified = self.gateway.verify_password(password, hash).await;
+        let failure = if !user.exists() {
+            Some("unknown user")
+        } else if !verified {
+            Some("wrong password")
+        } else if !user.enabled {
+            Some("account disabled")
+        } else {
+            None
+        };
+        if let Some(reason) = failure {
+            return Err(self
+                .fail(client, username, LoginMethod::Password, false, reason)
+                .await);
+        }
+        self.record_login(client, username, LoginMethod::Password, false, None)
+            .await;
+        Ok(Principal::User {
+            name: username.to_string(),
+        })
+    }
+
+    async fn issue_token(&self, principal: &Principal) -> Result<IssuedToken, ApiError> {
+        let deps = &self.app.inner.deps;
+        let now = deps.clock.now().timestamp();
+        let ttl = deps.token_ttl.as_secs().max(1);
+        let claims = TokenClaims {
+            subject: principal.name().to_string(),
+            admin: matches!(principal, Principal::Admin { .. }),
+            issued_at: now,
+            expires_at: now + ttl as i64,
+            token_id: uuid::Uuid::new_v4().to_string(),
+        };
+        let access_token = deps.tokens.sign(&claims).map_err(|err| {
+            tracing::error!(%err, "cannot sign a token");
+            ApiError::Unavailable
+        })?;
+        Ok(IssuedToken {
+            access_token,
+            expires_in: ttl,
+        })
+    }
+
+    async fn authenticate_token(
+        &self,
+        client: &ClientInfo,
+        token: &str,
+    ) -> Result<Principal, LoginError> {
+        let deps = &self.app.inner.deps;
+        let claims = match deps.tokens.verify(token, deps.clock.now().timestamp()) {
+            Ok(claims) => claims,
+            Err(err) => {
+                let reason = match err {
+                    TokenError::Expired => "expired token",
+                    TokenError::Invalid => "invalid token",
+                };
+                return Err(self
+                    .fail(client, "", LoginMethod::Token, false, reason)
+                    .await);
+            }
+        };
+        match self
+            .current_principal(&claims.subject, claims.admin)
+            .await?
+        {
+            Ok(principal) => Ok(principal),
+            Err(reason) => Err(self
+                .fail(
+                    client,
+                    &claims.subject,
+                    LoginMethod::Token,
+                    claims.admin,
+                    reason,
+                )
+                .await),
+        }
+    }
+
+    async fn authenticate_api_key(
+        &self,
+        client: &ClientInfo,
+        key: &str,
+    ) -> Result<Principal, LoginError> {
+        let method = LoginMethod::ApiKey;
+        let parsed = key
+            .strip_prefix(KEY_PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+            .filter(|(id, _)| !id.is_empty() && id.len() <= 64);
+        let Some((id, secret)) = parsed else {
+            return Err(self
+                .fail(client, "", method, true, "malformed API key")
+                .await);
+        };
+        let stored: ApiKey = self.app.load(id).await.map_err(unavailable)?;
+        if !stored.exists() || !same(&stored.secret_sha256, &sha256_hex(secret)) {
+            return Err(self.fail(client, "", method, true, "unknown API key").await);
+        }
+        if stored.revoked {
+            return Err(self
+                .fail(client, &stored.admin, method, true, "revoked API key")
+                .await);
+        }
+        let now = self.app.inner.deps.clock.now();
+        let expired = stored
+            .expires_at
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t <= now);
+        if expired {
+            return Err(self
+                .fail(client, &stored.admin, method, true, "expired API key")
+                .await);
+        }
+        match self.current_principal(&stored.admin, true).await? {
+            Ok(Principal::Admin { name, role }) => {
+                // The key never grants more than its administrator has now.
+                let key_role = stored.role.unwrap_or(Role::Auditor);
+                let role = if role == Role::Admin { key_role } else { role };
+                Ok(Principal::Admin { name, role })
+            }
+            Ok(other) => Ok(other),
+            Err(reason) => Err(self.fail(client, &stored.admin, method, true, reason).await),
+        }
+    }
+
+    async fn list_users(
+        &self,
+        by: &Principal,
+        params: ListParams,
+    ) -> Result<Page<Versioned<UserRecord>>, ApiError> {
+        reader(by)?;
+        let users = self.app.list_users().await.map_err(api_error)?;
+        let items = users
+            .into_iter()
+            .map(|u| {
+                let record = UserRecord {
+                    username: u.username.clone(),
+                    home: u.home,
+                    enabled: u.enabled,
+                    has_password: u.has_password,
+                    public_keys: u.public_keys,
+                    groups: u.groups,
+                    policies: u.policies,
+                };
+                (
+                    u.username,
+                    Versioned {
+                        version: u.version,
+                        value: record,
+                    },
+                )
+            })
+            .collect();
+        Ok(page_of(items, &params))
+    }
+
+    async fn get_user(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<Versioned<UserRecord>, ApiError> {
+        reader(by)?;
+        self.user_versioned(name).await
+    }
+
+    async fn create_user(
+        &self,
+        by: &Principal,
+        spec: UserSpec,
+    ) -> Result<Versioned<UserRecord>, ApiError> {
+        let admin = writer(by)?;
+        if self.versioned::<User>(&spec.username).await?.0.exists() {
+            return Err(ApiError::Conflict(format!(
+                "user {:?} already exists",
+                spec.username
+            )));
+        }
+        let username = spec.username.clone();
+        self.app
+            .create_user(
+                admin,
+                NewUser {
+                    username: spec.username,
+                    password: spec.password,
+                    public_keys: spec.public_keys,
+                    home: spec.home,
+                    groups: spec.groups,
+                    policies: spec.policies,
+                },
+            )
+            .await
+            .map_err(api_error)?;
+        self.user_versioned(&username).await
+    }
+
+    async fn update_user(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+        changes: UserChanges,
+    ) -> Result<Versioned<UserRecord>, ApiError> {
+        writer(by)?;
+        let password_hash = changes
+            .password
+            .as_deref()
+            .map(|p| self.app.hash_password(p))
+            .transpose()
+            .map_err(api_error)?;
+        let public_keys = changes
+            .public_keys
+            .as_deref()
+            .map(parse_keys)
+            .transpose()
+            .map_err(api_error)?;
+        if let Some(groups) = &changes.groups {
+            self.app.require_groups(groups).await.map_err(api_error)?;
+        }
+        if let Some(policies) = &changes.policies {
+            self.app
+                .require_policies(policies)
+                .await
+                .map_err(api_error)?;
+        }
+        let update = UserUpdate {
+            password_hash,
+            public_keys,
+            groups: changes.groups,
+            policies: changes.policies,
+            enabled: changes.enabled,
+        };
+        let (user, version) = self
+            .app
+            .execute_at::<User>(name, &actor_of(by, Some(name), true), expected, || {
+                UserCommand::Update(update.clone())
+            })
+            .await
+            .map_err(api_error)?;
+        Ok(Versioned {
+            version,
+            value: user_record(&user),
+        })
+    }
+
+    async fn delete_user(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<(), ApiError> {
+        writer(by)?;
+        self.app
+            .execute_at::<User>(name, &actor_of(by, Some(name), true), expected, || {
+                UserCommand::Delete
+            })
+            .await
+            .map(drop)
+            .map_err(api_error)
+    }
+
+    async fn list_groups(
+        &self,
+        by: &Principal,
+        params: ListParams,
+    ) -> Result<Page<Versioned<GroupRecord>>, ApiError> {
+        reader(by)?;
+        let items = self
+            .projected::<Group>(GROUPS)
+            .await?
+            .into_iter()
+            .filter(|(_, p)| !p.state.deleted && !p.state.name.is_empty())
+            .map(|(key, p)| {
+                let value = GroupRecord {
+                    name: p.state.name,
+                    policies: p.state.policies,
+                };
+                (
+                    key,
+                    Versioned {
+                        version: p.version,
+                        value,
+                    },
+                )
+            })
+            .collect();
+        Ok(page_of(items, &params))
+    }
+
+    async fn get_group(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<Versioned<GroupRecord>, ApiError> {
+        reader(by)?;
+        let (group, version) = self.versioned::<Group>(name).await?;
+        if group.name.is_empty() || group.deleted {
+            return Err(not_found("group", name));
+        }
+        Ok(Versioned {
+            version,
+            value: GroupRecord {
+                name: group.name,
+                policies: group.policies,
+            },
+        })
+    }
+
+    async fn create_group(
+        &self,
+        by: &Principal,
+        group: GroupRecord,
+    ) -> Result<Versioned<GroupRecord>, ApiError> {
+        writer(by)?;
+        self.app
+            .require_policies(&group.policies)
+            .await
+            .map_err(api_error)?;
+        let (state, version) = self
+            .app
+            .execute_at::<Group>(&group.name, &actor_of(by, None, false), None, || {
+                GroupCommand::Create {
+                    name: group.name.clone(),
+                    policies: group.policies.clone(),
+                }
+            })
+            .await
+            .map_err(api_error)?;
+        Ok(Versioned {
+            version,
+            value: GroupRecord {
+                name: state.name,
+                policies: state.policies,
+            },
+        })
+    }
+
+    async fn update_group(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+        policies: Vec<String>,
+    ) -> Result<Versioned<GroupRecord>, ApiError> {
+        writer(by)?;
+        self.app
+            .require_policies(&policies)
+            .await
+            .map_err(api_error)?;
+        let (state, version) = self
+            .app
+            .execute_at::<Group>(name, &actor_of(by, None, false), expected, || {
+                GroupCommand::SetPolicies {
+                    policies: policies.clone(),
+                }
+            })
+            .await
+            .map_err(api_error)?;
+        Ok(Versioned {
+            version,
+            value: GroupRecord {
+                name: state.name,
+                policies: state.policies,
+            },
+        })
+    }
+
+    async fn delete_group(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<(), ApiError> {
+        writer(by)?;
+        self.app
+            .execute_at::<Group>(name, &actor_of(by, None, false), expected, || {
+                GroupCommand::Delete
+            })
+            .await
+            .map(drop)
+            .map_err(api_error)
+    }
+
+    async fn list_policies(
+        &self,
+        by: &Principal,
+        params: ListParams,
+    ) -> Result<Page<Versioned<PolicyRecord>>, ApiError> {
+        reader(by)?;
+        let items = self
+            .projected::<Policy>(POLICIES)
+            .await?
+            .into_iter()
+            .filter(|(_, p)| !p.state.deleted && !p.state.name.is_empty())
+            .map(|(key, p)| {
+                (
+                    key,
+                    Versioned {
+                        version: p.version,
+                        value: policy_record(&p.state),
+                    },
+                )
+            })
+            .collect();
+        Ok(page_of(items, &params))
+    }
+
+    async fn get_policy(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<Versioned<PolicyRecord>, ApiError> {
+        reader(by)?;
+        let (policy, version) = self.versioned::<Policy>(name).await?;
+        if policy.name.is_empty() || policy.deleted {
+            return Err(not_found("policy", name));
+        }
+        Ok(Versioned {
+            version,
+            value: policy_record(&policy),
+        })
+    }
+
+    async fn create_policy(
+        &self,
+        by: &Principal,
+        policy: PolicyRecord,
+    ) -> Result<Versioned<PolicyRecord>, ApiError> {
+        writer(by)?;
+        let rules = rules_of(&policy.rules)?;
+        let (state, version) = self
+            .app
+            .execute_at::<Policy>(&policy.name, &actor_of(by, None, false), None, || {
+                PolicyCommand::Create {
+                    name: policy.name.clone(),
+                    rules: rules.clone(),
+                }
+            })
+            .await
+            .map_err(api_error)?;
+        Ok(Versioned {
+            version,
+            value: policy_record(&state),
+        })
+    }
+
+    async fn update_policy(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+        rules: Vec<RuleRecord>,
+    ) -> Result<Versioned<PolicyRecord>, ApiError> {
+        writer(by)?;
+        let rules = rules_of(&rules)?;
+        let (state, version) = self
+            .app
+            .execute_at::<Policy>(name, &actor_of(by, None, false), expected, || {
+                PolicyCommand::ReplaceRules {
+                    rules: rules.clone(),
+                }
+            })
+            .await
+            .map_err(api_error)?;
+        Ok(Versioned {
+            version,
+            value: policy_record(&state),
+        })
+    }
+
+    async fn delete_policy(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<(), ApiError> {
+        writer(by)?;
+        self.app
+            .execute_at::<Policy>(name, &actor_of(by, None, false), expected, || {
+                PolicyCommand::Delete
+            })
+            .await
+            .map(drop)
+            .map_err(api_error)
+    }
+
+    async fn list_admins(
+        &self,
+        by: &Principal,
+        params: ListParams,
+    ) -> Result<Page<Versioned<AdminRecord>>, ApiError> {
+        reader(by)?;
+        let items = self
+            .projected::<Admin>(ADMINS)
+            .await?
+            .into_iter()
+            .filter(|(_, p)| p.state.exists())
+            .map(|(key, p)| {
+                (
+                    key,
+                    Versioned {
+                        version: p.version,
+                        value: admin_record(&p.state),
+                    },
+                )
+            })
+            .collect();
+        Ok(page_of(items, &params))
+    }
+
+    async fn get_admin(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<Versioned<AdminRecord>, ApiError> {
+        reader(by)?;
+        let (admin, version) = self.versioned::<Admin>(name).await?;
+        if !admin.exists() {
+            return Err(not_found("administrator", name));
+        }
+        Ok(Versioned {
+            version,
+            value: admin_record(&admin),
+        })
+    }
+
+    async fn create_admin(
+        &self,
+        by: &Principal,
+        username: &str,
+        password: &str,
+        role: Role,
+    ) -> Result<Versioned<AdminRecord>, ApiError> {
+        writer(by)?;
+        if self.versioned::<User>(username).await?.0.exists() {
+            return Err(ApiError::Conflict(format!(
+                "{username:?} is a user name; administrators and users need distinct names"
+            )));
+        }
+        let password_hash = self.app.hash_password(password).map_err(api_error)?;
+        let (state, version) = self
+            .app
+            .execute_at::<Admin>(username, &actor_of(by, None, false), None, || {
+                AdminCommand::Create {
+                    username: username.to_string(),
+                    password_hash: password_hash.clone(),
+                    role,
+                }
+            })
+            .await
+            .map_err(api_error)?;
+        Ok(Versioned {
+            version,
+            value: admin_record(&state),
+        })
+    }
+
+    async fn update_admin(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+        changes: AdminChanges,
+    ) -> Result<Versioned<AdminRecord>, ApiError> {
+        let me = writer(by)?;
+        let demotes = changes.role.is_some_and(|r| r != Role::Admin);
+        if me == name && (changes.enabled == Some(false) || demotes) {
+            return Err(ApiError::Conflict(
+                "an administrator cannot disable or demote themselves".to_string(),
+            ));
+        }
+        let password_hash = changes
+            .password
+            .as_deref()
+            .map(|p| self.app.hash_password(p))
+            .transpose()
+            .map_err(api_error)?;
+        let (state, version) = self
+            .app
+            .execute_at::<Admin>(name, &actor_of(by, None, false), expected, || {
+                AdminCommand::Update {
+                    password_hash: password_hash.clone(),
+                    role: changes.role,
+                    enabled: changes.enabled,
+                }
+            })
+            .await
+            .map_err(api_error)?;
+        Ok(Versioned {
+            version,
+            value: admin_record(&state),
+        })
+    }
+
+    async fn delete_admin(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let me = writer(by)?;
+        if me == name {
+            return Err(ApiError::Conflict(
+                "an administrator cannot delete themselves".to_string(),
+            ));
+        }
+        self.app
+            .execute_at::<Admin>(name, &actor_of(by, None, false), expected, || {
+                AdminCommand::Delete
+            })
+            .await
+            .map(drop)
+            .map_err(api_error)
+    }
+
+    async fn list_api_keys(
+        &self,
+        by: &Principal,
+        params: ListParams,
+    ) -> Result<Page<ApiKeyRecord>, ApiError> {
+        reader(by)?;
+        let items = self
+            .projected::<ApiKey>(API_KEYS)
+            .await?
+            .into_iter()
+            .filter(|(_, p)| p.state.exists())
+            .map(|(key, p)| {
+                let record = key_record(&key, &p.state);
+                (key, record)
+            })
+            .collect();
+        Ok(page_of(items, &params))
+    }
+
+    async fn create_api_key(
+        &self,
+        by: &Principal,
+        name: &str,
+        role: Option<Role>,
+        expires_at: Option<String>,
+    ) -> Result<CreatedApiKey, ApiError> {
+        let admin = writer(by)?.to_string();
+        if let Some(expiry) = &expires_at {
+            let parsed = chrono::DateTime::parse_from_rfc3339(expiry).map_err(|_| {
+                ApiError::Invalid(format!("expires_at {expiry:?} is not an RFC 3339 time"))
+            })?;
+            if parsed <= self.app.inner.deps.clock.now() {
+                return Err(ApiError::Invalid("expires_at is in the past".to_string()));
+            }
+        }
+        let id = random_text(1);
+        let secret = random_text(2);
+        let role = role.unwrap_or(Role::Admin);
+        let command = ApiKeyCommand::Create {
+            name: name.to_string(),
+            admin: admin.clone(),
+            role,
+            secret_sha256: sha256_hex(&secret),
+            expires_at,
+        };
+        let (state, _) = self
+            .app
+            .execute_at::<ApiKey>(&id, &actor_of(by, None, false), None, || command.clone())
+            .await
+            .map_err(api_error)?;
+        Ok(CreatedApiKey {
+            record: key_record(&id, &state),
+            key: format!("{KEY_PREFIX}{id}_{secret}"),
+        })
+    }
+
+    async fn revoke_api_key(&self, by: &Principal, id: &str) -> Result<(), ApiError> {
+        writer(by)?;
+        self.app
+            .execute_at::<ApiKey>(id, &actor_of(by, None, false), None, || {
+                ApiKeyCommand::Revoke
+            })
+            .await
+            .map(drop)
+            .map_err(api_error)
+    }
+
+    async fn query_events(&self, by: &Principal, query: EventQuery) -> Result<EventPage, ApiError> {
+        reader(by)?;
+        let page = self.app.query_events(&query).await.map_err(api_error)?;
+        self.record_audit_access(
+            by,
+            AuditAccessCommand::RecordRead {
+                query: describe(&query),
+                format: "json".to_string(),
+            },
+        )
+        .await?;
+        Ok(page)
+    }
+
+    async fn start_export(
+        &self,
+        by: &Principal,
+        query: &EventQuery,
+        format: &str,
+    ) -> Result<(), ApiError> {
+        reader(by)?;
+        crate::queries::check_query(query).map_err(api_error)?;
+        self.record_audit_access(
+            by,
+            AuditAccessCommand::RecordRead {
+                query: describe(query),
+                format: format.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn read_events(&self, by: &Principal, query: EventQuery) -> Result<EventPage, ApiError> {
+        reader(by)?;
+        self.app.query_events(&query).await.map_err(api_error)
+    }
+
+    async fn verify_audit(&self, by: &Principal) -> Result<AuditVerification, ApiError> {
+        reader(by)?;
+        let report = self.app.verify_audit().await.map_err(api_error)?;
+        let finding = report.finding.map(|f| f.to_string());
+        let result = match &finding {
+            Some(finding) => format!("failed: {finding}"),
+            None => format!("ok: {} sealed, {} unsealed", report.sealed, report.unsealed),
+        };
+        self.record_audit_access(by, AuditAccessCommand::RecordVerification { result })
+            .await?;
+        Ok(AuditVerification {
+            sealed: report.sealed,
+            unsealed: report.unsealed,
+            finding,
+        })
+    }
+
+    async fn list_transfers(
+        &self,
+        by: &Principal,
+        params: ListParams,
+        user: Option<String>,
+    ) -> Result<Page<TransferRecord>, ApiError> {
+        // A user sees only their own transfers; administrators see all.
+        let only = match by {
+            Principal::User { name } => {
+                if user.as_ref().is_some_and(|u| u != name) {
+                    return Err(ApiError::Forbidden(
+                        "a user can only list their own transfers".to_string(),
+                    ));
+                }
+                Some(name.clone())
+            }
+            Principal::Admin { .. } => user,
+        };
+        let views = self.app.list_transfers().await.map_err(api_error)?;
+        let items = views
+            .into_iter()
+            .filter(|v| {
+                only.as_ref()
+                    .is_none_or(|u| v.context.as_ref().is_some_and(|c| &c.username == u))
+            })
+            .map(|v| {
+                let text = |value: serde_json::Value| value.as_str().map(str::to_string);
+                let context = v.context.as_ref();
+                let record = TransferRecord {
+                    id: v.id.clone(),
+                    state: v
+                        .state
+                        .and_then(|s| text(serde_json::to_value(s).unwrap_or_default()))
+                        .unwrap_or_else(|| "unknown".to_string()),
+                    username: context.map(|c| c.username.clone()),
+                    protocol: context.map(|c| c.protocol.as_str().to_string()),
+                    direction: context
+                        .and_then(|c| text(serde_json::to_value(c.direction).unwrap_or_default())),
+                    path: context.map(|c| c.path.clone()),
+                    remote_addr: context.map(|c| c.remote_addr.clone()),
+                    session_id: context.map(|c| c.session_id.clone()),
+                    bytes: v.bytes,
+                    sha256: v.sha256.clone(),
+                    reason: v.reason.clone(),
+                    started_at: v.started_at.clone(),
+                    ended_at: v.ended_at.clone(),
+                };
+                // Newest first: order keys by inverted start time, then id.
+                (format!("{}|{}", invert(&v.started_at), v.id), record)
+            })
+            .collect();
+        Ok(page_of(items, &params))
+    }
+
+    async fn list_sessions(&self, by: &Principal) -> Result<Vec<SessionRecord>, ApiError> {
+        reader(by)?;
+        Ok(self.app.inner.live.list())
+    }
+
+    async fn disconnect_session(&self, by: &Principal, id: &str) -> Result<(), ApiError> {
+        writer(by)?;
+        let Some(record) = self.app.inner.live.get(id) else {
+            return Err(not_found("session", id));
+        };
+        let actor = Actor {
+            actor: by.name().to_string(),
+            user: record.username.clone(),
+            session_id: Some(id.to_string()),
+            remote_addr: Some(record.remote_addr.clone()),
+            protocol: Some(record.protocol.clone()),
+        };
+        let by_name = by.name().to_string();
+        self.app
+            .execute::<Session>(id, &actor, || SessionCommand::RequestDisconnect {
+                by: by_name.clone(),
+            })
+            .await
+            .map_err(api_error)?;
+        self.app.inner.live.request_disconnect(id);
+        Ok(())
+    }
+
+    async fn me(&self, by: &Principal) -> Result<Versioned<UserRecord>, ApiError> {
+        match by {
+            Principal::User { name } => self.user_versioned(name).await,
+            Principal::Admin { .. } => Err(ApiError::Forbidden(
+                "this resource is for users".to_string(),
+            )),
+        }
+    }
+
+    async fn ready(&self) -> Result<(), ApiError> {
+        self.app
+            .inner
+            .deps
+            .log
+            .head()
+            .await
+            .map(drop)
+            .map_err(|e| api_error(e.into()))
+    }
+
+    async fn metrics(&self) -> Result<Vec<Sample>, ApiError> {
+        let mut samples = self.app.inner.metrics.samples();
+        let mut active = std::collections::BTreeMap::<String, u64>::new();
+        for session in self.app.inner.live.list() {
+            *active.entry(session.protocol).or_default() += 1;
+        }
+        for (protocol, n) in active {
+            samples.push(Sample {
+                name: "tollgate_sessions_active",
+                kind: "gauge",
+                help: "Connections open on this process, by protocol.",
+                labels: vec![("protocol", protocol)],
+                value: n as f64,
+            });
+        }
+        let status = self.app.subscriber_status().await.map_err(api_error)?;
+        for subscriber in status {
+            samples.push(Sample {
+                name: "tollgate_event_log_lag",
+                kind: "gauge",
+                help: "Events committed but not yet processed, by subscriber.",
+                labels: vec![("subscriber", subscriber.name.to_string())],
+                value: subscriber.head.saturating_sub(subscriber.position) as f64,
+            });
+        }
+        Ok(samples)
+    }
+}
+
+/// A key that sorts the newest time first.
+fn invert(time: &str) -> String {
+    time.chars()
+        .map(|c| match c.to_digit(10) {
+            Some(d) => char::from_digit(9 - d, 10).unwrap_or(c),
+            None => c,
+        })
+        .collect()
+}

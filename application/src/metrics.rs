@@ -1,0 +1,131 @@
+//! Counters of what this process committed, for the Prometheus endpoint.
+//! They start at zero with the process, as Prometheus counters may.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::Value;
+use tollgate_domain::DomainEvent;
+use tollgate_ports::api::Sample;
+
+/// What one commit adds: each event's type and the bytes it reports.
+pub(crate) type Tally = Vec<(String, Option<u64>)>;
+
+/// The event types and byte counts of events about to be committed.
+pub(crate) fn tally<E: DomainEvent>(events: &[E]) -> Tally {
+    events
+        .iter()
+        .map(|event| {
+            let bytes = serde_json::to_value(event).ok().and_then(|v| {
+                v.as_object()
+                    .and_then(|o| o.values().next())
+                    .and_then(|body| body.get("bytes"))
+                    .and_then(Value::as_u64)
+            });
+            (event.event_type(), bytes)
+        })
+        .collect()
+}
+
+#[derive(Default)]
+struct Counts {
+    /// (event type, protocol) → events committed.
+    events: BTreeMap<(String, String), u64>,
+    /// protocol → bytes moved by finished transfers.
+    bytes: BTreeMap<String, u64>,
+}
+
+/// The process's counters.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    counts: Mutex<Counts>,
+}
+
+impl Metrics {
+    pub(crate) fn add(&self, protocol: Option<&str>, tally: Tally) {
+        let protocol = protocol.unwrap_or("none").to_string();
+        let mut counts = self.counts.lock().expect("metrics lock is never poisoned");
+        for (event_type, bytes) in tally {
+            if let Some(bytes) = bytes
+                && event_type.starts_with("Transfer")
+            {
+                *counts.bytes.entry(protocol.clone()).or_default() += bytes;
+            }
+            *counts
+                .events
+                .entry((event_type, protocol.clone()))
+                .or_default() += 1;
+        }
+    }
+
+    pub(crate) fn samples(&self) -> Vec<Sample> {
+        let counts = self.counts.lock().expect("metrics lock is never poisoned");
+        let mut samples = Vec::new();
+        for ((event_type, protocol), n) in &counts.events {
+            let labels = vec![("type", event_type.clone()), ("protocol", protocol.clone())];
+            samples.push(Sample {
+                name: "tollgate_events_total",
+                kind: "counter",
+                help: "Events committed by this process, by type and protocol.",
+                labels,
+                value: *n as f64,
+            });
+            let derived = match event_type.as_str() {
+                "SessionOpened" => Some((
+                    "tollgate_connections_total",
+                    "Connections opened, by protocol.",
+                    None,
+                )),
+                "LoginFailed" => Some((
+                    "tollgate_auth_failures_total",
+                    "Failed authentications, by protocol.",
+                    None,
+                )),
+                "TransferCompleted" => Some((
+                    "tollgate_transfers_total",
+                    "Finished transfers, by protocol and outcome.",
+                    Some("completed"),
+                )),
+                "TransferFailed" => Some((
+                    "tollgate_transfers_total",
+                    "Finished transfers, by protocol and outcome.",
+                    Some("failed"),
+                )),
+                "TransferAborted" => Some((
+                    "tollgate_transfers_total",
+                    "Finished transfers, by protocol and outcome.",
+                    Some("aborted"),
+                )),
+                "TransferDenied" => Some((
+                    "tollgate_transfers_total",
+                    "Finished transfers, by protocol and outcome.",
+                    Some("denied"),
+                )),
+                _ => None,
+            };
+            if let Some((name, help, outcome)) = derived {
+                let mut labels = vec![("protocol", protocol.clone())];
+                if let Some(outcome) = outcome {
+                    labels.push(("outcome", outcome.to_string()));
+                }
+                samples.push(Sample {
+                    name,
+                    kind: "counter",
+                    help,
+                    labels,
+                    value: *n as f64,
+                });
+            }
+        }
+        for (protocol, bytes) in &counts.bytes {
+            samples.push(Sample {
+                name: "tollgate_transfer_bytes_total",
+                kind: "counter",
+                help: "Bytes moved by finished transfers, by protocol.",
+                labels: vec![("protocol", protocol.clone())],
+                value: *bytes as f64,
+            });
+        }
+        samples
+    }
+}

@@ -1,0 +1,684 @@
+//! The REST API over real HTTPS (reqwest, a self-signed certificate):
+//! tokens and API keys, roles, admin resources with ETags, audit queries and
+//! exports, sessions, metrics, problem documents, and the committed OpenAPI
+//! document.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tollgate_domain::admin::Role;
+use tollgate_ports::api::Principal;
+
+use crate::support::{PASSWORD, TestServer, connect, database_kinds, login_password, test_config};
+
+const ROOT: &str = "root";
+
+/// A server speaking HTTPS with a freshly generated self-signed certificate,
+/// an administrator `root` (password `PASSWORD`), and a client trusting it.
+struct Https {
+    server: TestServer,
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Https {
+    async fn start(kind: &str) -> Https {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = test_config(kind, dir.path()).await;
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .expect("self-signed certificate");
+        let cert_path = dir.path().join("cert.pem");
+        let key_path = dir.path().join("key.pem");
+        std::fs::write(&cert_path, cert.cert.pem()).expect("write the certificate");
+        std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write the key");
+        config.http.tls_cert = Some(cert_path);
+        config.http.tls_key = Some(key_path);
+        config.http.max_body_bytes = 64 * 1024;
+        let server = TestServer::start_with(config, dir).await;
+        let first = Principal::Admin {
+            name: tollgate_application::FIRST_ADMIN.to_string(),
+            role: Role::Admin,
+        };
+        server
+            .app()
+            .admin_api()
+            .create_admin(&first, ROOT, PASSWORD, Role::Admin)
+            .await
+            .expect("root administrator");
+        let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("pem");
+        let client = reqwest::Client::builder()
+            .add_root_certificate(root)
+            .resolve("localhost", server.http_addr)
+            .build()
+            .expect("https client");
+        let base = format!("https://localhost:{}", server.http_addr.port());
+        Https {
+            server,
+            client,
+            base,
+        }
+    }
+
+    async fn token(&self, user: &str, password: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/v1/token", self.base))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .expect("token request")
+    }
+
+    /// A bearer token for `user`, which must be accepted.
+    async fn bearer(&self, user: &str, password: &str) -> String {
+        let res = self.token(user, password).await;
+        assert_eq!(res.status(), StatusCode::OK, "token for {user}");
+        let body: Value = res.json().await.expect("token json");
+        assert_eq!(body["token_type"], "Bearer");
+        format!("Bearer {}", body["access_token"].as_str().expect("token"))
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        auth: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        req = if auth.starts_with("tgk_") {
+            req.header("X-Api-Key", auth)
+        } else if !auth.is_empty() {
+            req.header("Authorization", auth)
+        } else {
+            req
+        };
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, headers, value)
+    }
+}
+
+fn problem_type(body: &Value) -> &str {
+    body["type"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn administrators_manage_resources_with_versions_and_roles_are_enforced() {
+    for kind in database_kinds() {
+        let api = Https::start(kind).await;
+        let root = api.bearer(ROOT, PASSWORD).await;
+        let home = api.server.home("alice").to_string_lossy().into_owned();
+
+        let (status, _, body) = api
+            .call(
+                Method::POST,
+                "/api/v1/policies",
+                &root,
+                Some(json!({"name": "partners", "rules": [{"path": "/", "permissions": ["list", "download"]}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, _, body) = api
+            .call(
+                Method::POST,
+                "/api/v1/groups",
+                &root,
+                Some(json!({"name": "acme", "policies": ["partners"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, headers, body) = api
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                &root,
+                Some(json!({"username": "alice", "password": PASSWORD, "home": home, "groups": ["acme"]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(headers["etag"], "\"1\"");
+        assert!(body.get("password").is_none() && body["has_password"] == true);
+        let (status, _, body) = api
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                &root,
+                Some(json!({"username": "alice", "password": "x", "home": home})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{body}");
+        assert_eq!(problem_type(&body), "urn:tollgate:problem:conflict");
+
+        // Optimistic concurrency: a stale version is refused, the current one applies.
+        let patch = |version: &str| {
+            let req = api
+                .client
+                .patch(format!("{}/api/v1/users/alice", api.base))
+                .header("Authorization", &root)
+                .header("If-Match", version)
+                .json(&json!({"policies": ["partners"]}));
+            async move { req.send().await.expect("patch") }
+        };
+        let res = patch("\"7\"").await;
+        assert_eq!(res.status(), StatusCode::PRECONDITION_FAILED);
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["current_version"], 1);
+        let res = patch("\"1\"").await;
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["etag"], "\"2\"");
+        assert_eq!(
+            patch("\"1\"").await.status(),
+            StatusCode::PRECONDITION_FAILED
+        );
+
+        // An auditor reads everything and changes nothing.
+        let (status, _, _) = api
+            .call(
+                Method::POST,
+                "/api/v1/admins",
+                &root,
+                Some(json!({"username": "carol", "password": PASSWORD, "role": "auditor"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let auditor = api.bearer("carol", PASSWORD).await;
+        let (status, _, body) = api.call(Method::GET, "/api/v1/users", &auditor, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["items"][0]["username"], "alice");
+        let (status, _, _) = api
+            .call(Method::GET, "/api/v1/events", &auditor, None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        for (method, path, body) in [
+            (
+                Method::POST,
+                "/api/v1/users",
+                Some(json!({"username": "eve", "password": "x", "home": home})),
+            ),
+            (Method::DELETE, "/api/v1/users/alice", None),
+            (
+                Method::PATCH,
+                "/api/v1/admins/carol",
+                Some(json!({"role": "admin"})),
+            ),
+            (
+                Method::POST,
+                "/api/v1/api-keys",
+                Some(json!({"name": "mine"})),
+            ),
+        ] {
+            let (status, _, body) = api.call(method, path, &auditor, body).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "auditor {path}: {body}");
+            assert_eq!(problem_type(&body), "urn:tollgate:problem:forbidden");
+        }
+
+        // A user's token reaches only the user's own resources.
+        let alice = api.bearer("alice", PASSWORD).await;
+        for path in [
+            "/api/v1/users",
+            "/api/v1/users/alice",
+            "/api/v1/events",
+            "/api/v1/transfers",
+            "/api/v1/admins",
+        ] {
+            let (status, _, _) = api.call(Method::GET, path, &alice, None).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "user token on {path}");
+        }
+        let (status, _, body) = api
+            .call(Method::GET, "/api/v1/user/profile", &alice, None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["username"], "alice");
+        api.server.add_user("bob", &[]).await;
+        let bob = api.bearer("bob", PASSWORD).await;
+        let (status, _, body) = api
+            .call(Method::GET, "/api/v1/user/profile", &bob, None)
+            .await;
+        assert_eq!(
+            (status, body["username"].as_str()),
+            (StatusCode::OK, Some("bob"))
+        );
+
+        // Disabling a user stops their token at once; a wrong password is refused.
+        let (status, _, _) = api
+            .call(
+                Method::PATCH,
+                "/api/v1/users/alice",
+                &root,
+                Some(json!({"enabled": false})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, headers, body) = api
+            .call(Method::GET, "/api/v1/user/profile", &alice, None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(headers.contains_key("www-authenticate"));
+        assert_eq!(
+            api.token("bob", "wrong").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+
+        // API keys: shown once, act with their role, stop when revoked.
+        let (status, _, body) = api
+            .call(
+                Method::POST,
+                "/api/v1/api-keys",
+                &root,
+                Some(json!({"name": "siem", "role": "auditor"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let key = body["key"].as_str().expect("key").to_string();
+        let id = body["api_key"]["id"].as_str().expect("id").to_string();
+        let (status, _, body) = api.call(Method::GET, "/api/v1/whoami", &key, None).await;
+        assert_eq!((status, &body["role"]), (StatusCode::OK, &json!("auditor")));
+        let (status, _, _) = api
+            .call(Method::DELETE, "/api/v1/users/bob", &key, None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _, body) = api.call(Method::GET, "/api/v1/api-keys", &root, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !body.to_string().contains(key.rsplit('_').next().unwrap()),
+            "the secret is never listed"
+        );
+        let (status, _, _) = api
+            .call(
+                Method::DELETE,
+                &format!("/api/v1/api-keys/{id}"),
+                &root,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _, _) = api.call(Method::GET, "/api/v1/whoami", &key, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // A deleted administrator's token stops working.
+        let (status, _, _) = api
+            .call(Method::DELETE, "/api/v1/admins/carol", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _, _) = api.call(Method::GET, "/api/v1/users", &auditor, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        // Every refused credential was recorded.
+        let failures = api.server.events_of("bob", "LoginFailed").await;
+        assert_eq!(failures.len(), 1, "{failures:?}");
+        assert!(
+            !api.server
+                .events_of("alice", "LoginFailed")
+                .await
+                .is_empty()
+        );
+        api.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_problems_and_never_a_server_error() {
+    let api = Https::start("sqlite").await;
+    let root = api.bearer(ROOT, PASSWORD).await;
+    let send = |body: String, content_type: &'static str| {
+        let req = api
+            .client
+            .post(format!("{}/api/v1/users", api.base))
+            .header("Authorization", &root)
+            .header("content-type", content_type)
+            .body(body);
+        async move {
+            let res = req.send().await.expect("request");
+            let status = res.status();
+            let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+            let body: Value = res.json().await.expect("problem json");
+            (status, ct, body)
+        }
+    };
+    let cases = [
+        ("{\"username\": ", StatusCode::BAD_REQUEST, "bad-request"),
+        (
+            "{\"username\": \"x\", \"home\": \"/h\", \"shell\": 1}",
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+        (
+            "{\"username\": [5], \"home\": \"/h\"}",
+            StatusCode::BAD_REQUEST,
+            "Expected input type",
+        ),
+        (
+            "{\"username\": \"bad name\", \"password\": \"p\", \"home\": \"/tmp/x\"}",
+            StatusCode::BAD_REQUEST,
+            "invalid user name",
+        ),
+        (
+            "{\"username\": \"nocred\", \"home\": \"/tmp/x\"}",
+            StatusCode::BAD_REQUEST,
+            "password or a public key",
+        ),
+        (
+            "{\"username\": \"k\", \"public_keys\": [\"ssh-ed25519 AAAA\"], \"home\": \"/tmp/x\"}",
+            StatusCode::BAD_REQUEST,
+            "public key",
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let (got, content_type, problem) = send(body.to_string(), "application/json").await;
+        assert_eq!(got, status, "{body}: {problem}");
+        assert_eq!(content_type, "application/problem+json");
+        assert_eq!(problem["status"], status.as_u16());
+        assert!(
+            problem.to_string().contains(needle),
+            "{body}: {problem} lacks {needle:?}"
+        );
+    }
+    let huge = format!("{{\"username\": \"{}\"}}", "a".repeat(100 * 1024));
+    let (status, _, problem) = send(huge, "application/json").await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        problem_type(&problem),
+        "urn:tollgate:problem:payload-too-large"
+    );
+    let (status, _, problem) = send("a=b".to_string(), "text/plain").await;
+    assert!(status.is_client_error(), "{problem}");
+    for (method, path) in [
+        (Method::GET, "/api/v1/users/nobody"),
+        (Method::GET, "/api/v1/nothing-here"),
+        (Method::GET, "/api/v1/events?limit=0"),
+        (Method::GET, "/api/v1/events?since=yesterday"),
+        (Method::GET, "/api/v1/events?outcome=maybe"),
+        (Method::GET, "/api/v1/events/export?format=xml"),
+        (Method::PATCH, "/api/v1/users/nobody"),
+        (Method::PUT, "/api/v1/users"),
+    ] {
+        let (status, headers, body) = api.call(method.clone(), path, &root, Some(json!({}))).await;
+        assert!(status.is_client_error(), "{method} {path}: {status} {body}");
+        assert_eq!(
+            headers["content-type"], "application/problem+json",
+            "{path}"
+        );
+        assert!(
+            problem_type(&body).starts_with("urn:tollgate:problem:"),
+            "{path}: {body}"
+        );
+    }
+    let (status, _, body) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/policies/none",
+            &root,
+            Some(json!({"rules": [{"path": "/../x", "permissions": ["list"]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, _) = api
+        .call(Method::GET, "/api/v1/users", "Bearer not.a.token", None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) = api.call(Method::GET, "/api/v1/users", "", None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let failed = api
+        .server
+        .events(tollgate_application::EventFilter {
+            event_type: Some("LoginFailed".to_string()),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        failed
+            .iter()
+            .any(|e| e.detail.as_deref() == Some("invalid token")),
+        "{failed:?}"
+    );
+    api.server.stop().await;
+}
+
+#[tokio::test]
+async fn the_audit_trail_is_queried_paged_exported_verified_and_each_read_is_recorded() {
+    for kind in database_kinds() {
+        let api = Https::start(kind).await;
+        let root = api.bearer(ROOT, PASSWORD).await;
+        api.server.add_user("alice", &[]).await;
+        for _ in 0..5 {
+            assert_eq!(
+                api.token("alice", "wrong").await.status(),
+                StatusCode::UNAUTHORIZED
+            );
+        }
+        let query = "/api/v1/events?action=LoginFailed&outcome=failure&user=alice&protocol=http&remote_addr=127.0.0.1";
+        let (status, _, body) = api
+            .call(Method::GET, &format!("{query}&limit=2"), &root, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let mut seen: Vec<u64> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["position"].as_u64().unwrap())
+            .collect();
+        let mut cursor = body["next_cursor"].as_u64();
+        while let Some(after) = cursor {
+            let (_, _, page) = api
+                .call(
+                    Method::GET,
+                    &format!("{query}&limit=2&cursor={after}"),
+                    &root,
+                    None,
+                )
+                .await;
+            seen.extend(
+                page["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["position"].as_u64().unwrap()),
+            );
+            cursor = page["next_cursor"].as_u64();
+        }
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        let (_, _, page) = api
+            .call(Method::GET, &format!("{query}&limit=1"), &root, None)
+            .await;
+        let first = &page["items"][0];
+        for field in [
+            "user",
+            "event_type",
+            "time",
+            "outcome",
+            "remote_addr",
+            "resource",
+        ] {
+            assert!(!first[field].is_null(), "PCI DSS field {field} in {first}");
+        }
+        assert_eq!(first["detail"], "wrong password");
+        let (_, _, none) = api
+            .call(
+                Method::GET,
+                "/api/v1/events?user=alice&until=2000-01-01T00:00:00Z",
+                &root,
+                None,
+            )
+            .await;
+        assert_eq!(none["items"], json!([]));
+        let (_, _, creds) = api
+            .call(
+                Method::GET,
+                "/api/v1/events?action=AdminCreated",
+                &root,
+                None,
+            )
+            .await;
+        assert!(
+            !creds.to_string().contains("argon2"),
+            "hashes are never shown: {creds}"
+        );
+
+        let export = |format: &'static str| {
+            let req = api
+                .client
+                .get(format!(
+                    "{}/api/v1/events/export?format={format}&action=LoginFailed",
+                    api.base
+                ))
+                .header("Authorization", &root);
+            async move {
+                let res = req.send().await.expect("export");
+                assert_eq!(res.status(), StatusCode::OK);
+                let ct = res.headers()["content-type"].to_str().unwrap().to_string();
+                (ct, res.text().await.expect("export body"))
+            }
+        };
+        let (ct, csv) = export("csv").await;
+        assert!(ct.starts_with("text/csv"), "{ct}");
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].starts_with("position,event_id,time,actor,user,event_type,outcome"));
+        assert_eq!(lines.len(), 6, "{csv}");
+        assert!(
+            lines[1..]
+                .iter()
+                .all(|l| l.contains(",LoginFailed,failure,http,"))
+        );
+        let (ct, ndjson) = export("ndjson").await;
+        assert!(ct.starts_with("application/x-ndjson"), "{ct}");
+        let records: Vec<Value> = ndjson
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(records.len(), 5);
+
+        let (status, _, report) = api
+            .call(Method::GET, "/api/v1/audit/verify", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(report["ok"], true, "{report}");
+        assert!(report["finding"].is_null());
+
+        // Each query page, export and verification is itself an event.
+        let reads = api
+            .server
+            .events(tollgate_application::EventFilter {
+                event_type: Some("AuditLogRead".to_string()),
+                ..Default::default()
+            })
+            .await;
+        assert!(reads.len() >= 7, "{}", reads.len());
+        assert!(reads.iter().all(|r| r.actor == ROOT));
+        assert!(reads.iter().any(|r| r.payload.to_string().contains("csv")));
+        let verified = api
+            .server
+            .events(tollgate_application::EventFilter {
+                event_type: Some("AuditLogVerified".to_string()),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(verified.len(), 1);
+        api.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn live_sessions_are_listed_and_one_can_be_disconnected() {
+    let api = Https::start("sqlite").await;
+    let root = api.bearer(ROOT, PASSWORD).await;
+    api.server.add_user("alice", &[]).await;
+    let mut conn = connect(api.server.addr).await;
+    assert!(login_password(&mut conn, "alice", PASSWORD).await);
+    let channel = conn.channel_open_session().await.expect("channel");
+    let (status, _, sessions) = api.call(Method::GET, "/api/v1/sessions", &root, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let mine = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["username"] == "alice")
+        .expect("alice's session is listed")
+        .clone();
+    assert_eq!(mine["protocol"], "sftp");
+    let id = mine["id"].as_str().unwrap();
+    let (status, _, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{id}"),
+            &root,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    // The server ends the connection: the channel sees its end.
+    let mut channel = channel;
+    while channel.wait().await.is_some() {}
+    api.server.wait_for_event("alice", "SessionClosed").await;
+    assert_eq!(
+        api.server
+            .events_of("alice", "SessionDisconnectRequested")
+            .await
+            .len(),
+        1
+    );
+    let (status, _, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/sessions/{id}"),
+            &root,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _, _) = api.call(Method::GET, "/healthz", "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = api.call(Method::GET, "/readyz", "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        api.token("alice", "wrong").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let metrics = api
+        .client
+        .get(format!("{}/metrics", api.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "tollgate_auth_failures_total{protocol=\"http\"} 1",
+        "tollgate_connections_total{protocol=\"sftp\"} 1",
+        "tollgate_event_log_lag{subscriber=\"audit-sealer\"}",
+        "# TYPE tollgate_events_total counter",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+    let (status, _, _) = api.call(Method::GET, "/api/docs/", "", None).await;
+    assert_eq!(status, StatusCode::OK);
+    api.server.stop().await;
+}
+
+/// The committed document must be what the code declares. Refresh it with
+/// `cargo test --test it openapi_document` (outside CI it rewrites the file).
+#[tokio::test]
+async fn openapi_document_matches_the_code() {
+    let server = TestServer::start("sqlite").await;
+    let generated = tollgate_http::openapi_json(server.app().admin_api());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    if committed != generated {
+        if std::env::var_os("CI").is_none() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &generated).unwrap();
+        }
+        panic!(
+            "openapi/openapi.json differs from the code; run `cargo test --test it openapi_document` and commit the file"
+        );
+    }
+    server.stop().await;
+}
