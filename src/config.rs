@@ -246,6 +246,11 @@ impl Config {
         self.data_dir.join("token_keys.json")
     }
 
+    /// The file holding the key that seals storage secrets.
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.data_dir.join("secret.key")
+    }
+
     /// Where new users' homes go by default.
     pub fn homes_dir(&self) -> PathBuf {
         if self.storage.homes_dir.is_empty() {

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_application::{Dependencies, SystemClock, Tollgate};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
-use tollgate_identity::{Argon2Hasher, JwtSigner};
+use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, JwtSigner};
 use tollgate_persistence::Database;
 use tollgate_sftp::{SftpConfig, SftpServer};
 use tollgate_storage::LocalStorage;
@@ -45,6 +45,8 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         .with_context(|| format!("cannot open the {} database", url_kind(&url)))?;
     let tokens = JwtSigner::load_or_create(&config.token_keys_path())
         .context("cannot load the token signing keys")?;
+    let secrets = AesGcmSecretBox::load_or_create(&config.secret_key_path())
+        .context("cannot load the secret sealing key")?;
     let app = Tollgate::new(Dependencies {
         repository: db.clone(),
         log: Arc::new(db.clone()),
@@ -54,6 +56,7 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         hasher: Arc::new(Argon2Hasher),
         clock: Arc::new(SystemClock),
         tokens: Arc::new(tokens),
+        secrets: Arc::new(secrets),
         token_ttl: Duration::from_secs(config.http.token_ttl_secs),
     });
     Ok((app, db))

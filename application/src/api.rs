@@ -10,15 +10,16 @@ use tollgate_domain::admin::{Admin, AdminCommand, Role};
 use tollgate_domain::api_key::{ApiKey, ApiKeyCommand};
 use tollgate_domain::audit_access::{AuditAccess, AuditAccessCommand};
 use tollgate_domain::group::{Group, GroupCommand};
+use tollgate_domain::mount::{Mount, MountCommand};
 use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
 use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
 use tollgate_domain::user::{User, UserCommand, UserUpdate};
 use tollgate_domain::{AggregateRoot, RefusalKind};
 use tollgate_ports::api::{
     AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification, CreatedApiKey,
-    EventPage, EventQuery, GroupRecord, IssuedToken, ListParams, Page, PolicyRecord, Principal,
-    RuleRecord, Sample, SessionRecord, TransferRecord, UserChanges, UserRecord, UserSpec,
-    Versioned,
+    EventPage, EventQuery, GroupRecord, IssuedToken, ListParams, MountRecord, Page, PolicyRecord,
+    Principal, RuleRecord, Sample, SessionRecord, StorageRecord, TransferRecord, UserChanges,
+    UserRecord, UserSpec, Versioned,
 };
 use tollgate_ports::inbound::{ClientInfo, LoginError};
 use tollgate_ports::outbound::{TokenClaims, TokenError};
@@ -26,7 +27,7 @@ use tollgate_ports::outbound::{TokenClaims, TokenError};
 use crate::admin::{NewUser, parse_keys};
 use crate::aggregates::Actor;
 use crate::sessions::Gateway;
-use crate::subscribers::{ADMINS, API_KEYS, GROUPS, POLICIES, Projected};
+use crate::subscribers::{ADMINS, API_KEYS, GROUPS, MOUNTS, POLICIES, Projected};
 use crate::{AppError, Tollgate};
 
 /// The prefix of every API key: `tgk_<id>_<secret>`.
@@ -157,6 +158,14 @@ fn policy_record(policy: &Policy) -> PolicyRecord {
             })
             .collect(),
     }
+}
+
+fn mount_record(mount: &Mount) -> Option<MountRecord> {
+    Some(MountRecord {
+        name: mount.name.clone(),
+        description: mount.description.clone(),
+        storage: crate::mounts::record(mount.storage.as_ref()?),
+    })
 }
 
 fn admin_record(admin: &Admin) -> AdminRecord {
@@ -320,10 +329,18 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
         self.app.load_versioned::<T>(id).await.map_err(api_error)
     }
 
+    /// Brings the read models up to the log head first, so that a list
+    /// shows every change committed before the request (read your writes).
+    async fn fresh(&self) -> Result<(), ApiError> {
+        while self.app.project_pending().await.map_err(api_error)? > 0 {}
+        Ok(())
+    }
+
     async fn projected<T: DeserializeOwned>(
         &self,
         projection: &str,
     ) -> Result<Vec<(String, Projected<T>)>, ApiError> {
+        self.fresh().await?;
         let docs = self
             .app
             .inner
@@ -564,6 +581,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         params: ListParams,
     ) -> Result<Page<Versioned<UserRecord>>, ApiError> {
         reader(by)?;
+        self.fresh().await?;
         let users = self.app.list_users().await.map_err(api_error)?;
         let items = users
             .into_iter()
@@ -918,6 +936,121 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             .map_err(api_error)
     }
 
+    async fn list_mounts(
+        &self,
+        by: &Principal,
+        params: ListParams,
+    ) -> Result<Page<Versioned<MountRecord>>, ApiError> {
+        reader(by)?;
+        let items = self
+            .projected::<Mount>(MOUNTS)
+            .await?
+            .into_iter()
+            .filter(|(_, p)| p.state.exists())
+            .filter_map(|(key, p)| {
+                let value = mount_record(&p.state)?;
+                Some((
+                    key,
+                    Versioned {
+                        version: p.version,
+                        value,
+                    },
+                ))
+            })
+            .collect();
+        Ok(page_of(items, &params))
+    }
+
+    async fn get_mount(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<Versioned<MountRecord>, ApiError> {
+        reader(by)?;
+        let (mount, version) = self.versioned::<Mount>(name).await?;
+        match mount_record(&mount).filter(|_| mount.exists()) {
+            Some(value) => Ok(Versioned { version, value }),
+            None => Err(not_found("mount", name)),
+        }
+    }
+
+    async fn create_mount(
+        &self,
+        by: &Principal,
+        mount: MountRecord,
+    ) -> Result<Versioned<MountRecord>, ApiError> {
+        writer(by)?;
+        let storage =
+            crate::mounts::spec(mount.storage, None, self.app.inner.deps.secrets.as_ref())?;
+        let command = MountCommand::Create {
+            name: mount.name.clone(),
+            description: mount.description,
+            storage,
+        };
+        let (state, version) = self
+            .app
+            .execute_at::<Mount>(&mount.name, &actor_of(by, None, false), None, || {
+                command.clone()
+            })
+            .await
+            .map_err(api_error)?;
+        let value = mount_record(&state).ok_or(ApiError::Unavailable)?;
+        Ok(Versioned { version, value })
+    }
+
+    async fn update_mount(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+        description: Option<String>,
+        storage: Option<StorageRecord>,
+    ) -> Result<Versioned<MountRecord>, ApiError> {
+        writer(by)?;
+        let (current, _) = self.versioned::<Mount>(name).await?;
+        if !current.exists() {
+            return Err(not_found("mount", name));
+        }
+        let storage = storage
+            .map(|s| {
+                crate::mounts::spec(
+                    s,
+                    current.storage.as_ref(),
+                    self.app.inner.deps.secrets.as_ref(),
+                )
+            })
+            .transpose()?;
+        let command = MountCommand::Change {
+            description,
+            storage,
+        };
+        let (state, version) = self
+            .app
+            .execute_at::<Mount>(name, &actor_of(by, None, false), expected, || {
+                command.clone()
+            })
+            .await
+            .map_err(api_error)?;
+        let value = mount_record(&state).ok_or(ApiError::Unavailable)?;
+        Ok(Versioned { version, value })
+    }
+
+    async fn delete_mount(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<(), ApiError> {
+        writer(by)?;
+        self.app
+            .execute_at::<Mount>(name, &actor_of(by, None, false), expected, || {
+                MountCommand::Delete
+            })
+            .await
+            .map(drop)
+            .map_err(api_error)
+    }
+
     async fn list_admins(
         &self,
         by: &Principal,
@@ -1186,6 +1319,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             }
             Principal::Admin { .. } => user,
         };
+        self.fresh().await?;
         let views = self.app.list_transfers().await.map_err(api_error)?;
         let items = views
             .into_iter()

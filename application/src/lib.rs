@@ -18,6 +18,7 @@ mod error;
 mod files;
 mod live;
 mod metrics;
+mod mounts;
 mod queries;
 mod sessions;
 mod subscribers;
@@ -28,7 +29,8 @@ use cqrs_es::persist::PersistedEventRepository;
 use tokio::sync::Notify;
 use tollgate_ports::api::AdminApi;
 use tollgate_ports::outbound::{
-    AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore, TokenSigner,
+    AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore, SecretBox,
+    TokenSigner,
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
@@ -67,6 +69,8 @@ pub struct Dependencies<R> {
     pub tokens: Arc<dyn TokenSigner>,
     /// How long a bearer token lives.
     pub token_ttl: std::time::Duration,
+    /// Seals the secrets of storage configurations.
+    pub secrets: Arc<dyn SecretBox>,
 }
 
 /// The application: cheap to clone, shared by every adapter.

@@ -13,6 +13,7 @@ use tollgate_domain::AggregateRoot;
 use tollgate_domain::admin::Admin;
 use tollgate_domain::api_key::ApiKey;
 use tollgate_domain::group::Group;
+use tollgate_domain::mount::Mount;
 use tollgate_domain::policy::Policy;
 use tollgate_domain::transfer::{TransferEvent, TransferState};
 use tollgate_domain::user::UserEvent;
@@ -27,6 +28,7 @@ pub(crate) const GROUPS: &str = "groups";
 pub(crate) const TRANSFERS: &str = "transfers";
 pub(crate) const ADMINS: &str = "admins";
 pub(crate) const API_KEYS: &str = "api_keys";
+pub(crate) const MOUNTS: &str = "mounts";
 
 /// An aggregate's state in a read model, with its version (event count).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -280,6 +282,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 "group" => batch.apply_aggregate::<Group>(GROUPS, event).await?,
                 "admin" => batch.apply_aggregate::<Admin>(ADMINS, event).await?,
                 "api_key" => batch.apply_aggregate::<ApiKey>(API_KEYS, event).await?,
+                "mount" => batch.apply_aggregate::<Mount>(MOUNTS, event).await?,
                 "transfer" => batch.apply_transfer(event).await?,
                 _ => {}
             }

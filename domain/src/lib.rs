@@ -12,6 +12,7 @@ pub mod aggregate;
 pub mod api_key;
 pub mod audit_access;
 pub mod group;
+pub mod mount;
 pub mod path;
 pub mod policy;
 pub mod public_key;

@@ -153,6 +153,56 @@ pub struct PolicyRecord {
     pub rules: Vec<RuleRecord>,
 }
 
+/// What a secret field shows instead of the secret, and what a client sends
+/// back to keep the stored secret unchanged.
+pub const REDACTED: &str = "[redacted]";
+
+/// A mount's storage backend. Secret fields hold clear text on the way in
+/// (or [`REDACTED`] to keep the stored one) and [`REDACTED`] on the way out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum StorageRecord {
+    Local {
+        root: String,
+    },
+    S3 {
+        bucket: String,
+        region: String,
+        endpoint: Option<String>,
+        prefix: Option<String>,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+    },
+    Gcs {
+        bucket: String,
+        prefix: Option<String>,
+        credentials_json: Option<String>,
+    },
+    Azure {
+        account: String,
+        container: String,
+        prefix: Option<String>,
+        access_key: Option<String>,
+    },
+    Sftp {
+        host: String,
+        port: u16,
+        username: String,
+        root: Option<String>,
+        password: Option<String>,
+        private_key: Option<String>,
+    },
+}
+
+/// A mount (virtual folder backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct MountRecord {
+    pub name: String,
+    pub description: String,
+    pub storage: StorageRecord,
+}
+
 /// An administrator (never a hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
@@ -418,6 +468,36 @@ pub trait AdminApi: Send + Sync {
         rules: Vec<RuleRecord>,
     ) -> Result<Versioned<PolicyRecord>, ApiError>;
     async fn delete_policy(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<(), ApiError>;
+
+    async fn list_mounts(
+        &self,
+        by: &Principal,
+        params: ListParams,
+    ) -> Result<Page<Versioned<MountRecord>>, ApiError>;
+    async fn get_mount(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<Versioned<MountRecord>, ApiError>;
+    async fn create_mount(
+        &self,
+        by: &Principal,
+        mount: MountRecord,
+    ) -> Result<Versioned<MountRecord>, ApiError>;
+    async fn update_mount(
+        &self,
+        by: &Principal,
+        name: &str,
+        expected: Option<u64>,
+        description: Option<String>,
+        storage: Option<StorageRecord>,
+    ) -> Result<Versioned<MountRecord>, ApiError>;
+    async fn delete_mount(
         &self,
         by: &Principal,
         name: &str,

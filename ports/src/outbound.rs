@@ -358,3 +358,20 @@ pub trait TokenSigner: Send + Sync {
     /// expired at `now` (Unix seconds).
     fn verify(&self, token: &str, now: i64) -> Result<TokenClaims, TokenError>;
 }
+
+/// Why a secret could not be sealed or opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The sealed text is malformed or was not sealed with this key.
+    #[error("the sealed secret cannot be opened with this key")]
+    Undecryptable,
+}
+
+/// Encrypts the secrets of storage configurations (authenticated
+/// encryption), so that events and read models hold only ciphertext.
+pub trait SecretBox: Send + Sync {
+    /// The sealed form of `plaintext`; sealing twice gives different texts.
+    fn seal(&self, plaintext: &str) -> String;
+    /// The clear text of a sealed secret.
+    fn open(&self, sealed: &str) -> Result<String, SecretError>;
+}

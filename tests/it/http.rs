@@ -682,3 +682,101 @@ async fn openapi_document_matches_the_code() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn mount_secrets_are_sealed_redacted_and_kept_when_sent_back_redacted() {
+    let api = Https::start("sqlite").await;
+    let root = api.bearer(ROOT, PASSWORD).await;
+    let secret = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY";
+    let (status, headers, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/mounts",
+            &root,
+            Some(json!({"name": "partner-s3", "description": "inbound",
+                "storage": {"kind": "s3", "bucket": "inbound", "region": "eu-west-1",
+                            "access_key_id": "AKIAEXAMPLE", "secret_access_key": secret}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(body["storage"]["kind"], "s3");
+    assert_eq!(body["storage"]["secret_access_key"], "[redacted]");
+    let (_, _, listed) = api.call(Method::GET, "/api/v1/mounts", &root, None).await;
+    assert_eq!(
+        listed["items"][0]["storage"]["secret_access_key"],
+        "[redacted]"
+    );
+
+    // Sending the redacted value back keeps the sealed secret.
+    let (status, headers, body) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/mounts/partner-s3",
+            &root,
+            Some(
+                json!({"storage": {"kind": "s3", "bucket": "inbound-2", "region": "eu-west-1",
+                "access_key_id": "AKIAEXAMPLE", "secret_access_key": "[redacted]"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["etag"], "\"2\"");
+    let sealed: Vec<String> = api
+        .server
+        .events(tollgate_application::EventFilter::default())
+        .await
+        .into_iter()
+        .filter(|e| e.event_type.starts_with("Mount"))
+        .filter_map(|e| {
+            let body = e.payload.as_object()?.values().next()?.clone();
+            Some(body["storage"]["secret_access_key"].as_str()?.to_string())
+        })
+        .collect();
+    assert_eq!(sealed.len(), 2, "{sealed:?}");
+    assert_eq!(sealed[0], sealed[1], "the stored secret was kept");
+    assert!(sealed[0].starts_with("v1:") && !sealed[0].contains(secret));
+
+    // A redacted value where nothing is stored is refused.
+    let (status, _, body) = api
+        .call(
+            Method::PATCH,
+            "/api/v1/mounts/partner-s3",
+            &root,
+            Some(json!({"storage": {"kind": "azure", "account": "a", "container": "c", "access_key": "[redacted]"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/mounts",
+            &root,
+            Some(json!({"name": "bad", "storage": {"kind": "local", "root": "relative"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, body) = api
+        .call(
+            Method::POST,
+            "/api/v1/mounts",
+            &root,
+            Some(json!({"name": "bad", "storage": {"kind": "floppy"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // The clear secret is nowhere in the data directory.
+    let (_, dir) = api.server.stop().await;
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the clear secret",
+                path.display()
+            );
+        }
+    }
+}

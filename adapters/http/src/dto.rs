@@ -4,8 +4,8 @@
 use poem_openapi::{Enum, Object};
 use tollgate_domain::admin::Role;
 use tollgate_ports::api::{
-    AdminRecord, ApiKeyRecord, EventRecord, GroupRecord, PolicyRecord, RuleRecord, SessionRecord,
-    TransferRecord, UserRecord,
+    AdminRecord, ApiKeyRecord, EventRecord, GroupRecord, MountRecord, PolicyRecord, RuleRecord,
+    SessionRecord, StorageRecord, TransferRecord, UserRecord,
 };
 
 /// An administrator's role.
@@ -620,4 +620,259 @@ impl From<SessionRecord> for Session {
             started_at: s.started_at,
         }
     }
+}
+
+// The storage variants do not deny unknown fields: the union's `kind`
+// discriminator reaches each variant's parser as a field.
+
+/// A directory of the gateway's host.
+#[derive(Debug, Clone, Object)]
+pub(crate) struct LocalStorage {
+    /// An absolute path.
+    #[oai(validator(min_length = 1, max_length = 4096))]
+    pub(crate) root: String,
+}
+
+/// An S3 or S3-compatible bucket. `secret_access_key` is `[redacted]` in
+/// answers; send `[redacted]` back to keep the stored one.
+#[derive(Debug, Clone, Object)]
+pub(crate) struct S3Storage {
+    /// The bucket.
+    pub(crate) bucket: String,
+    /// The region.
+    pub(crate) region: String,
+    /// A custom endpoint (S3-compatible services).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) endpoint: Option<String>,
+    /// A key prefix inside the bucket.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) prefix: Option<String>,
+    /// The access key id.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) access_key_id: Option<String>,
+    /// The secret access key (write-only; `[redacted]` when read).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) secret_access_key: Option<String>,
+}
+
+/// A Google Cloud Storage bucket.
+#[derive(Debug, Clone, Object)]
+pub(crate) struct GcsStorage {
+    /// The bucket.
+    pub(crate) bucket: String,
+    /// An object prefix inside the bucket.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) prefix: Option<String>,
+    /// Service account credentials JSON (write-only; `[redacted]` when read).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) credentials_json: Option<String>,
+}
+
+/// An Azure Blob Storage container.
+#[derive(Debug, Clone, Object)]
+pub(crate) struct AzureStorage {
+    /// The storage account.
+    pub(crate) account: String,
+    /// The container.
+    pub(crate) container: String,
+    /// A blob prefix inside the container.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) prefix: Option<String>,
+    /// The account key (write-only; `[redacted]` when read).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) access_key: Option<String>,
+}
+
+/// A directory on a remote SFTP server.
+#[derive(Debug, Clone, Object)]
+pub(crate) struct SftpStorage {
+    /// The server's host name or address.
+    pub(crate) host: String,
+    /// The server's port.
+    #[oai(validator(minimum(value = "1"), maximum(value = "65535")))]
+    pub(crate) port: u16,
+    /// The login name on the remote server.
+    pub(crate) username: String,
+    /// The remote directory.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) root: Option<String>,
+    /// The password (write-only; `[redacted]` when read).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) password: Option<String>,
+    /// An OpenSSH private key (write-only; `[redacted]` when read).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) private_key: Option<String>,
+}
+
+/// A storage backend, by `kind`.
+#[derive(Debug, Clone, poem_openapi::Union)]
+#[oai(discriminator_name = "kind")]
+pub(crate) enum Storage {
+    /// `local`
+    #[oai(mapping = "local")]
+    Local(LocalStorage),
+    /// `s3`
+    #[oai(mapping = "s3")]
+    S3(S3Storage),
+    /// `gcs`
+    #[oai(mapping = "gcs")]
+    Gcs(GcsStorage),
+    /// `azure`
+    #[oai(mapping = "azure")]
+    Azure(AzureStorage),
+    /// `sftp`
+    #[oai(mapping = "sftp")]
+    Sftp(SftpStorage),
+}
+
+impl From<Storage> for StorageRecord {
+    fn from(storage: Storage) -> StorageRecord {
+        match storage {
+            Storage::Local(s) => StorageRecord::Local { root: s.root },
+            Storage::S3(s) => StorageRecord::S3 {
+                bucket: s.bucket,
+                region: s.region,
+                endpoint: s.endpoint,
+                prefix: s.prefix,
+                access_key_id: s.access_key_id,
+                secret_access_key: s.secret_access_key,
+            },
+            Storage::Gcs(s) => StorageRecord::Gcs {
+                bucket: s.bucket,
+                prefix: s.prefix,
+                credentials_json: s.credentials_json,
+            },
+            Storage::Azure(s) => StorageRecord::Azure {
+                account: s.account,
+                container: s.container,
+                prefix: s.prefix,
+                access_key: s.access_key,
+            },
+            Storage::Sftp(s) => StorageRecord::Sftp {
+                host: s.host,
+                port: s.port,
+                username: s.username,
+                root: s.root,
+                password: s.password,
+                private_key: s.private_key,
+            },
+        }
+    }
+}
+
+impl From<StorageRecord> for Storage {
+    fn from(record: StorageRecord) -> Storage {
+        match record {
+            StorageRecord::Local { root } => Storage::Local(LocalStorage { root }),
+            StorageRecord::S3 {
+                bucket,
+                region,
+                endpoint,
+                prefix,
+                access_key_id,
+                secret_access_key,
+            } => Storage::S3(S3Storage {
+                bucket,
+                region,
+                endpoint,
+                prefix,
+                access_key_id,
+                secret_access_key,
+            }),
+            StorageRecord::Gcs {
+                bucket,
+                prefix,
+                credentials_json,
+            } => Storage::Gcs(GcsStorage {
+                bucket,
+                prefix,
+                credentials_json,
+            }),
+            StorageRecord::Azure {
+                account,
+                container,
+                prefix,
+                access_key,
+            } => Storage::Azure(AzureStorage {
+                account,
+                container,
+                prefix,
+                access_key,
+            }),
+            StorageRecord::Sftp {
+                host,
+                port,
+                username,
+                root,
+                password,
+                private_key,
+            } => Storage::Sftp(SftpStorage {
+                host,
+                port,
+                username,
+                root,
+                password,
+                private_key,
+            }),
+        }
+    }
+}
+
+/// A mount: a storage backend that users' namespaces can include as a
+/// virtual folder.
+#[derive(Debug, Object)]
+pub(crate) struct Mount {
+    /// The mount's name.
+    pub(crate) name: String,
+    /// A note for administrators.
+    pub(crate) description: String,
+    /// The backend; secrets are `[redacted]`.
+    pub(crate) storage: Storage,
+    /// The version to send in `If-Match`.
+    pub(crate) version: u64,
+}
+
+impl Mount {
+    pub(crate) fn new(record: MountRecord, version: u64) -> Mount {
+        Mount {
+            name: record.name,
+            description: record.description,
+            storage: record.storage.into(),
+            version,
+        }
+    }
+}
+
+/// A new mount.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct NewMount {
+    /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub(crate) name: String,
+    /// A note for administrators.
+    #[oai(default)]
+    pub(crate) description: String,
+    /// The backend.
+    pub(crate) storage: Storage,
+}
+
+/// Changes to a mount; absent fields stay as they are.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct MountUpdate {
+    /// A new note.
+    pub(crate) description: Option<String>,
+    /// A new backend (send `[redacted]` for a secret to keep it).
+    pub(crate) storage: Option<Storage>,
+}
+
+/// A page of mounts.
+#[derive(Debug, Object)]
+pub(crate) struct MountPage {
+    /// The mounts.
+    pub(crate) items: Vec<Mount>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) next_cursor: Option<String>,
 }

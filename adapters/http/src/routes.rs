@@ -13,8 +13,8 @@ use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, ResponseContent, SecurityScheme, Tags};
 use tollgate_domain::session::Protocol;
 use tollgate_ports::api::{
-    AdminApi, AdminChanges, EventQuery, GroupRecord, ListParams, PolicyRecord, Principal,
-    UserChanges, UserSpec,
+    AdminApi, AdminChanges, EventQuery, GroupRecord, ListParams, MountRecord, PolicyRecord,
+    Principal, UserChanges, UserSpec,
 };
 use tollgate_ports::inbound::ClientInfo;
 
@@ -32,6 +32,8 @@ enum Tag {
     Groups,
     /// Permission policies.
     Policies,
+    /// Storage mounts (virtual folders).
+    Mounts,
     /// Administrators.
     Admins,
     /// API keys for automation.
@@ -85,6 +87,7 @@ tagged_response!(UserResponse, dto::User);
 tagged_response!(GroupResponse, dto::Group);
 tagged_response!(PolicyResponse, dto::Policy);
 tagged_response!(AdminResponse, dto::Admin);
+tagged_response!(MountResponse, dto::Mount);
 
 /// An answer without a body.
 #[derive(ApiResponse)]
@@ -822,6 +825,142 @@ impl Api {
         let by = self.principal(req, &auth).await?;
         let expected = expected(if_match.0.as_deref())?;
         self.port.delete_policy(&by, &name.0, expected).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// List mounts by name.
+    #[oai(
+        path = "/mounts",
+        method = "get",
+        tag = "Tag::Mounts",
+        operation_id = "listMounts"
+    )]
+    async fn list_mounts(
+        &self,
+        req: &Request,
+        auth: Auth,
+        cursor: Query<Option<String>>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u32>>,
+        prefix: Query<Option<String>>,
+    ) -> Result<Json<dto::MountPage>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let page = self
+            .port
+            .list_mounts(&by, list(cursor.0, limit.0, prefix.0))
+            .await?;
+        Ok(Json(dto::MountPage {
+            items: page
+                .items
+                .into_iter()
+                .map(|m| dto::Mount::new(m.value, m.version))
+                .collect(),
+            next_cursor: page.next_cursor,
+        }))
+    }
+
+    /// Create a mount; its secrets are sealed before they are recorded.
+    #[oai(
+        path = "/mounts",
+        method = "post",
+        tag = "Tag::Mounts",
+        operation_id = "createMount"
+    )]
+    async fn create_mount(
+        &self,
+        req: &Request,
+        auth: Auth,
+        body: Json<dto::NewMount>,
+    ) -> Result<MountResponse, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let new = body.0;
+        let mount = self
+            .port
+            .create_mount(
+                &by,
+                MountRecord {
+                    name: new.name,
+                    description: new.description,
+                    storage: new.storage.into(),
+                },
+            )
+            .await?;
+        Ok(MountResponse::Created(
+            Json(dto::Mount::new(mount.value, mount.version)),
+            etag(mount.version),
+        ))
+    }
+
+    /// One mount (secrets redacted).
+    #[oai(
+        path = "/mounts/:name",
+        method = "get",
+        tag = "Tag::Mounts",
+        operation_id = "getMount"
+    )]
+    async fn get_mount(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+    ) -> Result<MountResponse, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let mount = self.port.get_mount(&by, &name.0).await?;
+        Ok(MountResponse::Ok(
+            Json(dto::Mount::new(mount.value, mount.version)),
+            etag(mount.version),
+        ))
+    }
+
+    /// Change a mount's description or storage.
+    #[oai(
+        path = "/mounts/:name",
+        method = "patch",
+        tag = "Tag::Mounts",
+        operation_id = "updateMount"
+    )]
+    async fn update_mount(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        body: Json<dto::MountUpdate>,
+    ) -> Result<MountResponse, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let expected = expected(if_match.0.as_deref())?;
+        let mount = self
+            .port
+            .update_mount(
+                &by,
+                &name.0,
+                expected,
+                body.0.description,
+                body.0.storage.map(Into::into),
+            )
+            .await?;
+        Ok(MountResponse::Ok(
+            Json(dto::Mount::new(mount.value, mount.version)),
+            etag(mount.version),
+        ))
+    }
+
+    /// Delete a mount.
+    #[oai(
+        path = "/mounts/:name",
+        method = "delete",
+        tag = "Tag::Mounts",
+        operation_id = "deleteMount"
+    )]
+    async fn delete_mount(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+    ) -> Result<NoContent, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let expected = expected(if_match.0.as_deref())?;
+        self.port.delete_mount(&by, &name.0, expected).await?;
         Ok(NoContent::Done)
     }
 

@@ -1,10 +1,12 @@
 //! Identity adapters: password hashing with Argon2id, and bearer tokens
-//! (HS256 JWTs with a rotatable key file).
+//! (HS256 JWTs with a rotatable key file), and sealed storage secrets
+//! (AES-256-GCM).
 //!
 //! Architecture invariant: a clear-text password never leaves the function
 //! it was given to; nothing here logs or stores one.
 
 mod jwt;
+mod secrets;
 
 use argon2::Argon2;
 use argon2::password_hash::phc::PasswordHash;
@@ -13,6 +15,7 @@ use tollgate_ports::BoxError;
 use tollgate_ports::outbound::PasswordHasher;
 
 pub use jwt::{JwtSigner, KeyFileError};
+pub use secrets::AesGcmSecretBox;
 
 /// Argon2id with the crate's recommended parameters (OWASP minimums).
 #[derive(Debug, Clone, Copy, Default)]
