@@ -216,6 +216,7 @@ impl Server {
             http_addr = Some(listener.local_addr()?);
             let server = HttpServer::new(
                 app.admin_api(),
+                app.gateway(),
                 HttpConfig {
                     tls,
                     max_body_bytes: config.http.max_body_bytes,

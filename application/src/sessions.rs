@@ -13,6 +13,7 @@ use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
 use tollgate_domain::user::User;
 use tollgate_ports::api::SessionRecord;
 use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
+use tollgate_ports::outbound::TokenError;
 
 use crate::aggregates::Actor;
 use crate::files::UserFiles;
@@ -73,8 +74,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             reason: reason.to_string(),
             admin: false,
         };
-        self.record(session_id, session, Some(username), command)
-            .await;
+        let user = (!username.is_empty()).then_some(username);
+        self.record(session_id, session, user, command).await;
         LoginError::Denied
     }
 
@@ -314,6 +315,50 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
         };
         self.succeed(session_id, session, user, method, fingerprint(&key))
             .await
+    }
+
+    async fn login_token(
+        &self,
+        session_id: &str,
+        token: &str,
+    ) -> Result<Arc<dyn FileOps>, LoginError> {
+        let session = self.session(session_id).await?;
+        let method = LoginMethod::Token;
+        let deps = &self.app.inner.deps;
+        let claims = match deps.tokens.verify(token, deps.clock.now().timestamp()) {
+            Ok(claims) if !claims.admin => claims,
+            Ok(claims) => {
+                return Err(self
+                    .fail(
+                        session_id,
+                        &session,
+                        &claims.subject,
+                        method,
+                        "administrator token",
+                    )
+                    .await);
+            }
+            Err(err) => {
+                let reason = match err {
+                    TokenError::Expired => "expired token",
+                    TokenError::Invalid => "invalid token",
+                };
+                return Err(self.fail(session_id, &session, "", method, reason).await);
+            }
+        };
+        let username = claims.subject;
+        let user: User = self.app.load(&username).await.map_err(log_unavailable)?;
+        if !user.exists() {
+            return Err(self
+                .fail(session_id, &session, &username, method, "unknown user")
+                .await);
+        }
+        if !user.enabled {
+            return Err(self
+                .fail(session_id, &session, &username, method, "account disabled")
+                .await);
+        }
+        self.succeed(session_id, session, user, method, None).await
     }
 
     async fn close(&self, session_id: &str, reason: &str) {

@@ -101,6 +101,13 @@ pub trait Sessions: Send + Sync {
         username: &str,
         public_key: &str,
     ) -> Result<Arc<dyn FileOps>, LoginError>;
+    /// Login with a bearer token issued to a user by the HTTP API (an
+    /// administrator's token has no files). Every failure is recorded.
+    async fn login_token(
+        &self,
+        session_id: &str,
+        token: &str,
+    ) -> Result<Arc<dyn FileOps>, LoginError>;
     /// Records the end of a connection.
     async fn close(&self, session_id: &str, reason: &str);
     /// Resolves when an administrator asks for this connection to be

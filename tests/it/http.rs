@@ -668,7 +668,7 @@ async fn live_sessions_are_listed_and_one_can_be_disconnected() {
 #[tokio::test]
 async fn openapi_document_matches_the_code() {
     let server = TestServer::start("sqlite").await;
-    let generated = tollgate_http::openapi_json(server.app().admin_api());
+    let generated = tollgate_http::openapi_json(server.app().admin_api(), server.app().gateway());
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi/openapi.json");
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     if committed != generated {
@@ -778,5 +778,258 @@ async fn mount_secrets_are_sealed_redacted_and_kept_when_sent_back_redacted() {
                 path.display()
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn users_move_files_over_the_http_file_api_with_the_same_rules_and_events() {
+    for kind in database_kinds() {
+        let api = Https::start(kind).await;
+        let root = api.bearer(ROOT, PASSWORD).await;
+        let (status, _, _) = api
+            .call(
+                Method::POST,
+                "/api/v1/policies",
+                &root,
+                Some(json!({"name": "inbox", "rules": [
+                    {"path": "/", "permissions": ["*"]},
+                    {"path": "/ro", "permissions": ["list", "download"]}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let home = api.server.add_user("alice", &["inbox"]).await;
+        std::fs::create_dir_all(home.join("ro")).unwrap();
+        std::fs::write(home.join("ro/keep.txt"), b"read only").unwrap();
+        api.server.add_user("bob", &["inbox"]).await;
+        let alice = api.bearer("alice", PASSWORD).await;
+        let url = |rest: &str| format!("{}/api/v1/user/files{rest}", api.base);
+
+        // A streamed upload of a few MiB, then downloads (whole and ranged).
+        let data: Vec<u8> = (0..3 * 1024 * 1024 + 17)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect();
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            data.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+        let res = api
+            .client
+            .put(url("/content?path=/big.bin"))
+            .header("Authorization", &alice)
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["size"], data.len() as u64);
+        assert_eq!(body["sha256"], crate::support::sha256_hex(&data));
+        assert_eq!(std::fs::read(home.join("big.bin")).unwrap(), data);
+        let res = api
+            .client
+            .get(url("/content?path=/big.bin"))
+            .header("Authorization", &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["accept-ranges"], "bytes");
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &data[..]);
+        let res = api
+            .client
+            .get(url("/content?path=/big.bin"))
+            .header("Authorization", &alice)
+            .header("Range", "bytes=100-199")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+        assert_eq!(
+            res.headers()["content-range"],
+            format!("bytes 100-199/{}", data.len()).as_str()
+        );
+        assert_eq!(res.bytes().await.unwrap().as_ref(), &data[100..200]);
+        let res = api
+            .client
+            .get(url("/content?path=/big.bin"))
+            .header("Authorization", &alice)
+            .header("Range", format!("bytes={}-", data.len() + 5))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+
+        // Resume: write the rest of a file from an offset.
+        let (head, tail) = data.split_at(1000);
+        for (offset, part) in [(None, head), (Some(1000), tail)] {
+            let query = match offset {
+                Some(o) => format!("/content?path=/resumed.bin&offset={o}"),
+                None => "/content?path=/resumed.bin".to_string(),
+            };
+            let res = api
+                .client
+                .put(url(&query))
+                .header("Authorization", &alice)
+                .body(part.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+        }
+        assert_eq!(std::fs::read(home.join("resumed.bin")).unwrap(), data);
+        let res = api
+            .client
+            .put(url("/content?path=/resumed.bin&offset=99999999999"))
+            .header("Authorization", &alice)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::BAD_REQUEST,
+            "no resume past the end"
+        );
+        assert_eq!(std::fs::read(home.join("resumed.bin")).unwrap(), data);
+
+        // mkdir, rename, list, checksum, delete.
+        let post = |rest: String, body: Option<Value>| {
+            let mut req = api.client.post(url(&rest)).header("Authorization", &alice);
+            if let Some(body) = body {
+                req = req.json(&body);
+            }
+            async move { req.send().await.unwrap().status() }
+        };
+        assert_eq!(
+            post("/dirs?path=/in".to_string(), None).await,
+            StatusCode::NO_CONTENT
+        );
+        assert_eq!(
+            post("/dirs?path=/in".to_string(), None).await,
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            post(
+                "/rename".to_string(),
+                Some(json!({"from": "/big.bin", "to": "/in/big.bin"}))
+            )
+            .await,
+            StatusCode::NO_CONTENT
+        );
+        let (status, _, listing) = api
+            .call(Method::GET, "/api/v1/user/files?path=/in", &alice, None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(listing[0]["name"], "big.bin");
+        assert_eq!(listing[0]["kind"], "file");
+        let (status, _, sum) = api
+            .call(
+                Method::GET,
+                "/api/v1/user/files/checksum?path=/in/big.bin",
+                &alice,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(sum["sha256"], crate::support::sha256_hex(&data));
+        let (status, _, _) = api
+            .call(
+                Method::DELETE,
+                "/api/v1/user/files?path=/in/big.bin",
+                &alice,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _, _) = api
+            .call(Method::DELETE, "/api/v1/user/files?path=/in", &alice, None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert!(!home.join("in").exists());
+
+        // Denied by policy, outside the namespace, another user's token, an admin token.
+        let res = api
+            .client
+            .put(url("/content?path=/ro/new.txt"))
+            .header("Authorization", &alice)
+            .body("no")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert!(!home.join("ro/new.txt").exists());
+        for path in ["/../bob/x", "/a%00b"] {
+            let (status, _, body) = api
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/user/files/content?path={path}"),
+                    &alice,
+                    None,
+                )
+                .await;
+            assert!(
+                status == StatusCode::BAD_REQUEST || status == StatusCode::FORBIDDEN,
+                "{path}: {status} {body}"
+            );
+        }
+        let (status, _, _) = api
+            .call(Method::GET, "/api/v1/user/files", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let bob = api.bearer("bob", PASSWORD).await;
+        let (status, _, _) = api
+            .call(
+                Method::GET,
+                "/api/v1/user/files/content?path=/resumed.bin",
+                &bob,
+                None,
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "bob sees only his own namespace"
+        );
+
+        // An upload that stops mid-way leaves nothing under the name.
+        let broken: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+            Ok(vec![1u8; 64 * 1024]),
+            Err(std::io::Error::other("the client gave up")),
+        ];
+        let res = api
+            .client
+            .put(url("/content?path=/partial.bin"))
+            .header("Authorization", &alice)
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(broken)))
+            .send()
+            .await;
+        assert!(res.is_err() || !res.unwrap().status().is_success());
+        api.server.wait_for_event("alice", "TransferAborted").await;
+        assert!(!home.join("partial.bin").exists());
+
+        // The same events as SFTP, with the protocol http.
+        let completed = api.server.events_of("alice", "TransferCompleted").await;
+        assert!(completed.len() >= 4, "{completed:?}");
+        assert!(
+            completed
+                .iter()
+                .all(|e| e.protocol.as_deref() == Some("http"))
+        );
+        assert!(
+            completed
+                .iter()
+                .any(|e| e.sha256.as_deref() == Some(&crate::support::sha256_hex(&data)[..]))
+        );
+        let denied = api.server.events_of("alice", "TransferDenied").await;
+        assert_eq!(denied.len(), 1, "{denied:?}");
+        for op in ["mkdir", "rename", "remove", "rmdir"] {
+            assert!(
+                api.server
+                    .events_of("alice", "FileOperationPerformed")
+                    .await
+                    .iter()
+                    .any(|e| e.operation.as_deref() == Some(op)),
+                "{op} recorded"
+            );
+        }
+        api.server.stop().await;
     }
 }

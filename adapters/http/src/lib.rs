@@ -1,5 +1,6 @@
-//! The HTTP(S) front end: the REST admin API described by an OpenAPI 3
-//! document (poem-openapi), Swagger UI, health, readiness and metrics.
+//! The HTTP(S) front end: the REST admin API and the users' file API
+//! described by an OpenAPI 3 document (poem-openapi), Swagger UI, health,
+//! readiness and metrics.
 //!
 //! Architecture invariant: this crate holds no business rule. It
 //! authenticates by asking the `AdminApi` port, converts JSON to the port's
@@ -7,6 +8,7 @@
 //! what is decided behind the port.
 
 mod dto;
+mod files;
 mod metrics;
 mod problem;
 mod routes;
@@ -21,6 +23,10 @@ use poem_openapi::OpenApiService;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tollgate_ports::api::AdminApi;
+use tollgate_ports::inbound::Sessions;
+
+/// The one route whose body streams to storage instead of being buffered.
+const UPLOAD_PATH: &str = "/api/v1/user/files/content";
 
 /// The version of the API document.
 pub const API_VERSION: &str = "1.0.0";
@@ -43,32 +49,43 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
 }
 
-fn service(port: Arc<dyn AdminApi>) -> OpenApiService<(routes::Api, routes::Ops), ()> {
+type Apis = (routes::Api, files::FilesApi, routes::Ops);
+
+fn service(port: Arc<dyn AdminApi>, sessions: Arc<dyn Sessions>) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (routes::Api { port: port.clone() }, routes::Ops { port }),
+        (
+            routes::Api { port: port.clone() },
+            files::FilesApi { sessions },
+            routes::Ops { port },
+        ),
         "Tollgate",
         API_VERSION,
     )
     .description(
-        "Administration and audit API of the Tollgate file-transfer gateway. \
+        "Administration, audit and file API of the Tollgate file-transfer gateway. \
          Errors are RFC 9457 problem documents whose `type` is one of \
          `urn:tollgate:problem:{bad-request, unauthorized, forbidden, not-found, \
          method-not-allowed, conflict, precondition-failed, payload-too-large, \
-         unsupported-media-type, unavailable, internal}`. Updates accept the \
+         unsupported-media-type, range-not-satisfiable, not-implemented, \
+         insufficient-storage, unavailable, internal}`. Updates accept the \
          resource's `ETag` in `If-Match` and answer 412 when it is stale.",
     )
 }
 
 /// The OpenAPI document, as committed in `openapi/openapi.json`.
-pub fn openapi_json(port: Arc<dyn AdminApi>) -> String {
-    let mut text = service(port).spec();
+pub fn openapi_json(port: Arc<dyn AdminApi>, sessions: Arc<dyn Sessions>) -> String {
+    let mut text = service(port, sessions).spec();
     text.push('\n');
     text
 }
 
 /// The whole HTTP application.
-fn app(port: Arc<dyn AdminApi>, max_body: usize) -> impl Endpoint + 'static {
-    let api = service(port);
+fn app(
+    port: Arc<dyn AdminApi>,
+    sessions: Arc<dyn Sessions>,
+    max_body: usize,
+) -> impl Endpoint + 'static {
+    let api = service(port, sessions);
     let spec = api.spec();
     let docs = api.swagger_ui();
     Route::new()
@@ -83,6 +100,15 @@ fn app(port: Arc<dyn AdminApi>, max_body: usize) -> impl Endpoint + 'static {
             }),
         )
         .around(move |ep, mut req| async move {
+            // File uploads stream and have no size limit here; their bytes
+            // are the file whatever media type the client named.
+            if req.uri().path() == UPLOAD_PATH {
+                req.headers_mut().insert(
+                    poem::http::header::CONTENT_TYPE,
+                    poem::http::HeaderValue::from_static("application/octet-stream"),
+                );
+                return ep.call(req).await.map(IntoResponse::into_response);
+            }
             // Refuse oversize bodies before anything reads them.
             let declared = req
                 .headers()
@@ -116,13 +142,19 @@ fn app(port: Arc<dyn AdminApi>, max_body: usize) -> impl Endpoint + 'static {
 /// The HTTP(S) server of the admin API.
 pub struct HttpServer {
     port: Arc<dyn AdminApi>,
+    sessions: Arc<dyn Sessions>,
     config: HttpConfig,
 }
 
 impl HttpServer {
-    /// A server answering through `port`.
-    pub fn new(port: Arc<dyn AdminApi>, config: HttpConfig) -> Self {
-        HttpServer { port, config }
+    /// A server answering administration through `port` and users' file
+    /// requests through `sessions`.
+    pub fn new(port: Arc<dyn AdminApi>, sessions: Arc<dyn Sessions>, config: HttpConfig) -> Self {
+        HttpServer {
+            port,
+            sessions,
+            config,
+        }
     }
 
     /// Serves on `listener` until `shutdown` turns true, then lets running
@@ -144,7 +176,7 @@ impl HttpServer {
             }
             None => acceptor.boxed(),
         };
-        let endpoint = app(self.port, self.config.max_body_bytes);
+        let endpoint = app(self.port, self.sessions, self.config.max_body_bytes);
         poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 endpoint,

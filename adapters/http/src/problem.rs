@@ -17,8 +17,8 @@ pub(crate) const TYPE_PREFIX: &str = "urn:tollgate:problem:";
 /// An RFC 9457 problem. `type` is one of `urn:tollgate:problem:` followed by
 /// `bad-request`, `unauthorized`, `forbidden`, `not-found`,
 /// `method-not-allowed`, `conflict`, `precondition-failed`,
-/// `payload-too-large`, `unsupported-media-type`, `unavailable` or
-/// `internal`.
+/// `payload-too-large`, `unsupported-media-type`, `range-not-satisfiable`,
+/// `not-implemented`, `insufficient-storage`, `unavailable` or `internal`.
 #[derive(Debug, Clone, Object)]
 #[oai(rename = "Problem")]
 pub(crate) struct ProblemDetails {
@@ -67,9 +67,24 @@ pub(crate) enum Problem {
     /// The body's media type is not accepted.
     #[oai(status = 415, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<ProblemDetails>),
+    /// The requested range is outside the file.
+    #[oai(status = 416, content_type = "application/problem+json")]
+    RangeNotSatisfiable(
+        Json<ProblemDetails>,
+        #[oai(header = "Content-Range")] String,
+    ),
+    /// The server failed; the cause was logged.
+    #[oai(status = 500, content_type = "application/problem+json")]
+    Internal(Json<ProblemDetails>),
+    /// The operation is not supported by the storage.
+    #[oai(status = 501, content_type = "application/problem+json")]
+    NotImplemented(Json<ProblemDetails>),
     /// The server cannot answer now.
     #[oai(status = 503, content_type = "application/problem+json")]
     Unavailable(Json<ProblemDetails>),
+    /// The user's quota is exhausted.
+    #[oai(status = 507, content_type = "application/problem+json")]
+    InsufficientStorage(Json<ProblemDetails>),
 }
 
 pub(crate) fn details(status: StatusCode, detail: impl Into<String>) -> ProblemDetails {
@@ -94,6 +109,9 @@ pub(crate) fn slug(status: StatusCode) -> (&'static str, &'static str) {
         412 => ("precondition-failed", "Precondition failed"),
         413 => ("payload-too-large", "Payload too large"),
         415 => ("unsupported-media-type", "Unsupported media type"),
+        416 => ("range-not-satisfiable", "Range not satisfiable"),
+        501 => ("not-implemented", "Not implemented"),
+        507 => ("insufficient-storage", "Insufficient storage"),
         503 => ("unavailable", "Service unavailable"),
         _ if status.is_client_error() => ("bad-request", "Bad request"),
         _ => ("internal", "Internal error"),

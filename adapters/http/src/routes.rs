@@ -23,7 +23,9 @@ use crate::problem::Problem;
 
 /// The groups of operations in the document.
 #[derive(Tags)]
-enum Tag {
+pub(crate) enum Tag {
+    /// The calling user's files.
+    Files,
     /// Tokens and the caller's identity.
     Auth,
     /// File-transfer users.
@@ -54,7 +56,7 @@ struct BasicAuth(Basic);
 /// A bearer token from `POST /api/v1/token`.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", bearer_format = "JWT")]
-struct BearerAuth(Bearer);
+pub(crate) struct BearerAuth(pub(crate) Bearer);
 
 /// An API key.
 #[derive(SecurityScheme)]
@@ -170,7 +172,7 @@ fn list(cursor: Option<String>, limit: Option<u32>, prefix: Option<String>) -> L
     }
 }
 
-fn client(req: &Request) -> ClientInfo {
+pub(crate) fn client(req: &Request) -> ClientInfo {
     ClientInfo {
         protocol: Protocol::Http,
         remote_addr: req
