@@ -306,6 +306,31 @@ if [ "$esc_rc" -ne 0 ] && grep -q "escapes" "$TMP/legacy-esc.out"; then pass "sc
 else fail "scp -O to ../ is refused with a clear message" "$(cat "$TMP/legacy-esc.out")"; fi
 if [ "$exec_rc" -ne 0 ] && ! grep -q "root:" "$TMP/exec.out"; then pass "other exec requests are refused"
 else fail "other exec requests are refused" "$(cat "$TMP/exec.out")"; fi
+if wait_event '.event_type == "CommandRefused" and .payload.CommandRefused.command == "cat /etc/passwd"' --user "$KEY_USER"; then
+  pass "a refused exec request is recorded as CommandRefused"
+else fail "a refused exec request is recorded as CommandRefused" "$(tg events list --user "$KEY_USER" --type CommandRefused)"; fi
+if wait_event '.event_type == "TransferCompleted" and .protocol == "scp" and .path == "/legacy.bin"' --user "$KEY_USER"; then
+  pass "legacy scp transfers are recorded with the protocol scp"
+else fail "legacy scp transfers are recorded with the protocol scp" "$(events_json --type TransferCompleted | jq -c '{path, protocol}')"; fi
+
+# ---------------------------------------------------------------- SSH checksum commands
+set +e
+ssh "${SSH_OPTS[@]/-P/-p}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST" "sha256sum legacy.bin" >"$TMP/sum.out" 2>"$TMP/sum.err" </dev/null
+sum_rc=$?
+ssh "${SSH_OPTS[@]/-P/-p}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST" "md5sum legacy.bin" >"$TMP/md5.out" 2>"$TMP/md5.err" </dev/null
+md5_rc=$?
+ssh "${SSH_OPTS[@]/-P/-p}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST" "sha256sum no-such-file" >"$TMP/nosum.out" 2>"$TMP/nosum.err" </dev/null
+nosum_rc=$?
+set -e
+if [ "$sum_rc" -eq 0 ] && [ "$(cat "$TMP/sum.out")" = "$(sha "$SMALL")  legacy.bin" ]; then
+  pass "ssh sha256sum prints the file's SHA-256 as coreutils does"
+else fail "ssh sha256sum prints the file's SHA-256 as coreutils does" "rc=$sum_rc $(cat "$TMP/sum.out" "$TMP/sum.err")"; fi
+if [ "$md5_rc" -eq 0 ] && [ "$(cat "$TMP/md5.out")" = "$(md5sum "$SMALL" | cut -d' ' -f1)  legacy.bin" ]; then
+  pass "ssh md5sum prints the file's MD5 as coreutils does"
+else fail "ssh md5sum prints the file's MD5 as coreutils does" "rc=$md5_rc $(cat "$TMP/md5.out" "$TMP/md5.err")"; fi
+if [ "$nosum_rc" -eq 1 ] && grep -q "no-such-file" "$TMP/nosum.err" && [ ! -s "$TMP/nosum.out" ]; then
+  pass "ssh sha256sum of a missing file exits 1 with the error on stderr"
+else fail "ssh sha256sum of a missing file exits 1 with the error on stderr" "rc=$nosum_rc $(cat "$TMP/nosum.out" "$TMP/nosum.err")"; fi
 
 # ---------------------------------------------------------------- wrong password
 batch wrong "ls"

@@ -2,6 +2,7 @@
 //! `Upload` and `Download` inbound ports. Each operation is authorised by
 //! the user's policies, delegated to storage, and recorded as an event.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -259,6 +260,32 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
 impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
     fn username(&self) -> &str {
         &self.user.username
+    }
+
+    fn with_protocol(&self, protocol: Protocol) -> Arc<dyn FileOps> {
+        Arc::new(UserFiles {
+            app: self.app.clone(),
+            session_id: self.session_id.clone(),
+            user: self.user.clone(),
+            policies: self.policies.clone(),
+            protocol,
+            remote_addr: self.remote_addr.clone(),
+        })
+    }
+
+    async fn record_refused_command(&self, command: &str) {
+        /// Long enough for any real command line; a longer one is cut.
+        const KEPT: usize = 1024;
+        let mut command = command.replace('\0', "\\0");
+        if command.len() > KEPT {
+            let mut end = KEPT;
+            while !command.is_char_boundary(end) {
+                end -= 1;
+            }
+            command.truncate(end);
+        }
+        self.record(SessionCommand::RecordRefusedCommand { command })
+            .await;
     }
 
     async fn realpath(&self, path: &str) -> Result<String, FileOpError> {

@@ -114,6 +114,9 @@ pub enum SessionCommand {
     RequestDisconnect {
         by: String,
     },
+    RecordRefusedCommand {
+        command: String,
+    },
     RecordOperation {
         operation: FileOperation,
         path: String,
@@ -180,13 +183,18 @@ pub enum SessionEvent {
     SessionDisconnectRequested {
         by: String,
     },
+    /// An SSH exec or shell request the gateway does not serve.
+    CommandRefused {
+        command: String,
+    },
     SessionClosed {
         reason: String,
     },
 }
 crate::domain_event!(SessionEvent, "1", {
     SessionOpened, LoginFailed, LoginSucceeded, FileOperationPerformed,
-    FileOperationDenied, FileOperationFailed, SessionDisconnectRequested, SessionClosed,
+    FileOperationDenied, FileOperationFailed, SessionDisconnectRequested, CommandRefused,
+    SessionClosed,
 });
 
 fn is_false(value: &bool) -> bool {
@@ -295,6 +303,9 @@ impl AggregateRoot for Session {
                 target,
                 rule,
             },
+            SessionCommand::RecordRefusedCommand { command } => {
+                SessionEvent::CommandRefused { command }
+            }
             SessionCommand::RecordFailure {
                 operation,
                 path,
@@ -324,7 +335,8 @@ impl AggregateRoot for Session {
             SessionEvent::FileOperationPerformed { .. }
             | SessionEvent::FileOperationDenied { .. }
             | SessionEvent::FileOperationFailed { .. }
-            | SessionEvent::SessionDisconnectRequested { .. } => {}
+            | SessionEvent::SessionDisconnectRequested { .. }
+            | SessionEvent::CommandRefused { .. } => {}
             SessionEvent::SessionClosed { .. } => self.closed = true,
         }
     }

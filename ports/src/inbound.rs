@@ -120,6 +120,11 @@ pub trait Sessions: Send + Sync {
 pub trait FileOps: Send + Sync {
     /// The logged-in user.
     fn username(&self) -> &str;
+    /// The same session's operations, recorded under another protocol of
+    /// the same connection (SCP and SSH commands inside an SSH session).
+    fn with_protocol(&self, protocol: Protocol) -> Arc<dyn FileOps>;
+    /// Records a command the protocol refused to run (an SSH exec request).
+    async fn record_refused_command(&self, command: &str);
     /// The normalised form of a path (`/`-rooted).
     async fn realpath(&self, path: &str) -> Result<String, FileOpError>;
     /// Metadata of a path (needs `list` on its parent).

@@ -8,6 +8,7 @@
 //! store, and decides no permission: it translates SSH/SFTP to port calls
 //! and port errors to SFTP status codes.
 
+mod commands;
 mod protocol;
 mod scp;
 
@@ -334,18 +335,28 @@ impl russh::server::Handler for Connection {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let line = String::from_utf8_lossy(data);
-        let command = scp::parse_command(&line);
+        let line = String::from_utf8_lossy(data).into_owned();
         let channel = self.channels.remove(&channel_id);
-        let (Some(command), Some(files), Some(channel)) = (command, self.files.clone(), channel)
-        else {
+        let (Some(files), Some(channel)) = (self.files.clone(), channel) else {
             tracing::info!(command = %line, "exec request refused");
             session.channel_failure(channel_id)?;
             return Ok(());
         };
-        session.channel_success(channel_id)?;
-        self.tasks
-            .spawn(scp::serve(channel, files, command, session.handle()));
+        if let Some(command) = scp::parse_command(&line) {
+            session.channel_success(channel_id)?;
+            let files = files.with_protocol(Protocol::Scp);
+            self.tasks
+                .spawn(scp::serve(channel, files, command, session.handle()));
+        } else if let Some(command) = commands::parse(&line) {
+            session.channel_success(channel_id)?;
+            self.tasks
+                .spawn(commands::serve(channel, files, command, session.handle()));
+        } else {
+            tracing::info!(command = %line, "exec request refused");
+            session.channel_failure(channel_id)?;
+            self.tasks
+                .spawn(async move { files.record_refused_command(&line).await });
+        }
         Ok(())
     }
 
@@ -355,6 +366,10 @@ impl russh::server::Handler for Connection {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_failure(channel_id)?;
+        if let Some(files) = self.files.clone() {
+            self.tasks
+                .spawn(async move { files.record_refused_command("shell").await });
+        }
         Ok(())
     }
 }

@@ -29,7 +29,7 @@ pub(crate) struct ScpCommand {
 
 /// Splits a command line into words the way a POSIX shell would for the
 /// quoting clients use: single quotes, double quotes and backslashes.
-fn shell_words(line: &str) -> Option<Vec<String>> {
+pub(crate) fn shell_words(line: &str) -> Option<Vec<String>> {
     let mut words = Vec::new();
     let mut word = String::new();
     let mut in_word = false;
