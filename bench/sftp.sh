@@ -76,7 +76,7 @@ TG_PASS="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 "$BIN" policy add bench --rule "/=list,download,upload,overwrite,delete,rename,create_dirs,remove_dirs,chmod_chtimes" >/dev/null
 "$BIN" user add "$TG_USER" --password "$TG_PASS" --policy bench >/dev/null
 mkdir -p "$TOLLGATE_DATA_DIR/homes/$TG_USER"
-"$BIN" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
+"$BIN" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
 TG_PID=$!
 TG_ADDR=
 for _ in $(seq 300); do                      # up to 30 s

@@ -28,7 +28,7 @@ fi
 
 cd "$TMP"
 TOLLGATE_ADMIN_PASSWORD=ci-admin-password "$OLDPWD/$BIN" serve \
-  --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 >serve.out 2>serve.err &
+  --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0 >serve.out 2>serve.err &
 SERVER=$!
 cd "$OLDPWD"
 ADDR=

@@ -85,7 +85,7 @@ HOME_B=$TOLLGATE_DATA_DIR/homes/$KEY_USER
 mkdir -p "$HOME_A/ro" "$HOME_B"
 echo "read-only seed $(date +%s%N)" > "$HOME_A/ro/seed.txt"
 
-"$BIN" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
+"$BIN" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
 SERVER_PID=$!
 ADDR=
 for _ in $(seq 300); do                      # up to 30 s

@@ -19,6 +19,8 @@ pub struct Config {
     pub sftp: SftpSection,
     /// The HTTP(S) API server.
     pub http: HttpSection,
+    /// The FTP/FTPS server.
+    pub ftp: FtpSection,
     /// Local storage.
     pub storage: StorageConfig,
     /// Logging.
@@ -78,6 +80,47 @@ impl Default for HttpSection {
     }
 }
 
+/// `[ftp]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FtpSection {
+    /// Whether the FTP server runs.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: String,
+    /// PEM certificate chain; with `tls_key`, explicit FTPS (AUTH TLS) is offered.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Refuse logins and transfers without TLS (needs the certificate).
+    pub require_tls: bool,
+    /// First port for passive data connections.
+    pub passive_port_min: u16,
+    /// Last port for passive data connections.
+    pub passive_port_max: u16,
+    /// The IPv4 address announced in PASV replies; empty means the
+    /// control connection's local address.
+    pub passive_host: String,
+    /// Idle control connections are closed after this many seconds.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for FtpSection {
+    fn default() -> Self {
+        FtpSection {
+            enabled: true,
+            listen: "127.0.0.1:2121".to_string(),
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            passive_port_min: 50000,
+            passive_port_max: 50999,
+            passive_host: String::new(),
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
 /// `[storage]`
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -103,6 +146,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             sftp: SftpSection::default(),
             http: HttpSection::default(),
+            ftp: FtpSection::default(),
             storage: StorageConfig::default(),
             log: LogConfig::default(),
         }
@@ -134,6 +178,13 @@ impl Default for LogConfig {
 /// test suite's own switches.
 const NON_KEYS: [&str; 3] = ["TOLLGATE_ADMIN_PASSWORD", "TOLLGATE_CONFIG", "TOLLGATE_LOG"];
 const NON_KEY_PREFIX: &str = "TOLLGATE_TEST_";
+/// Keys whose default is "not set" (and so absent from the serialised defaults).
+const OPTIONAL_KEYS: [(&str, &str); 4] = [
+    ("http", "tls_cert"),
+    ("http", "tls_key"),
+    ("ftp", "tls_cert"),
+    ("ftp", "tls_key"),
+];
 
 impl Config {
     /// Loads `file` (or the defaults), applies `TOLLGATE_*` overrides from
@@ -196,6 +247,42 @@ impl Config {
                 }
             }
             (None, None) => {}
+        }
+        if self.ftp.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "ftp.listen: {:?} is not an address like 127.0.0.1:2121",
+                self.ftp.listen
+            ));
+        }
+        match (&self.ftp.tls_cert, &self.ftp.tls_key) {
+            (Some(_), None) | (None, Some(_)) => {
+                problems.push("ftp.tls_cert and ftp.tls_key must be given together".to_string())
+            }
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("tls_cert", cert), ("tls_key", key)] {
+                    if !path.is_file() {
+                        problems.push(format!("ftp.{name}: {} does not exist", path.display()));
+                    }
+                }
+            }
+            (None, None) if self.ftp.require_tls => {
+                problems.push("ftp.require_tls needs ftp.tls_cert and ftp.tls_key".to_string())
+            }
+            (None, None) => {}
+        }
+        if self.ftp.passive_port_min == 0 || self.ftp.passive_port_min > self.ftp.passive_port_max {
+            problems.push(
+                "ftp.passive_port_min..ftp.passive_port_max must be a non-empty range of ports"
+                    .to_string(),
+            );
+        }
+        if !self.ftp.passive_host.is_empty()
+            && self.ftp.passive_host.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            problems.push(format!(
+                "ftp.passive_host: {:?} is not an IPv4 address",
+                self.ftp.passive_host
+            ));
         }
         if self.http.token_ttl_secs == 0 {
             problems.push("http.token_ttl_secs: must be at least 1".to_string());
@@ -280,6 +367,12 @@ fn apply_env(
             _ => keys.push(vec![name.clone()]),
         }
     }
+    // Optional keys have no default value, so the defaults do not name them.
+    keys.extend(
+        OPTIONAL_KEYS
+            .iter()
+            .map(|(section, key)| vec![section.to_string(), key.to_string()]),
+    );
     for (var, raw) in env {
         let Some(rest) = var.strip_prefix("TOLLGATE_") else {
             continue;

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_application::{Dependencies, SystemClock, Tollgate};
+use tollgate_ftp::{FtpConfig, FtpServer};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
 use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, JwtSigner};
 use tollgate_persistence::Database;
@@ -124,6 +125,8 @@ pub struct Listeners {
     pub sftp: Option<TcpListener>,
     /// The HTTP(S) listener; bound from the configuration when `None`.
     pub http: Option<TcpListener>,
+    /// The FTP listener; bound from the configuration when `None`.
+    pub ftp: Option<TcpListener>,
 }
 
 /// A running server.
@@ -132,6 +135,8 @@ pub struct Server {
     pub sftp_addr: Option<SocketAddr>,
     /// Where the HTTP(S) API listens.
     pub http_addr: Option<SocketAddr>,
+    /// Where FTP listens.
+    pub ftp_addr: Option<SocketAddr>,
     /// The application, for tests and the CLI.
     pub app: App,
     db: Database,
@@ -230,9 +235,41 @@ impl Server {
                     .context("the HTTP server failed")
             });
         }
+        let mut ftp_addr = None;
+        if config.ftp.enabled {
+            let listener = match listeners.ftp {
+                Some(listener) => listener,
+                None => TcpListener::bind(&config.ftp.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.ftp.listen))?,
+            };
+            ftp_addr = Some(listener.local_addr()?);
+            let tls = match (&config.ftp.tls_cert, &config.ftp.tls_key) {
+                (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+                _ => None,
+            };
+            let server = FtpServer::new(
+                app.gateway(),
+                FtpConfig {
+                    tls,
+                    require_tls: config.ftp.require_tls,
+                    passive_ports: config.ftp.passive_port_min..=config.ftp.passive_port_max,
+                    passive_host: config.ftp.passive_host.parse().ok(),
+                    idle_timeout: Duration::from_secs(config.ftp.idle_timeout_secs),
+                },
+            );
+            let rx = shutdown_rx.clone();
+            tasks.spawn(async move {
+                server
+                    .run(listener, rx)
+                    .await
+                    .context("the FTP server failed")
+            });
+        }
         Ok(Server {
             sftp_addr,
             http_addr,
+            ftp_addr,
             app,
             db,
             shutdown,

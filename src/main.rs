@@ -34,6 +34,9 @@ enum Command {
         /// Overrides http.listen (use 127.0.0.1:0 for an ephemeral port).
         #[arg(long)]
         listen_http: Option<String>,
+        /// Overrides ftp.listen (use 127.0.0.1:0 for an ephemeral port).
+        #[arg(long)]
+        listen_ftp: Option<String>,
     },
     /// Signing keys.
     #[command(subcommand)]
@@ -309,8 +312,12 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     if let Command::Serve {
         listen_sftp,
         listen_http,
+        listen_ftp,
     } = command
     {
+        if let Some(listen) = listen_ftp {
+            config.ftp.listen = listen;
+        }
         if let Some(listen) = listen_sftp {
             config.sftp.listen = listen;
         }
@@ -330,6 +337,10 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         if let Some(addr) = server.http_addr {
             let scheme = if tls { "https" } else { "http" };
             let line = serde_json::json!({"listening": scheme, "address": addr.to_string()});
+            lines.push_str(&format!("{line}\n"));
+        }
+        if let Some(addr) = server.ftp_addr {
+            let line = serde_json::json!({"listening": "ftp", "address": addr.to_string()});
             lines.push_str(&format!("{line}\n"));
         }
         {

@@ -22,6 +22,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("tollgate-identity", &["tollgate-domain", "tollgate-ports"]),
     ("tollgate-http", &["tollgate-domain", "tollgate-ports"]),
+    ("tollgate-ftp", &["tollgate-domain", "tollgate-ports"]),
 ];
 
 /// Crates that must not be anywhere in the normal dependency graph of a crate.

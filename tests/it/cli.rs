@@ -130,6 +130,8 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
             "127.0.0.1:0",
             "--listen-http",
             "127.0.0.1:0",
+            "--listen-ftp",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -9,6 +9,7 @@
 mod architecture;
 mod cli;
 mod event_log;
+mod ftp;
 mod http;
 mod sftp;
 mod support;

@@ -81,6 +81,8 @@ pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,
     /// Where the HTTP(S) API listens.
     pub(crate) http_addr: SocketAddr,
+    /// Where FTP listens.
+    pub(crate) ftp_addr: SocketAddr,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) config: Config,
     server: Option<Server>,
@@ -103,20 +105,26 @@ impl TestServer {
         let http = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind an ephemeral port");
+        let ftp = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind an ephemeral port");
         let server = Server::start(
             config.clone(),
             Listeners {
                 sftp: Some(listener),
                 http: Some(http),
+                ftp: Some(ftp),
             },
         )
         .await
         .expect("server starts");
         let addr = server.sftp_addr.expect("sftp is enabled");
         let http_addr = server.http_addr.expect("http is enabled");
+        let ftp_addr = server.ftp_addr.expect("ftp is enabled");
         TestServer {
             addr,
             http_addr,
+            ftp_addr,
             dir,
             config,
             server: Some(server),

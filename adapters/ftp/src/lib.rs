@@ -1,0 +1,277 @@
+//! FTP and explicit FTPS (libunftp): the control connection, passive data
+//! connections and the FTP commands, over the same `Sessions` and
+//! `FileOps` as every other protocol.
+//!
+//! Each accepted connection gets a libunftp server of its own, whose
+//! authenticator knows the client's address and keeps the session it opens,
+//! so the login, every file operation and the close are recorded on one
+//! session. Active mode (PORT/EPRT) is refused: no FTP bounce.
+//!
+//! Architecture invariant: this crate holds no business rule and never
+//! touches storage; permission checks and events happen behind `FileOps`.
+
+mod storage;
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
+use tollgate_domain::session::Protocol;
+use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
+use unftp_core::auth::{
+    AuthenticationError, Authenticator, ChannelEncryptionState, Credentials, Principal, UserDetail,
+    UserDetailError, UserDetailProvider,
+};
+
+use crate::storage::Gate;
+
+/// How long a shutdown waits for FTP sessions to record their end.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the FTP server runs.
+#[derive(Debug, Clone)]
+pub struct FtpConfig {
+    /// PEM certificate chain and key files for explicit FTPS (AUTH TLS).
+    pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    /// Refuse logins and transfers that are not protected by TLS.
+    pub require_tls: bool,
+    /// Ports for passive data connections.
+    pub passive_ports: RangeInclusive<u16>,
+    /// The IPv4 address announced in PASV replies (default: the control
+    /// connection's local address).
+    pub passive_host: Option<IpAddr>,
+    /// Idle control connections are closed after this long.
+    pub idle_timeout: Duration,
+}
+
+/// A logged-in FTP user: the session's file operations.
+#[derive(Clone)]
+pub(crate) struct FtpUser {
+    username: String,
+    pub(crate) files: Arc<dyn FileOps>,
+}
+
+impl std::fmt::Debug for FtpUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FtpUser")
+            .field("username", &self.username)
+            .finish()
+    }
+}
+
+impl std::fmt::Display for FtpUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.username)
+    }
+}
+
+impl UserDetail for FtpUser {}
+
+/// One control connection: its client, its session once opened, and the
+/// user once logged in.
+pub(crate) struct Connection {
+    sessions: Arc<dyn Sessions>,
+    remote_addr: SocketAddr,
+    session_id: Mutex<Option<String>>,
+    user: Mutex<Option<FtpUser>>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("remote_addr", &self.remote_addr)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// The session id, opening the session on the first login attempt.
+    async fn session_id(&self, protocol: Protocol) -> Result<String, AuthenticationError> {
+        if let Some(id) = self.session_id.lock().expect("never poisoned").clone() {
+            return Ok(id);
+        }
+        let client = ClientInfo {
+            protocol,
+            remote_addr: self.remote_addr.to_string(),
+        };
+        let id = self
+            .sessions
+            .open(client)
+            .await
+            .map_err(|e| AuthenticationError::new(e.to_string()))?;
+        *self.session_id.lock().expect("never poisoned") = Some(id.clone());
+        Ok(id)
+    }
+
+    /// Records the end of the connection's session, if one was opened.
+    async fn close(&self) {
+        let id = self.session_id.lock().expect("never poisoned").take();
+        if let Some(id) = id {
+            self.sessions.close(&id, "connection closed").await;
+        }
+    }
+}
+
+/// The authenticator and user provider of one connection.
+#[derive(Debug, Clone)]
+struct ConnectionAuth(Arc<Connection>);
+
+#[async_trait]
+impl Authenticator for ConnectionAuth {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<Principal, AuthenticationError> {
+        let protocol = match creds.command_channel_security {
+            ChannelEncryptionState::Tls => Protocol::Ftps,
+            ChannelEncryptionState::Plaintext => Protocol::Ftp,
+        };
+        let session_id = self.0.session_id(protocol).await?;
+        let password = creds.password.as_deref().unwrap_or_default();
+        match self
+            .0
+            .sessions
+            .login_password(&session_id, username, password)
+            .await
+        {
+            Ok(files) => {
+                *self.0.user.lock().expect("never poisoned") = Some(FtpUser {
+                    username: username.to_string(),
+                    files,
+                });
+                Ok(Principal {
+                    username: username.to_string(),
+                })
+            }
+            Err(LoginError::Denied) => Err(AuthenticationError::BadPassword),
+            Err(LoginError::Unavailable) => {
+                Err(AuthenticationError::new("authentication unavailable"))
+            }
+        }
+    }
+
+    fn name(&self) -> &str {
+        "tollgate"
+    }
+}
+
+#[async_trait]
+impl UserDetailProvider for ConnectionAuth {
+    type User = FtpUser;
+
+    async fn provide_user_detail(&self, principal: &Principal) -> Result<FtpUser, UserDetailError> {
+        self.0
+            .user
+            .lock()
+            .expect("never poisoned")
+            .clone()
+            .filter(|u| u.username == principal.username)
+            .ok_or_else(|| UserDetailError::UserNotFound {
+                username: principal.username.clone(),
+            })
+    }
+}
+
+/// The FTP(S) server.
+pub struct FtpServer {
+    sessions: Arc<dyn Sessions>,
+    config: FtpConfig,
+}
+
+impl FtpServer {
+    /// A server answering through `sessions`.
+    pub fn new(sessions: Arc<dyn Sessions>, config: FtpConfig) -> Self {
+        FtpServer { sessions, config }
+    }
+
+    fn server_for(
+        &self,
+        connection: Arc<Connection>,
+    ) -> Result<libunftp::Server<Gate, FtpUser>, libunftp::ServerError> {
+        let auth = Arc::new(ConnectionAuth(connection));
+        let mut builder =
+            libunftp::ServerBuilder::with_user_detail_provider(Box::new(|| Gate), auth.clone())
+                .authenticator(auth)
+                .greeting("Tollgate FTP server ready")
+                .passive_ports(self.config.passive_ports.clone())
+                .passive_host(match self.config.passive_host {
+                    Some(IpAddr::V4(ip)) => libunftp::options::PassiveHost::Ip(ip),
+                    _ => libunftp::options::PassiveHost::FromConnection,
+                })
+                .idle_session_timeout(self.config.idle_timeout.as_secs().max(1))
+                .logger(None);
+        if let Some((cert, key)) = &self.config.tls {
+            builder = builder.ftps(cert.clone(), key.clone());
+            if self.config.require_tls {
+                builder = builder.ftps_required(
+                    libunftp::options::FtpsRequired::All,
+                    libunftp::options::FtpsRequired::All,
+                );
+            }
+        }
+        builder.build()
+    }
+
+    /// Accepts connections until `shutdown` turns true, then waits
+    /// (bounded) until every session has recorded its end.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
+        let tasks = TaskTracker::new();
+        let stop = tokio_util::sync::CancellationToken::new();
+        loop {
+            let (stream, remote_addr) = tokio::select! {
+                res = listener.accept() => match res {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(%err, "cannot accept an FTP connection");
+                        continue;
+                    }
+                },
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let connection = Arc::new(Connection {
+                sessions: self.sessions.clone(),
+                remote_addr,
+                session_id: Mutex::new(None),
+                user: Mutex::new(None),
+            });
+            let server = match self.server_for(connection.clone()) {
+                Ok(server) => server,
+                Err(err) => {
+                    tracing::error!(%err, "cannot set up an FTP session");
+                    continue;
+                }
+            };
+            let stop = stop.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    res = server.service(stream) => {
+                        if let Err(err) = res {
+                            tracing::debug!(%err, "an FTP connection ended with an error");
+                        }
+                    }
+                    _ = stop.cancelled() => {}
+                }
+                connection.close().await;
+            });
+        }
+        stop.cancel();
+        tasks.close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some FTP sessions did not finish recording before shutdown");
+        }
+        Ok(())
+    }
+}

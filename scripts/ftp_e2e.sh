@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# End-to-end check of the real tollgate binary with the system's FTP
+# clients: lftp and curl, over plain FTP and explicit FTPS (AUTH TLS).
+#
+# Usage: scripts/ftp_e2e.sh [PATH_TO_TOLLGATE]      (default: target/debug/tollgate)
+# Prints one `ok - ...` / `not ok - ...` line per check and ends with
+# `N passed, M failed`; the exit status is non-zero when a check failed.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${1:-$REPO/target/debug/tollgate}
+case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
+[ -x "$BIN" ] || { echo "tollgate binary not found or not executable: $BIN" >&2; exit 2; }
+
+need_pkgs=()
+command -v lftp >/dev/null || need_pkgs+=(lftp)
+command -v curl >/dev/null || need_pkgs+=(curl)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v jq >/dev/null || need_pkgs+=(jq)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "# installing ${need_pkgs[*]}" >&2
+  SUDO=(); [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq >&2
+  "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >&2
+fi
+
+while IFS= read -r v; do
+  [ "$v" = TOLLGATE_LOG ] || unset "$v"
+done < <(compgen -e | grep '^TOLLGATE_' || true)
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-ftp.XXXXXX")
+export TOLLGATE_DATA_DIR=$TMP/data
+SERVER_PID=
+cleanup() {
+  local rc=$?
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  if [ "${KEEP:-0}" = 1 ]; then echo "# kept $TMP" >&2; else rm -rf "$TMP"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+
+PASSED=0; FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "ok - $1"; }
+fail() { FAILED=$((FAILED + 1)); echo "not ok - $1"; shift; for l in "$@"; do printf '%s\n' "$l" | sed 's/^/#   /'; done; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+tg() { "$BIN" "$@" 2>>"$TMP/cli.err"; }
+
+USER_NAME=ftpuser
+USER_PW="ftp-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+mkdir -p "$TMP/data" "$TMP/local" "$TMP/back"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+  -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1
+export TOLLGATE_FTP_TLS_CERT=$TMP/cert.pem TOLLGATE_FTP_TLS_KEY=$TMP/key.pem
+printf '%s\n' "$USER_PW" | tg user add "$USER_NAME" --password-stdin >/dev/null
+head -c $((3 * 1048576 + 11)) /dev/urandom > "$TMP/local/big.bin"
+echo "small $(date +%s%N)" > "$TMP/local/small.txt"
+
+"$BIN" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0 \
+  >"$TMP/serve.out" 2>"$TMP/serve.err" &
+SERVER_PID=$!
+ADDR=
+for _ in $(seq 300); do
+  ADDR=$(jq -r 'select(.listening == "ftp") | .address' "$TMP/serve.out" 2>/dev/null | head -1 || true)
+  [ -n "$ADDR" ] && break
+  kill -0 "$SERVER_PID" 2>/dev/null || break
+  sleep 0.1
+done
+if [ -z "$ADDR" ]; then fail "server starts" "$(tail -20 "$TMP/serve.err")"; echo "$PASSED passed, $FAILED failed"; exit 1; fi
+pass "server starts and prints its FTP address ($ADDR)"
+HOST=${ADDR%:*}; PORT=${ADDR##*:}
+
+# lftp SSL_FORCE COMMANDS : runs lftp against the server; output in $TMP/lftp.out
+run_lftp() {
+  local force=$1; shift
+  lftp -e "set ftp:ssl-allow $force; set ftp:ssl-force $force; set ftp:ssl-protect-data $force; set ssl:verify-certificate no; set net:max-retries 1; set net:timeout 20; set xfer:clobber on; $*; bye" \
+    -u "$USER_NAME,$USER_PW" -p "$PORT" "ftp://$HOST" >"$TMP/lftp.out" 2>&1 </dev/null
+}
+
+if run_lftp false "put $TMP/local/big.bin -o big.bin; get big.bin -o $TMP/back/big.bin" \
+   && [ "$(sha "$TMP/back/big.bin")" = "$(sha "$TMP/local/big.bin")" ]; then
+  pass "lftp: plain FTP put and get keep the file intact"
+else fail "lftp: plain FTP put and get keep the file intact" "$(cat "$TMP/lftp.out")"; fi
+
+if run_lftp true "put $TMP/local/small.txt -o tls.txt; get tls.txt -o $TMP/back/tls.txt; mkdir d; mv tls.txt d/tls.txt; cls -1 d" \
+   && cmp -s "$TMP/local/small.txt" "$TMP/back/tls.txt" && grep -q "tls.txt" "$TMP/lftp.out"; then
+  pass "lftp: explicit FTPS (AUTH TLS, PROT P) put, get, mkdir, rename, list"
+else fail "lftp: explicit FTPS put, get, mkdir, rename, list" "$(cat "$TMP/lftp.out")"; fi
+
+head -c 1000000 "$TMP/local/big.bin" > "$TMP/local/part.bin"
+if run_lftp false "put $TMP/local/part.bin -o resumed.bin" \
+   && run_lftp false "put -c $TMP/local/big.bin -o resumed.bin; get resumed.bin -o $TMP/back/resumed.bin" \
+   && [ "$(sha "$TMP/back/resumed.bin")" = "$(sha "$TMP/local/big.bin")" ]; then
+  pass "lftp: put -c resumes a partial upload (REST + STOR)"
+else fail "lftp: put -c resumes a partial upload" "$(cat "$TMP/lftp.out")"; fi
+
+if curl -sS --ssl-reqd -k -u "$USER_NAME:$USER_PW" -T "$TMP/local/small.txt" "ftp://$ADDR/curl.txt" >"$TMP/curl.out" 2>&1 \
+   && curl -sS --ssl-reqd -k -u "$USER_NAME:$USER_PW" "ftp://$ADDR/curl.txt" -o "$TMP/back/curl.txt" >>"$TMP/curl.out" 2>&1 \
+   && cmp -s "$TMP/local/small.txt" "$TMP/back/curl.txt"; then
+  pass "curl: FTPS upload and download"
+else fail "curl: FTPS upload and download" "$(cat "$TMP/curl.out")"; fi
+
+if curl -sS -u "$USER_NAME:$USER_PW" -r 6-10 "ftp://$ADDR/curl.txt" -o "$TMP/back/range.txt" >"$TMP/curl.out" 2>&1 \
+   && [ "$(cat "$TMP/back/range.txt")" = "$(cut -c7-11 "$TMP/local/small.txt" | head -1)" ]; then
+  pass "curl: a ranged download (REST + RETR)"
+else fail "curl: a ranged download" "$(cat "$TMP/curl.out")"; fi
+
+set +e
+curl -sS -u "$USER_NAME:wrong" "ftp://$ADDR/curl.txt" -o /dev/null >"$TMP/wrong.out" 2>&1; wrong_rc=$?
+curl -sS -u "$USER_NAME:$USER_PW" "ftp://$ADDR/../../etc/passwd" -o "$TMP/back/passwd" >"$TMP/esc.out" 2>&1; esc_rc=$?
+curl -sS -u "$USER_NAME:$USER_PW" -P - "ftp://$ADDR/curl.txt" -o /dev/null >"$TMP/port.out" 2>&1; port_rc=$?
+set -e
+if [ "$wrong_rc" -ne 0 ] && grep -q "530\|Access denied\|Login denied" "$TMP/wrong.out"; then pass "a wrong password is refused (530)"
+else fail "a wrong password is refused (530)" "$(cat "$TMP/wrong.out")"; fi
+if [ "$esc_rc" -ne 0 ] && ! grep -q "root:" "$TMP/back/passwd" 2>/dev/null; then pass "a path above the home is refused"
+else fail "a path above the home is refused" "$(cat "$TMP/esc.out")"; fi
+if [ "$port_rc" -ne 0 ]; then pass "active mode (PORT/EPRT) is refused: no FTP bounce"
+else fail "active mode (PORT/EPRT) is refused" "$(cat "$TMP/port.out")"; fi
+
+events() { tg events list --limit 100000 --json --user "$USER_NAME" "$@"; }
+sleep 0.5
+if events --type TransferCompleted | jq -e -s --arg s "$(sha "$TMP/local/big.bin")" \
+     'map(select(.protocol == "ftp" and .path == "/big.bin" and .sha256 == $s)) | length > 0' >/dev/null; then
+  pass "TransferCompleted (ftp) carries the file's sha256"
+else fail "TransferCompleted (ftp) carries the file's sha256" "$(events --type TransferCompleted | jq -c '{path, protocol, sha256}')"; fi
+if events --type TransferCompleted | jq -e -s 'map(select(.protocol == "ftps")) | length >= 2' >/dev/null; then
+  pass "FTPS transfers are recorded with the protocol ftps"
+else fail "FTPS transfers are recorded with the protocol ftps" "$(events --type TransferCompleted | jq -c '{path, protocol}')"; fi
+if events --type LoginFailed | jq -e -s 'map(select(.protocol == "ftp")) | length > 0' >/dev/null; then
+  pass "the wrong password is recorded as LoginFailed (ftp)"
+else fail "the wrong password is recorded as LoginFailed (ftp)"; fi
+if kill -0 "$SERVER_PID" 2>/dev/null; then pass "server still running"; else fail "server still running" "$(tail -20 "$TMP/serve.err")"; fi
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

@@ -1,0 +1,211 @@
+//! FTP and explicit FTPS with a real client (suppaftp, rustls): uploads,
+//! downloads, resume, append, rename, delete, directories, listings,
+//! refusals, and the events they record.
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use suppaftp::types::FileType;
+use suppaftp::{FtpError, FtpStream, Mode, RustlsConnector, RustlsFtpStream};
+
+use crate::support::{PASSWORD, TestServer, database_kinds, sha256_hex, test_config};
+
+fn login(addr: std::net::SocketAddr, user: &str) -> FtpStream {
+    let mut ftp = FtpStream::connect(addr).expect("ftp connection");
+    ftp.login(user, PASSWORD).expect("ftp login");
+    ftp.transfer_type(FileType::Binary).expect("binary mode");
+    ftp
+}
+
+fn code(res: Result<impl std::fmt::Debug, FtpError>) -> u32 {
+    match res {
+        Err(FtpError::UnexpectedResponse(response)) => response.status.code(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn ftp_clients_transfer_files_with_the_same_rules_and_events() {
+    for kind in database_kinds() {
+        let server = TestServer::start(kind).await;
+        server
+            .app()
+            .create_policy(
+                "test",
+                "inbox",
+                &["/=*".to_string(), "/ro=list,download".to_string()],
+            )
+            .await
+            .unwrap();
+        let home = server.add_user("alice", &["inbox"]).await;
+        std::fs::create_dir_all(home.join("ro")).unwrap();
+        std::fs::write(home.join("ro/keep.txt"), b"read only").unwrap();
+        let addr = server.ftp_addr;
+        let data: Vec<u8> = (0..1024 * 1024 + 5).map(|i| (i * 13 % 251) as u8).collect();
+        let expected = data.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut ftp = login(addr, "alice");
+            assert_eq!(
+                ftp.put_file("big.bin", &mut Cursor::new(&data)).unwrap(),
+                data.len() as u64
+            );
+            assert_eq!(ftp.size("big.bin").unwrap(), data.len());
+            ftp.mdtm("big.bin").unwrap();
+            assert_eq!(ftp.retr_as_buffer("big.bin").unwrap().into_inner(), data);
+            // REST + RETR: the rest of the file from an offset.
+            ftp.resume_transfer(1000).unwrap();
+            assert_eq!(
+                ftp.retr_as_buffer("big.bin").unwrap().into_inner(),
+                &data[1000..]
+            );
+            // REST + STOR: complete a partial upload.
+            ftp.put_file("resumed.bin", &mut Cursor::new(&data[..4096]))
+                .unwrap();
+            ftp.resume_transfer(4096).unwrap();
+            ftp.put_file("resumed.bin", &mut Cursor::new(&data[4096..]))
+                .unwrap();
+            assert_eq!(
+                ftp.retr_as_buffer("resumed.bin").unwrap().into_inner(),
+                data
+            );
+            // APPE appends.
+            ftp.put_file("log.txt", &mut Cursor::new(b"one\n")).unwrap();
+            ftp.append_file("log.txt", &mut Cursor::new(b"two\n"))
+                .unwrap();
+            assert_eq!(
+                ftp.retr_as_buffer("log.txt").unwrap().into_inner(),
+                b"one\ntwo\n"
+            );
+            ftp.mkdir("in").unwrap();
+            ftp.cwd("in").unwrap();
+            assert_eq!(ftp.pwd().unwrap(), "/in");
+            ftp.cdup().unwrap();
+            ftp.rename("log.txt", "in/log.txt").unwrap();
+            let names = ftp.nlst(Some("in")).unwrap();
+            assert!(names.iter().any(|n| n.ends_with("log.txt")), "{names:?}");
+            let listing = ftp.list(None).unwrap();
+            assert!(listing.iter().any(|l| l.contains("big.bin")), "{listing:?}");
+            let mlsd = ftp.mlsd(None).unwrap();
+            assert!(
+                mlsd.iter()
+                    .any(|l| l.contains("type=dir") && l.ends_with("in")),
+                "{mlsd:?}"
+            );
+            ftp.rm("in/log.txt").unwrap();
+            ftp.rmdir("in").unwrap();
+
+            // Refusals, in FTP's own terms, and the connection goes on.
+            assert_eq!(
+                code(ftp.put_file("ro/new.txt", &mut Cursor::new(b"x"))),
+                550
+            );
+            assert_eq!(code(ftp.rm("ro/keep.txt")), 550);
+            let escape = code(ftp.retr_as_buffer("../bob/secret"));
+            assert!(escape == 550 || escape == 553, "{escape}");
+            assert_eq!(code(ftp.retr_as_buffer("missing.bin")), 550);
+            assert!(ftp.rmdir("ro").is_err());
+            ftp.set_mode(Mode::Active);
+            assert!(ftp.list(None).is_err(), "active mode (PORT) is refused");
+            ftp.set_mode(Mode::Passive);
+            assert_eq!(
+                ftp.retr_as_buffer("big.bin").unwrap().into_inner().len(),
+                data.len()
+            );
+            ftp.quit().unwrap();
+
+            let mut wrong = FtpStream::connect(addr).unwrap();
+            assert_eq!(code(wrong.login("alice", "wrong")), 530);
+        })
+        .await
+        .unwrap();
+
+        assert_eq!(std::fs::read(home.join("big.bin")).unwrap(), expected);
+        assert!(!home.join("ro/new.txt").exists());
+        let completed = server
+            .wait_for_events("alice", "TransferCompleted", 8)
+            .await;
+        assert!(
+            completed
+                .iter()
+                .all(|e| e.protocol.as_deref() == Some("ftp")),
+            "{completed:?}"
+        );
+        assert!(
+            completed
+                .iter()
+                .any(|e| e.sha256.as_deref() == Some(&sha256_hex(&expected)[..]))
+        );
+        assert_eq!(server.events_of("alice", "TransferDenied").await.len(), 1);
+        assert!(
+            !server
+                .events_of("alice", "FileOperationDenied")
+                .await
+                .is_empty()
+        );
+        assert_eq!(server.wait_for_event("alice", "LoginFailed").await.len(), 1);
+        server.wait_for_event("alice", "SessionClosed").await;
+        server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn explicit_ftps_protects_the_login_and_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config("sqlite", dir.path()).await;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    config.ftp.tls_cert = Some(dir.path().join("cert.pem"));
+    config.ftp.tls_key = Some(dir.path().join("key.pem"));
+    config.ftp.require_tls = true;
+    let server = TestServer::start_with(config, dir).await;
+    let home = server.add_user("alice", &[]).await;
+    let addr = server.ftp_addr;
+    let pem = cert.cert.pem();
+    tokio::task::spawn_blocking(move || {
+        // Without TLS the login is refused.
+        let mut plain = FtpStream::connect(addr).unwrap();
+        assert!(plain.login("alice", PASSWORD).is_err());
+        let mut roots = rustls::RootCertStore::empty();
+        for der in rustls_pki_certs(&pem) {
+            roots.add(der).unwrap();
+        }
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let ftps = RustlsFtpStream::connect(addr).unwrap();
+        let mut ftps = ftps
+            .into_secure(RustlsConnector::from(Arc::new(tls)), "localhost")
+            .unwrap();
+        ftps.login("alice", PASSWORD).unwrap();
+        ftps.transfer_type(FileType::Binary).unwrap();
+        ftps.put_file("secret.txt", &mut Cursor::new(b"over tls"))
+            .unwrap();
+        assert_eq!(
+            ftps.retr_as_buffer("secret.txt").unwrap().into_inner(),
+            b"over tls"
+        );
+        ftps.quit().unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read(home.join("secret.txt")).unwrap(), b"over tls");
+    let completed = server
+        .wait_for_events("alice", "TransferCompleted", 2)
+        .await;
+    assert!(
+        completed
+            .iter()
+            .all(|e| e.protocol.as_deref() == Some("ftps")),
+        "{completed:?}"
+    );
+    server.stop().await;
+}
+
+/// The DER certificates of a PEM text.
+fn rustls_pki_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.expect("a PEM certificate"))
+        .collect()
+}
