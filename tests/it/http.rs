@@ -1033,3 +1033,125 @@ async fn users_move_files_over_the_http_file_api_with_the_same_rules_and_events(
         api.server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn webdav_clients_get_the_same_rules_and_events() {
+    let api = Https::start("sqlite").await;
+    let root = api.bearer(ROOT, PASSWORD).await;
+    let (status, _, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/policies",
+            &root,
+            Some(json!({"name": "dav", "rules": [
+                {"path": "/", "permissions": ["*"]},
+                {"path": "/ro", "permissions": ["list", "download"]}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let home = api.server.add_user("alice", &["dav"]).await;
+    std::fs::create_dir_all(home.join("ro")).unwrap();
+    let dav = |method: &str, path: &str| {
+        api.client
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}/dav{path}", api.base),
+            )
+            .basic_auth("alice", Some(PASSWORD))
+    };
+    let status = |req: reqwest::RequestBuilder| async move { req.send().await.unwrap().status() };
+
+    assert_eq!(
+        status(dav("PUT", "/a.txt").body("hello dav")).await,
+        StatusCode::CREATED
+    );
+    let res = dav("GET", "/a.txt").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "hello dav");
+    assert_eq!(status(dav("MKCOL", "/d/")).await, StatusCode::CREATED);
+    assert_eq!(
+        status(dav("COPY", "/a.txt").header("Destination", format!("{}/dav/d/b.txt", api.base)))
+            .await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        status(dav("MOVE", "/a.txt").header("Destination", format!("{}/dav/d/c.txt", api.base)))
+            .await,
+        StatusCode::CREATED
+    );
+    let res = dav("PROPFIND", "/d/")
+        .header("Depth", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::MULTI_STATUS);
+    let listing = res.text().await.unwrap();
+    assert!(
+        listing.contains("b.txt") && listing.contains("c.txt"),
+        "{listing}"
+    );
+    assert_eq!(std::fs::read(home.join("d/b.txt")).unwrap(), b"hello dav");
+    assert!(!home.join("a.txt").exists());
+    assert_eq!(
+        status(dav("DELETE", "/d/c.txt")).await,
+        StatusCode::NO_CONTENT
+    );
+
+    // Refusals in WebDAV's terms; nothing lands under a final name.
+    assert_eq!(
+        status(dav("PUT", "/ro/x.txt").body("no")).await,
+        StatusCode::FORBIDDEN
+    );
+    assert!(!home.join("ro/x.txt").exists());
+    let res = dav("PROPFIND", "/d/")
+        .header("Depth", "1")
+        .body("<?xml version=\"1.0\"?><D:propfind xmlns:D=\"DAV:\"><D:prop>")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let unauthenticated = api
+        .client
+        .get(format!("{}/dav/d/b.txt", api.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        unauthenticated.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    let wrong = api
+        .client
+        .get(format!("{}/dav/d/b.txt", api.base))
+        .basic_auth("alice", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let escape = dav("GET", "/%2e%2e/%2e%2e/etc/passwd")
+        .send()
+        .await
+        .unwrap();
+    assert!(escape.status().is_client_error(), "{}", escape.status());
+
+    let completed = api
+        .server
+        .wait_for_events("alice", "TransferCompleted", 3)
+        .await;
+    assert!(
+        completed
+            .iter()
+            .all(|e| e.protocol.as_deref() == Some("webdav")),
+        "{completed:?}"
+    );
+    assert_eq!(
+        api.server.events_of("alice", "TransferDenied").await.len(),
+        1
+    );
+    let failed = api.server.wait_for_event("alice", "LoginFailed").await;
+    assert_eq!(failed[0].protocol.as_deref(), Some("webdav"));
+    api.server.stop().await;
+}

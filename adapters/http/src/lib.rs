@@ -7,6 +7,7 @@
 //! types and back, and maps every error to an RFC 9457 problem; who may do
 //! what is decided behind the port.
 
+mod dav;
 mod dto;
 mod files;
 mod metrics;
@@ -85,11 +86,12 @@ fn app(
     sessions: Arc<dyn Sessions>,
     max_body: usize,
 ) -> impl Endpoint + 'static {
-    let api = service(port, sessions);
+    let api = service(port, sessions.clone());
     let spec = api.spec();
     let docs = api.swagger_ui();
     Route::new()
         .nest("/", api)
+        .nest_no_strip(dav::PREFIX, dav::DavEndpoint::new(sessions))
         .nest("/api/docs", docs)
         .at(
             "/api/openapi.json",
@@ -100,6 +102,13 @@ fn app(
             }),
         )
         .around(move |ep, mut req| async move {
+            // WebDAV bodies stream to storage (PUT) or are parsed by the
+            // WebDAV handler, which bounds what it reads itself.
+            if req.uri().path() == dav::PREFIX
+                || req.uri().path().starts_with(&format!("{}/", dav::PREFIX))
+            {
+                return ep.call(req).await.map(IntoResponse::into_response);
+            }
             // File uploads stream and have no size limit here; their bytes
             // are the file whatever media type the client named.
             if req.uri().path() == UPLOAD_PATH {
