@@ -11,6 +11,7 @@ mod cli;
 mod event_log;
 mod ftp;
 mod http;
+mod parity;
 mod sftp;
 mod support;
 mod tidy;

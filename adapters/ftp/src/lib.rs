@@ -54,6 +54,9 @@ pub struct FtpConfig {
 pub(crate) struct FtpUser {
     username: String,
     pub(crate) files: Arc<dyn FileOps>,
+    /// Cancelled when the control connection ends: a transfer still
+    /// running then belongs to a client that went away, and is aborted.
+    pub(crate) gone: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for FtpUser {
@@ -79,6 +82,7 @@ pub(crate) struct Connection {
     remote_addr: SocketAddr,
     session_id: Mutex<Option<String>>,
     user: Mutex<Option<FtpUser>>,
+    gone: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Connection {
@@ -108,8 +112,10 @@ impl Connection {
         Ok(id)
     }
 
-    /// Records the end of the connection's session, if one was opened.
+    /// Aborts what is still running and records the end of the
+    /// connection's session, if one was opened.
     async fn close(&self) {
+        self.gone.cancel();
         let id = self.session_id.lock().expect("never poisoned").take();
         if let Some(id) = id {
             self.sessions.close(&id, "connection closed").await;
@@ -144,6 +150,7 @@ impl Authenticator for ConnectionAuth {
                 *self.0.user.lock().expect("never poisoned") = Some(FtpUser {
                     username: username.to_string(),
                     files,
+                    gone: self.0.gone.clone(),
                 });
                 Ok(Principal {
                     username: username.to_string(),
@@ -243,6 +250,7 @@ impl FtpServer {
                 remote_addr,
                 session_id: Mutex::new(None),
                 user: Mutex::new(None),
+                gone: tokio_util::sync::CancellationToken::new(),
             });
             let server = match self.server_for(connection.clone()) {
                 Ok(server) => server,

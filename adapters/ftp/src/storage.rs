@@ -206,7 +206,14 @@ impl StorageBackend<FtpUser> for Gate {
         let mut offset = start_pos;
         let mut buffer = vec![0u8; CHUNK];
         loop {
-            let n = match input.read(&mut buffer).await {
+            let read = tokio::select! {
+                read = input.read(&mut buffer) => read,
+                _ = user.gone.cancelled() => {
+                    upload.abort("the control connection closed").await;
+                    return Err(Error::from(ErrorKind::ConnectionClosed));
+                }
+            };
+            let n = match read {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(err) => {

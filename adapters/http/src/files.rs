@@ -204,8 +204,10 @@ fn parse_range(header: &str, size: u64) -> Result<Option<(u64, u64)>, Problem> {
     Ok(Some((start, end)))
 }
 
-/// Streams `[start, end)` of a download, finishing (recording) the transfer
-/// at the end; a client that goes away drops it, which records an abort.
+/// Streams `[start, end)` of a download. The transfer is finished (and
+/// recorded) as the last chunk is handed over: the server stops polling a
+/// body once its Content-Length is sent. A client that goes away earlier
+/// drops the stream, which records an abort.
 fn download_stream(
     session: UserSession,
     download: Box<dyn Download>,
@@ -229,6 +231,13 @@ fn download_stream(
             }
             Ok(data) => {
                 let next = offset + data.len() as u64;
+                if next >= end {
+                    if let Err(err) = download.finish().await {
+                        tracing::warn!(%err, "a download could not be recorded as finished");
+                    }
+                    drop(session);
+                    return Some((Ok(data), None));
+                }
                 Some((Ok(data), Some((session, download, next))))
             }
             Err(err) => {
@@ -362,7 +371,13 @@ impl FilesApi {
             None => None,
         };
         let (start, end) = range.unwrap_or((0, size));
-        let body = Body::from_bytes_stream(download_stream(session, download, start, end));
+        let body = if start == end {
+            // An empty file: nothing will poll the body, so finish now.
+            download.finish().await.map_err(file_problem)?;
+            Body::empty()
+        } else {
+            Body::from_bytes_stream(download_stream(session, download, start, end))
+        };
         let bytes = "bytes".to_string();
         Ok(match range {
             Some(_) => DownloadResponse::Partial(
