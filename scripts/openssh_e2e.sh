@@ -15,24 +15,12 @@ case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
 [ -x "$BIN" ] || { echo "tollgate binary not found or not executable: $BIN" >&2; exit 2; }
 
 # ---------------------------------------------------------------- prerequisites
-need_pkgs=()
-command -v sshpass >/dev/null || need_pkgs+=(sshpass)
-{ command -v sftp >/dev/null && command -v ssh-keygen >/dev/null; } || need_pkgs+=(openssh-client)
-command -v jq >/dev/null || need_pkgs+=(jq)
-command -v sha256sum >/dev/null || need_pkgs+=(coreutils)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "# installing ${need_pkgs[*]}" >&2
-  SUDO=(); [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
-  export DEBIAN_FRONTEND=noninteractive
-  "${SUDO[@]}" apt-get update -qq >&2
-  "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >&2
-fi
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+need sshpass sshpass sftp openssh-client ssh-keygen openssh-client jq jq sha256sum coreutils
 
 # ---------------------------------------------------------------- environment
-# Only our own settings: no configuration file, database or homes from the caller.
-while IFS= read -r v; do
-  [ "$v" = TOLLGATE_LOG ] || unset "$v"
-done < <(compgen -e | grep '^TOLLGATE_' || true)
+clean_tollgate_env
 export LC_ALL=C.UTF-8   # so that sftp prints UTF-8 names as they are
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-e2e.XXXXXX")

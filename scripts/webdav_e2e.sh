@@ -12,27 +12,16 @@ BIN=${1:-$REPO/target/debug/tollgate}
 case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
 [ -x "$BIN" ] || { echo "tollgate binary not found or not executable: $BIN" >&2; exit 2; }
 
-need_pkgs=()
-command -v litmus >/dev/null || need_pkgs+=(litmus)
-command -v curl >/dev/null || need_pkgs+=(curl)
-command -v jq >/dev/null || need_pkgs+=(jq)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  echo "# installing ${need_pkgs[*]}" >&2
-  SUDO=(); [ "$(id -u)" -eq 0 ] || SUDO=(sudo)
-  export DEBIAN_FRONTEND=noninteractive
-  "${SUDO[@]}" apt-get update -qq >&2
-  "${SUDO[@]}" apt-get install -y -qq "${need_pkgs[@]}" >&2
-fi
-
-while IFS= read -r v; do
-  [ "$v" = TOLLGATE_LOG ] || unset "$v"
-done < <(compgen -e | grep '^TOLLGATE_' || true)
+# shellcheck source=lib.sh
+source "$REPO/scripts/lib.sh"
+need litmus litmus curl curl jq jq
+clean_tollgate_env
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-dav.XXXXXX")
 export TOLLGATE_DATA_DIR=$TMP/data
 SERVER_PID=
 cleanup() {
   local rc=$?
-  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+  stop_server
   if [ "${KEEP:-0}" = 1 ]; then echo "# kept $TMP" >&2; else rm -rf "$TMP"; fi
   exit "$rc"
 }
@@ -40,15 +29,8 @@ trap cleanup EXIT
 
 PW="dav-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s\n' "$PW" | "$BIN" user add davuser --password-stdin >/dev/null
-"$BIN" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0 \
-  >"$TMP/serve.out" 2>"$TMP/serve.err" &
-SERVER_PID=$!
-ADDR=
-for _ in $(seq 300); do
-  ADDR=$(jq -r 'select(.listening == "http") | .address' "$TMP/serve.out" 2>/dev/null | head -1 || true)
-  [ -n "$ADDR" ] && break
-  sleep 0.1
-done
+serve_tollgate "$BIN" "$TMP"
+ADDR=$(listening "$TMP" http)
 [ -n "$ADDR" ] || { echo "not ok - server starts"; tail -20 "$TMP/serve.err"; exit 1; }
 echo "ok - server starts ($ADDR)"
 

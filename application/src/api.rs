@@ -91,14 +91,12 @@ fn writer(by: &Principal) -> Result<&str, ApiError> {
     }
 }
 
-fn actor_of(by: &Principal, subject: Option<&str>, client_user: bool) -> Actor {
+/// The metadata of a change made through the API; `user` names the user
+/// the event is about, if any.
+fn actor_of(by: &Principal, user: Option<&str>) -> Actor {
     Actor {
         actor: by.name().to_string(),
-        user: if client_user {
-            subject.map(str::to_string)
-        } else {
-            None
-        },
+        user: user.map(str::to_string),
         protocol: Some("http".to_string()),
         ..Actor::default()
     }
@@ -358,6 +356,26 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
             .collect()
     }
 
+    /// Runs one command on aggregate `id` for `by`, refused with
+    /// `VersionMismatch` unless the aggregate is at `expected` (when given).
+    async fn run<T>(
+        &self,
+        by: &Principal,
+        id: &str,
+        expected: Option<u64>,
+        command: T::Command,
+    ) -> Result<(T, u64), ApiError>
+    where
+        T: AggregateRoot,
+        T::Command: Clone + Send,
+    {
+        let about = (T::TYPE == User::TYPE).then_some(id);
+        self.app
+            .execute_at::<T>(id, &actor_of(by, about), expected, || command.clone())
+            .await
+            .map_err(api_error)
+    }
+
     async fn user_versioned(&self, name: &str) -> Result<Versioned<UserRecord>, ApiError> {
         let (user, version) = self.versioned::<User>(name).await?;
         if !user.exists() {
@@ -376,7 +394,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
     ) -> Result<(), ApiError> {
         let id = uuid::Uuid::now_v7().to_string();
         self.app
-            .execute::<AuditAccess>(&id, &actor_of(by, None, false), || command.clone())
+            .execute::<AuditAccess>(&id, &actor_of(by, None), || command.clone())
             .await
             .map(drop)
             .map_err(api_error)
@@ -683,12 +701,8 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             enabled: changes.enabled,
         };
         let (user, version) = self
-            .app
-            .execute_at::<User>(name, &actor_of(by, Some(name), true), expected, || {
-                UserCommand::Update(update.clone())
-            })
-            .await
-            .map_err(api_error)?;
+            .run::<User>(by, name, expected, UserCommand::Update(update))
+            .await?;
         Ok(Versioned {
             version,
             value: user_record(&user),
@@ -702,13 +716,9 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         expected: Option<u64>,
     ) -> Result<(), ApiError> {
         writer(by)?;
-        self.app
-            .execute_at::<User>(name, &actor_of(by, Some(name), true), expected, || {
-                UserCommand::Delete
-            })
+        self.run::<User>(by, name, expected, UserCommand::Delete)
             .await
             .map(drop)
-            .map_err(api_error)
     }
 
     async fn list_groups(
@@ -769,15 +779,16 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             .await
             .map_err(api_error)?;
         let (state, version) = self
-            .app
-            .execute_at::<Group>(&group.name, &actor_of(by, None, false), None, || {
+            .run::<Group>(
+                by,
+                &group.name,
+                None,
                 GroupCommand::Create {
                     name: group.name.clone(),
                     policies: group.policies.clone(),
-                }
-            })
-            .await
-            .map_err(api_error)?;
+                },
+            )
+            .await?;
         Ok(Versioned {
             version,
             value: GroupRecord {
@@ -800,14 +811,15 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             .await
             .map_err(api_error)?;
         let (state, version) = self
-            .app
-            .execute_at::<Group>(name, &actor_of(by, None, false), expected, || {
+            .run::<Group>(
+                by,
+                name,
+                expected,
                 GroupCommand::SetPolicies {
                     policies: policies.clone(),
-                }
-            })
-            .await
-            .map_err(api_error)?;
+                },
+            )
+            .await?;
         Ok(Versioned {
             version,
             value: GroupRecord {
@@ -824,13 +836,9 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         expected: Option<u64>,
     ) -> Result<(), ApiError> {
         writer(by)?;
-        self.app
-            .execute_at::<Group>(name, &actor_of(by, None, false), expected, || {
-                GroupCommand::Delete
-            })
+        self.run::<Group>(by, name, expected, GroupCommand::Delete)
             .await
             .map(drop)
-            .map_err(api_error)
     }
 
     async fn list_policies(
@@ -881,15 +889,16 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         writer(by)?;
         let rules = rules_of(&policy.rules)?;
         let (state, version) = self
-            .app
-            .execute_at::<Policy>(&policy.name, &actor_of(by, None, false), None, || {
+            .run::<Policy>(
+                by,
+                &policy.name,
+                None,
                 PolicyCommand::Create {
                     name: policy.name.clone(),
                     rules: rules.clone(),
-                }
-            })
-            .await
-            .map_err(api_error)?;
+                },
+            )
+            .await?;
         Ok(Versioned {
             version,
             value: policy_record(&state),
@@ -906,14 +915,15 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         writer(by)?;
         let rules = rules_of(&rules)?;
         let (state, version) = self
-            .app
-            .execute_at::<Policy>(name, &actor_of(by, None, false), expected, || {
+            .run::<Policy>(
+                by,
+                name,
+                expected,
                 PolicyCommand::ReplaceRules {
                     rules: rules.clone(),
-                }
-            })
-            .await
-            .map_err(api_error)?;
+                },
+            )
+            .await?;
         Ok(Versioned {
             version,
             value: policy_record(&state),
@@ -927,13 +937,9 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         expected: Option<u64>,
     ) -> Result<(), ApiError> {
         writer(by)?;
-        self.app
-            .execute_at::<Policy>(name, &actor_of(by, None, false), expected, || {
-                PolicyCommand::Delete
-            })
+        self.run::<Policy>(by, name, expected, PolicyCommand::Delete)
             .await
             .map(drop)
-            .map_err(api_error)
     }
 
     async fn list_mounts(
@@ -987,13 +993,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             description: mount.description,
             storage,
         };
-        let (state, version) = self
-            .app
-            .execute_at::<Mount>(&mount.name, &actor_of(by, None, false), None, || {
-                command.clone()
-            })
-            .await
-            .map_err(api_error)?;
+        let (state, version) = self.run::<Mount>(by, &mount.name, None, command).await?;
         let value = mount_record(&state).ok_or(ApiError::Unavailable)?;
         Ok(Versioned { version, value })
     }
@@ -1024,13 +1024,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             description,
             storage,
         };
-        let (state, version) = self
-            .app
-            .execute_at::<Mount>(name, &actor_of(by, None, false), expected, || {
-                command.clone()
-            })
-            .await
-            .map_err(api_error)?;
+        let (state, version) = self.run::<Mount>(by, name, expected, command).await?;
         let value = mount_record(&state).ok_or(ApiError::Unavailable)?;
         Ok(Versioned { version, value })
     }
@@ -1042,13 +1036,9 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         expected: Option<u64>,
     ) -> Result<(), ApiError> {
         writer(by)?;
-        self.app
-            .execute_at::<Mount>(name, &actor_of(by, None, false), expected, || {
-                MountCommand::Delete
-            })
+        self.run::<Mount>(by, name, expected, MountCommand::Delete)
             .await
             .map(drop)
-            .map_err(api_error)
     }
 
     async fn list_admins(
@@ -1106,16 +1096,17 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         }
         let password_hash = self.app.hash_password(password).map_err(api_error)?;
         let (state, version) = self
-            .app
-            .execute_at::<Admin>(username, &actor_of(by, None, false), None, || {
+            .run::<Admin>(
+                by,
+                username,
+                None,
                 AdminCommand::Create {
                     username: username.to_string(),
                     password_hash: password_hash.clone(),
                     role,
-                }
-            })
-            .await
-            .map_err(api_error)?;
+                },
+            )
+            .await?;
         Ok(Versioned {
             version,
             value: admin_record(&state),
@@ -1143,16 +1134,17 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             .transpose()
             .map_err(api_error)?;
         let (state, version) = self
-            .app
-            .execute_at::<Admin>(name, &actor_of(by, None, false), expected, || {
+            .run::<Admin>(
+                by,
+                name,
+                expected,
                 AdminCommand::Update {
                     password_hash: password_hash.clone(),
                     role: changes.role,
                     enabled: changes.enabled,
-                }
-            })
-            .await
-            .map_err(api_error)?;
+                },
+            )
+            .await?;
         Ok(Versioned {
             version,
             value: admin_record(&state),
@@ -1171,13 +1163,9 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                 "an administrator cannot delete themselves".to_string(),
             ));
         }
-        self.app
-            .execute_at::<Admin>(name, &actor_of(by, None, false), expected, || {
-                AdminCommand::Delete
-            })
+        self.run::<Admin>(by, name, expected, AdminCommand::Delete)
             .await
             .map(drop)
-            .map_err(api_error)
     }
 
     async fn list_api_keys(
@@ -1225,11 +1213,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             secret_sha256: sha256_hex(&secret),
             expires_at,
         };
-        let (state, _) = self
-            .app
-            .execute_at::<ApiKey>(&id, &actor_of(by, None, false), None, || command.clone())
-            .await
-            .map_err(api_error)?;
+        let (state, _) = self.run::<ApiKey>(by, &id, None, command).await?;
         Ok(CreatedApiKey {
             record: key_record(&id, &state),
             key: format!("{KEY_PREFIX}{id}_{secret}"),
@@ -1238,13 +1222,9 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
 
     async fn revoke_api_key(&self, by: &Principal, id: &str) -> Result<(), ApiError> {
         writer(by)?;
-        self.app
-            .execute_at::<ApiKey>(id, &actor_of(by, None, false), None, || {
-                ApiKeyCommand::Revoke
-            })
+        self.run::<ApiKey>(by, id, None, ApiKeyCommand::Revoke)
             .await
             .map(drop)
-            .map_err(api_error)
     }
 
     async fn query_events(&self, by: &Principal, query: EventQuery) -> Result<EventPage, ApiError> {

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, FtpStream, Mode, RustlsConnector, RustlsFtpStream};
 
-use crate::support::{PASSWORD, TestServer, database_kinds, sha256_hex, test_config};
+use crate::support::{
+    PASSWORD, TestServer, database_kinds, pem_certificates, self_signed, sha256_hex, test_config,
+};
 
 fn login(addr: std::net::SocketAddr, user: &str) -> FtpStream {
     let mut ftp = FtpStream::connect(addr).expect("ftp connection");
@@ -152,22 +154,19 @@ async fn ftp_clients_transfer_files_with_the_same_rules_and_events() {
 async fn explicit_ftps_protects_the_login_and_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config("sqlite", dir.path()).await;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    config.ftp.tls_cert = Some(dir.path().join("cert.pem"));
-    config.ftp.tls_key = Some(dir.path().join("key.pem"));
+    let (cert_path, key_path, pem) = self_signed(dir.path());
+    config.ftp.tls_cert = Some(cert_path);
+    config.ftp.tls_key = Some(key_path);
     config.ftp.require_tls = true;
     let server = TestServer::start_with(config, dir).await;
     let home = server.add_user("alice", &[]).await;
     let addr = server.ftp_addr;
-    let pem = cert.cert.pem();
     tokio::task::spawn_blocking(move || {
         // Without TLS the login is refused.
         let mut plain = FtpStream::connect(addr).unwrap();
         assert!(plain.login("alice", PASSWORD).is_err());
         let mut roots = rustls::RootCertStore::empty();
-        for der in rustls_pki_certs(&pem) {
+        for der in pem_certificates(&pem) {
             roots.add(der).unwrap();
         }
         let tls = rustls::ClientConfig::builder()
@@ -202,10 +201,49 @@ async fn explicit_ftps_protects_the_login_and_the_data() {
     server.stop().await;
 }
 
-/// The DER certificates of a PEM text.
-fn rustls_pki_certs(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
-    use rustls::pki_types::pem::PemObject;
-    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
-        .map(|c| c.expect("a PEM certificate"))
-        .collect()
+#[tokio::test]
+async fn bad_ftp_input_gets_ftp_replies_and_the_connection_goes_on() {
+    let server = TestServer::start("sqlite").await;
+    let home = server.add_user("alice", &[]).await;
+    std::fs::write(home.join("kept.txt"), b"kept").unwrap();
+    let addr = server.ftp_addr;
+    tokio::task::spawn_blocking(move || {
+        use suppaftp::Status;
+        let any = [
+            Status::CommandNotImplemented,
+            Status::BadCommand,
+            Status::NotLoggedIn,
+            Status::BadArguments,
+            Status::NotImplemented,
+            Status::FileUnavailable,
+            Status::BadFilename,
+        ];
+        let code = |res: Result<suppaftp::types::Response, FtpError>| match res {
+            Ok(response) => response.status.code(),
+            Err(FtpError::UnexpectedResponse(response)) => response.status.code(),
+            Err(other) => panic!("{other:?}"),
+        };
+        // Before login, file commands are refused with 530.
+        let mut ftp = FtpStream::connect(addr).unwrap();
+        assert_eq!(code(ftp.custom_command("RETR kept.txt", &any)), 530);
+        assert_eq!(code(ftp.custom_command("LIST", &any)), 530);
+        ftp.login("alice", PASSWORD).unwrap();
+        // Unknown commands and absurd arguments: 5xx, and the session continues.
+        let unknown = code(ftp.custom_command("FROBNICATE now", &any));
+        assert!((500..=502).contains(&unknown), "{unknown}");
+        let huge = format!("CWD {}", "a/".repeat(4000));
+        let reply = code(ftp.custom_command(huge, &any));
+        assert!((500..=553).contains(&reply), "{reply}");
+        let nul = code(ftp.custom_command("DELE a\u{0}b", &any));
+        assert!((500..=553).contains(&nul), "{nul}");
+        ftp.transfer_type(FileType::Binary).unwrap();
+        assert_eq!(
+            ftp.retr_as_buffer("kept.txt").unwrap().into_inner(),
+            b"kept"
+        );
+        ftp.quit().unwrap();
+    })
+    .await
+    .unwrap();
+    server.stop().await;
 }

@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use tollgate_domain::admin::Role;
 use tollgate_ports::api::Principal;
 
-use crate::support::{PASSWORD, TestServer, connect, database_kinds, login_password, test_config};
+use crate::support::{
+    PASSWORD, TestServer, connect, database_kinds, login_password, self_signed, test_config,
+};
 
 const ROOT: &str = "root";
 
@@ -24,12 +26,7 @@ impl Https {
     async fn start(kind: &str) -> Https {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = test_config(kind, dir.path()).await;
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
-            .expect("self-signed certificate");
-        let cert_path = dir.path().join("cert.pem");
-        let key_path = dir.path().join("key.pem");
-        std::fs::write(&cert_path, cert.cert.pem()).expect("write the certificate");
-        std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write the key");
+        let (cert_path, key_path, pem) = self_signed(dir.path());
         config.http.tls_cert = Some(cert_path);
         config.http.tls_key = Some(key_path);
         config.http.max_body_bytes = 64 * 1024;
@@ -44,7 +41,7 @@ impl Https {
             .create_admin(&first, ROOT, PASSWORD, Role::Admin)
             .await
             .expect("root administrator");
-        let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("pem");
+        let root = reqwest::Certificate::from_pem(pem.as_bytes()).expect("pem");
         let client = reqwest::Client::builder()
             .add_root_certificate(root)
             .resolve("localhost", server.http_addr)

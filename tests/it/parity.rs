@@ -12,7 +12,7 @@ use suppaftp::{RustlsConnector, RustlsFtpStream};
 use tokio::io::AsyncWriteExt;
 use tollgate_application::EventFilter;
 
-use crate::support::{PASSWORD, TestServer, sftp, test_config};
+use crate::support::{PASSWORD, TestServer, pem_certificates, self_signed, sftp, test_config};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Proto {
@@ -467,11 +467,9 @@ async fn file_events(server: &TestServer, user: &str, proto: Proto) -> Vec<Strin
 async fn every_protocol_behaves_and_audits_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config("sqlite", dir.path()).await;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
-    std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
-    config.ftp.tls_cert = Some(dir.path().join("cert.pem"));
-    config.ftp.tls_key = Some(dir.path().join("key.pem"));
+    let (cert_path, key_path, pem) = self_signed(dir.path());
+    config.ftp.tls_cert = Some(cert_path);
+    config.ftp.tls_key = Some(key_path);
     let server = TestServer::start_with(config, dir).await;
     server
         .app()
@@ -489,11 +487,9 @@ async fn every_protocol_behaves_and_audits_the_same() {
         homes.push(home);
     }
     let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from(
-            cert.cert.der().to_vec(),
-        ))
-        .unwrap();
+    for der in pem_certificates(&pem) {
+        roots.add(der).unwrap();
+    }
     let env = Env {
         http: reqwest::Client::new(),
         base: format!("http://{}", server.http_addr),

@@ -76,6 +76,25 @@ pub(crate) async fn test_config(kind: &str, dir: &Path) -> Config {
     config
 }
 
+/// A self-signed certificate for `localhost`, written to `dir` as
+/// `cert.pem` and `key.pem`; returns the two paths and the certificate's PEM.
+pub(crate) fn self_signed(dir: &Path) -> (PathBuf, PathBuf, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+        .expect("self-signed certificate");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write the certificate");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write the key");
+    (cert_path, key_path, cert.cert.pem())
+}
+
+/// The DER certificates of a PEM text.
+pub(crate) fn pem_certificates(pem: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.expect("a PEM certificate"))
+        .collect()
+}
+
 /// A server on an ephemeral port with its own data directory and database.
 pub(crate) struct TestServer {
     pub(crate) addr: SocketAddr,

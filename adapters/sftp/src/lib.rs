@@ -353,9 +353,10 @@ impl russh::server::Handler for Connection {
                 .spawn(commands::serve(channel, files, command, session.handle()));
         } else {
             tracing::info!(command = %line, "exec request refused");
+            // Recorded before the answer, so that it precedes the session's
+            // end when the client disconnects right away.
+            files.record_refused_command(&line).await;
             session.channel_failure(channel_id)?;
-            self.tasks
-                .spawn(async move { files.record_refused_command(&line).await });
         }
         Ok(())
     }
@@ -365,11 +366,10 @@ impl russh::server::Handler for Connection {
         channel_id: ChannelId,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        session.channel_failure(channel_id)?;
         if let Some(files) = self.files.clone() {
-            self.tasks
-                .spawn(async move { files.record_refused_command("shell").await });
+            files.record_refused_command("shell").await;
         }
+        session.channel_failure(channel_id)?;
         Ok(())
     }
 }

@@ -1,0 +1,54 @@
+# Shared by the end-to-end scripts and benchmarks (sourced, not run).
+
+# need COMMAND PACKAGE... : installs the Debian packages of the commands that
+# are missing (pairs of a command and the package that provides it).
+need() {
+  local missing=()
+  while [ $# -ge 2 ]; do
+    command -v "$1" >/dev/null || missing+=("$2")
+    shift 2
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "# installing ${missing[*]}" >&2
+  local sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >&2
+}
+
+# clean_tollgate_env : only our own settings; no configuration, database or
+# homes from the caller (TOLLGATE_LOG is kept).
+clean_tollgate_env() {
+  local v
+  while IFS= read -r v; do
+    [ "$v" = TOLLGATE_LOG ] || unset "$v"
+  done < <(compgen -e | grep '^TOLLGATE_' || true)
+}
+
+# serve_tollgate BIN DIR : starts `BIN serve` on ephemeral ports with its
+# output in DIR/serve.out and DIR/serve.err; sets SERVER_PID.
+serve_tollgate() {
+  "$1" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0 \
+    >"$2/serve.out" 2>"$2/serve.err" &
+  SERVER_PID=$!
+}
+
+# listening DIR KIND : waits (up to 30 s) for the server's "listening" line
+# of KIND (sftp, ftp, http) and prints its address; empty when it never came.
+listening() {
+  local addr= _
+  for _ in $(seq 300); do
+    addr=$(jq -r --arg k "$2" 'select(.listening == $k) | .address' "$1/serve.out" 2>/dev/null | head -1 || true)
+    [ -n "$addr" ] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  printf '%s' "$addr"
+}
+
+# stop_server : stops the server started by serve_tollgate, if any.
+stop_server() {
+  if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+}
