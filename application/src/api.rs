@@ -376,6 +376,32 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
             .map_err(api_error)
     }
 
+    /// One page of a read model: the aggregates `record` turns into a
+    /// record (`None` for deleted or never-created ones), by name.
+    async fn list_of<T: DeserializeOwned, V>(
+        &self,
+        projection: &str,
+        params: &ListParams,
+        record: impl Fn(&T) -> Option<V>,
+    ) -> Result<Page<Versioned<V>>, ApiError> {
+        let items = self
+            .projected::<T>(projection)
+            .await?
+            .into_iter()
+            .filter_map(|(key, p)| {
+                let value = record(&p.state)?;
+                Some((
+                    key,
+                    Versioned {
+                        version: p.version,
+                        value,
+                    },
+                ))
+            })
+            .collect();
+        Ok(page_of(items, params))
+    }
+
     async fn user_versioned(&self, name: &str) -> Result<Versioned<UserRecord>, ApiError> {
         let (user, version) = self.versioned::<User>(name).await?;
         if !user.exists() {
@@ -727,26 +753,13 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         params: ListParams,
     ) -> Result<Page<Versioned<GroupRecord>>, ApiError> {
         reader(by)?;
-        let items = self
-            .projected::<Group>(GROUPS)
-            .await?
-            .into_iter()
-            .filter(|(_, p)| !p.state.deleted && !p.state.name.is_empty())
-            .map(|(key, p)| {
-                let value = GroupRecord {
-                    name: p.state.name,
-                    policies: p.state.policies,
-                };
-                (
-                    key,
-                    Versioned {
-                        version: p.version,
-                        value,
-                    },
-                )
+        self.list_of(GROUPS, &params, |g: &Group| {
+            (!g.deleted && !g.name.is_empty()).then(|| GroupRecord {
+                name: g.name.clone(),
+                policies: g.policies.clone(),
             })
-            .collect();
-        Ok(page_of(items, &params))
+        })
+        .await
     }
 
     async fn get_group(
@@ -847,22 +860,10 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         params: ListParams,
     ) -> Result<Page<Versioned<PolicyRecord>>, ApiError> {
         reader(by)?;
-        let items = self
-            .projected::<Policy>(POLICIES)
-            .await?
-            .into_iter()
-            .filter(|(_, p)| !p.state.deleted && !p.state.name.is_empty())
-            .map(|(key, p)| {
-                (
-                    key,
-                    Versioned {
-                        version: p.version,
-                        value: policy_record(&p.state),
-                    },
-                )
-            })
-            .collect();
-        Ok(page_of(items, &params))
+        self.list_of(POLICIES, &params, |p: &Policy| {
+            (!p.deleted && !p.name.is_empty()).then(|| policy_record(p))
+        })
+        .await
     }
 
     async fn get_policy(
@@ -948,23 +949,10 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         params: ListParams,
     ) -> Result<Page<Versioned<MountRecord>>, ApiError> {
         reader(by)?;
-        let items = self
-            .projected::<Mount>(MOUNTS)
-            .await?
-            .into_iter()
-            .filter(|(_, p)| p.state.exists())
-            .filter_map(|(key, p)| {
-                let value = mount_record(&p.state)?;
-                Some((
-                    key,
-                    Versioned {
-                        version: p.version,
-                        value,
-                    },
-                ))
-            })
-            .collect();
-        Ok(page_of(items, &params))
+        self.list_of(MOUNTS, &params, |m: &Mount| {
+            m.exists().then(|| mount_record(m)).flatten()
+        })
+        .await
     }
 
     async fn get_mount(
@@ -1047,22 +1035,10 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         params: ListParams,
     ) -> Result<Page<Versioned<AdminRecord>>, ApiError> {
         reader(by)?;
-        let items = self
-            .projected::<Admin>(ADMINS)
-            .await?
-            .into_iter()
-            .filter(|(_, p)| p.state.exists())
-            .map(|(key, p)| {
-                (
-                    key,
-                    Versioned {
-                        version: p.version,
-                        value: admin_record(&p.state),
-                    },
-                )
-            })
-            .collect();
-        Ok(page_of(items, &params))
+        self.list_of(ADMINS, &params, |a: &Admin| {
+            a.exists().then(|| admin_record(a))
+        })
+        .await
     }
 
     async fn get_admin(

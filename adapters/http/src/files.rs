@@ -469,7 +469,7 @@ impl FilesApi {
         Ok(UploadResponse::Created(Json(Uploaded {
             path: path.0,
             size,
-            sha256: hex_string(&hash.finalize()),
+            sha256: hex::encode(hash.finalize()),
         })))
     }
 
@@ -553,13 +553,9 @@ impl FilesApi {
         Ok(Json(Checksum {
             path: path.0,
             size: offset,
-            sha256: hex_string(&hash.finalize()),
+            sha256: hex::encode(hash.finalize()),
         }))
     }
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

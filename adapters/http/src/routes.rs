@@ -13,8 +13,8 @@ use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, ResponseContent, SecurityScheme, Tags};
 use tollgate_domain::session::Protocol;
 use tollgate_ports::api::{
-    AdminApi, AdminChanges, EventQuery, GroupRecord, ListParams, MountRecord, PolicyRecord,
-    Principal, UserChanges, UserSpec,
+    AdminApi, AdminChanges, AdminRecord, EventQuery, GroupRecord, ListParams, MountRecord,
+    PolicyRecord, Principal, UserChanges, UserRecord, UserSpec, Versioned,
 };
 use tollgate_ports::inbound::ClientInfo;
 
@@ -71,7 +71,7 @@ enum Auth {
 }
 
 macro_rules! tagged_response {
-    ($name:ident, $ty:ty) => {
+    ($name:ident, $ty:ty, $record:ty) => {
         /// The resource with its version as ETag.
         #[derive(ApiResponse)]
         enum $name {
@@ -82,14 +82,30 @@ macro_rules! tagged_response {
             #[oai(status = 201)]
             Created(Json<$ty>, #[oai(header = "ETag")] String),
         }
+
+        impl $name {
+            fn ok(found: Versioned<$record>) -> Self {
+                $name::Ok(
+                    Json(<$ty>::new(found.value, found.version)),
+                    etag(found.version),
+                )
+            }
+
+            fn created(made: Versioned<$record>) -> Self {
+                $name::Created(
+                    Json(<$ty>::new(made.value, made.version)),
+                    etag(made.version),
+                )
+            }
+        }
     };
 }
 
-tagged_response!(UserResponse, dto::User);
-tagged_response!(GroupResponse, dto::Group);
-tagged_response!(PolicyResponse, dto::Policy);
-tagged_response!(AdminResponse, dto::Admin);
-tagged_response!(MountResponse, dto::Mount);
+tagged_response!(UserResponse, dto::User, UserRecord);
+tagged_response!(GroupResponse, dto::Group, GroupRecord);
+tagged_response!(PolicyResponse, dto::Policy, PolicyRecord);
+tagged_response!(AdminResponse, dto::Admin, AdminRecord);
+tagged_response!(MountResponse, dto::Mount, MountRecord);
 
 /// An answer without a body.
 #[derive(ApiResponse)]
@@ -142,6 +158,19 @@ enum Format {
     Csv,
     /// `application/x-ndjson`.
     Ndjson,
+}
+
+/// A page of versioned records as the API's items and cursor.
+fn versioned_page<R, D>(
+    page: tollgate_ports::api::Page<Versioned<R>>,
+    to: impl Fn(R, u64) -> D,
+) -> (Vec<D>, Option<String>) {
+    let items = page
+        .items
+        .into_iter()
+        .map(|v| to(v.value, v.version))
+        .collect();
+    (items, page.next_cursor)
 }
 
 fn etag(version: u64) -> String {
@@ -386,10 +415,7 @@ impl Api {
     async fn profile(&self, req: &Request, auth: Auth) -> Result<UserResponse, Problem> {
         let by = self.principal(req, &auth).await?;
         let user = self.port.me(&by).await?;
-        Ok(UserResponse::Ok(
-            Json(dto::User::new(user.value, user.version)),
-            etag(user.version),
-        ))
+        Ok(UserResponse::ok(user))
     }
 
     /// The calling user's own transfers, newest first.
@@ -447,14 +473,8 @@ impl Api {
             .port
             .list_users(&by, list(cursor.0, limit.0, prefix.0))
             .await?;
-        Ok(Json(dto::UserPage {
-            items: page
-                .items
-                .into_iter()
-                .map(|u| dto::User::new(u.value, u.version))
-                .collect(),
-            next_cursor: page.next_cursor,
-        }))
+        let (items, next_cursor) = versioned_page(page, dto::User::new);
+        Ok(Json(dto::UserPage { items, next_cursor }))
     }
 
     /// Create a user.
@@ -486,10 +506,7 @@ impl Api {
                 },
             )
             .await?;
-        Ok(UserResponse::Created(
-            Json(dto::User::new(user.value, user.version)),
-            etag(user.version),
-        ))
+        Ok(UserResponse::created(user))
     }
 
     /// One user.
@@ -507,10 +524,7 @@ impl Api {
     ) -> Result<UserResponse, Problem> {
         let by = self.principal(req, &auth).await?;
         let user = self.port.get_user(&by, &username.0).await?;
-        Ok(UserResponse::Ok(
-            Json(dto::User::new(user.value, user.version)),
-            etag(user.version),
-        ))
+        Ok(UserResponse::ok(user))
     }
 
     /// Change a user; send the version from the ETag in `If-Match` to
@@ -547,10 +561,7 @@ impl Api {
                 },
             )
             .await?;
-        Ok(UserResponse::Ok(
-            Json(dto::User::new(user.value, user.version)),
-            etag(user.version),
-        ))
+        Ok(UserResponse::ok(user))
     }
 
     /// Delete a user (their files stay on storage).
@@ -593,14 +604,8 @@ impl Api {
             .port
             .list_groups(&by, list(cursor.0, limit.0, prefix.0))
             .await?;
-        Ok(Json(dto::GroupPage {
-            items: page
-                .items
-                .into_iter()
-                .map(|g| dto::Group::new(g.value, g.version))
-                .collect(),
-            next_cursor: page.next_cursor,
-        }))
+        let (items, next_cursor) = versioned_page(page, dto::Group::new);
+        Ok(Json(dto::GroupPage { items, next_cursor }))
     }
 
     /// Create a group.
@@ -627,10 +632,7 @@ impl Api {
                 },
             )
             .await?;
-        Ok(GroupResponse::Created(
-            Json(dto::Group::new(group.value, group.version)),
-            etag(group.version),
-        ))
+        Ok(GroupResponse::created(group))
     }
 
     /// One group.
@@ -648,10 +650,7 @@ impl Api {
     ) -> Result<GroupResponse, Problem> {
         let by = self.principal(req, &auth).await?;
         let group = self.port.get_group(&by, &name.0).await?;
-        Ok(GroupResponse::Ok(
-            Json(dto::Group::new(group.value, group.version)),
-            etag(group.version),
-        ))
+        Ok(GroupResponse::ok(group))
     }
 
     /// Change a group's policies.
@@ -675,10 +674,7 @@ impl Api {
             .port
             .update_group(&by, &name.0, expected, body.0.policies)
             .await?;
-        Ok(GroupResponse::Ok(
-            Json(dto::Group::new(group.value, group.version)),
-            etag(group.version),
-        ))
+        Ok(GroupResponse::ok(group))
     }
 
     /// Delete a group.
@@ -721,14 +717,8 @@ impl Api {
             .port
             .list_policies(&by, list(cursor.0, limit.0, prefix.0))
             .await?;
-        Ok(Json(dto::PolicyPage {
-            items: page
-                .items
-                .into_iter()
-                .map(|p| dto::Policy::new(p.value, p.version))
-                .collect(),
-            next_cursor: page.next_cursor,
-        }))
+        let (items, next_cursor) = versioned_page(page, dto::Policy::new);
+        Ok(Json(dto::PolicyPage { items, next_cursor }))
     }
 
     /// Create a policy.
@@ -755,10 +745,7 @@ impl Api {
                 },
             )
             .await?;
-        Ok(PolicyResponse::Created(
-            Json(dto::Policy::new(policy.value, policy.version)),
-            etag(policy.version),
-        ))
+        Ok(PolicyResponse::created(policy))
     }
 
     /// One policy.
@@ -776,10 +763,7 @@ impl Api {
     ) -> Result<PolicyResponse, Problem> {
         let by = self.principal(req, &auth).await?;
         let policy = self.port.get_policy(&by, &name.0).await?;
-        Ok(PolicyResponse::Ok(
-            Json(dto::Policy::new(policy.value, policy.version)),
-            etag(policy.version),
-        ))
+        Ok(PolicyResponse::ok(policy))
     }
 
     /// Replace a policy's rules.
@@ -804,10 +788,7 @@ impl Api {
             .port
             .update_policy(&by, &name.0, expected, rules)
             .await?;
-        Ok(PolicyResponse::Ok(
-            Json(dto::Policy::new(policy.value, policy.version)),
-            etag(policy.version),
-        ))
+        Ok(PolicyResponse::ok(policy))
     }
 
     /// Delete a policy.
@@ -850,14 +831,8 @@ impl Api {
             .port
             .list_mounts(&by, list(cursor.0, limit.0, prefix.0))
             .await?;
-        Ok(Json(dto::MountPage {
-            items: page
-                .items
-                .into_iter()
-                .map(|m| dto::Mount::new(m.value, m.version))
-                .collect(),
-            next_cursor: page.next_cursor,
-        }))
+        let (items, next_cursor) = versioned_page(page, dto::Mount::new);
+        Ok(Json(dto::MountPage { items, next_cursor }))
     }
 
     /// Create a mount; its secrets are sealed before they are recorded.
@@ -886,10 +861,7 @@ impl Api {
                 },
             )
             .await?;
-        Ok(MountResponse::Created(
-            Json(dto::Mount::new(mount.value, mount.version)),
-            etag(mount.version),
-        ))
+        Ok(MountResponse::created(mount))
     }
 
     /// One mount (secrets redacted).
@@ -907,10 +879,7 @@ impl Api {
     ) -> Result<MountResponse, Problem> {
         let by = self.principal(req, &auth).await?;
         let mount = self.port.get_mount(&by, &name.0).await?;
-        Ok(MountResponse::Ok(
-            Json(dto::Mount::new(mount.value, mount.version)),
-            etag(mount.version),
-        ))
+        Ok(MountResponse::ok(mount))
     }
 
     /// Change a mount's description or storage.
@@ -940,10 +909,7 @@ impl Api {
                 body.0.storage.map(Into::into),
             )
             .await?;
-        Ok(MountResponse::Ok(
-            Json(dto::Mount::new(mount.value, mount.version)),
-            etag(mount.version),
-        ))
+        Ok(MountResponse::ok(mount))
     }
 
     /// Delete a mount.
@@ -986,14 +952,8 @@ impl Api {
             .port
             .list_admins(&by, list(cursor.0, limit.0, prefix.0))
             .await?;
-        Ok(Json(dto::AdminPage {
-            items: page
-                .items
-                .into_iter()
-                .map(|a| dto::Admin::new(a.value, a.version))
-                .collect(),
-            next_cursor: page.next_cursor,
-        }))
+        let (items, next_cursor) = versioned_page(page, dto::Admin::new);
+        Ok(Json(dto::AdminPage { items, next_cursor }))
     }
 
     /// Create an administrator.
@@ -1014,10 +974,7 @@ impl Api {
             .port
             .create_admin(&by, &body.0.username, &body.0.password, body.0.role.into())
             .await?;
-        Ok(AdminResponse::Created(
-            Json(dto::Admin::new(admin.value, admin.version)),
-            etag(admin.version),
-        ))
+        Ok(AdminResponse::created(admin))
     }
 
     /// One administrator.
@@ -1035,10 +992,7 @@ impl Api {
     ) -> Result<AdminResponse, Problem> {
         let by = self.principal(req, &auth).await?;
         let admin = self.port.get_admin(&by, &username.0).await?;
-        Ok(AdminResponse::Ok(
-            Json(dto::Admin::new(admin.value, admin.version)),
-            etag(admin.version),
-        ))
+        Ok(AdminResponse::ok(admin))
     }
 
     /// Change an administrator (password, role, enabled).
@@ -1067,10 +1021,7 @@ impl Api {
             .port
             .update_admin(&by, &username.0, expected, changes)
             .await?;
-        Ok(AdminResponse::Ok(
-            Json(dto::Admin::new(admin.value, admin.version)),
-            etag(admin.version),
-        ))
+        Ok(AdminResponse::ok(admin))
     }
 
     /// Delete an administrator.

@@ -73,13 +73,9 @@ fn new_key() -> StoredKey {
     let mut kid = [0u8; 8];
     rand::fill(&mut kid);
     StoredKey {
-        kid: hex_string(&kid),
+        kid: hex::encode(kid),
         secret: STANDARD.encode(secret),
     }
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn read(path: &Path) -> Result<Option<KeyFile>, KeyFileError> {

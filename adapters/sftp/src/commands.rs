@@ -86,11 +86,10 @@ impl Hasher {
     }
 
     fn hex(self) -> String {
-        let bytes = match self {
-            Hasher::Sha256(h) => h.finalize().to_vec(),
-            Hasher::Md5(h) => h.finalize().to_vec(),
-        };
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        match self {
+            Hasher::Sha256(h) => hex::encode(h.finalize()),
+            Hasher::Md5(h) => hex::encode(h.finalize()),
+        }
     }
 }
 
