@@ -33,7 +33,7 @@ if ! command -v vsftpd >/dev/null && [ ! -x /usr/sbin/vsftpd ] || ! command -v l
 fi
 command -v jq >/dev/null || { echo "jq is needed (apt-get install jq)" >&2; exit 2; }
 # shellcheck source=/dev/null
-set +u; source "$PEERS/env.sh"; set -u
+set +eu; source "$PEERS/env.sh"; set -eu   # env.sh probes optional tools
 
 # shellcheck source=../scripts/lib.sh
 source "$REPO/scripts/lib.sh"
