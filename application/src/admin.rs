@@ -86,7 +86,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     pub(crate) async fn require_policies(&self, names: &[String]) -> Result<(), AppError> {
         for name in names {
             let policy: Policy = self.load(name).await?;
-            if policy.name.is_empty() || policy.deleted {
+            if !policy.exists() {
                 return Err(AppError::Invalid(format!("policy {name:?} does not exist")));
             }
         }
@@ -96,7 +96,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     pub(crate) async fn require_groups(&self, names: &[String]) -> Result<(), AppError> {
         for name in names {
             let group: Group = self.load(name).await?;
-            if group.name.is_empty() || group.deleted {
+            if !group.exists() {
                 return Err(AppError::Invalid(format!("group {name:?} does not exist")));
             }
         }

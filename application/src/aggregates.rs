@@ -165,14 +165,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 
     fn metadata(&self, actor: &Actor) -> HashMap<String, String> {
         let mut map = HashMap::new();
-        map.insert(
-            "time".to_string(),
-            self.inner
-                .deps
-                .clock
-                .now()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        );
+        map.insert("time".to_string(), self.now_text());
         map.insert("actor".to_string(), actor.actor.clone());
         map.insert(
             "correlation_id".to_string(),

@@ -140,6 +140,13 @@ fn user_record(user: &User) -> UserRecord {
     }
 }
 
+fn group_record(group: &Group) -> GroupRecord {
+    GroupRecord {
+        name: group.name.clone(),
+        policies: group.policies.clone(),
+    }
+}
+
 fn policy_record(policy: &Policy) -> PolicyRecord {
     PolicyRecord {
         name: policy.name.clone(),
@@ -754,10 +761,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
     ) -> Result<Page<Versioned<GroupRecord>>, ApiError> {
         reader(by)?;
         self.list_of(GROUPS, &params, |g: &Group| {
-            (!g.deleted && !g.name.is_empty()).then(|| GroupRecord {
-                name: g.name.clone(),
-                policies: g.policies.clone(),
-            })
+            g.exists().then(|| group_record(g))
         })
         .await
     }
@@ -769,15 +773,12 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
     ) -> Result<Versioned<GroupRecord>, ApiError> {
         reader(by)?;
         let (group, version) = self.versioned::<Group>(name).await?;
-        if group.name.is_empty() || group.deleted {
+        if !group.exists() {
             return Err(not_found("group", name));
         }
         Ok(Versioned {
             version,
-            value: GroupRecord {
-                name: group.name,
-                policies: group.policies,
-            },
+            value: group_record(&group),
         })
     }
 
@@ -804,10 +805,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             .await?;
         Ok(Versioned {
             version,
-            value: GroupRecord {
-                name: state.name,
-                policies: state.policies,
-            },
+            value: group_record(&state),
         })
     }
 
@@ -835,10 +833,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             .await?;
         Ok(Versioned {
             version,
-            value: GroupRecord {
-                name: state.name,
-                policies: state.policies,
-            },
+            value: group_record(&state),
         })
     }
 
@@ -861,7 +856,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
     ) -> Result<Page<Versioned<PolicyRecord>>, ApiError> {
         reader(by)?;
         self.list_of(POLICIES, &params, |p: &Policy| {
-            (!p.deleted && !p.name.is_empty()).then(|| policy_record(p))
+            p.exists().then(|| policy_record(p))
         })
         .await
     }
@@ -873,7 +868,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
     ) -> Result<Versioned<PolicyRecord>, ApiError> {
         reader(by)?;
         let (policy, version) = self.versioned::<Policy>(name).await?;
-        if policy.name.is_empty() || policy.deleted {
+        if !policy.exists() {
             return Err(not_found("policy", name));
         }
         Ok(Versioned {

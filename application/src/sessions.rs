@@ -131,7 +131,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         let mut names = user.policies.clone();
         for group_name in &user.groups {
             let group: Group = self.app.load(group_name).await?;
-            if !group.deleted {
+            if group.exists() {
                 names.extend(group.policies);
             }
         }
@@ -140,7 +140,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         let mut policies = Vec::new();
         for name in names {
             let policy: Policy = self.app.load(&name).await?;
-            if !policy.name.is_empty() && !policy.deleted {
+            if policy.exists() {
                 policies.push((name, policy.rules));
             }
         }

@@ -63,6 +63,13 @@ pub enum GroupError {
 }
 crate::refusal!(GroupError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid });
 
+impl Group {
+    /// Whether the group exists (created and not deleted).
+    pub fn exists(&self) -> bool {
+        !self.name.is_empty() && !self.deleted
+    }
+}
+
 impl AggregateRoot for Group {
     const TYPE: &'static str = "group";
     type Command = GroupCommand;
@@ -70,7 +77,7 @@ impl AggregateRoot for Group {
     type Error = GroupError;
 
     fn decide(&self, command: GroupCommand) -> Result<Vec<GroupEvent>, GroupError> {
-        let exists = !self.name.is_empty() && !self.deleted;
+        let exists = self.exists();
         match command {
             GroupCommand::Create { name, policies } => {
                 if exists {

@@ -254,7 +254,8 @@ pub enum PolicyEvent {
 crate::domain_event!(PolicyEvent, "1", { PolicyCreated, PolicyRulesReplaced, PolicyDeleted });
 
 impl Policy {
-    fn exists(&self) -> bool {
+    /// Whether the policy exists (created and not deleted).
+    pub fn exists(&self) -> bool {
         !self.name.is_empty() && !self.deleted
     }
 }

@@ -20,8 +20,10 @@ use poem::http::StatusCode;
 use poem::{Endpoint, Request, Response};
 use tollgate_domain::session::Protocol;
 use tollgate_ports::inbound::{
-    ClientInfo, Download, FileKind, FileMeta, FileOpError, FileOps, Sessions, Upload, UploadMode,
+    Download, FileKind, FileMeta, FileOpError, FileOps, LoginError, Sessions, Upload, UploadMode,
 };
+
+use crate::request_session::{RequestSession, client_info};
 
 /// Where WebDAV is mounted.
 pub(crate) const PREFIX: &str = "/dav";
@@ -29,27 +31,12 @@ pub(crate) const PREFIX: &str = "/dav";
 /// The largest read or write passed to storage at once.
 const CHUNK: usize = 256 * 1024;
 
-/// One request's login: its file operations, and a guard that records the
-/// session's end when the request (and any body it streams) is done.
+/// One request's login: its file operations, and its session, whose end is
+/// recorded when the request (and any body it streams) is done.
 #[derive(Clone)]
 pub(crate) struct Login {
     files: Arc<dyn FileOps>,
-    _guard: Arc<SessionGuard>,
-}
-
-struct SessionGuard {
-    id: String,
-    sessions: Arc<dyn Sessions>,
-}
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        let sessions = self.sessions.clone();
-        let id = std::mem::take(&mut self.id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { sessions.close(&id, "request finished").await });
-        }
-    }
+    _session: Arc<RequestSession>,
 }
 
 fn fs_error(err: FileOpError) -> FsError {
@@ -462,62 +449,36 @@ impl DavEndpoint {
         let Some(header) = header else {
             return Err(challenge());
         };
-        let client = ClientInfo {
-            protocol: Protocol::Webdav,
-            remote_addr: req
-                .remote_addr()
-                .as_socket_addr()
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "unknown".to_string()),
-        };
-        let id = self.sessions.open(client).await.map_err(|_| {
-            Response::builder()
-                .status(StatusCode::SERVICE_UNAVAILABLE)
-                .body("authentication unavailable")
-        })?;
-        let guard = Arc::new(SessionGuard {
-            id: id.clone(),
-            sessions: self.sessions.clone(),
-        });
+        let session = RequestSession::open(&self.sessions, client_info(req, Protocol::Webdav))
+            .await
+            .map_err(|_| {
+                Response::builder()
+                    .status(StatusCode::SERVICE_UNAVAILABLE)
+                    .body("authentication unavailable")
+            })?;
+        let id = session.id();
         let res = if let Some(token) = header.strip_prefix("Bearer ") {
-            self.sessions.login_token(&id, token.trim()).await
+            self.sessions.login_token(id, token.trim()).await
         } else if let Some(basic) = header.strip_prefix("Basic ") {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(basic.trim())
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok());
             match decoded.as_deref().and_then(|d| d.split_once(':')) {
-                Some((user, password)) => {
-                    let user = user.to_string();
-                    match self.sessions.login_password(&id, &user, password).await {
-                        Ok(files) => {
-                            return Ok((
-                                user,
-                                Login {
-                                    files,
-                                    _guard: guard,
-                                },
-                            ));
-                        }
-                        Err(err) => Err(err),
-                    }
-                }
-                None => Err(tollgate_ports::inbound::LoginError::Denied),
+                Some((user, password)) => self.sessions.login_password(id, user, password).await,
+                None => Err(LoginError::Denied),
             }
         } else {
-            Err(tollgate_ports::inbound::LoginError::Denied)
+            Err(LoginError::Denied)
         };
         match res {
-            Ok(files) => {
-                let name = files.username().to_string();
-                Ok((
-                    name,
-                    Login {
-                        files,
-                        _guard: guard,
-                    },
-                ))
-            }
+            Ok(files) => Ok((
+                files.username().to_string(),
+                Login {
+                    files,
+                    _session: Arc::new(session),
+                },
+            )),
             Err(_) => Err(challenge()),
         }
     }

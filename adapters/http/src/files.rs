@@ -13,31 +13,19 @@ use poem_openapi::param::{Header, Query};
 use poem_openapi::payload::{Binary, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use sha2::{Digest, Sha256};
-use tollgate_ports::inbound::{
-    ClientInfo, Download, FileKind, FileOpError, FileOps, Sessions, UploadMode,
-};
+use tollgate_ports::inbound::{Download, FileKind, FileOpError, FileOps, Sessions, UploadMode};
 
 use crate::problem::{Problem, details};
+use crate::request_session::RequestSession;
 use crate::routes::{BearerAuth, Tag, client};
 
 /// How much one read of a download asks for.
 const CHUNK: u32 = 256 * 1024;
 
-/// One request's session: closed (recorded) when dropped.
+/// One request's logged-in session: its end is recorded when dropped.
 struct UserSession {
-    id: String,
     files: Arc<dyn FileOps>,
-    sessions: Arc<dyn Sessions>,
-}
-
-impl Drop for UserSession {
-    fn drop(&mut self) {
-        let sessions = self.sessions.clone();
-        let id = std::mem::take(&mut self.id);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { sessions.close(&id, "request finished").await });
-        }
-    }
+    _session: RequestSession,
 }
 
 fn file_problem(err: FileOpError) -> Problem {
@@ -255,16 +243,14 @@ pub(crate) struct FilesApi {
 
 impl FilesApi {
     async fn session(&self, req: &Request, auth: &BearerAuth) -> Result<UserSession, Problem> {
-        let info: ClientInfo = client(req);
-        let id = self.sessions.open(info).await?;
-        match self.sessions.login_token(&id, &auth.0.token).await {
+        let session = RequestSession::open(&self.sessions, client(req)).await?;
+        match self.sessions.login_token(session.id(), &auth.0.token).await {
             Ok(files) => Ok(UserSession {
-                id,
                 files,
-                sessions: self.sessions.clone(),
+                _session: session,
             }),
             Err(err) => {
-                self.sessions.close(&id, "authentication failed").await;
+                session.end("authentication failed").await;
                 Err(err.into())
             }
         }

@@ -12,6 +12,7 @@ mod dto;
 mod files;
 mod metrics;
 mod problem;
+mod request_session;
 mod routes;
 
 use std::sync::Arc;

@@ -20,6 +20,7 @@ use tollgate_ports::inbound::ClientInfo;
 
 use crate::dto;
 use crate::problem::Problem;
+use crate::request_session::client_info;
 
 /// The groups of operations in the document.
 #[derive(Tags)]
@@ -202,14 +203,7 @@ fn list(cursor: Option<String>, limit: Option<u32>, prefix: Option<String>) -> L
 }
 
 pub(crate) fn client(req: &Request) -> ClientInfo {
-    ClientInfo {
-        protocol: Protocol::Http,
-        remote_addr: req
-            .remote_addr()
-            .as_socket_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "unknown".to_string()),
-    }
+    client_info(req, Protocol::Http)
 }
 
 /// The REST API.
