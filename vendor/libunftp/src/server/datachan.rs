@@ -566,13 +566,11 @@ where
             FtpsConfig::Off => Box::new(MeasuringWriter::new(socket, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringWriter::new(tls_stream, command)
+                let acceptor: TlsAcceptor = tls_config.into();
+                match acceptor.accept(socket).await {
+                    Ok(tls_stream) => Box::new(MeasuringWriter::new(tls_stream, command)) as Box<dyn AsyncWrite + Send + Unpin + Sync>,
+                    Err(err) => Box::new(FailedHandshake(err.to_string())),
                 }
-                .await;
-                Box::new(io) as Box<dyn AsyncWrite + Send + Unpin + Sync>
             }
         }
     }
@@ -583,13 +581,11 @@ where
             FtpsConfig::Off => Box::new(MeasuringReader::new(socket, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
             FtpsConfig::Building { .. } => panic!("Illegal state"),
             FtpsConfig::On { tls_config } => {
-                let io = async move {
-                    let acceptor: TlsAcceptor = tls_config.into();
-                    let tls_stream = acceptor.accept(socket).await.unwrap();
-                    MeasuringReader::new(tls_stream, command)
+                let acceptor: TlsAcceptor = tls_config.into();
+                match acceptor.accept(socket).await {
+                    Ok(tls_stream) => Box::new(MeasuringReader::new(tls_stream, command)) as Box<dyn AsyncRead + Send + Unpin + Sync>,
+                    Err(err) => Box::new(FailedHandshake(err.to_string())),
                 }
-                .await;
-                Box::new(io) as Box<dyn AsyncRead + Send + Unpin + Sync>
             }
         }
     }
@@ -825,5 +821,36 @@ impl ListCommand {
             ListCommand::List => "list",
             ListCommand::Nlst => "nlst",
         }
+    }
+}
+
+/// A data connection whose TLS handshake failed: every read and write
+/// reports the failure, so the transfer ends with an error reply instead
+/// of a panic in the data channel task.
+struct FailedHandshake(String);
+
+impl FailedHandshake {
+    fn error(&self) -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::ConnectionAborted, format!("data channel TLS handshake failed: {}", self.0))
+    }
+}
+
+impl AsyncRead for FailedHandshake {
+    fn poll_read(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>, _buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(self.error()))
+    }
+}
+
+impl AsyncWrite for FailedHandshake {
+    fn poll_write(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>, _buf: &[u8]) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::Poll::Ready(Err(self.error()))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Err(self.error()))
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
     }
 }

@@ -1013,12 +1013,23 @@ where
     /// Use this method instead of [`listen`](Server::listen) if you want to listen for and accept
     /// new connections yourself, instead of using libunftp to do it.
     pub async fn service(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_with(tcp_stream, false).await
+    }
+
+    /// Service a newly established connection as an implicit FTPS control connection: the TLS
+    /// handshake comes first (with the certificate given to [`ftps`](ServerBuilder::ftps)), then the
+    /// greeting, and the control channel counts as secured from the start.
+    pub async fn service_implicit_tls(self, tcp_stream: tokio::net::TcpStream) -> std::result::Result<(), crate::server::ControlChanError> {
+        self.service_with(tcp_stream, true).await
+    }
+
+    async fn service_with(self, tcp_stream: tokio::net::TcpStream, implicit_tls: bool) -> std::result::Result<(), crate::server::ControlChanError> {
         let failed_logins = self.failed_logins_policy.as_ref().map(|policy| FailedLoginsCache::new(policy.clone()));
         let options: chosen::OptionsHolder<Storage, User> = (&self).into();
         let shutdown_notifier = Arc::new(shutdown::Notifier::new());
         let shutdown_listener = shutdown_notifier.subscribe().await;
         slog::debug!(self.logger, "Servicing control connection from");
-        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone()).await;
+        let result = controlchan::spawn_loop::<Storage, User>((&options).into(), tcp_stream, None, None, shutdown_listener, failed_logins.clone(), implicit_tls).await;
         match result {
             Err(err) => {
                 slog::error!(self.logger, "Could not spawn control channel loop: {:?}", err);

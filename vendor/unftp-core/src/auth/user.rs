@@ -30,6 +30,12 @@ pub trait UserDetail: Send + Sync + Display + Debug {
     fn home(&self) -> Option<&Path> {
         None
     }
+
+    /// Tells if this subject must protect its data connections with TLS
+    /// (`PROT P`). This default implementation simply returns false.
+    fn data_tls_required(&self) -> bool {
+        false
+    }
 }
 
 /// Provides a way to convert a [`Principal`] (authenticated identity) into a full [`UserDetail`]

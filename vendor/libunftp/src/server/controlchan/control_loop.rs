@@ -83,6 +83,7 @@ pub(crate) async fn spawn<Storage, User>(
     switchboard_msg_tx: Option<SwitchboardSender<Storage, User>>,
     mut shutdown: shutdown::Listener,
     failed_logins: Option<Arc<FailedLoginsCache>>,
+    implicit_tls: bool,
 ) -> Result<JoinHandle<()>, ControlChanError>
 where
     User: UserDetail + 'static,
@@ -179,8 +180,33 @@ where
         next: event_chain,
     };
 
+    // Implicit FTPS: the connection is TLS from its first byte, so the
+    // handshake happens before the greeting and the control channel
+    // counts as secured from the start.
+    let io: Box<dyn AsyncReadAsyncWriteSendUnpin> = if implicit_tls {
+        let acceptor: tokio_rustls::TlsAcceptor = match ftps_config.clone() {
+            FtpsConfig::On { tls_config } => tls_config.into(),
+            _ => return Err(ControlChanError::new(ControlChanErrorKind::IllegalState)),
+        };
+        let stream = match tokio::time::timeout(idle_session_timeout, acceptor.accept(tcp_stream)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return Err(err.into()),
+            Err(_) => return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out").into()),
+        };
+        {
+            let mut session = shared_session.lock().await;
+            session.cmd_tls = true;
+            let connection: &ServerConnection = stream.get_ref().1;
+            if let Some(certs) = connection.peer_certificates() {
+                session.cert_chain = Some(certs.iter().map(|c| unftp_core::auth::ClientCert(c.as_ref().to_vec())).collect());
+            }
+        }
+        Box::new(stream)
+    } else {
+        Box::new(tcp_stream)
+    };
     let codec = FtpCodec::new();
-    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(Box::new(tcp_stream));
+    let cmd_and_reply_stream: Framed<Box<dyn AsyncReadAsyncWriteSendUnpin>, FtpCodec> = codec.framed(io);
     let (mut reply_sink, mut command_source) = cmd_and_reply_stream.split();
 
     reply_sink.send(Reply::new(ReplyCode::ServiceReady, config.greeting)).await?;

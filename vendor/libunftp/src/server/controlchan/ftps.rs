@@ -107,10 +107,23 @@ where
     Next: ControlChanMiddleware,
 {
     async fn handle(&mut self, event: Event) -> Result<Reply, ControlChanError> {
+        // A data connection is opened by PASV or EPSV (and PORT, where
+        // active mode is enabled); a user whose account requires TLS must
+        // have chosen PROT P before any of them.
+        let opens_data_channel = matches!(event, Event::Command(Command::Pasv | Command::Epsv | Command::Port { .. }));
+        if opens_data_channel {
+            let (data_tls, user_requires_tls) = {
+                let session = self.session.lock().await;
+                (session.data_tls, (*session.user).as_ref().is_some_and(|user| user.data_tls_required()))
+            };
+            if user_requires_tls && !data_tls {
+                return Ok(Reply::new(ReplyCode::FtpsRequired, "A TLS connection is required on the data channel"));
+            }
+        }
         match (self.ftps_requirement, event) {
             (FtpsRequired::None, event) => self.next.handle(event).await,
             (FtpsRequired::All, event) => match event {
-                Event::Command(Command::Pasv) => {
+                Event::Command(Command::Pasv | Command::Epsv | Command::Port { .. }) => {
                     let is_tls = async {
                         let session = self.session.lock().await;
                         session.data_tls
@@ -124,7 +137,7 @@ where
                 _ => self.next.handle(event).await,
             },
             (FtpsRequired::Accounts, event) => match event {
-                Event::Command(Command::Pasv) => {
+                Event::Command(Command::Pasv | Command::Epsv | Command::Port { .. }) => {
                     let (is_tls, username_opt) = async {
                         let session = self.session.lock().await;
                         (session.cmd_tls, session.username.clone())
