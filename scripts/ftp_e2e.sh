@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end check of the real tollgate binary with the system's FTP
-# clients: lftp and curl, over plain FTP and explicit FTPS (AUTH TLS).
+# clients: lftp and curl, over plain FTP, explicit FTPS (AUTH TLS) and
+# implicit FTPS, with a user who may use FTP only over TLS.
 #
 # Usage: scripts/ftp_e2e.sh [PATH_TO_TOLLGATE]      (default: target/debug/tollgate)
 # Prints one `ok - ...` / `not ok - ...` line per check and ends with
@@ -40,7 +41,9 @@ mkdir -p "$TMP/data" "$TMP/local" "$TMP/back"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
   -keyout "$TMP/key.pem" -out "$TMP/cert.pem" >/dev/null 2>&1
 export TOLLGATE_FTP_TLS_CERT=$TMP/cert.pem TOLLGATE_FTP_TLS_KEY=$TMP/key.pem
+export TOLLGATE_FTP_IMPLICIT_LISTEN=127.0.0.1:0
 printf '%s\n' "$USER_PW" | tg user add "$USER_NAME" --password-stdin >/dev/null
+printf '%s\n' "$USER_PW" | tg user add tlsonly --password-stdin --ftp-require-tls >/dev/null
 head -c $((3 * 1048576 + 11)) /dev/urandom > "$TMP/local/big.bin"
 echo "small $(date +%s%N)" > "$TMP/local/small.txt"
 
@@ -49,6 +52,9 @@ ADDR=$(listening "$TMP" ftp)
 if [ -z "$ADDR" ]; then fail "server starts" "$(tail -20 "$TMP/serve.err")"; echo "$PASSED passed, $FAILED failed"; exit 1; fi
 pass "server starts and prints its FTP address ($ADDR)"
 HOST=${ADDR%:*}; PORT=${ADDR##*:}
+IMPLICIT=$(listening "$TMP" ftps)
+if [ -n "$IMPLICIT" ]; then pass "server prints its implicit FTPS address ($IMPLICIT)"
+else fail "server prints its implicit FTPS address" "$(cat "$TMP/serve.out")"; fi
 
 # lftp SSL_FORCE COMMANDS : runs lftp against the server; output in $TMP/lftp.out
 run_lftp() {
@@ -80,6 +86,27 @@ if curl -sS --ssl-reqd -k -u "$USER_NAME:$USER_PW" -T "$TMP/local/small.txt" "ft
   pass "curl: FTPS upload and download"
 else fail "curl: FTPS upload and download" "$(cat "$TMP/curl.out")"; fi
 
+if lftp -e "set ssl:verify-certificate no; set ftp:ssl-protect-data true; set net:max-retries 1; set net:timeout 20; set xfer:clobber on; put $TMP/local/big.bin -o implicit.bin; get implicit.bin -o $TMP/back/implicit.bin; bye" \
+     -u "$USER_NAME,$USER_PW" "ftps://$IMPLICIT" >"$TMP/lftp.out" 2>&1 </dev/null \
+   && [ "$(sha "$TMP/back/implicit.bin")" = "$(sha "$TMP/local/big.bin")" ]; then
+  pass "lftp: implicit FTPS (ftps://) put and get keep the file intact"
+else fail "lftp: implicit FTPS put and get" "$(cat "$TMP/lftp.out")"; fi
+
+if curl -sS -k -u "$USER_NAME:$USER_PW" "ftps://$IMPLICIT/curl.txt" -o "$TMP/back/implicit.txt" >"$TMP/curl.out" 2>&1 \
+   && cmp -s "$TMP/local/small.txt" "$TMP/back/implicit.txt"; then
+  pass "curl: implicit FTPS (ftps://) download"
+else fail "curl: implicit FTPS download" "$(cat "$TMP/curl.out")"; fi
+
+set +e
+curl -sS -u "tlsonly:$USER_PW" "ftp://$ADDR/" -o /dev/null >"$TMP/tlsonly.out" 2>&1; tlsonly_plain_rc=$?
+set -e
+if [ "$tlsonly_plain_rc" -ne 0 ] && grep -q "530\|Access denied\|Login denied" "$TMP/tlsonly.out"; then
+  pass "a user who requires TLS is refused over plain FTP (530)"
+else fail "a user who requires TLS is refused over plain FTP" "$(cat "$TMP/tlsonly.out")"; fi
+if curl -sS --ssl-reqd -k -u "tlsonly:$USER_PW" -T "$TMP/local/small.txt" "ftp://$ADDR/tlsonly.txt" >"$TMP/curl.out" 2>&1; then
+  pass "a user who requires TLS uploads over explicit FTPS"
+else fail "a user who requires TLS uploads over explicit FTPS" "$(cat "$TMP/curl.out")"; fi
+
 if curl -sS -u "$USER_NAME:$USER_PW" -r 6-10 "ftp://$ADDR/curl.txt" -o "$TMP/back/range.txt" >"$TMP/curl.out" 2>&1 \
    && [ "$(cat "$TMP/back/range.txt")" = "$(cut -c7-11 "$TMP/local/small.txt" | head -1)" ]; then
   pass "curl: a ranged download (REST + RETR)"
@@ -109,6 +136,10 @@ else fail "FTPS transfers are recorded with the protocol ftps" "$(events --type 
 if events --type LoginFailed | jq -e -s 'map(select(.protocol == "ftp")) | length > 0' >/dev/null; then
   pass "the wrong password is recorded as LoginFailed (ftp)"
 else fail "the wrong password is recorded as LoginFailed (ftp)"; fi
+if tg events list --limit 100000 --json --user tlsonly --type LoginFailed \
+     | jq -e -s 'map(select(.protocol == "ftp" and .detail == "tls required")) | length > 0' >/dev/null; then
+  pass "the plain login of a TLS-only user is recorded as LoginFailed (tls required)"
+else fail "the plain login of a TLS-only user is recorded" "$(tg events list --json --user tlsonly | jq -c '{type, protocol, detail}')"; fi
 if kill -0 "$SERVER_PID" 2>/dev/null; then pass "server still running"; else fail "server still running" "$(tail -20 "$TMP/serve.err")"; fi
 
 echo "$PASSED passed, $FAILED failed"

@@ -94,6 +94,9 @@ pub struct FtpSection {
     pub tls_key: Option<PathBuf>,
     /// Refuse logins and transfers without TLS (needs the certificate).
     pub require_tls: bool,
+    /// Address for implicit FTPS (TLS from the first byte, usually port
+    /// 990); empty means off. Needs the certificate.
+    pub implicit_listen: String,
     /// First port for passive data connections.
     pub passive_port_min: u16,
     /// Last port for passive data connections.
@@ -113,6 +116,7 @@ impl Default for FtpSection {
             tls_cert: None,
             tls_key: None,
             require_tls: false,
+            implicit_listen: String::new(),
             passive_port_min: 50000,
             passive_port_max: 50999,
             passive_host: String::new(),
@@ -268,7 +272,18 @@ impl Config {
             (None, None) if self.ftp.require_tls => {
                 problems.push("ftp.require_tls needs ftp.tls_cert and ftp.tls_key".to_string())
             }
+            (None, None) if !self.ftp.implicit_listen.is_empty() => {
+                problems.push("ftp.implicit_listen needs ftp.tls_cert and ftp.tls_key".to_string())
+            }
             (None, None) => {}
+        }
+        if !self.ftp.implicit_listen.is_empty()
+            && self.ftp.implicit_listen.parse::<SocketAddr>().is_err()
+        {
+            problems.push(format!(
+                "ftp.implicit_listen: {:?} is not an address like 127.0.0.1:990",
+                self.ftp.implicit_listen
+            ));
         }
         if self.ftp.passive_port_min == 0 || self.ftp.passive_port_min > self.ftp.passive_port_max {
             problems.push(

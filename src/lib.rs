@@ -127,6 +127,9 @@ pub struct Listeners {
     pub http: Option<TcpListener>,
     /// The FTP listener; bound from the configuration when `None`.
     pub ftp: Option<TcpListener>,
+    /// The implicit FTPS listener; bound from `ftp.implicit_listen`, when
+    /// set, when `None`.
+    pub ftps: Option<TcpListener>,
 }
 
 /// A running server.
@@ -137,6 +140,8 @@ pub struct Server {
     pub http_addr: Option<SocketAddr>,
     /// Where FTP listens.
     pub ftp_addr: Option<SocketAddr>,
+    /// Where implicit FTPS listens.
+    pub ftps_addr: Option<SocketAddr>,
     /// The application, for tests and the CLI.
     pub app: App,
     db: Database,
@@ -236,6 +241,7 @@ impl Server {
             });
         }
         let mut ftp_addr = None;
+        let mut ftps_addr = None;
         if config.ftp.enabled {
             let listener = match listeners.ftp {
                 Some(listener) => listener,
@@ -244,6 +250,20 @@ impl Server {
                     .with_context(|| format!("cannot listen on {}", config.ftp.listen))?,
             };
             ftp_addr = Some(listener.local_addr()?);
+            let implicit = match listeners.ftps {
+                Some(listener) => Some(listener),
+                None if !config.ftp.implicit_listen.is_empty() => Some(
+                    TcpListener::bind(&config.ftp.implicit_listen)
+                        .await
+                        .with_context(|| {
+                            format!("cannot listen on {}", config.ftp.implicit_listen)
+                        })?,
+                ),
+                None => None,
+            };
+            if let Some(listener) = &implicit {
+                ftps_addr = Some(listener.local_addr()?);
+            }
             let tls = match (&config.ftp.tls_cert, &config.ftp.tls_key) {
                 (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
                 _ => None,
@@ -261,7 +281,7 @@ impl Server {
             let rx = shutdown_rx.clone();
             tasks.spawn(async move {
                 server
-                    .run(listener, rx)
+                    .run(listener, implicit, rx)
                     .await
                     .context("the FTP server failed")
             });
@@ -270,6 +290,7 @@ impl Server {
             sftp_addr,
             http_addr,
             ftp_addr,
+            ftps_addr,
             app,
             db,
             shutdown,

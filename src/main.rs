@@ -37,6 +37,9 @@ enum Command {
         /// Overrides ftp.listen (use 127.0.0.1:0 for an ephemeral port).
         #[arg(long)]
         listen_ftp: Option<String>,
+        /// Overrides ftp.implicit_listen (implicit FTPS; needs the certificate).
+        #[arg(long)]
+        listen_ftps: Option<String>,
     },
     /// Signing keys.
     #[command(subcommand)]
@@ -104,6 +107,9 @@ enum UserCommand {
         /// A policy; repeatable.
         #[arg(long = "policy")]
         policies: Vec<String>,
+        /// Refuses plain FTP: logins and data connections need TLS.
+        #[arg(long)]
+        ftp_require_tls: bool,
     },
     /// Lists users (from the read model).
     List {
@@ -114,6 +120,13 @@ enum UserCommand {
     Passwd { name: String },
     /// Replaces a user's directly attached policies.
     SetPolicies { name: String, policies: Vec<String> },
+    /// Sets whether FTP needs TLS (`true`: plain FTP logins and data
+    /// connections are refused).
+    SetFtpRequireTls {
+        name: String,
+        #[arg(action = clap::ArgAction::Set)]
+        required: bool,
+    },
     /// Allows logins again.
     Enable { name: String },
     /// Refuses logins from now on.
@@ -313,8 +326,12 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         listen_sftp,
         listen_http,
         listen_ftp,
+        listen_ftps,
     } = command
     {
+        if let Some(listen) = listen_ftps {
+            config.ftp.implicit_listen = listen;
+        }
         if let Some(listen) = listen_ftp {
             config.ftp.listen = listen;
         }
@@ -341,6 +358,10 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         }
         if let Some(addr) = server.ftp_addr {
             let line = serde_json::json!({"listening": "ftp", "address": addr.to_string()});
+            lines.push_str(&format!("{line}\n"));
+        }
+        if let Some(addr) = server.ftps_addr {
+            let line = serde_json::json!({"listening": "ftps", "address": addr.to_string()});
             lines.push_str(&format!("{line}\n"));
         }
         {
@@ -378,6 +399,7 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
             home,
             groups,
             policies,
+            ftp_require_tls,
         }) => {
             let password = if password_stdin {
                 Some(read_stdin_line()?)
@@ -415,6 +437,7 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
                     home: home.clone(),
                     groups,
                     policies,
+                    ftp_require_tls,
                 },
             )
             .await?;
@@ -446,6 +469,11 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
         Command::User(UserCommand::SetPolicies { name, policies }) => {
             app.set_user_policies(CLI_ACTOR, &name, &policies).await?;
             println!("policies of {name} set");
+        }
+        Command::User(UserCommand::SetFtpRequireTls { name, required }) => {
+            app.set_user_ftp_require_tls(CLI_ACTOR, &name, required)
+                .await?;
+            println!("ftp tls requirement of {name} set to {required}");
         }
         Command::User(UserCommand::Enable { name }) => {
             app.set_user_enabled(CLI_ACTOR, &name, true).await?

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tollgate_domain::group::{Group, GroupCommand};
 use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
 use tollgate_domain::public_key::AuthorizedKey;
-use tollgate_domain::user::{User, UserCommand};
+use tollgate_domain::user::{User, UserCommand, UserUpdate};
 
 use crate::aggregates::Actor;
 use crate::{AppError, Tollgate};
@@ -25,6 +25,8 @@ pub struct NewUser {
     pub groups: Vec<String>,
     /// Directly attached policies.
     pub policies: Vec<String>,
+    /// Whether FTP needs TLS (control and data channels).
+    pub ftp_require_tls: bool,
 }
 
 /// The users read model, as stored in the `users` projection.
@@ -44,6 +46,9 @@ pub struct UserView {
     pub groups: Vec<String>,
     /// Policies.
     pub policies: Vec<String>,
+    /// Whether FTP needs TLS.
+    #[serde(default)]
+    pub ftp_require_tls: bool,
     /// When the user was created.
     pub created_at: String,
     /// When the user last changed.
@@ -144,6 +149,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             home: new.home,
             groups: new.groups,
             policies: new.policies,
+            ftp_require_tls: new.ftp_require_tls,
         };
         self.on_user(admin, &new.username, command).await
     }
@@ -233,6 +239,22 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             UserCommand::Disable
         };
         self.on_user(admin, username, command).await
+    }
+
+    /// Sets whether FTP needs TLS for a user (event
+    /// `UserFtpSecurityChanged`, only when it changes).
+    pub async fn set_user_ftp_require_tls(
+        &self,
+        admin: &str,
+        username: &str,
+        require_tls: bool,
+    ) -> Result<(), AppError> {
+        let update = UserUpdate {
+            ftp_require_tls: Some(require_tls),
+            ..UserUpdate::default()
+        };
+        self.on_user(admin, username, UserCommand::Update(update))
+            .await
     }
 
     /// Deletes a user. Their files stay on storage.

@@ -137,6 +137,7 @@ fn user_record(user: &User) -> UserRecord {
         public_keys: user.public_keys.iter().map(|k| k.to_openssh()).collect(),
         groups: user.groups.clone(),
         policies: user.policies.clone(),
+        ftp_require_tls: user.ftp_require_tls,
     }
 }
 
@@ -645,6 +646,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                     public_keys: u.public_keys,
                     groups: u.groups,
                     policies: u.policies,
+                    ftp_require_tls: u.ftp_require_tls,
                 };
                 (
                     u.username,
@@ -690,6 +692,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                     home: spec.home,
                     groups: spec.groups,
                     policies: spec.policies,
+                    ftp_require_tls: spec.ftp_require_tls,
                 },
             )
             .await
@@ -732,6 +735,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             groups: changes.groups,
             policies: changes.policies,
             enabled: changes.enabled,
+            ftp_require_tls: changes.ftp_require_tls,
         };
         let (user, version) = self
             .run::<User>(by, name, expected, UserCommand::Update(update))

@@ -262,6 +262,10 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         &self.user.username
     }
 
+    fn ftp_require_tls(&self) -> bool {
+        self.user.ftp_require_tls
+    }
+
     fn with_protocol(&self, protocol: Protocol) -> Arc<dyn FileOps> {
         Arc::new(UserFiles {
             app: self.app.clone(),

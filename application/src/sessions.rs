@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use tollgate_domain::group::Group;
 use tollgate_domain::policy::{Policy, Rule};
 use tollgate_domain::public_key::AuthorizedKey;
-use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
+use tollgate_domain::session::{LoginMethod, Protocol, Session, SessionCommand};
 use tollgate_domain::user::User;
 use tollgate_ports::api::SessionRecord;
 use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
@@ -258,6 +258,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
         if !user.enabled {
             return Err(self
                 .fail(session_id, &session, username, method, "account disabled")
+                .await);
+        }
+        if user.ftp_require_tls && session.protocol == Some(Protocol::Ftp) {
+            return Err(self
+                .fail(session_id, &session, username, method, "tls required")
                 .await);
         }
         self.succeed(session_id, session, user, method, None).await

@@ -165,6 +165,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             home,
             groups,
             policies,
+            ftp_require_tls,
         } = parsed
         {
             let view = UserView {
@@ -175,6 +176,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 public_keys: public_keys.iter().map(|k| k.to_openssh()).collect(),
                 groups,
                 policies,
+                ftp_require_tls,
                 created_at: time.clone(),
                 updated_at: time,
                 version: event.sequence,
@@ -195,6 +197,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             UserEvent::UserPoliciesChanged { policies } => view.policies = policies,
             UserEvent::UserEnabled {} => view.enabled = true,
             UserEvent::UserDisabled {} => view.enabled = false,
+            UserEvent::UserFtpSecurityChanged { require_tls } => view.ftp_require_tls = require_tls,
             UserEvent::UserDeleted {} => {
                 self.put::<UserView>(USERS, key, None);
                 return Ok(());

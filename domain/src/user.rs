@@ -25,6 +25,10 @@ pub struct User {
     pub enabled: bool,
     /// Whether the user was deleted.
     pub deleted: bool,
+    /// Whether FTP logins and transfers must be protected by TLS (FTPS):
+    /// a plain FTP login is refused, and data connections need `PROT P`.
+    #[serde(default)]
+    pub ftp_require_tls: bool,
 }
 
 /// Commands on a user.
@@ -44,6 +48,8 @@ pub enum UserCommand {
         groups: Vec<String>,
         /// Directly attached policies.
         policies: Vec<String>,
+        /// Whether FTP needs TLS.
+        ftp_require_tls: bool,
     },
     /// Sets a new password hash.
     ChangePassword {
@@ -85,6 +91,7 @@ pub struct UserUpdate {
     pub groups: Option<Vec<String>>,
     pub policies: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    pub ftp_require_tls: Option<bool>,
 }
 
 /// Events of a user.
@@ -98,6 +105,8 @@ pub enum UserEvent {
         home: String,
         groups: Vec<String>,
         policies: Vec<String>,
+        #[serde(default)]
+        ftp_require_tls: bool,
     },
     UserPasswordChanged {
         password_hash: String,
@@ -114,10 +123,13 @@ pub enum UserEvent {
     UserEnabled {},
     UserDisabled {},
     UserDeleted {},
+    UserFtpSecurityChanged {
+        require_tls: bool,
+    },
 }
 crate::domain_event!(UserEvent, "1", {
     UserCreated, UserPasswordChanged, UserPublicKeysChanged, UserGroupsChanged,
-    UserPoliciesChanged, UserEnabled, UserDisabled, UserDeleted,
+    UserPoliciesChanged, UserEnabled, UserDisabled, UserDeleted, UserFtpSecurityChanged,
 });
 
 /// Why a user command was refused.
@@ -185,6 +197,11 @@ impl User {
             Some(false) if self.enabled => events.push(UserEvent::UserDisabled {}),
             _ => {}
         }
+        if let Some(require_tls) = update.ftp_require_tls
+            && require_tls != self.ftp_require_tls
+        {
+            events.push(UserEvent::UserFtpSecurityChanged { require_tls });
+        }
         Ok(events)
     }
 }
@@ -210,6 +227,7 @@ impl AggregateRoot for User {
                 home,
                 groups,
                 policies,
+                ftp_require_tls,
             } => {
                 if self.exists() {
                     return Err(UserError::AlreadyExists);
@@ -230,6 +248,7 @@ impl AggregateRoot for User {
                     home,
                     groups,
                     policies,
+                    ftp_require_tls,
                 }
             }
             UserCommand::ChangePassword { password_hash } => {
@@ -266,6 +285,7 @@ impl AggregateRoot for User {
                 home,
                 groups,
                 policies,
+                ftp_require_tls,
             } => {
                 *self = User {
                     username,
@@ -276,6 +296,7 @@ impl AggregateRoot for User {
                     policies,
                     enabled: true,
                     deleted: false,
+                    ftp_require_tls,
                 };
             }
             UserEvent::UserPasswordChanged { password_hash } => {
@@ -287,6 +308,7 @@ impl AggregateRoot for User {
             UserEvent::UserEnabled {} => self.enabled = true,
             UserEvent::UserDisabled {} => self.enabled = false,
             UserEvent::UserDeleted {} => self.deleted = true,
+            UserEvent::UserFtpSecurityChanged { require_tls } => self.ftp_require_tls = require_tls,
         }
     }
 }

@@ -103,6 +103,7 @@ pub struct UserRecord {
     pub public_keys: Vec<String>,
     pub groups: Vec<String>,
     pub policies: Vec<String>,
+    pub ftp_require_tls: bool,
 }
 
 /// What creating a user takes.
@@ -116,6 +117,7 @@ pub struct UserSpec {
     pub home: String,
     pub groups: Vec<String>,
     pub policies: Vec<String>,
+    pub ftp_require_tls: bool,
 }
 
 /// A partial update of a user; absent fields stay as they are.
@@ -127,6 +129,7 @@ pub struct UserChanges {
     pub groups: Option<Vec<String>>,
     pub policies: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    pub ftp_require_tls: Option<bool>,
 }
 
 /// A group.

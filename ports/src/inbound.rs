@@ -120,6 +120,9 @@ pub trait Sessions: Send + Sync {
 pub trait FileOps: Send + Sync {
     /// The logged-in user.
     fn username(&self) -> &str;
+    /// Whether the user's account needs TLS on every FTP channel
+    /// (control and data).
+    fn ftp_require_tls(&self) -> bool;
     /// The same session's operations, recorded under another protocol of
     /// the same connection (SCP and SSH commands inside an SSH session).
     fn with_protocol(&self, protocol: Protocol) -> Arc<dyn FileOps>;

@@ -57,7 +57,8 @@ fn config_validate_accepts_a_good_file_and_explains_a_bad_one() {
     let bad = dir.path().join("bad.toml");
     std::fs::write(
         &bad,
-        "[sftp]\nlisten = \"localhost:99999\"\nhost_keys = [\"/missing/key\"]\n",
+        "[sftp]\nlisten = \"localhost:99999\"\nhost_keys = [\"/missing/key\"]\n\
+         [ftp]\nimplicit_listen = \"990\"\n",
     )
     .unwrap();
     let (ok, _, stderr) = run(
@@ -67,6 +68,11 @@ fn config_validate_accepts_a_good_file_and_explains_a_bad_one() {
     assert!(!ok);
     assert!(
         stderr.contains("sftp.listen") && stderr.contains("/missing/key does not exist"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ftp.implicit_listen needs ftp.tls_cert")
+            && stderr.contains("\"990\" is not an address"),
         "{stderr}"
     );
 

@@ -1,12 +1,13 @@
-//! FTP and explicit FTPS with a real client (suppaftp, rustls): uploads,
-//! downloads, resume, append, rename, delete, directories, listings,
-//! refusals, and the events they record.
+//! FTP, explicit and implicit FTPS with a real client (suppaftp, rustls):
+//! uploads, downloads, resume, append, rename, delete, directories,
+//! listings, refusals, per-user TLS requirements, and the events they
+//! record.
 
 use std::io::Cursor;
 use std::sync::Arc;
 
 use suppaftp::types::FileType;
-use suppaftp::{FtpError, FtpStream, Mode, RustlsConnector, RustlsFtpStream};
+use suppaftp::{FtpError, FtpStream, Mode, RustlsConnector, RustlsFtpStream, Status};
 
 use crate::support::{
     PASSWORD, TestServer, database_kinds, pem_certificates, self_signed, sha256_hex, test_config,
@@ -19,9 +20,41 @@ fn login(addr: std::net::SocketAddr, user: &str) -> FtpStream {
     ftp
 }
 
+/// A client TLS configuration trusting the server's self-signed `pem`.
+fn trusting(pem: &str) -> RustlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in pem_certificates(pem) {
+        roots.add(der).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    RustlsConnector::from(Arc::new(tls))
+}
+
+/// A server whose FTP offers TLS with a fresh self-signed certificate,
+/// and that certificate's PEM.
+async fn ftps_server(require_tls: bool, implicit: bool) -> (TestServer, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config("sqlite", dir.path()).await;
+    let (cert_path, key_path, pem) = self_signed(dir.path());
+    config.ftp.tls_cert = Some(cert_path);
+    config.ftp.tls_key = Some(key_path);
+    config.ftp.require_tls = require_tls;
+    if implicit {
+        config.ftp.implicit_listen = "127.0.0.1:0".to_string();
+    }
+    (TestServer::start_with(config, dir).await, pem)
+}
+
 fn code(res: Result<impl std::fmt::Debug, FtpError>) -> u32 {
     match res {
-        Err(FtpError::UnexpectedResponse(response)) => response.status.code(),
+        // From the reply line itself: codes the client has no name for
+        // (534) are not in its status table.
+        Err(FtpError::UnexpectedResponse(response)) => String::from_utf8_lossy(&response.body)
+            .get(..3)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("a reply without a code: {response:?}")),
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
@@ -152,30 +185,16 @@ async fn ftp_clients_transfer_files_with_the_same_rules_and_events() {
 
 #[tokio::test]
 async fn explicit_ftps_protects_the_login_and_the_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config("sqlite", dir.path()).await;
-    let (cert_path, key_path, pem) = self_signed(dir.path());
-    config.ftp.tls_cert = Some(cert_path);
-    config.ftp.tls_key = Some(key_path);
-    config.ftp.require_tls = true;
-    let server = TestServer::start_with(config, dir).await;
+    let (server, pem) = ftps_server(true, false).await;
     let home = server.add_user("alice", &[]).await;
     let addr = server.ftp_addr;
     tokio::task::spawn_blocking(move || {
         // Without TLS the login is refused.
         let mut plain = FtpStream::connect(addr).unwrap();
         assert!(plain.login("alice", PASSWORD).is_err());
-        let mut roots = rustls::RootCertStore::empty();
-        for der in pem_certificates(&pem) {
-            roots.add(der).unwrap();
-        }
-        let tls = rustls::ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let tls = trusting(&pem);
         let ftps = RustlsFtpStream::connect(addr).unwrap();
-        let mut ftps = ftps
-            .into_secure(RustlsConnector::from(Arc::new(tls)), "localhost")
-            .unwrap();
+        let mut ftps = ftps.into_secure(tls, "localhost").unwrap();
         ftps.login("alice", PASSWORD).unwrap();
         ftps.transfer_type(FileType::Binary).unwrap();
         ftps.put_file("secret.txt", &mut Cursor::new(b"over tls"))
@@ -198,6 +217,115 @@ async fn explicit_ftps_protects_the_login_and_the_data() {
             .all(|e| e.protocol.as_deref() == Some("ftps")),
         "{completed:?}"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn implicit_ftps_speaks_tls_from_the_first_byte() {
+    let (server, pem) = ftps_server(false, true).await;
+    let home = server.add_user("alice", &[]).await;
+    let addr = server.ftps_addr.expect("implicit FTPS listens");
+    tokio::task::spawn_blocking(move || {
+        let mut ftps =
+            RustlsFtpStream::connect_secure_implicit(addr, trusting(&pem), "localhost").unwrap();
+        ftps.login("alice", PASSWORD).unwrap();
+        ftps.custom_command("PBSZ 0", &[Status::CommandOk]).unwrap();
+        ftps.custom_command("PROT P", &[Status::CommandOk]).unwrap();
+        ftps.transfer_type(FileType::Binary).unwrap();
+        ftps.put_file("implicit.txt", &mut Cursor::new(b"tls all along"))
+            .unwrap();
+        assert_eq!(
+            ftps.retr_as_buffer("implicit.txt").unwrap().into_inner(),
+            b"tls all along"
+        );
+        assert_eq!(ftps.nlst(None).unwrap(), vec!["implicit.txt".to_string()]);
+        ftps.quit().unwrap();
+        // A client speaking plain FTP to the implicit port gets no
+        // greeting it can read: the server waits for a TLS handshake.
+        let mut raw = std::net::TcpStream::connect(addr).unwrap();
+        raw.set_read_timeout(Some(std::time::Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        use std::io::Read;
+        assert!(
+            !matches!(raw.read(&mut buf), Ok(n) if n > 0 && buf.starts_with(b"220")),
+            "a plain greeting on the implicit port"
+        );
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read(home.join("implicit.txt")).unwrap(),
+        b"tls all along"
+    );
+    let logins = server.wait_for_event("alice", "LoginSucceeded").await;
+    assert_eq!(logins[0].protocol.as_deref(), Some("ftps"), "{logins:?}");
+    let completed = server
+        .wait_for_events("alice", "TransferCompleted", 2)
+        .await;
+    assert!(
+        completed
+            .iter()
+            .all(|e| e.protocol.as_deref() == Some("ftps")),
+        "{completed:?}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_who_requires_tls_cannot_use_plain_ftp() {
+    let (server, pem) = ftps_server(false, false).await;
+    let home = server.add_user("alice", &[]).await;
+    server.add_user("bob", &[]).await;
+    server
+        .app()
+        .set_user_ftp_require_tls("test", "alice", true)
+        .await
+        .unwrap();
+    let addr = server.ftp_addr;
+    tokio::task::spawn_blocking(move || {
+        // Bob does not need TLS; Alice is refused in plain text.
+        login(addr, "bob").quit().unwrap();
+        let mut plain = FtpStream::connect(addr).unwrap();
+        assert_eq!(code(plain.login("alice", PASSWORD)), 530);
+
+        // Over TLS she logs in, but a clear data channel is refused on
+        // PASV and EPSV alike until she asks for PROT P.
+        let mut ftps = RustlsFtpStream::connect(addr)
+            .unwrap()
+            .into_secure(trusting(&pem), "localhost")
+            .unwrap();
+        ftps.login("alice", PASSWORD).unwrap();
+        ftps.transfer_type(FileType::Binary).unwrap();
+        ftps.custom_command("PROT C", &[Status::CommandOk]).unwrap();
+        assert_eq!(
+            code(ftps.custom_command("PASV", &[Status::PassiveMode])),
+            534
+        );
+        assert_eq!(
+            code(ftps.custom_command("EPSV", &[Status::ExtendedPassiveMode])),
+            534
+        );
+        ftps.custom_command("PROT P", &[Status::CommandOk]).unwrap();
+        ftps.put_file("private.txt", &mut Cursor::new(b"protected"))
+            .unwrap();
+        ftps.quit().unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read(home.join("private.txt")).unwrap(),
+        b"protected"
+    );
+    let failed = server.wait_for_event("alice", "LoginFailed").await;
+    assert_eq!(failed[0].protocol.as_deref(), Some("ftp"), "{failed:?}");
+    assert_eq!(
+        failed[0].detail.as_deref(),
+        Some("tls required"),
+        "{failed:?}"
+    );
+    let changed = server.events_of("alice", "UserFtpSecurityChanged").await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
     server.stop().await;
 }
 

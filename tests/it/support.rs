@@ -102,6 +102,8 @@ pub(crate) struct TestServer {
     pub(crate) http_addr: SocketAddr,
     /// Where FTP listens.
     pub(crate) ftp_addr: SocketAddr,
+    /// Where implicit FTPS listens, when configured.
+    pub(crate) ftps_addr: Option<SocketAddr>,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) config: Config,
     server: Option<Server>,
@@ -133,6 +135,7 @@ impl TestServer {
                 sftp: Some(listener),
                 http: Some(http),
                 ftp: Some(ftp),
+                ftps: None,
             },
         )
         .await
@@ -144,6 +147,7 @@ impl TestServer {
             addr,
             http_addr,
             ftp_addr,
+            ftps_addr: server.ftps_addr,
             dir,
             config,
             server: Some(server),

@@ -1,6 +1,7 @@
-//! FTP and explicit FTPS (libunftp): the control connection, passive data
-//! connections and the FTP commands, over the same `Sessions` and
-//! `FileOps` as every other protocol.
+//! FTP, explicit FTPS (AUTH TLS) and implicit FTPS on a port of its own
+//! (libunftp): the control connection, passive data connections and the
+//! FTP commands, over the same `Sessions` and `FileOps` as every other
+//! protocol.
 //!
 //! Each accepted connection gets a libunftp server of its own, whose
 //! authenticator knows the client's address and keeps the session it opens,
@@ -36,7 +37,8 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How the FTP server runs.
 #[derive(Debug, Clone)]
 pub struct FtpConfig {
-    /// PEM certificate chain and key files for explicit FTPS (AUTH TLS).
+    /// PEM certificate chain and key files for FTPS (explicit AUTH TLS,
+    /// and implicit on the implicit listener).
     pub tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     /// Refuse logins and transfers that are not protected by TLS.
     pub require_tls: bool,
@@ -57,6 +59,8 @@ pub(crate) struct FtpUser {
     /// Cancelled when the control connection ends: a transfer still
     /// running then belongs to a client that went away, and is aborted.
     pub(crate) gone: tokio_util::sync::CancellationToken,
+    /// Whether the account needs `PROT P` before any data connection.
+    data_tls_required: bool,
 }
 
 impl std::fmt::Debug for FtpUser {
@@ -73,14 +77,19 @@ impl std::fmt::Display for FtpUser {
     }
 }
 
-impl UserDetail for FtpUser {}
+impl UserDetail for FtpUser {
+    fn data_tls_required(&self) -> bool {
+        self.data_tls_required
+    }
+}
 
 /// One control connection: its client, its session once opened, and the
 /// user once logged in.
 pub(crate) struct Connection {
     sessions: Arc<dyn Sessions>,
     remote_addr: SocketAddr,
-    session_id: Mutex<Option<String>>,
+    /// The open session and the protocol it was opened under.
+    session_id: Mutex<Option<(String, Protocol)>>,
     user: Mutex<Option<FtpUser>>,
     gone: tokio_util::sync::CancellationToken,
 }
@@ -95,9 +104,19 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// The session id, opening the session on the first login attempt.
+    /// A control channel secured after a plain attempt (AUTH TLS) gets a
+    /// session of its own, so each session records one protocol.
     async fn session_id(&self, protocol: Protocol) -> Result<String, AuthenticationError> {
-        if let Some(id) = self.session_id.lock().expect("never poisoned").clone() {
-            return Ok(id);
+        let open = self.session_id.lock().expect("never poisoned").clone();
+        match open {
+            Some((id, opened_as)) if opened_as == protocol => return Ok(id),
+            Some((id, _)) => {
+                self.session_id.lock().expect("never poisoned").take();
+                self.sessions
+                    .close(&id, "control channel secured with TLS")
+                    .await;
+            }
+            None => {}
         }
         let client = ClientInfo {
             protocol,
@@ -108,7 +127,7 @@ impl Connection {
             .open(client)
             .await
             .map_err(|e| AuthenticationError::new(e.to_string()))?;
-        *self.session_id.lock().expect("never poisoned") = Some(id.clone());
+        *self.session_id.lock().expect("never poisoned") = Some((id.clone(), protocol));
         Ok(id)
     }
 
@@ -117,7 +136,7 @@ impl Connection {
     async fn close(&self) {
         self.gone.cancel();
         let id = self.session_id.lock().expect("never poisoned").take();
-        if let Some(id) = id {
+        if let Some((id, _)) = id {
             self.sessions.close(&id, "connection closed").await;
         }
     }
@@ -149,6 +168,7 @@ impl Authenticator for ConnectionAuth {
             Ok(files) => {
                 *self.0.user.lock().expect("never poisoned") = Some(FtpUser {
                     username: username.to_string(),
+                    data_tls_required: files.ftp_require_tls(),
                     files,
                     gone: self.0.gone.clone(),
                 });
@@ -225,25 +245,36 @@ impl FtpServer {
         builder.build()
     }
 
-    /// Accepts connections until `shutdown` turns true, then waits
-    /// (bounded) until every session has recorded its end.
+    /// Accepts connections on `listener` (plain FTP, with AUTH TLS when a
+    /// certificate is configured) and on `implicit` (TLS from the first
+    /// byte) until `shutdown` turns true, then waits (bounded) until every
+    /// session has recorded its end.
     pub async fn run(
         self,
         listener: TcpListener,
+        implicit: Option<TcpListener>,
         mut shutdown: watch::Receiver<bool>,
     ) -> std::io::Result<()> {
+        if implicit.is_some() && self.config.tls.is_none() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "implicit FTPS needs a certificate and key",
+            ));
+        }
         let tasks = TaskTracker::new();
         let stop = tokio_util::sync::CancellationToken::new();
         loop {
-            let (stream, remote_addr) = tokio::select! {
-                res = listener.accept() => match res {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!(%err, "cannot accept an FTP connection");
-                        continue;
-                    }
-                },
+            let (accepted, implicit_tls) = tokio::select! {
+                res = listener.accept() => (res, false),
+                res = accept_on(implicit.as_ref()) => (res, true),
                 _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            let (stream, remote_addr) = match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "cannot accept an FTP connection");
+                    continue;
+                }
             };
             let connection = Arc::new(Connection {
                 sessions: self.sessions.clone(),
@@ -261,8 +292,15 @@ impl FtpServer {
             };
             let stop = stop.clone();
             tasks.spawn(async move {
+                let serve = async move {
+                    if implicit_tls {
+                        server.service_implicit_tls(stream).await
+                    } else {
+                        server.service(stream).await
+                    }
+                };
                 tokio::select! {
-                    res = server.service(stream) => {
+                    res = serve => {
                         if let Err(err) = res {
                             tracing::debug!(%err, "an FTP connection ended with an error");
                         }
@@ -281,5 +319,15 @@ impl FtpServer {
             tracing::warn!("some FTP sessions did not finish recording before shutdown");
         }
         Ok(())
+    }
+}
+
+/// The next connection on `listener`; never, without one.
+async fn accept_on(
+    listener: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
     }
 }

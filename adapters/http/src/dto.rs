@@ -76,6 +76,9 @@ pub(crate) struct User {
     pub(crate) groups: Vec<String>,
     /// Directly attached policies.
     pub(crate) policies: Vec<String>,
+    /// Whether FTP needs TLS: plain FTP logins and data connections
+    /// without `PROT P` are refused.
+    pub(crate) ftp_require_tls: bool,
     /// The version to send in `If-Match`.
     pub(crate) version: u64,
 }
@@ -90,6 +93,7 @@ impl User {
             public_keys: record.public_keys,
             groups: record.groups,
             policies: record.policies,
+            ftp_require_tls: record.ftp_require_tls,
             version,
         }
     }
@@ -117,6 +121,9 @@ pub(crate) struct NewUser {
     /// Policies (must exist).
     #[oai(default)]
     pub(crate) policies: Vec<String>,
+    /// Refuse plain FTP: logins and data connections need TLS.
+    #[oai(default)]
+    pub(crate) ftp_require_tls: bool,
 }
 
 /// Changes to a user; absent fields stay as they are.
@@ -134,6 +141,8 @@ pub(crate) struct UserUpdate {
     pub(crate) policies: Option<Vec<String>>,
     /// Allows or refuses logins.
     pub(crate) enabled: Option<bool>,
+    /// Whether FTP needs TLS.
+    pub(crate) ftp_require_tls: Option<bool>,
 }
 
 /// A page of users.

@@ -497,6 +497,7 @@ impl Api {
                     home: new.home,
                     groups: new.groups,
                     policies: new.policies,
+                    ftp_require_tls: new.ftp_require_tls,
                 },
             )
             .await?;
@@ -552,6 +553,7 @@ impl Api {
                     groups: changes.groups,
                     policies: changes.policies,
                     enabled: changes.enabled,
+                    ftp_require_tls: changes.ftp_require_tls,
                 },
             )
             .await?;

@@ -15,6 +15,7 @@ fn created() -> UserEvent {
         home: "/srv/alice".into(),
         groups: vec![],
         policies: vec![],
+        ftp_require_tls: false,
     }
 }
 
@@ -26,6 +27,7 @@ fn create(username: &str, password: Option<&str>, keys: Vec<AuthorizedKey>) -> U
         home: "/srv/alice".into(),
         groups: vec![],
         policies: vec!["readonly".into()],
+        ftp_require_tls: false,
     }
 }
 
@@ -35,7 +37,7 @@ fn creating_a_user_records_its_credentials_and_home() {
         vec![],
         create("alice", None, vec![AuthorizedKey::parse(KEY).unwrap()]),
         expect![[r#"
-            UserCreated { username: "alice", password_hash: None, public_keys: [AuthorizedKey { algorithm: "ssh-ed25519", blob: "AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000", comment: "alice@laptop" }], home: "/srv/alice", groups: [], policies: ["readonly"] }
+            UserCreated { username: "alice", password_hash: None, public_keys: [AuthorizedKey { algorithm: "ssh-ed25519", blob: "AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000", comment: "alice@laptop" }], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false }
         "#]],
     );
 }
@@ -71,7 +73,7 @@ fn a_user_cannot_be_created_twice_but_can_after_deletion() {
         vec![created(), UserEvent::UserDeleted {}],
         create("alice", Some("h"), vec![]),
         expect![[r#"
-            UserCreated { username: "alice", password_hash: Some("h"), public_keys: [], home: "/srv/alice", groups: [], policies: ["readonly"] }
+            UserCreated { username: "alice", password_hash: Some("h"), public_keys: [], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false }
         "#]],
     );
 }
@@ -125,6 +127,7 @@ fn an_update_records_only_what_changes_and_keeps_a_credential() {
         home: "/srv/alice".into(),
         groups: vec![],
         policies: vec![],
+        ftp_require_tls: false,
     };
     check::<User>(
         vec![created.clone()],
@@ -147,5 +150,30 @@ fn an_update_records_only_what_changes_and_keeps_a_credential() {
         expect![[r#"
             error: a user needs a password or a public key
         "#]],
+    );
+}
+
+#[test]
+fn requiring_tls_for_ftp_is_recorded_once() {
+    check::<User>(
+        vec![created()],
+        UserCommand::Update(UserUpdate {
+            ftp_require_tls: Some(true),
+            ..UserUpdate::default()
+        }),
+        expect![[r#"
+            UserFtpSecurityChanged { require_tls: true }
+        "#]],
+    );
+    check::<User>(
+        vec![
+            created(),
+            UserEvent::UserFtpSecurityChanged { require_tls: true },
+        ],
+        UserCommand::Update(UserUpdate {
+            ftp_require_tls: Some(true),
+            ..UserUpdate::default()
+        }),
+        expect![""],
     );
 }
