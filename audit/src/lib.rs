@@ -10,6 +10,8 @@
 use sha2::{Digest, Sha256};
 
 mod canonical;
+pub mod merkle;
+pub mod note;
 
 pub use canonical::canonical_json;
 
