@@ -168,19 +168,11 @@ pub fn verify_inclusion(
     let mut sn = size - 1;
     let mut r = *leaf;
     for p in proof {
-        if fn_ & 1 == 1 || fn_ == sn {
-            r = node_hash(p, &r);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
-            }
+        r = if climb(&mut fn_, &mut sn) {
+            node_hash(p, &r)
         } else {
-            r = node_hash(&r, p);
-        }
-        fn_ >>= 1;
-        sn >>= 1;
+            node_hash(&r, p)
+        };
     }
     matches(&r, root)
 }
@@ -260,20 +252,12 @@ pub fn verify_consistency(
                 expected,
             });
         }
-        if fn_ & 1 == 1 || fn_ == sn {
+        if climb(&mut fn_, &mut sn) {
             fr = node_hash(c, &fr);
             sr = node_hash(c, &sr);
-            if fn_ & 1 == 0 {
-                while fn_ & 1 == 0 && fn_ != 0 {
-                    fn_ >>= 1;
-                    sn >>= 1;
-                }
-            }
         } else {
             sr = node_hash(&sr, c);
         }
-        fn_ >>= 1;
-        sn >>= 1;
     }
     if sn != 0 {
         return Err(ProofError::WrongLength {
@@ -283,6 +267,25 @@ pub fn verify_consistency(
     }
     matches(&fr, first_root)?;
     matches(&sr, second_root)
+}
+
+/// One step up RFC 9162's verification walk, where `fn_` is the node's
+/// index and `sn` the last node's index at the current level: tells
+/// whether the next proof hash is the left sibling, and moves both indices
+/// to the level where that hash's parent sits.
+fn climb(fn_: &mut u64, sn: &mut u64) -> bool {
+    let left = *fn_ & 1 == 1 || *fn_ == *sn;
+    if left {
+        // A right-edge node has no right sibling: skip the levels where
+        // it is its parent's only child.
+        while *fn_ & 1 == 0 && *fn_ != 0 {
+            *fn_ >>= 1;
+            *sn >>= 1;
+        }
+    }
+    *fn_ >>= 1;
+    *sn >>= 1;
+    left
 }
 
 fn matches(computed: &Hash, claimed: &Hash) -> Result<(), ProofError> {

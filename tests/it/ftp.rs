@@ -47,6 +47,20 @@ async fn ftps_server(require_tls: bool, implicit: bool) -> (TestServer, String) 
     (TestServer::start_with(config, dir).await, pem)
 }
 
+/// Waits for `count` completed transfers of `user` and checks they were
+/// all recorded as FTPS.
+async fn assert_transfers_over_ftps(server: &TestServer, user: &str, count: usize) {
+    let completed = server
+        .wait_for_events(user, "TransferCompleted", count)
+        .await;
+    assert!(
+        completed
+            .iter()
+            .all(|e| e.protocol.as_deref() == Some("ftps")),
+        "{completed:?}"
+    );
+}
+
 fn code(res: Result<impl std::fmt::Debug, FtpError>) -> u32 {
     match res {
         // From the reply line itself: codes the client has no name for
@@ -208,15 +222,7 @@ async fn explicit_ftps_protects_the_login_and_the_data() {
     .await
     .unwrap();
     assert_eq!(std::fs::read(home.join("secret.txt")).unwrap(), b"over tls");
-    let completed = server
-        .wait_for_events("alice", "TransferCompleted", 2)
-        .await;
-    assert!(
-        completed
-            .iter()
-            .all(|e| e.protocol.as_deref() == Some("ftps")),
-        "{completed:?}"
-    );
+    assert_transfers_over_ftps(&server, "alice", 2).await;
     server.stop().await;
 }
 
@@ -260,15 +266,7 @@ async fn implicit_ftps_speaks_tls_from_the_first_byte() {
     );
     let logins = server.wait_for_event("alice", "LoginSucceeded").await;
     assert_eq!(logins[0].protocol.as_deref(), Some("ftps"), "{logins:?}");
-    let completed = server
-        .wait_for_events("alice", "TransferCompleted", 2)
-        .await;
-    assert!(
-        completed
-            .iter()
-            .all(|e| e.protocol.as_deref() == Some("ftps")),
-        "{completed:?}"
-    );
+    assert_transfers_over_ftps(&server, "alice", 2).await;
     server.stop().await;
 }
 
