@@ -23,6 +23,8 @@ pub struct Config {
     pub ftp: FtpSection,
     /// Local storage.
     pub storage: StorageConfig,
+    /// The audit trail's signed checkpoints.
+    pub audit: AuditConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -133,6 +135,29 @@ pub struct StorageConfig {
     pub homes_dir: String,
 }
 
+/// `[audit]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// The log's name: the first line of every checkpoint and the name of
+    /// its signing key (no spaces; a URL-like name is customary).
+    pub origin: String,
+    /// A signed checkpoint after this many new records...
+    pub checkpoint_every: u64,
+    /// ...or after this many seconds, when at least one record is new.
+    pub checkpoint_interval_secs: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            origin: "tollgate.local/audit".to_string(),
+            checkpoint_every: 1000,
+            checkpoint_interval_secs: 10,
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -152,6 +177,7 @@ impl Default for Config {
             http: HttpSection::default(),
             ftp: FtpSection::default(),
             storage: StorageConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -316,6 +342,23 @@ impl Config {
         {
             problems.push("database.url: must start with sqlite: or postgres://".to_string());
         }
+        if self.audit.origin.is_empty()
+            || self
+                .audit
+                .origin
+                .contains(|c: char| c == '+' || c.is_whitespace())
+        {
+            problems.push(format!(
+                "audit.origin: {:?} must be non-empty, without spaces or '+'",
+                self.audit.origin
+            ));
+        }
+        if self.audit.checkpoint_every == 0 {
+            problems.push("audit.checkpoint_every: must be at least 1".to_string());
+        }
+        if self.audit.checkpoint_interval_secs == 0 {
+            problems.push("audit.checkpoint_interval_secs: must be at least 1".to_string());
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             problems.push(format!(
                 "log.format: {:?} is neither \"text\" nor \"json\"",
@@ -346,6 +389,11 @@ impl Config {
     /// The file holding the bearer-token signing keys.
     pub fn token_keys_path(&self) -> PathBuf {
         self.data_dir.join("token_keys.json")
+    }
+
+    /// The file holding the key that signs the audit checkpoints.
+    pub fn audit_key_path(&self) -> PathBuf {
+        self.data_dir.join("audit_checkpoint.key")
     }
 
     /// The file holding the key that seals storage secrets.

@@ -13,10 +13,10 @@ use russh::keys::{Algorithm, PrivateKey};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tollgate_application::{Dependencies, SystemClock, Tollgate};
+use tollgate_application::{CheckpointPolicy, Dependencies, SystemClock, Tollgate};
 use tollgate_ftp::{FtpConfig, FtpServer};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
-use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, JwtSigner};
+use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner};
 use tollgate_persistence::Database;
 use tollgate_sftp::{SftpConfig, SftpServer};
 use tollgate_storage::LocalStorage;
@@ -48,6 +48,9 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         .context("cannot load the token signing keys")?;
     let secrets = AesGcmSecretBox::load_or_create(&config.secret_key_path())
         .context("cannot load the secret sealing key")?;
+    let checkpoints =
+        AuditKeySigner::load_or_create(&config.audit_key_path(), &config.audit.origin)
+            .context("cannot load the audit checkpoint key")?;
     let app = Tollgate::new(Dependencies {
         repository: db.clone(),
         log: Arc::new(db.clone()),
@@ -59,6 +62,11 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         tokens: Arc::new(tokens),
         secrets: Arc::new(secrets),
         token_ttl: Duration::from_secs(config.http.token_ttl_secs),
+        checkpoints: Arc::new(checkpoints),
+        checkpoint_policy: CheckpointPolicy {
+            every: config.audit.checkpoint_every,
+            interval: Duration::from_secs(config.audit.checkpoint_interval_secs),
+        },
     });
     Ok((app, db))
 }

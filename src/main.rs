@@ -163,8 +163,24 @@ enum GroupCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verifies the whole hash chain; exit code 1 on the first bad record.
+    /// Verifies the whole hash chain, the Merkle leaves and every signed
+    /// checkpoint; exit code 1 on the first problem.
     Verify,
+    /// Prints the latest signed checkpoint (C2SP signed note), signing one
+    /// first when records were added since.
+    Checkpoint {
+        /// Prints the verifier key (`NAME+KEYID+KEY`) instead.
+        #[arg(long)]
+        key: bool,
+    },
+    /// Prints the inclusion proof of an event in the latest checkpoint (JSON).
+    Proof {
+        /// The event id.
+        #[arg(long = "event")]
+        event_id: String,
+    },
+    /// Prints the consistency proof between two checkpoints, by size (JSON).
+    Consistency { first: u64, second: u64 },
     /// Shows the newest events.
     Tail {
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -493,12 +509,33 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
             app.create_group(CLI_ACTOR, &name, &policies).await?;
             println!("group {name} created");
         }
+        Command::Audit(AuditCommand::Checkpoint { key }) => {
+            if key {
+                println!("{}", app.checkpoint_verifier_key());
+            } else {
+                let checkpoint = app
+                    .checkpoint_now()
+                    .await?
+                    .context("the audit log is empty: there is nothing to sign")?;
+                print!("{}", checkpoint.note);
+            }
+        }
+        Command::Audit(AuditCommand::Proof { event_id }) => {
+            app.catch_up().await?;
+            let proof = app.inclusion_proof(&event_id).await?;
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+        }
+        Command::Audit(AuditCommand::Consistency { first, second }) => {
+            app.catch_up().await?;
+            let proof = app.consistency_proof(first, second).await?;
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+        }
         Command::Audit(AuditCommand::Verify) => {
             let report = app.verify_audit().await?;
             match report.finding {
                 None => println!(
-                    "OK: {} records verified, {} not yet sealed",
-                    report.sealed, report.unsealed
+                    "OK: {} records verified, {} not yet sealed; {} signed checkpoints verified (latest covers {} records)",
+                    report.sealed, report.unsealed, report.checkpoints, report.checkpointed
                 ),
                 Some(finding) => {
                     println!(

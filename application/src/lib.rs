@@ -22,6 +22,7 @@ mod mounts;
 mod queries;
 mod sessions;
 mod subscribers;
+mod tree;
 
 use std::sync::Arc;
 
@@ -29,8 +30,8 @@ use cqrs_es::persist::PersistedEventRepository;
 use tokio::sync::Notify;
 use tollgate_ports::api::AdminApi;
 use tollgate_ports::outbound::{
-    AuditStore, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore, SecretBox,
-    TokenSigner,
+    AuditStore, CheckpointSigner, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore,
+    SecretBox, TokenSigner,
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
@@ -38,6 +39,7 @@ pub use error::AppError;
 pub use queries::{EventFilter, EventSummary, VerifyReport};
 pub use sessions::Gateway;
 pub use subscribers::{SubscriberStatus, TransferView};
+pub use tree::{CheckpointPolicy, ConsistencyProof, InclusionProof};
 
 /// A clock that reads the system time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -71,6 +73,10 @@ pub struct Dependencies<R> {
     pub token_ttl: std::time::Duration,
     /// Seals the secrets of storage configurations.
     pub secrets: Arc<dyn SecretBox>,
+    /// Signs the audit log's checkpoints.
+    pub checkpoints: Arc<dyn CheckpointSigner>,
+    /// When checkpoints are written.
+    pub checkpoint_policy: CheckpointPolicy,
 }
 
 /// The application: cheap to clone, shared by every adapter.
@@ -94,6 +100,8 @@ pub(crate) struct Inner<R> {
     pub(crate) live: live::Live,
     /// Counters for the metrics endpoint.
     pub(crate) metrics: metrics::Metrics,
+    /// The Merkle tree as this process follows it (loaded on first use).
+    pub(crate) tree: tokio::sync::Mutex<Option<tree::TreeState>>,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
@@ -105,6 +113,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 committed: Notify::new(),
                 live: live::Live::default(),
                 metrics: metrics::Metrics::default(),
+                tree: tokio::sync::Mutex::new(None),
             }),
         }
     }

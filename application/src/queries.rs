@@ -5,7 +5,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use cqrs_es::persist::PersistedEventRepository;
 use serde::Serialize;
 use serde_json::Value;
-use tollgate_audit::{Finding, Record, Verifier};
+use tollgate_audit::{Finding, LoggedCheckpoint, Record, TreeSummary, TreeVerifier, Verifier};
+use tollgate_domain::aggregate::AggregateRoot;
+use tollgate_domain::audit_key::AuditKey;
 use tollgate_ports::api::{EventPage, EventQuery, EventRecord};
 use tollgate_ports::outbound::LoggedEvent;
 
@@ -190,6 +192,10 @@ pub struct VerifyReport {
     pub sealed: u64,
     /// Records after the last seal.
     pub unsealed: u64,
+    /// Signed checkpoints whose root and signature verified.
+    pub checkpoints: u64,
+    /// The size of the largest verified checkpoint (0 if none).
+    pub checkpointed: u64,
     /// The first problem found, if any.
     pub finding: Option<Finding>,
 }
@@ -277,16 +283,89 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 return Ok(VerifyReport {
                     sealed: summary.sealed,
                     unsealed: summary.unsealed,
+                    checkpoints: 0,
+                    checkpointed: 0,
                     finding: Some(finding),
                 });
             }
         }
         let summary = verifier.finish();
+        let (tree, finding) = match self.verify_tree().await? {
+            Ok(tree) => (tree, None),
+            Err(finding) => (TreeSummary::default(), Some(finding)),
+        };
         Ok(VerifyReport {
             sealed: summary.sealed,
             unsealed: summary.unsealed,
-            finding: None,
+            checkpoints: tree.checkpoints,
+            checkpointed: tree.latest,
+            finding,
         })
+    }
+
+    /// Walks every record again with the stored Merkle leaves: each leaf
+    /// must match its record, and every checkpoint must match the records
+    /// it covers and be signed by a key the log activated.
+    async fn verify_tree(&self) -> Result<Result<TreeSummary, Finding>, AppError> {
+        let deps = &self.inner.deps;
+        let mut checkpoints = Vec::new();
+        loop {
+            let after = checkpoints
+                .last()
+                .map(|c: &LoggedCheckpoint| c.size)
+                .unwrap_or(0);
+            let page = deps.audit.read_checkpoints(after, PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            checkpoints.extend(page.into_iter().map(|c| LoggedCheckpoint {
+                size: c.size,
+                key_id: c.key_id,
+                note: c.note,
+            }));
+        }
+        let mut tree = TreeVerifier::new(checkpoints);
+        let grown = deps.audit.leaf_count().await?;
+        let mut leaves = std::collections::VecDeque::new();
+        let mut leaves_after = 0u64;
+        let mut events_after = 0u64;
+        loop {
+            let events = deps.log.read_after(events_after, PAGE).await?;
+            if events.is_empty() {
+                break;
+            }
+            for event in &events {
+                events_after = event.position;
+                if event.aggregate_type == AuditKey::TYPE
+                    && let Some(key) = event
+                        .payload
+                        .pointer("/AuditKeyActivated/verifier_key")
+                        .and_then(serde_json::Value::as_str)
+                    && let Err(err) = tree.trust(key)
+                {
+                    tracing::warn!(position = event.position, %err, "an activated audit key is malformed");
+                }
+                if leaves.is_empty() && leaves_after < grown {
+                    let page = deps.audit.read_leaves(leaves_after, PAGE).await?;
+                    leaves_after = page.last().map(|(p, _)| *p).unwrap_or(grown);
+                    leaves.extend(page);
+                }
+                let stored = match leaves.front() {
+                    Some((position, _)) if *position == event.position => leaves.pop_front(),
+                    _ if event.position <= grown => {
+                        return Ok(Err(Finding::LeafAltered {
+                            position: event.position,
+                        }));
+                    }
+                    _ => None,
+                };
+                let step = tree.step(&record(event), stored.as_ref().map(|(_, l)| l.as_str()));
+                if let Err(finding) = step {
+                    return Ok(Err(finding));
+                }
+            }
+        }
+        Ok(tree.finish())
     }
 }
 

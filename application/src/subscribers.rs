@@ -41,6 +41,7 @@ pub(crate) struct Projected<T> {
 }
 const PROJECTOR: &str = "projector";
 const SEALER: &str = "audit-sealer";
+const TREE: &str = "audit-tree";
 const BATCH: u32 = 500;
 /// Another process (the CLI, another node) may commit without waking us.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -350,6 +351,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Runs every subscriber until it has processed the whole log.
     pub async fn catch_up(&self) -> Result<(), AppError> {
         while self.seal_pending().await? > 0 {}
+        while self.grow_tree().await? > 0 {}
         while self.project_pending().await? > 0 {}
         Ok(())
     }
@@ -361,8 +363,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             let notified = self.inner.committed.notified();
             let progress = async {
                 let sealed = self.seal_pending().await?;
+                let grown = self.grow_tree().await?;
                 let projected = self.project_pending().await?;
-                Ok::<_, AppError>(sealed + projected)
+                Ok::<_, AppError>(sealed + grown + projected)
             }
             .await;
             let busy = match progress {
@@ -414,10 +417,16 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .map(|s| s.position)
             .unwrap_or(0);
         let projected = deps.projections.checkpoint(PROJECTOR).await?;
+        let grown = deps.audit.leaf_count().await?;
         Ok(vec![
             SubscriberStatus {
                 name: SEALER,
                 position: sealed,
+                head,
+            },
+            SubscriberStatus {
+                name: TREE,
+                position: grown,
                 head,
             },
             SubscriberStatus {

@@ -12,6 +12,9 @@ use sha2::{Digest, Sha256};
 mod canonical;
 pub mod merkle;
 pub mod note;
+mod tree;
+
+pub use tree::{LoggedCheckpoint, TreeSummary, TreeVerifier, leaf_of};
 
 pub use canonical::canonical_json;
 
@@ -103,6 +106,40 @@ pub enum Finding {
     SealBroken {
         /// The position.
         position: u64,
+    },
+    /// A stored Merkle leaf does not match its record.
+    #[error("the Merkle leaf of record {position} is missing or altered")]
+    LeafAltered {
+        /// The position.
+        position: u64,
+    },
+    /// A checkpoint's root is not the root of the records it covers.
+    #[error(
+        "checkpoint {size} does not match the records: root {claimed}, records give {computed}"
+    )]
+    CheckpointMismatch {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// Hex root in the checkpoint.
+        claimed: String,
+        /// Hex root of the records.
+        computed: String,
+    },
+    /// A checkpoint's signature does not verify with a trusted key.
+    #[error("checkpoint {size} is not validly signed by a trusted key: {reason}")]
+    CheckpointSignature {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A checkpoint covers more records than the log holds.
+    #[error("checkpoint {size} covers records the log does not hold (it has {records})")]
+    CheckpointBeyondLog {
+        /// The checkpoint's tree size.
+        size: u64,
+        /// Records in the log.
+        records: u64,
     },
 }
 

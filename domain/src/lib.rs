@@ -11,6 +11,7 @@ pub mod admin;
 pub mod aggregate;
 pub mod api_key;
 pub mod audit_access;
+pub mod audit_key;
 pub mod group;
 pub mod mount;
 pub mod path;

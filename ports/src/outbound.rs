@@ -84,6 +84,8 @@ pub trait EventLog: Send + Sync {
     async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError>;
     /// The highest committed position (0 when empty).
     async fn head(&self) -> Result<u64, StoreError>;
+    /// The position of the event with this id, if any.
+    async fn position_of(&self, event_id: &str) -> Result<Option<u64>, StoreError>;
 }
 
 /// The audit hash of one event.
@@ -97,7 +99,23 @@ pub struct Seal {
     pub hash: String,
 }
 
-/// Where the audit hash chain is kept. Append-only.
+/// A signed tree head over the first `size` records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The number of records covered.
+    pub size: u64,
+    /// Hex Merkle root over them.
+    pub root: String,
+    /// The signing key's id (8 hex digits).
+    pub key_id: String,
+    /// The signed note (C2SP checkpoint in a signed note).
+    pub note: String,
+    /// When it was made (RFC 3339).
+    pub time: String,
+}
+
+/// Where the audit hash chain, the Merkle leaves and the checkpoints are
+/// kept. Append-only.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
     /// The newest seal, if any.
@@ -107,6 +125,43 @@ pub trait AuditStore: Send + Sync {
     async fn append_seals(&self, seals: &[Seal]) -> Result<(), StoreError>;
     /// Up to `limit` seals with position greater than `after`, in order.
     async fn read_seals(&self, after: u64, limit: u32) -> Result<Vec<Seal>, StoreError>;
+    /// How many Merkle leaves are stored (they are gapless from 1).
+    async fn leaf_count(&self) -> Result<u64, StoreError>;
+    /// Stores hex leaf hashes at positions `after + 1 ..`, and a
+    /// checkpoint, in one transaction; must return `Conflict` (and store
+    /// nothing) if another process stored any of them first.
+    async fn append_leaves(
+        &self,
+        after: u64,
+        leaves: &[String],
+        checkpoint: Option<&CheckpointRecord>,
+    ) -> Result<(), StoreError>;
+    /// Up to `limit` (position, hex leaf) pairs after `after`, in order.
+    async fn read_leaves(&self, after: u64, limit: u32) -> Result<Vec<(u64, String)>, StoreError>;
+    /// Stores a checkpoint; `Conflict` if one of that size exists.
+    async fn append_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError>;
+    /// The checkpoint of the largest size, if any.
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError>;
+    /// The checkpoint of exactly `size` records, if any.
+    async fn checkpoint_of_size(&self, size: u64) -> Result<Option<CheckpointRecord>, StoreError>;
+    /// Up to `limit` checkpoints larger than `after`, by size.
+    async fn read_checkpoints(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<CheckpointRecord>, StoreError>;
+}
+
+/// Signs the audit log's checkpoints (the key stays in the adapter).
+pub trait CheckpointSigner: Send + Sync {
+    /// The key's name, also the checkpoints' origin line.
+    fn origin(&self) -> &str;
+    /// The key id (8 hex digits).
+    fn key_id(&self) -> String;
+    /// The verifier key string (`NAME+KEYID+KEY`), public.
+    fn verifier_key(&self) -> String;
+    /// The signed note of `text`.
+    fn sign(&self, text: &str) -> String;
 }
 
 /// One change to a projection document.

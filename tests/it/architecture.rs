@@ -20,7 +20,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         "tollgate-persistence",
         &["tollgate-domain", "tollgate-ports"],
     ),
-    ("tollgate-identity", &["tollgate-domain", "tollgate-ports"]),
+    (
+        "tollgate-identity",
+        &["tollgate-domain", "tollgate-ports", "tollgate-audit"],
+    ),
     ("tollgate-http", &["tollgate-domain", "tollgate-ports"]),
     ("tollgate-ftp", &["tollgate-domain", "tollgate-ports"]),
 ];

@@ -4,6 +4,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
+use tollgate_audit::merkle;
+use tollgate_audit::note::{Checkpoint, NoteVerifier};
+
 use crate::support::{PASSWORD, connect, login_password, open_sftp};
 
 fn tollgate(data_dir: &std::path::Path) -> Command {
@@ -204,6 +207,51 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
 
     let (ok, stdout, _) = run(tollgate(&data).args(["audit", "verify"]), "");
     assert!(ok && stdout.starts_with("OK:"), "{stdout}");
+
+    // A signed checkpoint, its key, and a proof that the transfer is in it.
+    let (ok, note, stderr) = run(tollgate(&data).args(["audit", "checkpoint"]), "");
+    assert!(
+        ok && note.starts_with("tollgate.local/audit\n"),
+        "{note}{stderr}"
+    );
+    let (ok, key, _) = run(tollgate(&data).args(["audit", "checkpoint", "--key"]), "");
+    assert!(ok, "{key}");
+    let verifier = NoteVerifier::from_key(key.trim()).unwrap();
+    let checkpoint = Checkpoint::open(&note, &verifier).unwrap();
+    let event_id = completed["event_id"].as_str().unwrap();
+    let (ok, proof, stderr) = run(
+        tollgate(&data).args(["audit", "proof", "--event", event_id]),
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let proof: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    let hash = |v: &serde_json::Value| -> [u8; 32] {
+        hex::decode(v.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap()
+    };
+    let path: Vec<[u8; 32]> = proof["proof"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hash)
+        .collect();
+    let position = proof["position"].as_u64().unwrap();
+    assert!(position <= checkpoint.size && proof["checkpoint"] == note.as_str());
+    merkle::verify_inclusion(
+        position - 1,
+        checkpoint.size,
+        &hash(&proof["leaf_hash"]),
+        &path,
+        &checkpoint.root,
+    )
+    .unwrap();
+    let (ok, _, stderr) = run(
+        tollgate(&data).args(["audit", "proof", "--event", "not-an-event"]),
+        "",
+    );
+    assert!(!ok && stderr.contains("no event has the id"), "{stderr}");
     let (ok, stdout, _) = run(tollgate(&data).args(["audit", "tail", "-n", "2"]), "");
     assert!(ok && stdout.lines().count() == 2, "{stdout}");
     let (ok, stdout, _) = run(tollgate(&data).args(["projections", "rebuild"]), "");

@@ -5,9 +5,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tollgate_audit::Finding;
+use tollgate_audit::merkle;
+use tollgate_audit::note::{Checkpoint, NoteSigner, NoteVerifier};
+use tollgate_audit::{Finding, Record, leaf_of};
 use tollgate_persistence::Database;
-use tollgate_ports::outbound::EventLog;
+use tollgate_ports::outbound::{CheckpointRecord, EventLog, LoggedEvent};
 
 use crate::support::{TestServer, database_kinds, test_config};
 
@@ -45,12 +47,17 @@ async fn the_database_rejects_updates_and_deletes_of_events_and_seals() {
     for kind in database_kinds() {
         let (app, db, _dir) = open(kind).await;
         add_policies(&app, 0..2).await;
+        app.checkpoint_now().await.unwrap();
         app.catch_up().await.unwrap();
         for statement in [
             "UPDATE events SET event_type = 'Forged'",
             "DELETE FROM events",
             "UPDATE audit_seals SET hash = 'x'",
             "DELETE FROM audit_seals",
+            "UPDATE audit_leaves SET leaf = 'x'",
+            "DELETE FROM audit_leaves",
+            "UPDATE audit_checkpoints SET note = 'x'",
+            "DELETE FROM audit_checkpoints",
         ] {
             let err = sql(&db, statement).await.expect_err(statement);
             assert!(
@@ -58,7 +65,9 @@ async fn the_database_rejects_updates_and_deletes_of_events_and_seals() {
                 "{kind}: {statement}: {err}"
             );
         }
-        assert_eq!(app.verify_audit().await.unwrap().sealed, 2);
+        // Two policies and the activation of the checkpoint key.
+        let report = app.verify_audit().await.unwrap();
+        assert_eq!((report.sealed, report.finding), (3, None), "{kind}");
         db.close().await;
     }
 }
@@ -272,5 +281,218 @@ async fn subscribers_catch_up_after_a_restart_and_projections_rebuild() {
             "{kind}: a rebuild gives the same read model"
         );
         server.stop().await;
+    }
+}
+
+/// Every record's inclusion proof and the consistency proof between two
+/// checkpoints verify with nothing but the published algorithms and the
+/// key the log itself recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_checkpoints_prove_inclusion_and_consistency() {
+    for kind in database_kinds() {
+        let (app, db, _dir) = open(kind).await;
+        add_policies(&app, 0..5).await;
+        let first = app.checkpoint_now().await.unwrap().expect("a checkpoint");
+        add_policies(&app, 5..12).await;
+        let second = app.checkpoint_now().await.unwrap().expect("a checkpoint");
+        assert!(first.size >= 6 && second.size == first.size + 7, "{kind}");
+
+        let events = db.read_after(0, 1000).await.unwrap();
+        let activated: Vec<_> = events
+            .iter()
+            .filter(|e| e.event_type == "AuditKeyActivated")
+            .collect();
+        assert_eq!(activated.len(), 1, "{kind}");
+        let key = activated[0].payload["AuditKeyActivated"]["verifier_key"]
+            .as_str()
+            .unwrap();
+        let verifier = NoteVerifier::from_key(key).unwrap();
+        let signed = Checkpoint::open(&second.note, &verifier).unwrap();
+        assert_eq!(signed.size, second.size);
+
+        for event in events.iter().filter(|e| e.position <= second.size) {
+            let proof = app.inclusion_proof(&event.event_id).await.unwrap();
+            assert_eq!(proof.verifier_key, key);
+            let leaf = leaf_of(&record_of(event));
+            assert_eq!(proof.leaf_hash, hex::encode(leaf));
+            let path: Vec<[u8; 32]> = proof.proof.iter().map(|h| unhex(h)).collect();
+            let root = Checkpoint::open(&proof.checkpoint, &verifier).unwrap().root;
+            merkle::verify_inclusion(event.position - 1, proof.tree_size, &leaf, &path, &root)
+                .unwrap_or_else(|e| panic!("{kind}: record {}: {e}", event.position));
+        }
+
+        let consistency = app
+            .consistency_proof(first.size, second.size)
+            .await
+            .unwrap();
+        let old = Checkpoint::open(&consistency.first_checkpoint, &verifier).unwrap();
+        let new = Checkpoint::open(&consistency.second_checkpoint, &verifier).unwrap();
+        let path: Vec<[u8; 32]> = consistency.proof.iter().map(|h| unhex(h)).collect();
+        merkle::verify_consistency(old.size, new.size, &old.root, &new.root, &path).unwrap();
+
+        let report = app.verify_audit().await.unwrap();
+        assert_eq!(report.finding, None, "{kind}");
+        assert_eq!((report.checkpoints, report.checkpointed), (2, second.size));
+        db.close().await;
+    }
+}
+
+fn unhex(text: &str) -> [u8; 32] {
+    hex::decode(text).unwrap().try_into().unwrap()
+}
+
+fn record_of(event: &LoggedEvent) -> Record<'_> {
+    Record {
+        position: event.position,
+        event_id: &event.event_id,
+        aggregate_type: &event.aggregate_type,
+        aggregate_id: &event.aggregate_id,
+        sequence: event.sequence,
+        event_type: &event.event_type,
+        event_version: &event.event_version,
+        payload: &event.payload,
+        metadata: &event.metadata,
+    }
+}
+
+/// A log with two checkpoints, its triggers off, altered by `attack`
+/// (given the two checkpoints and the data directory); what `audit
+/// verify` then finds.
+async fn tamper_tree<F>(kind: &str, attack: F) -> Option<Finding>
+where
+    F: FnOnce(&CheckpointRecord, &CheckpointRecord, &std::path::Path) -> Vec<String>,
+{
+    let (app, db, dir) = open(kind).await;
+    add_policies(&app, 0..5).await;
+    let first = app.checkpoint_now().await.unwrap().unwrap();
+    add_policies(&app, 5..9).await;
+    let second = app.checkpoint_now().await.unwrap().unwrap();
+    assert_eq!(app.verify_audit().await.unwrap().finding, None);
+    let tables = ["events", "audit_seals", "audit_leaves", "audit_checkpoints"];
+    let disable: Vec<String> = match kind {
+        "sqlite" => tables
+            .iter()
+            .flat_map(|t| {
+                [
+                    format!("DROP TRIGGER {t}_no_update"),
+                    format!("DROP TRIGGER {t}_no_delete"),
+                ]
+            })
+            .collect(),
+        _ => tables
+            .iter()
+            .map(|t| format!("ALTER TABLE {t} DISABLE TRIGGER USER"))
+            .collect(),
+    };
+    for statement in disable.iter().chain(&attack(&first, &second, dir.path())) {
+        sql(&db, statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let report = app.verify_audit().await.unwrap();
+    db.close().await;
+    report.finding
+}
+
+fn quoted(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_finds_altered_leaves_forged_checkpoints_and_a_truncated_tail() {
+    for kind in database_kinds() {
+        let zero = "0".repeat(64);
+        let altered = tamper_tree(kind, |_, _, _| {
+            vec![format!(
+                "UPDATE audit_leaves SET leaf = '{zero}' WHERE position = 3"
+            )]
+        })
+        .await;
+        assert_eq!(
+            altered,
+            Some(Finding::LeafAltered { position: 3 }),
+            "{kind}"
+        );
+
+        let dropped = tamper_tree(kind, |_, _, _| {
+            vec!["DELETE FROM audit_leaves WHERE position = 4".to_string()]
+        })
+        .await;
+        assert_eq!(
+            dropped,
+            Some(Finding::LeafAltered { position: 4 }),
+            "{kind}"
+        );
+
+        // Self-consistent, but signed by a key the log never activated.
+        let forged = tamper_tree(kind, |_, second, _| {
+            let impostor = NoteSigner::from_seed("tollgate.local/audit", [7; 32]).unwrap();
+            let body = Checkpoint {
+                origin: "tollgate.local/audit".to_string(),
+                size: second.size,
+                root: unhex(&second.root),
+            };
+            let note = body.sign(&impostor).unwrap();
+            vec![format!(
+                "UPDATE audit_checkpoints SET note = {}, key_id = '{}' WHERE size = {}",
+                quoted(&note),
+                impostor.key_id(),
+                second.size
+            )]
+        })
+        .await;
+        assert!(
+            matches!(forged, Some(Finding::CheckpointSignature { .. })),
+            "{kind}: {forged:?}"
+        );
+
+        // An old checkpoint replayed in place of the newer one.
+        let replayed = tamper_tree(kind, |first, second, _| {
+            vec![format!(
+                "UPDATE audit_checkpoints SET note = {} WHERE size = {}",
+                quoted(&first.note),
+                second.size
+            )]
+        })
+        .await;
+        assert!(
+            matches!(&replayed, Some(Finding::CheckpointSignature { size, reason })
+                if reason.contains("for size")),
+            "{kind}: {replayed:?}"
+        );
+
+        // Signed with the real key, but over another root.
+        let wrong_root = tamper_tree(kind, |_, second, data| {
+            let key = std::fs::read_to_string(data.join("data/audit_checkpoint.key"))
+                .expect("the key file");
+            let signer = NoteSigner::from_private_key(&key).unwrap();
+            let mut body = Checkpoint::open(&second.note, &signer.verifier()).unwrap();
+            body.root = [9; 32];
+            vec![format!(
+                "UPDATE audit_checkpoints SET note = {} WHERE size = {}",
+                quoted(&body.sign(&signer).unwrap()),
+                second.size
+            )]
+        })
+        .await;
+        assert!(
+            matches!(&wrong_root, Some(Finding::CheckpointMismatch { size, .. }) if *size > 0),
+            "{kind}: {wrong_root:?}"
+        );
+
+        // The newest records removed together with their seals and
+        // leaves: the chain alone cannot tell, the checkpoint can.
+        let truncated = tamper_tree(kind, |_, second, _| {
+            let keep = second.size - 2;
+            ["events", "audit_seals", "audit_leaves"]
+                .iter()
+                .map(|t| format!("DELETE FROM {t} WHERE position > {keep}"))
+                .collect()
+        })
+        .await;
+        assert!(
+            matches!(truncated, Some(Finding::CheckpointBeyondLog { .. })),
+            "{kind}: {truncated:?}"
+        );
     }
 }

@@ -52,7 +52,7 @@ pub struct JwtSigner {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     /// Reading or writing failed.
-    #[error("cannot use the token key file {path}: {source}")]
+    #[error("cannot use the key file {path}: {source}")]
     Io {
         /// The file.
         path: String,
@@ -60,10 +60,20 @@ pub enum KeyFileError {
         source: std::io::Error,
     },
     /// The file is not a key file.
-    #[error("the token key file {path} is malformed")]
+    #[error("the key file {path} is malformed")]
     Malformed {
         /// The file.
         path: String,
+    },
+    /// The audit key file belongs to another log.
+    #[error("the audit key file {path} is for the origin {found:?}, not {configured:?}")]
+    OtherOrigin {
+        /// The file.
+        path: String,
+        /// The key's name.
+        found: String,
+        /// The configured origin.
+        configured: String,
     },
 }
 

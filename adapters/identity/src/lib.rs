@@ -5,6 +5,7 @@
 //! Architecture invariant: a clear-text password never leaves the function
 //! it was given to; nothing here logs or stores one.
 
+mod audit_key;
 mod jwt;
 mod secrets;
 
@@ -14,6 +15,7 @@ use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
 use tollgate_ports::BoxError;
 use tollgate_ports::outbound::PasswordHasher;
 
+pub use audit_key::AuditKeySigner;
 pub use jwt::{JwtSigner, KeyFileError};
 pub use secrets::AesGcmSecretBox;
 

@@ -15,7 +15,8 @@ use cqrs_es::persist::{
 };
 use serde_json::Value;
 use tollgate_ports::outbound::{
-    AuditStore, DocChange, EventLog, LoggedEvent, ProjectionStore, Seal, StoreError, StoreErrorKind,
+    AuditStore, CheckpointRecord, DocChange, EventLog, LoggedEvent, ProjectionStore, Seal,
+    StoreError, StoreErrorKind,
 };
 
 mod postgres;
@@ -144,6 +145,9 @@ impl EventLog for Database {
     async fn head(&self) -> Result<u64, StoreError> {
         dispatch!(self, db => db.head().await)
     }
+    async fn position_of(&self, event_id: &str) -> Result<Option<u64>, StoreError> {
+        dispatch!(self, db => db.position_of(event_id).await)
+    }
 }
 
 #[async_trait]
@@ -156,6 +160,36 @@ impl AuditStore for Database {
     }
     async fn read_seals(&self, after: u64, limit: u32) -> Result<Vec<Seal>, StoreError> {
         dispatch!(self, db => db.read_seals(after, limit).await)
+    }
+    async fn leaf_count(&self) -> Result<u64, StoreError> {
+        dispatch!(self, db => db.leaf_count().await)
+    }
+    async fn append_leaves(
+        &self,
+        after: u64,
+        leaves: &[String],
+        checkpoint: Option<&CheckpointRecord>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, db => db.append_leaves(after, leaves, checkpoint).await)
+    }
+    async fn read_leaves(&self, after: u64, limit: u32) -> Result<Vec<(u64, String)>, StoreError> {
+        dispatch!(self, db => db.read_leaves(after, limit).await)
+    }
+    async fn append_checkpoint(&self, checkpoint: &CheckpointRecord) -> Result<(), StoreError> {
+        dispatch!(self, db => db.append_checkpoint(checkpoint).await)
+    }
+    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, StoreError> {
+        dispatch!(self, db => db.latest_checkpoint().await)
+    }
+    async fn checkpoint_of_size(&self, size: u64) -> Result<Option<CheckpointRecord>, StoreError> {
+        dispatch!(self, db => db.checkpoint_of_size(size).await)
+    }
+    async fn read_checkpoints(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<CheckpointRecord>, StoreError> {
+        dispatch!(self, db => db.read_checkpoints(after, limit).await)
     }
 }
 

@@ -93,4 +93,4 @@ impl PostgresStore {
     }
 }
 
-crate::shared::log_stores!(PostgresStore, PgRow, EVENT_COLUMNS);
+crate::shared::log_stores!(PostgresStore, PgRow, EVENT_COLUMNS, "event_id = $1::uuid");

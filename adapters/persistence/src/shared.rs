@@ -5,7 +5,7 @@
 /// Implements the log, audit-seal and projection methods on a store with a
 /// `pool` field, plus the row decoders, for one database.
 macro_rules! log_stores {
-    ($store:ty, $row:ty, $columns:expr) => {
+    ($store:ty, $row:ty, $columns:expr, $event_id_is:expr) => {
         impl $store {
     pub(crate) async fn read_after(
         &self,
@@ -33,6 +33,130 @@ macro_rules! log_stores {
             .await
             .map_err(map_err)?;
         Ok(to_u64(head))
+    }
+
+    pub(crate) async fn position_of(&self, event_id: &str) -> Result<Option<u64>, StoreError> {
+        // Event ids are UUIDs, stored in their hyphenated lower-case form.
+        let Ok(event_id) = uuid::Uuid::parse_str(event_id) else {
+            return Ok(None);
+        };
+        let sql = format!("SELECT position FROM events WHERE {}", $event_id_is);
+        let position: Option<i64> = sqlx::query_scalar(&sql)
+            .bind(event_id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(position.map(to_u64))
+    }
+
+    pub(crate) async fn leaf_count(&self) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM audit_leaves")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(to_u64(count))
+    }
+
+    pub(crate) async fn append_leaves(
+        &self,
+        after: u64,
+        leaves: &[String],
+        checkpoint: Option<&tollgate_ports::outbound::CheckpointRecord>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let count: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM audit_leaves")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if to_u64(count) != after {
+            return Err(StoreError::new(
+                tollgate_ports::outbound::StoreErrorKind::Conflict,
+                format!("the Merkle tree holds {count} leaves, not {after}"),
+                None,
+            ));
+        }
+        for (i, leaf) in leaves.iter().enumerate() {
+            sqlx::query("INSERT INTO audit_leaves (position, leaf) VALUES ($1, $2)")
+                .bind(to_i64(after + 1 + i as u64))
+                .bind(leaf)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        }
+        if let Some(checkpoint) = checkpoint {
+            insert_checkpoint(&mut *tx, checkpoint).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    pub(crate) async fn read_leaves(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<(u64, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, leaf FROM audit_leaves WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(to_i64(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    to_u64(row.try_get(0).map_err(map_err)?),
+                    row.try_get(1).map_err(map_err)?,
+                ))
+            })
+            .collect()
+    }
+
+    pub(crate) async fn append_checkpoint(
+        &self,
+        checkpoint: &tollgate_ports::outbound::CheckpointRecord,
+    ) -> Result<(), StoreError> {
+        insert_checkpoint(&self.pool, checkpoint).await
+    }
+
+    pub(crate) async fn latest_checkpoint(&self) -> Result<Option<tollgate_ports::outbound::CheckpointRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, root, key_id, note, time FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(checkpoint_row).transpose()
+    }
+
+    pub(crate) async fn checkpoint_of_size(
+        &self,
+        size: u64,
+    ) -> Result<Option<tollgate_ports::outbound::CheckpointRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT size, root, key_id, note, time FROM audit_checkpoints WHERE size = $1",
+        )
+        .bind(to_i64(size))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(map_err)?;
+        row.as_ref().map(checkpoint_row).transpose()
+    }
+
+    pub(crate) async fn read_checkpoints(
+        &self,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<tollgate_ports::outbound::CheckpointRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT size, root, key_id, note, time FROM audit_checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
+        )
+        .bind(to_i64(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter().map(checkpoint_row).collect()
     }
 
     pub(crate) async fn last_seal(&self) -> Result<Option<Seal>, StoreError> {
@@ -193,6 +317,34 @@ fn event_row(row: &$row) -> Result<EventRow, sqlx::Error> {
         payload: row.try_get(7)?,
         metadata: row.try_get(8)?,
     })
+}
+
+fn checkpoint_row(row: &$row) -> Result<tollgate_ports::outbound::CheckpointRecord, StoreError> {
+    Ok(tollgate_ports::outbound::CheckpointRecord {
+        size: to_u64(row.try_get(0).map_err(map_err)?),
+        root: row.try_get(1).map_err(map_err)?,
+        key_id: row.try_get(2).map_err(map_err)?,
+        note: row.try_get(3).map_err(map_err)?,
+        time: row.try_get(4).map_err(map_err)?,
+    })
+}
+
+async fn insert_checkpoint<'e, E>(executor: E, checkpoint: &tollgate_ports::outbound::CheckpointRecord) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = <$row as sqlx::Row>::Database>,
+{
+    sqlx::query(
+        "INSERT INTO audit_checkpoints (size, root, key_id, note, time) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(to_i64(checkpoint.size))
+    .bind(&checkpoint.root)
+    .bind(&checkpoint.key_id)
+    .bind(&checkpoint.note)
+    .bind(&checkpoint.time)
+    .execute(executor)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }
 
 fn seal_row(row: &$row) -> Result<Seal, StoreError> {

@@ -173,4 +173,4 @@ impl SqliteStore {
     }
 }
 
-crate::shared::log_stores!(SqliteStore, SqliteRow, EVENT_COLUMNS);
+crate::shared::log_stores!(SqliteStore, SqliteRow, EVENT_COLUMNS, "event_id = $1");

@@ -1,0 +1,357 @@
+//! The Merkle tree over the audit log: a subscriber that appends one leaf
+//! per record and writes signed checkpoints (every N records or T
+//! seconds), and the inclusion and consistency proofs read from it.
+
+use std::time::{Duration, Instant};
+
+use cqrs_es::persist::PersistedEventRepository;
+use serde::Serialize;
+use tollgate_audit::merkle::{self, Frontier, Hash};
+use tollgate_audit::note::Checkpoint;
+use tollgate_domain::audit_key::{AuditKey, AuditKeyCommand};
+use tollgate_ports::outbound::{CheckpointRecord, StoreErrorKind};
+
+use crate::aggregates::Actor;
+use crate::{AppError, Tollgate};
+
+/// How many records one step of the tree subscriber takes.
+const BATCH: u32 = 500;
+/// How many leaves are read per query when building a proof.
+const LEAF_PAGE: u32 = 10_000;
+
+/// When checkpoints are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// After this many new records.
+    pub every: u64,
+    /// Or after this long, when at least one record is new.
+    pub interval: Duration,
+}
+
+/// The tree as this process follows it.
+pub(crate) struct TreeState {
+    frontier: Frontier,
+    /// The size of the latest checkpoint, and when this process saw it.
+    checkpointed: u64,
+    checkpointed_at: Instant,
+}
+
+/// A record's inclusion proof against a signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InclusionProof {
+    /// The record's event id.
+    pub event_id: String,
+    /// Its position (1-based); the leaf index is `position - 1`.
+    pub position: u64,
+    /// Hex leaf hash, `SHA-256(0x00 || encoded record)`.
+    pub leaf_hash: String,
+    /// The size of the checkpoint's tree.
+    pub tree_size: u64,
+    /// Hex hashes of RFC 6962's `PATH`, leaf side first.
+    pub proof: Vec<String>,
+    /// The signed checkpoint the proof leads to.
+    pub checkpoint: String,
+    /// The key that signed it (`NAME+KEYID+KEY`).
+    pub verifier_key: String,
+}
+
+/// A consistency proof between two signed checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsistencyProof {
+    /// The earlier tree size.
+    pub first: u64,
+    /// The later tree size.
+    pub second: u64,
+    /// Hex hashes of RFC 6962's `PROOF`.
+    pub proof: Vec<String>,
+    /// The earlier signed checkpoint.
+    pub first_checkpoint: String,
+    /// The later signed checkpoint.
+    pub second_checkpoint: String,
+}
+
+fn hex_hash(text: &str) -> Result<Hash, AppError> {
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(text, &mut hash).map_err(|e| AppError::Store(Box::new(e)))?;
+    Ok(hash)
+}
+
+impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
+    /// Records the checkpoint key in the log the first time it is used, so
+    /// verifiers learn to trust it from the records themselves.
+    pub(crate) async fn activate_audit_key(&self) -> Result<(), AppError> {
+        let signer = &self.inner.deps.checkpoints;
+        let key: AuditKey = self.load(&signer.key_id()).await?;
+        if key.exists() {
+            return Ok(());
+        }
+        let actor = Actor {
+            actor: "system".to_string(),
+            ..Actor::default()
+        };
+        let command = AuditKeyCommand::Activate {
+            name: signer.origin().to_string(),
+            verifier_key: signer.verifier_key(),
+        };
+        match self
+            .execute::<AuditKey>(&signer.key_id(), &actor, || command.clone())
+            .await
+        {
+            // Another process activated it first.
+            Ok(_) | Err(AppError::Rejected { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Appends the next records' leaves and writes a checkpoint when one
+    /// is due; returns how many leaves and checkpoints it wrote.
+    pub async fn grow_tree(&self) -> Result<usize, AppError> {
+        let deps = &self.inner.deps;
+        let mut guard = self.inner.tree.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_tree().await?);
+        }
+        let state = guard.as_mut().expect("loaded above");
+        let after = state.frontier.size();
+        let events = deps.log.read_after(after, BATCH).await?;
+        let mut frontier = state.frontier.clone();
+        let mut leaves = Vec::with_capacity(events.len());
+        for event in &events {
+            let leaf = tollgate_audit::leaf_of(&crate::queries::record(event));
+            frontier.push(leaf);
+            leaves.push(hex::encode(leaf));
+        }
+        let size = frontier.size();
+        let policy = deps.checkpoint_policy;
+        let due = size > state.checkpointed
+            && (size - state.checkpointed >= policy.every
+                || state.checkpointed_at.elapsed() >= policy.interval);
+        let checkpoint = due.then(|| self.checkpoint(size, frontier.root()));
+        if leaves.is_empty() && checkpoint.is_none() {
+            return Ok(0);
+        }
+        let stored = if leaves.is_empty() {
+            deps.audit
+                .append_checkpoint(checkpoint.as_ref().expect("due"))
+                .await
+        } else {
+            deps.audit
+                .append_leaves(after, &leaves, checkpoint.as_ref())
+                .await
+        };
+        match stored {
+            Ok(()) => {
+                state.frontier = frontier;
+                if checkpoint.is_some() {
+                    state.checkpointed = size;
+                    state.checkpointed_at = Instant::now();
+                }
+                Ok(leaves.len() + usize::from(checkpoint.is_some()))
+            }
+            // Another process grew the tree first: follow its state.
+            Err(err) if err.kind == StoreErrorKind::Conflict => {
+                *guard = None;
+                Ok(leaves.len())
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Signs the checkpoint of a tree of `size` records with `root`.
+    fn checkpoint(&self, size: u64, root: Hash) -> CheckpointRecord {
+        let signer = &self.inner.deps.checkpoints;
+        let body = Checkpoint {
+            origin: signer.origin().to_string(),
+            size,
+            root,
+        }
+        .body();
+        CheckpointRecord {
+            size,
+            root: hex::encode(root),
+            key_id: signer.key_id(),
+            note: signer.sign(&body),
+            time: self.now_text(),
+        }
+    }
+
+    /// Rebuilds the frontier from the stored leaves, after making sure
+    /// the key this process signs with is recorded in the log.
+    async fn load_tree(&self) -> Result<TreeState, AppError> {
+        self.activate_audit_key().await?;
+        let audit = &self.inner.deps.audit;
+        let mut frontier = Frontier::default();
+        loop {
+            let page = audit.read_leaves(frontier.size(), LEAF_PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for (_, leaf) in &page {
+                frontier.push(hex_hash(leaf)?);
+            }
+        }
+        let checkpointed = audit
+            .latest_checkpoint()
+            .await?
+            .map(|c| c.size)
+            .unwrap_or(0);
+        Ok(TreeState {
+            frontier,
+            checkpointed,
+            checkpointed_at: Instant::now(),
+        })
+    }
+
+    /// The leaf hashes of the first `size` records.
+    async fn leaves_up_to(&self, size: u64) -> Result<Vec<Hash>, AppError> {
+        let audit = &self.inner.deps.audit;
+        let mut leaves = Vec::with_capacity(size as usize);
+        while (leaves.len() as u64) < size {
+            let after = leaves.len() as u64;
+            let limit = LEAF_PAGE.min(u32::try_from(size - after).unwrap_or(u32::MAX));
+            let page = audit.read_leaves(after, limit).await?;
+            if page.is_empty() {
+                return Err(AppError::Invalid(format!(
+                    "the Merkle tree holds {after} leaves, fewer than {size}"
+                )));
+            }
+            for (_, leaf) in &page {
+                leaves.push(hex_hash(leaf)?);
+            }
+        }
+        Ok(leaves)
+    }
+
+    /// Brings the tree up to the log's head and signs a checkpoint of it
+    /// unless the latest one already covers it; returns the latest.
+    pub async fn checkpoint_now(&self) -> Result<Option<CheckpointRecord>, AppError> {
+        while self.grow_tree().await? > 0 {}
+        {
+            let mut guard = self.inner.tree.lock().await;
+            if guard.is_none() {
+                *guard = Some(self.load_tree().await?);
+            }
+            let state = guard.as_mut().expect("loaded above");
+            let size = state.frontier.size();
+            if size > state.checkpointed {
+                let checkpoint = self.checkpoint(size, state.frontier.root());
+                match self.inner.deps.audit.append_checkpoint(&checkpoint).await {
+                    // Another process signed this size first; either serves.
+                    Ok(()) => {}
+                    Err(err) if err.kind == StoreErrorKind::Conflict => {}
+                    Err(err) => return Err(err.into()),
+                }
+                state.checkpointed = size;
+                state.checkpointed_at = Instant::now();
+            }
+        }
+        self.latest_checkpoint().await
+    }
+
+    /// The latest signed checkpoint, if any.
+    pub async fn latest_checkpoint(&self) -> Result<Option<CheckpointRecord>, AppError> {
+        Ok(self.inner.deps.audit.latest_checkpoint().await?)
+    }
+
+    /// The verifier key of this process's checkpoint signer.
+    pub fn checkpoint_verifier_key(&self) -> String {
+        self.inner.deps.checkpoints.verifier_key()
+    }
+
+    /// The inclusion proof of event `event_id` in the latest checkpoint.
+    pub async fn inclusion_proof(&self, event_id: &str) -> Result<InclusionProof, AppError> {
+        let deps = &self.inner.deps;
+        let position = deps
+            .log
+            .position_of(event_id)
+            .await?
+            .ok_or_else(|| AppError::Invalid(format!("no event has the id {event_id:?}")))?;
+        let checkpoint = deps
+            .audit
+            .latest_checkpoint()
+            .await?
+            .filter(|c| c.size >= position)
+            .ok_or_else(|| {
+                AppError::Invalid(format!(
+                    "record {position} is not in a checkpoint yet; try again after the next one"
+                ))
+            })?;
+        let leaves = self.leaves_up_to(checkpoint.size).await?;
+        let index = position - 1;
+        let proof = merkle::inclusion_proof(&leaves, index)
+            .map_err(|e| AppError::Invalid(e.to_string()))?;
+        let leaf = leaves[index as usize];
+        // The stored leaves must still lead to the signed root.
+        merkle::verify_inclusion(
+            index,
+            checkpoint.size,
+            &leaf,
+            &proof,
+            &hex_hash(&checkpoint.root)?,
+        )
+        .map_err(|e| AppError::Invalid(format!("the stored tree is inconsistent: {e}")))?;
+        Ok(InclusionProof {
+            event_id: event_id.to_string(),
+            position,
+            leaf_hash: hex::encode(leaf),
+            tree_size: checkpoint.size,
+            proof: proof.iter().map(hex::encode).collect(),
+            checkpoint: checkpoint.note,
+            verifier_key: self.key_of(&checkpoint.key_id).await?,
+        })
+    }
+
+    /// The consistency proof between the checkpoints of `first` and
+    /// `second` records.
+    pub async fn consistency_proof(
+        &self,
+        first: u64,
+        second: u64,
+    ) -> Result<ConsistencyProof, AppError> {
+        let audit = &self.inner.deps.audit;
+        if first > second {
+            return Err(AppError::Invalid(format!(
+                "the first checkpoint ({first}) must not be larger than the second ({second})"
+            )));
+        }
+        let missing = |size| AppError::Invalid(format!("there is no checkpoint of size {size}"));
+        let a = audit
+            .checkpoint_of_size(first)
+            .await?
+            .ok_or_else(|| missing(first))?;
+        let b = audit
+            .checkpoint_of_size(second)
+            .await?
+            .ok_or_else(|| missing(second))?;
+        let leaves = self.leaves_up_to(second).await?;
+        let proof = merkle::consistency_proof(&leaves, first)
+            .map_err(|e| AppError::Invalid(e.to_string()))?;
+        merkle::verify_consistency(
+            first,
+            second,
+            &hex_hash(&a.root)?,
+            &hex_hash(&b.root)?,
+            &proof,
+        )
+        .map_err(|e| AppError::Invalid(format!("the stored tree is inconsistent: {e}")))?;
+        Ok(ConsistencyProof {
+            first,
+            second,
+            proof: proof.iter().map(hex::encode).collect(),
+            first_checkpoint: a.note,
+            second_checkpoint: b.note,
+        })
+    }
+
+    /// The verifier key recorded for key id `key_id`.
+    async fn key_of(&self, key_id: &str) -> Result<String, AppError> {
+        let key: AuditKey = self.load(key_id).await?;
+        if key.exists() {
+            Ok(key.verifier_key)
+        } else {
+            Err(AppError::Invalid(format!(
+                "the checkpoint key {key_id} was never activated in the log"
+            )))
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! The Merkle tree over the audit records, checked record by record: each
+//! record's leaf (compared with the stored one, if given), and at each
+//! checkpoint's size, the root and the signature.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::merkle::{Frontier, Hash, leaf_hash};
+use crate::note::{Checkpoint, NoteVerifier};
+use crate::{Finding, Record, encode};
+
+/// The Merkle leaf hash of a record: `SHA-256(0x00 || encode(record))`.
+pub fn leaf_of(record: &Record<'_>) -> Hash {
+    leaf_hash(&encode(record))
+}
+
+/// A signed checkpoint as the log keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedCheckpoint {
+    /// The tree size it covers.
+    pub size: u64,
+    /// The key id (8 hex digits) of its signature.
+    pub key_id: String,
+    /// The signed note.
+    pub note: String,
+}
+
+/// What a finished tree verification saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeSummary {
+    /// Records in the tree.
+    pub records: u64,
+    /// Checkpoints whose root and signature verified.
+    pub checkpoints: u64,
+    /// The largest verified checkpoint's size (0 if none).
+    pub latest: u64,
+}
+
+/// Walks records in position order, growing the tree, and checks every
+/// checkpoint when the tree reaches its size.
+#[derive(Debug)]
+pub struct TreeVerifier {
+    frontier: Frontier,
+    /// Checkpoints not reached yet, by size.
+    pending: BTreeMap<u64, LoggedCheckpoint>,
+    /// Roots computed at the checkpoints' sizes, checked at the end when
+    /// every key is known.
+    reached: Vec<(LoggedCheckpoint, Hash)>,
+    keys: HashMap<String, NoteVerifier>,
+}
+
+impl TreeVerifier {
+    /// A verifier for these checkpoints, trusting `keys` (verifier key
+    /// strings; more may be added while walking).
+    pub fn new(checkpoints: Vec<LoggedCheckpoint>) -> TreeVerifier {
+        TreeVerifier {
+            frontier: Frontier::default(),
+            pending: checkpoints.into_iter().map(|c| (c.size, c)).collect(),
+            reached: Vec::new(),
+            keys: HashMap::new(),
+        }
+    }
+
+    /// Trusts a verifier key (`NAME+KEYID+KEY`); a malformed one is refused.
+    pub fn trust(&mut self, key: &str) -> Result<(), crate::note::NoteError> {
+        let verifier = NoteVerifier::from_key(key)?;
+        let id = key.split('+').nth(1).unwrap_or_default().to_string();
+        self.keys.insert(id, verifier);
+        Ok(())
+    }
+
+    /// Adds the next record, with the leaf stored for it (hex), if any.
+    pub fn step(&mut self, record: &Record<'_>, stored: Option<&str>) -> Result<(), Finding> {
+        let leaf = leaf_of(record);
+        if stored.is_some_and(|s| s != hex::encode(leaf)) {
+            return Err(Finding::LeafAltered {
+                position: record.position,
+            });
+        }
+        self.frontier.push(leaf);
+        let size = self.frontier.size();
+        if let Some(checkpoint) = self.pending.remove(&size) {
+            self.reached.push((checkpoint, self.frontier.root()));
+        }
+        Ok(())
+    }
+
+    /// Ends the walk: every checkpoint must have been reached, match the
+    /// records and carry a valid signature by a trusted key.
+    pub fn finish(self) -> Result<TreeSummary, Finding> {
+        let records = self.frontier.size();
+        if let Some((&size, _)) = self.pending.iter().next() {
+            return Err(Finding::CheckpointBeyondLog { size, records });
+        }
+        let mut latest = 0;
+        for (checkpoint, computed) in &self.reached {
+            let size = checkpoint.size;
+            let signature = |reason: String| Finding::CheckpointSignature { size, reason };
+            let verifier = self
+                .keys
+                .get(&checkpoint.key_id)
+                .ok_or_else(|| signature(format!("key {} is not trusted", checkpoint.key_id)))?;
+            let body = Checkpoint::open(&checkpoint.note, verifier)
+                .map_err(|e| signature(e.to_string()))?;
+            if body.size != size {
+                return Err(signature(format!("the note is for size {}", body.size)));
+            }
+            if &body.root != computed {
+                return Err(Finding::CheckpointMismatch {
+                    size,
+                    claimed: hex::encode(body.root),
+                    computed: hex::encode(computed),
+                });
+            }
+            latest = latest.max(size);
+        }
+        Ok(TreeSummary {
+            records,
+            checkpoints: self.reached.len() as u64,
+            latest,
+        })
+    }
+}
