@@ -1,6 +1,7 @@
 //! The `tollgate` binary's library: configuration and the composition root,
 //! the only place where adapters are wired to ports.
 
+pub mod bundle;
 pub mod config;
 
 use std::net::SocketAddr;

@@ -164,8 +164,31 @@ enum GroupCommand {
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Verifies the whole hash chain, the Merkle leaves and every signed
-    /// checkpoint; exit code 1 on the first problem.
-    Verify,
+    /// checkpoint; with --bundle, an exported evidence bundle instead,
+    /// offline. Exit code 1 on the first problem.
+    Verify {
+        /// An evidence bundle folder (no database is opened).
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// The trusted checkpoint key (`NAME+KEYID+KEY`, from
+        /// `audit checkpoint --key`); without it, the bundle's own keys.txt
+        /// is used.
+        #[arg(long, requires = "bundle")]
+        key: Option<String>,
+    },
+    /// Writes an evidence bundle: the records between two times, a signed
+    /// checkpoint, the proof tying them, and the public keys.
+    Export {
+        /// RFC 3339 time of the first record (default: the first).
+        #[arg(long)]
+        from: Option<String>,
+        /// RFC 3339 time of the last record (default: the last).
+        #[arg(long)]
+        to: Option<String>,
+        /// The folder to create.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Prints the latest signed checkpoint (C2SP signed note), signing one
     /// first when records were added since.
     Checkpoint {
@@ -229,6 +252,10 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let env: Vec<(String, String)> = std::env::vars().collect();
     let config = match &cli.command {
+        Command::Audit(AuditCommand::Verify {
+            bundle: Some(dir),
+            key,
+        }) => return verify_bundle(dir, key.as_deref()),
         Command::Config(ConfigCommand::Validate { file }) => {
             let (config, unmatched) = Config::load(Some(file), env)?;
             if !unmatched.is_empty() {
@@ -530,7 +557,21 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
             let proof = app.consistency_proof(first, second).await?;
             println!("{}", serde_json::to_string_pretty(&proof)?);
         }
-        Command::Audit(AuditCommand::Verify) => {
+        Command::Audit(AuditCommand::Export { from, to, out }) => {
+            match tollgate::bundle::export(app, CLI_ACTOR, from.as_deref(), to.as_deref(), &out)
+                .await?
+            {
+                Some(done) => println!(
+                    "exported records {}..={} with a checkpoint of {} records to {}",
+                    done.first,
+                    done.last,
+                    done.tree_size,
+                    out.display()
+                ),
+                None => bail!("no record is in that range"),
+            }
+        }
+        Command::Audit(AuditCommand::Verify { .. }) => {
             let report = app.verify_audit().await?;
             match report.finding {
                 None => println!(
@@ -591,5 +632,28 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
+    }
+}
+
+/// `audit verify --bundle`: offline, no configuration, no database.
+fn verify_bundle(dir: &std::path::Path, key: Option<&str>) -> anyhow::Result<()> {
+    match tollgate::bundle::verify(dir, key) {
+        Ok(verified) => {
+            let s = &verified.summary;
+            println!(
+                "OK: records {}..={} ({}) are in the log {} of {} records, checkpoint signed by {}",
+                s.first, s.last, s.records, s.origin, s.tree_size, verified.key
+            );
+            if verified.key_from_bundle {
+                println!(
+                    "note: the key came from the bundle itself; compare it with one obtained independently, or pass --key"
+                );
+            }
+            Ok(())
+        }
+        Err(err) => {
+            println!("FAILED: {err:#}");
+            bail!("the evidence bundle does not verify")
+        }
     }
 }

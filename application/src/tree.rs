@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 
 use cqrs_es::persist::PersistedEventRepository;
 use serde::Serialize;
+use tollgate_audit::bundle::{BundleProof, BundleRecord};
 use tollgate_audit::merkle::{self, Frontier, Hash};
 use tollgate_audit::note::Checkpoint;
+use tollgate_domain::audit_access::{AuditAccess, AuditAccessCommand};
 use tollgate_domain::audit_key::{AuditKey, AuditKeyCommand};
 use tollgate_ports::outbound::{CheckpointRecord, StoreErrorKind};
 
@@ -68,6 +70,17 @@ pub struct ConsistencyProof {
     pub first_checkpoint: String,
     /// The later signed checkpoint.
     pub second_checkpoint: String,
+}
+
+/// What an evidence bundle holds besides its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleHead {
+    /// The proof of the records against the checkpoint.
+    pub proof: BundleProof,
+    /// The signed checkpoint.
+    pub checkpoint: String,
+    /// Every checkpoint key the log activated (`NAME+KEYID+KEY`).
+    pub keys: Vec<String>,
 }
 
 fn hex_hash(text: &str) -> Result<Hash, AppError> {
@@ -341,6 +354,142 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             first_checkpoint: a.note,
             second_checkpoint: b.note,
         })
+    }
+
+    /// Records that `actor` exported an evidence bundle (`AuditLogRead`,
+    /// format `bundle`): reading the audit trail is itself audited.
+    pub async fn record_bundle_export(&self, actor: &str, query: &str) -> Result<(), AppError> {
+        let id = uuid::Uuid::now_v7().to_string();
+        let actor = Actor {
+            actor: actor.to_string(),
+            ..Actor::default()
+        };
+        let command = AuditAccessCommand::RecordRead {
+            query: query.to_string(),
+            format: "bundle".to_string(),
+        };
+        self.execute::<AuditAccess>(&id, &actor, || command.clone())
+            .await
+            .map(drop)
+    }
+
+    /// Writes an evidence bundle of the records whose time is within
+    /// `since..=until` (RFC 3339; open ends when absent): every record from
+    /// the first to the last one in range goes to `sink`, in order, and
+    /// the proof against a checkpoint signed now is returned. `None` when
+    /// no record is in range.
+    pub async fn export_bundle(
+        &self,
+        since: Option<&str>,
+        until: Option<&str>,
+        sink: &mut (dyn FnMut(&BundleRecord) -> Result<(), AppError> + Send),
+    ) -> Result<Option<BundleHead>, AppError> {
+        let deps = &self.inner.deps;
+        let checkpoint = match self.checkpoint_now().await? {
+            Some(checkpoint) => checkpoint,
+            None => return Ok(None),
+        };
+        let bound = |text: Option<&str>| {
+            text.map(|t| {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map_err(|_| AppError::Invalid(format!("{t:?} is not an RFC 3339 time")))
+            })
+            .transpose()
+        };
+        let (since, until) = (bound(since)?, bound(until)?);
+        // Find the range by time, within the checkpoint.
+        let in_range = |event: &tollgate_ports::outbound::LoggedEvent| {
+            let time = event
+                .metadata
+                .get("time")
+                .and_then(serde_json::Value::as_str)
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+            time.is_some_and(|time| {
+                since.is_none_or(|s| time >= s) && until.is_none_or(|u| time <= u)
+            })
+        };
+        let (mut first, mut last) = (None, None);
+        let mut after = 0;
+        while after < checkpoint.size {
+            let page = deps.log.read_after(after, LEAF_PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for event in page.iter().take_while(|e| e.position <= checkpoint.size) {
+                if in_range(event) {
+                    first.get_or_insert(event.position);
+                    last = Some(event.position);
+                }
+                after = event.position;
+            }
+        }
+        let (Some(first), Some(last)) = (first, last) else {
+            return Ok(None);
+        };
+        let mut after = first - 1;
+        while after < last {
+            let limit = LEAF_PAGE.min(u32::try_from(last - after).unwrap_or(u32::MAX));
+            let page = deps.log.read_after(after, limit).await?;
+            if page.is_empty() {
+                break;
+            }
+            for event in &page {
+                sink(&BundleRecord {
+                    position: event.position,
+                    event_id: event.event_id.clone(),
+                    aggregate_type: event.aggregate_type.clone(),
+                    aggregate_id: event.aggregate_id.clone(),
+                    sequence: event.sequence,
+                    event_type: event.event_type.clone(),
+                    event_version: event.event_version.clone(),
+                    payload: event.payload.clone(),
+                    metadata: event.metadata.clone(),
+                })?;
+                after = event.position;
+            }
+        }
+        let leaves = self.leaves_up_to(checkpoint.size).await?;
+        let mut left = Frontier::default();
+        for leaf in &leaves[..first as usize - 1] {
+            left.push(*leaf);
+        }
+        let consistency = merkle::consistency_proof(&leaves[..checkpoint.size as usize], last)
+            .map_err(|e| AppError::Invalid(e.to_string()))?;
+        let keys = self.activated_keys().await?;
+        Ok(Some(BundleHead {
+            proof: BundleProof {
+                first,
+                last,
+                tree_size: checkpoint.size,
+                left: left.nodes().iter().map(hex::encode).collect(),
+                leaves: leaves[first as usize - 1..last as usize]
+                    .iter()
+                    .map(hex::encode)
+                    .collect(),
+                consistency: consistency.iter().map(hex::encode).collect(),
+            },
+            checkpoint: checkpoint.note,
+            keys,
+        }))
+    }
+
+    /// The verifier keys of every checkpoint key the log activated.
+    async fn activated_keys(&self) -> Result<Vec<String>, AppError> {
+        let audit = &self.inner.deps.audit;
+        let mut ids = std::collections::BTreeSet::new();
+        let mut after = 0;
+        loop {
+            let page = audit.read_checkpoints(after, LEAF_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.size;
+            ids.extend(page.into_iter().map(|c| c.key_id));
+        }
+        ids.insert(self.inner.deps.checkpoints.key_id());
+        let mut keys = Vec::new();
+        for id in ids {
+            keys.push(self.key_of(&id).await?);
+        }
+        Ok(keys)
     }
 
     /// The verifier key recorded for key id `key_id`.

@@ -9,6 +9,7 @@
 
 use sha2::{Digest, Sha256};
 
+pub mod bundle;
 mod canonical;
 pub mod merkle;
 pub mod note;

@@ -331,6 +331,18 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// The frontier of a tree of `size` leaves from the roots of its
+    /// perfect subtrees, largest first (one per set bit of `size`); `None`
+    /// when the count does not fit the size.
+    pub fn from_nodes(size: u64, nodes: Vec<Hash>) -> Option<Frontier> {
+        (nodes.len() == size.count_ones() as usize).then_some(Frontier { size, nodes })
+    }
+
+    /// The roots of the perfect subtrees, largest first.
+    pub fn nodes(&self) -> &[Hash] {
+        &self.nodes
+    }
+
     /// The root of the tree so far, `MTH(D[size])`.
     pub fn root(&self) -> Hash {
         let mut nodes = self.nodes.iter().rev();

@@ -262,3 +262,161 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
         "{stdout}"
     );
 }
+
+/// Rewrites `file` in `bundle` through `change`.
+fn edit_bundle(bundle: &std::path::Path, file: &str, change: impl FnOnce(String) -> String) {
+    let path = bundle.join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, change(text)).unwrap();
+}
+
+/// A copy of `bundle` with `change` applied, and what `audit verify
+/// --bundle` says of it with `key`.
+fn verify_altered(
+    data: &std::path::Path,
+    bundle: &std::path::Path,
+    key: &str,
+    file: &str,
+    change: impl FnOnce(String) -> String,
+) -> (bool, String) {
+    let copy = bundle.with_extension(format!("altered-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(bundle).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    edit_bundle(&copy, file, change);
+    let (ok, stdout, _) = run(
+        tollgate(data)
+            .args(["audit", "verify", "--bundle"])
+            .arg(&copy)
+            .args(["--key", key]),
+        "",
+    );
+    // The independent verifier must reach the same verdict.
+    let (python_ok, python_out) = python_verify(&copy, key);
+    assert_eq!(ok, python_ok, "{stdout}\n{python_out}");
+    let first_line = |text: &str| {
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .split(": ")
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        first_line(&stdout),
+        first_line(&python_out),
+        "{stdout}\n{python_out}"
+    );
+    (ok, stdout)
+}
+
+/// `tools/verify_bundle.py`, the verifier written from the documentation
+/// alone (Python's standard library, no Tollgate code).
+fn python_verify(bundle: &std::path::Path, key: &str) -> (bool, String) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/verify_bundle.py");
+    let (ok, stdout, stderr) = run(
+        Command::new("python3")
+            .arg(script)
+            .arg(bundle)
+            .args(["--key", key]),
+        "",
+    );
+    (ok, format!("{stdout}{stderr}"))
+}
+
+fn lines_edited(text: String, edit: impl FnOnce(&mut Vec<String>)) -> String {
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    edit(&mut lines);
+    lines.join("\n") + "\n"
+}
+
+#[test]
+fn an_exported_bundle_verifies_offline_and_names_what_was_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    for name in ["ann", "ben", "cat", "dan", "eve", "fay"] {
+        let (ok, _, stderr) = run(
+            tollgate(&data).args(["user", "add", name, "--password-stdin"]),
+            "a-long-password\n",
+        );
+        assert!(ok, "{stderr}");
+    }
+    let bundle = dir.path().join("bundle");
+    let (ok, stdout, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "export", "--out"])
+            .arg(&bundle),
+        "",
+    );
+    assert!(
+        ok && stdout.starts_with("exported records 1..="),
+        "{stdout}{stderr}"
+    );
+    let (_, key, _) = run(tollgate(&data).args(["audit", "checkpoint", "--key"]), "");
+    let key = key.trim().to_string();
+
+    // Offline: the database is gone, the bundle and the key suffice.
+    std::fs::remove_dir_all(&data).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    let (ok, stdout, _) = run(
+        tollgate(&elsewhere)
+            .args(["audit", "verify", "--bundle"])
+            .arg(&bundle)
+            .args(["--key", &key]),
+        "",
+    );
+    assert!(ok && stdout.starts_with("OK: records 1..="), "{stdout}");
+    assert!(!elsewhere.exists(), "verifying a bundle opens no database");
+    let (ok, out) = python_verify(&bundle, &key);
+    assert!(ok && out.starts_with("OK: records 1..="), "{out}");
+
+    let (ok, out) = verify_altered(&elsewhere, &bundle, &key, "records.ndjson", |t| {
+        t.replacen("\"ben\"", "\"bob\"", 1)
+    });
+    assert!(!ok && out.contains("was altered"), "{out}");
+    let (ok, out) = verify_altered(&elsewhere, &bundle, &key, "records.ndjson", |t| {
+        lines_edited(t, |l| {
+            l.remove(2);
+        })
+    });
+    assert!(!ok && out.contains("record 3 is missing"), "{out}");
+    let (ok, out) = verify_altered(&elsewhere, &bundle, &key, "records.ndjson", |t| {
+        lines_edited(t, |l| l.swap(1, 2))
+    });
+    assert!(
+        !ok && out.contains("record 3 is out of place (expected record 2)"),
+        "{out}"
+    );
+    let (ok, out) = verify_altered(&elsewhere, &bundle, &key, "records.ndjson", |t| {
+        lines_edited(t, |l| l.truncate(l.len() - 2))
+    });
+    assert!(!ok && out.contains("is missing"), "{out}");
+    let (ok, out) = verify_altered(&elsewhere, &bundle, &key, "checkpoint.txt", |t| {
+        let at = t.rfind(' ').unwrap() + 10;
+        let mut t = t.into_bytes();
+        t[at] = if t[at] == b'A' { b'B' } else { b'A' };
+        String::from_utf8(t).unwrap()
+    });
+    assert!(
+        !ok && out.contains("not signed by the trusted key"),
+        "{out}"
+    );
+
+    // Another log's key is not this log's.
+    let other = dir.path().join("other");
+    let (_, other_key, _) = run(tollgate(&other).args(["audit", "checkpoint", "--key"]), "");
+    let (ok, out) = verify_altered(
+        &elsewhere,
+        &bundle,
+        other_key.trim(),
+        "manifest.json",
+        |t| t,
+    );
+    assert!(
+        !ok && out.contains("not signed by the trusted key"),
+        "{out}"
+    );
+}
