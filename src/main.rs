@@ -573,6 +573,7 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
         }
         Command::Audit(AuditCommand::Verify { .. }) => {
             let report = app.verify_audit().await?;
+            app.record_audit_verification(CLI_ACTOR, &report).await?;
             match report.finding {
                 None => println!(
                     "OK: {} records verified, {} not yet sealed; {} signed checkpoints verified (latest covers {} records)",

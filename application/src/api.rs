@@ -1242,11 +1242,8 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
     async fn verify_audit(&self, by: &Principal) -> Result<AuditVerification, ApiError> {
         reader(by)?;
         let report = self.app.verify_audit().await.map_err(api_error)?;
+        let result = report.result();
         let finding = report.finding.map(|f| f.to_string());
-        let result = match &finding {
-            Some(finding) => format!("failed: {finding}"),
-            None => format!("ok: {} sealed, {} unsealed", report.sealed, report.unsealed),
-        };
         self.record_audit_access(by, AuditAccessCommand::RecordVerification { result })
             .await?;
         Ok(AuditVerification {

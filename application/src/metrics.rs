@@ -39,6 +39,8 @@ struct Counts {
 #[derive(Default)]
 pub(crate) struct Metrics {
     counts: Mutex<Counts>,
+    /// Audit verifications that found a problem.
+    verification_failures: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -58,9 +60,23 @@ impl Metrics {
         }
     }
 
+    /// Counts a verification of the audit trail that found a problem.
+    pub(crate) fn verification_failed(&self) {
+        self.verification_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub(crate) fn samples(&self) -> Vec<Sample> {
         let counts = self.counts.lock().expect("metrics lock is never poisoned");
-        let mut samples = Vec::new();
+        let mut samples = vec![Sample {
+            name: "tollgate_audit_verification_failures_total",
+            kind: "counter",
+            help: "Verifications of the audit trail that found a problem.",
+            labels: Vec::new(),
+            value: self
+                .verification_failures
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        }];
         for ((event_type, protocol), n) in &counts.events {
             let labels = vec![("type", event_type.clone()), ("protocol", protocol.clone())];
             samples.push(Sample {

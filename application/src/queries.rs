@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tollgate_audit::{Finding, LoggedCheckpoint, Record, TreeSummary, TreeVerifier, Verifier};
 use tollgate_domain::aggregate::AggregateRoot;
+use tollgate_domain::audit_access::{AuditAccess, AuditAccessCommand};
 use tollgate_domain::audit_key::AuditKey;
 use tollgate_ports::api::{EventPage, EventQuery, EventRecord};
 use tollgate_ports::outbound::LoggedEvent;
@@ -200,6 +201,19 @@ pub struct VerifyReport {
     pub finding: Option<Finding>,
 }
 
+impl VerifyReport {
+    /// The result in one line, as `AuditLogVerified` records it.
+    pub fn result(&self) -> String {
+        match &self.finding {
+            Some(finding) => format!("failed: {finding}"),
+            None => format!(
+                "ok: {} sealed, {} unsealed, {} checkpoints (latest {})",
+                self.sealed, self.unsealed, self.checkpoints, self.checkpointed
+            ),
+        }
+    }
+}
+
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Events matching `filter`, in position order.
     pub async fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventSummary>, AppError> {
@@ -231,8 +245,49 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     }
 
     /// Walks every record and seal in position order and reports the first
-    /// record that does not verify.
+    /// record that does not verify. A problem found is an alert: logged at
+    /// error level and counted in `tollgate_audit_verification_failures_total`.
     pub async fn verify_audit(&self) -> Result<VerifyReport, AppError> {
+        let report = self.verify_records().await?;
+        if let Some(finding) = &report.finding {
+            tracing::error!(%finding, "the audit trail does not verify");
+            self.inner.metrics.verification_failed();
+        }
+        Ok(report)
+    }
+
+    /// Records that `actor` verified the trail, with the result
+    /// (`AuditLogVerified`): verifying is itself audited.
+    pub async fn record_audit_verification(
+        &self,
+        actor: &str,
+        report: &VerifyReport,
+    ) -> Result<(), AppError> {
+        let command = AuditAccessCommand::RecordVerification {
+            result: report.result(),
+        };
+        self.record_audit_access(actor, command).await
+    }
+
+    /// Records one access to the audit trail by `actor` (a CLI or system
+    /// actor; the API records its principals itself).
+    pub(crate) async fn record_audit_access(
+        &self,
+        actor: &str,
+        command: AuditAccessCommand,
+    ) -> Result<(), AppError> {
+        let actor = crate::aggregates::Actor {
+            actor: actor.to_string(),
+            ..Default::default()
+        };
+        self.execute::<AuditAccess>(&uuid::Uuid::now_v7().to_string(), &actor, || {
+            command.clone()
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn verify_records(&self) -> Result<VerifyReport, AppError> {
         let deps = &self.inner.deps;
         let mut verifier = Verifier::new();
         let mut events = std::collections::VecDeque::new();

@@ -9,7 +9,7 @@ use serde::Serialize;
 use tollgate_audit::bundle::{BundleProof, BundleRecord};
 use tollgate_audit::merkle::{self, Frontier, Hash};
 use tollgate_audit::note::Checkpoint;
-use tollgate_domain::audit_access::{AuditAccess, AuditAccessCommand};
+use tollgate_domain::audit_access::AuditAccessCommand;
 use tollgate_domain::audit_key::{AuditKey, AuditKeyCommand};
 use tollgate_ports::outbound::{CheckpointRecord, StoreErrorKind};
 
@@ -359,18 +359,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Records that `actor` exported an evidence bundle (`AuditLogRead`,
     /// format `bundle`): reading the audit trail is itself audited.
     pub async fn record_bundle_export(&self, actor: &str, query: &str) -> Result<(), AppError> {
-        let id = uuid::Uuid::now_v7().to_string();
-        let actor = Actor {
-            actor: actor.to_string(),
-            ..Actor::default()
-        };
         let command = AuditAccessCommand::RecordRead {
             query: query.to_string(),
             format: "bundle".to_string(),
         };
-        self.execute::<AuditAccess>(&id, &actor, || command.clone())
-            .await
-            .map(drop)
+        self.record_audit_access(actor, command).await
     }
 
     /// Writes an evidence bundle of the records whose time is within

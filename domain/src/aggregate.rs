@@ -15,6 +15,8 @@ pub trait DomainEvent:
     fn event_type(&self) -> String;
     /// The payload schema version, as stored in the event log.
     fn event_version(&self) -> String;
+    /// Every variant name of the enum.
+    const TYPES: &'static [&'static str];
 }
 
 /// The kind of a refused command, which callers branch on (an HTTP API
@@ -76,6 +78,8 @@ pub trait AggregateRoot:
 macro_rules! domain_event {
     ($ty:ty, $version:literal, { $($variant:ident),+ $(,)? }) => {
         impl $crate::aggregate::DomainEvent for $ty {
+            const TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
+
             fn event_type(&self) -> String {
                 match self {
                     $(Self::$variant { .. } => stringify!($variant).to_string(),)+

@@ -24,3 +24,23 @@ pub mod user;
 pub use aggregate::{AggregateRoot, DomainEvent, Refusal, RefusalKind};
 pub use path::{PathError, VirtualPath};
 pub use policy::{Decision, Permission, Rule};
+
+/// Every event type the log can hold, with its aggregate type.
+pub fn event_types() -> Vec<(&'static str, &'static str)> {
+    fn of<A: AggregateRoot>() -> impl Iterator<Item = (&'static str, &'static str)> {
+        <A::Event as DomainEvent>::TYPES
+            .iter()
+            .map(|t| (A::TYPE, *t))
+    }
+    of::<admin::Admin>()
+        .chain(of::<api_key::ApiKey>())
+        .chain(of::<audit_access::AuditAccess>())
+        .chain(of::<audit_key::AuditKey>())
+        .chain(of::<group::Group>())
+        .chain(of::<mount::Mount>())
+        .chain(of::<policy::Policy>())
+        .chain(of::<session::Session>())
+        .chain(of::<transfer::Transfer>())
+        .chain(of::<user::User>())
+        .collect()
+}

@@ -94,6 +94,16 @@ async fn tamper(kind: &str, attack: &[&str]) -> Option<Finding> {
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     let report = app.verify_audit().await.unwrap();
+    // A failed verification is an alert: counted for the metrics endpoint.
+    let failures = app
+        .admin_api()
+        .metrics()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == "tollgate_audit_verification_failures_total")
+        .map(|s| s.value);
+    assert_eq!(failures, Some(1.0), "{kind}");
     db.close().await;
     report.finding
 }

@@ -8,6 +8,7 @@
 
 mod architecture;
 mod cli;
+mod compliance;
 mod event_log;
 mod ftp;
 mod http;
