@@ -16,10 +16,11 @@ use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
 use tollgate_domain::user::{User, UserCommand, UserUpdate};
 use tollgate_domain::{AggregateRoot, RefusalKind};
 use tollgate_ports::api::{
-    AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification, CreatedApiKey,
-    EventPage, EventQuery, GroupRecord, IssuedToken, ListParams, MountRecord, Page, PolicyRecord,
-    Principal, RuleRecord, Sample, SessionRecord, StorageRecord, TransferRecord, UserChanges,
-    UserRecord, UserSpec, Versioned,
+    AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification,
+    ConsistencyProof, CreatedApiKey, EventPage, EventQuery, GroupRecord, InclusionProof,
+    IssuedToken, ListParams, MountRecord, Page, PolicyRecord, Principal, RuleRecord, Sample,
+    SessionRecord, SignedCheckpoint, StorageRecord, TransferRecord, UserChanges, UserRecord,
+    UserSpec, Versioned,
 };
 use tollgate_ports::inbound::{ClientInfo, LoginError};
 use tollgate_ports::outbound::{TokenClaims, TokenError};
@@ -419,6 +420,15 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
             version,
             value: user_record(&user),
         })
+    }
+
+    /// Records a read of the audit trail's checkpoints or proofs.
+    async fn record_proof_read(&self, by: &Principal, query: String) -> Result<(), ApiError> {
+        let command = AuditAccessCommand::RecordRead {
+            query,
+            format: "proof".to_string(),
+        };
+        self.record_audit_access(by, command).await
     }
 
     async fn record_audit_access(
@@ -1249,8 +1259,60 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         Ok(AuditVerification {
             sealed: report.sealed,
             unsealed: report.unsealed,
+            checkpoints: report.checkpoints,
+            checkpointed: report.checkpointed,
             finding,
         })
+    }
+
+    async fn audit_checkpoint(&self, by: &Principal) -> Result<SignedCheckpoint, ApiError> {
+        reader(by)?;
+        self.record_proof_read(by, "checkpoint".to_string()).await?;
+        let checkpoint = self
+            .app
+            .checkpoint_now()
+            .await
+            .map_err(api_error)?
+            .ok_or_else(|| ApiError::NotFound("the audit log is empty".to_string()))?;
+        let verifier_key = self
+            .app
+            .verifier_key_of(&checkpoint.key_id)
+            .await
+            .map_err(api_error)?;
+        Ok(SignedCheckpoint {
+            size: checkpoint.size,
+            root: checkpoint.root,
+            key_id: checkpoint.key_id,
+            note: checkpoint.note,
+            verifier_key,
+            time: checkpoint.time,
+        })
+    }
+
+    async fn inclusion_proof(
+        &self,
+        by: &Principal,
+        event_id: &str,
+    ) -> Result<InclusionProof, ApiError> {
+        reader(by)?;
+        self.record_proof_read(by, format!("inclusion event_id={event_id}"))
+            .await?;
+        self.app.inclusion_proof(event_id).await.map_err(api_error)
+    }
+
+    async fn consistency_proof(
+        &self,
+        by: &Principal,
+        first: u64,
+        second: u64,
+    ) -> Result<ConsistencyProof, ApiError> {
+        reader(by)?;
+        self.record_proof_read(by, format!("consistency first={first} second={second}"))
+            .await?;
+        self.app
+            .consistency_proof(first, second)
+            .await
+            .map_err(api_error)
     }
 
     async fn list_transfers(

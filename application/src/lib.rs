@@ -39,7 +39,7 @@ pub use error::AppError;
 pub use queries::{EventFilter, EventSummary, VerifyReport};
 pub use sessions::Gateway;
 pub use subscribers::{SubscriberStatus, TransferView};
-pub use tree::{BundleHead, CheckpointPolicy, ConsistencyProof, InclusionProof};
+pub use tree::{BundleHead, CheckpointPolicy};
 
 /// A clock that reads the system time.
 #[derive(Debug, Clone, Copy, Default)]

@@ -5,12 +5,13 @@
 use std::time::{Duration, Instant};
 
 use cqrs_es::persist::PersistedEventRepository;
-use serde::Serialize;
 use tollgate_audit::bundle::{BundleProof, BundleRecord};
 use tollgate_audit::merkle::{self, Frontier, Hash};
 use tollgate_audit::note::Checkpoint;
+use tollgate_domain::RefusalKind;
 use tollgate_domain::audit_access::AuditAccessCommand;
 use tollgate_domain::audit_key::{AuditKey, AuditKeyCommand};
+use tollgate_ports::api::{ConsistencyProof, InclusionProof};
 use tollgate_ports::outbound::{CheckpointRecord, StoreErrorKind};
 
 use crate::aggregates::Actor;
@@ -36,40 +37,6 @@ pub(crate) struct TreeState {
     /// The size of the latest checkpoint, and when this process saw it.
     checkpointed: u64,
     checkpointed_at: Instant,
-}
-
-/// A record's inclusion proof against a signed checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct InclusionProof {
-    /// The record's event id.
-    pub event_id: String,
-    /// Its position (1-based); the leaf index is `position - 1`.
-    pub position: u64,
-    /// Hex leaf hash, `SHA-256(0x00 || encoded record)`.
-    pub leaf_hash: String,
-    /// The size of the checkpoint's tree.
-    pub tree_size: u64,
-    /// Hex hashes of RFC 6962's `PATH`, leaf side first.
-    pub proof: Vec<String>,
-    /// The signed checkpoint the proof leads to.
-    pub checkpoint: String,
-    /// The key that signed it (`NAME+KEYID+KEY`).
-    pub verifier_key: String,
-}
-
-/// A consistency proof between two signed checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConsistencyProof {
-    /// The earlier tree size.
-    pub first: u64,
-    /// The later tree size.
-    pub second: u64,
-    /// Hex hashes of RFC 6962's `PROOF`.
-    pub proof: Vec<String>,
-    /// The earlier signed checkpoint.
-    pub first_checkpoint: String,
-    /// The later signed checkpoint.
-    pub second_checkpoint: String,
 }
 
 /// What an evidence bundle holds besides its records.
@@ -278,16 +245,20 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .log
             .position_of(event_id)
             .await?
-            .ok_or_else(|| AppError::Invalid(format!("no event has the id {event_id:?}")))?;
+            .ok_or_else(|| AppError::Rejected {
+                kind: RefusalKind::NotFound,
+                message: format!("no event has the id {event_id:?}"),
+            })?;
         let checkpoint = deps
             .audit
             .latest_checkpoint()
             .await?
             .filter(|c| c.size >= position)
-            .ok_or_else(|| {
-                AppError::Invalid(format!(
+            .ok_or_else(|| AppError::Rejected {
+                kind: RefusalKind::Conflict,
+                message: format!(
                     "record {position} is not in a checkpoint yet; try again after the next one"
-                ))
+                ),
             })?;
         let leaves = self.leaves_up_to(checkpoint.size).await?;
         let index = position - 1;
@@ -310,7 +281,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             tree_size: checkpoint.size,
             proof: proof.iter().map(hex::encode).collect(),
             checkpoint: checkpoint.note,
-            verifier_key: self.key_of(&checkpoint.key_id).await?,
+            verifier_key: self.verifier_key_of(&checkpoint.key_id).await?,
         })
     }
 
@@ -327,7 +298,10 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 "the first checkpoint ({first}) must not be larger than the second ({second})"
             )));
         }
-        let missing = |size| AppError::Invalid(format!("there is no checkpoint of size {size}"));
+        let missing = |size| AppError::Rejected {
+            kind: RefusalKind::NotFound,
+            message: format!("there is no checkpoint of size {size}"),
+        };
         let a = audit
             .checkpoint_of_size(first)
             .await?
@@ -480,13 +454,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         ids.insert(self.inner.deps.checkpoints.key_id());
         let mut keys = Vec::new();
         for id in ids {
-            keys.push(self.key_of(&id).await?);
+            keys.push(self.verifier_key_of(&id).await?);
         }
         Ok(keys)
     }
 
-    /// The verifier key recorded for key id `key_id`.
-    async fn key_of(&self, key_id: &str) -> Result<String, AppError> {
+    /// The verifier key the log activated for key id `key_id`.
+    pub async fn verifier_key_of(&self, key_id: &str) -> Result<String, AppError> {
         let key: AuditKey = self.load(key_id).await?;
         if key.exists() {
             Ok(key.verifier_key)

@@ -7,6 +7,7 @@
 //! the HTTP adapter holds no authorisation rule.
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use tollgate_domain::admin::Role;
 
 use crate::inbound::{ClientInfo, LoginError};
@@ -316,8 +317,63 @@ pub struct AuditVerification {
     pub sealed: u64,
     /// Records not sealed yet.
     pub unsealed: u64,
+    /// Signed checkpoints whose root and signature verified.
+    pub checkpoints: u64,
+    /// The size of the largest of them.
+    pub checkpointed: u64,
     /// The first problem, if any (`altered`, `removed`, ... and its position).
     pub finding: Option<String>,
+}
+
+/// The latest signed tree head of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedCheckpoint {
+    /// Records covered.
+    pub size: u64,
+    /// Hex Merkle root.
+    pub root: String,
+    /// The signing key's id.
+    pub key_id: String,
+    /// The signed note (C2SP checkpoint).
+    pub note: String,
+    /// The key that signed it (`NAME+KEYID+KEY`).
+    pub verifier_key: String,
+    /// When it was signed.
+    pub time: String,
+}
+
+/// A record's inclusion proof against a signed checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InclusionProof {
+    /// The record's event id.
+    pub event_id: String,
+    /// Its position (1-based); the leaf index is `position - 1`.
+    pub position: u64,
+    /// Hex leaf hash, `SHA-256(0x00 || encoded record)`.
+    pub leaf_hash: String,
+    /// The size of the checkpoint's tree.
+    pub tree_size: u64,
+    /// Hex hashes of RFC 6962's `PATH`, leaf side first.
+    pub proof: Vec<String>,
+    /// The signed checkpoint the proof leads to.
+    pub checkpoint: String,
+    /// The key that signed it (`NAME+KEYID+KEY`).
+    pub verifier_key: String,
+}
+
+/// A consistency proof between two signed checkpoints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsistencyProof {
+    /// The earlier tree size.
+    pub first: u64,
+    /// The later tree size.
+    pub second: u64,
+    /// Hex hashes of RFC 6962's `PROOF`.
+    pub proof: Vec<String>,
+    /// The earlier signed checkpoint.
+    pub first_checkpoint: String,
+    /// The later signed checkpoint.
+    pub second_checkpoint: String,
 }
 
 /// A transfer as the read model holds it.
@@ -568,6 +624,22 @@ pub trait AdminApi: Send + Sync {
     async fn read_events(&self, by: &Principal, query: EventQuery) -> Result<EventPage, ApiError>;
     /// Verifies the audit trail (recorded).
     async fn verify_audit(&self, by: &Principal) -> Result<AuditVerification, ApiError>;
+    /// The latest signed checkpoint, signing one first when records were
+    /// added since (recorded as a read).
+    async fn audit_checkpoint(&self, by: &Principal) -> Result<SignedCheckpoint, ApiError>;
+    /// An event's inclusion proof in the latest checkpoint (recorded).
+    async fn inclusion_proof(
+        &self,
+        by: &Principal,
+        event_id: &str,
+    ) -> Result<InclusionProof, ApiError>;
+    /// The consistency proof between two checkpoints (recorded).
+    async fn consistency_proof(
+        &self,
+        by: &Principal,
+        first: u64,
+        second: u64,
+    ) -> Result<ConsistencyProof, ApiError>;
 
     async fn list_transfers(
         &self,

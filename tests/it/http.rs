@@ -5,6 +5,8 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use tollgate_audit::merkle;
+use tollgate_audit::note::{Checkpoint, NoteVerifier};
 use tollgate_domain::admin::Role;
 use tollgate_ports::api::Principal;
 
@@ -577,6 +579,134 @@ async fn the_audit_trail_is_queried_paged_exported_verified_and_each_read_is_rec
             })
             .await;
         assert_eq!(verified.len(), 1);
+        api.server.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn signed_checkpoints_and_proofs_are_served_to_auditors() {
+    for kind in database_kinds() {
+        let api = Https::start(kind).await;
+        let root = api.bearer(ROOT, PASSWORD).await;
+        api.server.add_user("alice", &[]).await;
+        let (status, _, first) = api
+            .call(Method::GET, "/api/v1/audit/checkpoint", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{first}");
+        let verifier = NoteVerifier::from_key(first["verifier_key"].as_str().unwrap()).unwrap();
+        let signed = Checkpoint::open(first["note"].as_str().unwrap(), &verifier).unwrap();
+        assert_eq!(signed.size, first["size"].as_u64().unwrap());
+        assert_eq!(hex::encode(signed.root), first["root"].as_str().unwrap());
+
+        // The user's creation is in it, provably.
+        let (_, _, created) = api
+            .call(
+                Method::GET,
+                "/api/v1/events?action=UserCreated&user=alice",
+                &root,
+                None,
+            )
+            .await;
+        let event_id = created["items"][0]["event_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (status, _, proof) = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/audit/proofs/inclusion?event_id={event_id}"),
+                &root,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{proof}");
+        let hash = |v: &Value| -> [u8; 32] {
+            hex::decode(v.as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        };
+        let path: Vec<[u8; 32]> = proof["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hash)
+            .collect();
+        let position = proof["position"].as_u64().unwrap();
+        let head = Checkpoint::open(proof["checkpoint"].as_str().unwrap(), &verifier).unwrap();
+        merkle::verify_inclusion(
+            position - 1,
+            head.size,
+            &hash(&proof["leaf_hash"]),
+            &path,
+            &head.root,
+        )
+        .unwrap();
+
+        // The log grew; the two signed heads are consistent.
+        api.server.add_user("bob", &[]).await;
+        let (_, _, second) = api
+            .call(Method::GET, "/api/v1/audit/checkpoint", &root, None)
+            .await;
+        let (a, b) = (
+            first["size"].as_u64().unwrap(),
+            second["size"].as_u64().unwrap(),
+        );
+        assert!(b > a);
+        let (status, _, consistency) = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/audit/proofs/consistency?first={a}&second={b}"),
+                &root,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{consistency}");
+        let old =
+            Checkpoint::open(consistency["first_checkpoint"].as_str().unwrap(), &verifier).unwrap();
+        let new = Checkpoint::open(
+            consistency["second_checkpoint"].as_str().unwrap(),
+            &verifier,
+        )
+        .unwrap();
+        let path: Vec<[u8; 32]> = consistency["proof"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(hash)
+            .collect();
+        merkle::verify_consistency(a, b, &old.root, &new.root, &path).unwrap();
+
+        // Unknown events and sizes are problems, not errors; users may not ask.
+        let (status, _, body) = api
+            .call(
+                Method::GET,
+                "/api/v1/audit/proofs/inclusion?event_id=0196a000-0000-7000-8000-000000000000",
+                &root,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, _, body) = api
+            .call(
+                Method::GET,
+                &format!("/api/v1/audit/proofs/consistency?first={b}&second={a}"),
+                &root,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let alice = api.bearer("alice", PASSWORD).await;
+        let (status, _, _) = api
+            .call(Method::GET, "/api/v1/audit/checkpoint", &alice, None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let (_, _, report) = api
+            .call(Method::GET, "/api/v1/audit/verify", &root, None)
+            .await;
+        assert_eq!(report["ok"], true, "{report}");
+        assert!(report["checkpoints"].as_u64().unwrap() >= 2, "{report}");
         api.server.stop().await;
     }
 }

@@ -528,9 +528,104 @@ pub(crate) struct Verification {
     pub(crate) sealed: u64,
     /// Records not sealed yet.
     pub(crate) unsealed: u64,
+    /// Signed checkpoints whose root and signature verified.
+    pub(crate) checkpoints: u64,
+    /// The size of the largest verified checkpoint.
+    pub(crate) checkpointed: u64,
     /// The first problem found.
     #[oai(skip_serializing_if_is_none)]
     pub(crate) finding: Option<String>,
+}
+
+/// The latest signed tree head: a C2SP checkpoint in an Ed25519 signed
+/// note over the RFC 6962 Merkle tree of the records.
+#[derive(Debug, Object)]
+pub(crate) struct Checkpoint {
+    /// Records covered.
+    pub(crate) size: u64,
+    /// Hex Merkle root.
+    pub(crate) root: String,
+    /// The signing key's id (8 hex digits).
+    pub(crate) key_id: String,
+    /// The signed note, verifiable with `verifier_key`.
+    pub(crate) note: String,
+    /// The key that signed it (`NAME+KEYID+KEY`).
+    pub(crate) verifier_key: String,
+    /// When it was signed.
+    pub(crate) time: String,
+}
+
+impl From<tollgate_ports::api::SignedCheckpoint> for Checkpoint {
+    fn from(c: tollgate_ports::api::SignedCheckpoint) -> Self {
+        Checkpoint {
+            size: c.size,
+            root: c.root,
+            key_id: c.key_id,
+            note: c.note,
+            verifier_key: c.verifier_key,
+            time: c.time,
+        }
+    }
+}
+
+/// A record's RFC 6962 inclusion proof in a signed checkpoint.
+#[derive(Debug, Object)]
+pub(crate) struct InclusionProof {
+    /// The record's event id.
+    pub(crate) event_id: String,
+    /// Its position; the leaf index is `position - 1`.
+    pub(crate) position: u64,
+    /// Hex leaf hash, `SHA-256(0x00 || encoded record)`.
+    pub(crate) leaf_hash: String,
+    /// The checkpoint's tree size.
+    pub(crate) tree_size: u64,
+    /// Hex hashes of the audit path, leaf side first.
+    pub(crate) proof: Vec<String>,
+    /// The signed checkpoint the proof leads to.
+    pub(crate) checkpoint: String,
+    /// The key that signed it.
+    pub(crate) verifier_key: String,
+}
+
+impl From<tollgate_ports::api::InclusionProof> for InclusionProof {
+    fn from(p: tollgate_ports::api::InclusionProof) -> Self {
+        InclusionProof {
+            event_id: p.event_id,
+            position: p.position,
+            leaf_hash: p.leaf_hash,
+            tree_size: p.tree_size,
+            proof: p.proof,
+            checkpoint: p.checkpoint,
+            verifier_key: p.verifier_key,
+        }
+    }
+}
+
+/// An RFC 6962 consistency proof between two signed checkpoints.
+#[derive(Debug, Object)]
+pub(crate) struct ConsistencyProof {
+    /// The earlier tree size.
+    pub(crate) first: u64,
+    /// The later tree size.
+    pub(crate) second: u64,
+    /// Hex hashes of the proof.
+    pub(crate) proof: Vec<String>,
+    /// The earlier signed checkpoint.
+    pub(crate) first_checkpoint: String,
+    /// The later signed checkpoint.
+    pub(crate) second_checkpoint: String,
+}
+
+impl From<tollgate_ports::api::ConsistencyProof> for ConsistencyProof {
+    fn from(p: tollgate_ports::api::ConsistencyProof) -> Self {
+        ConsistencyProof {
+            first: p.first,
+            second: p.second,
+            proof: p.proof,
+            first_checkpoint: p.first_checkpoint,
+            second_checkpoint: p.second_checkpoint,
+        }
+    }
 }
 
 /// A file transfer.

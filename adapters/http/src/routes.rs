@@ -1234,8 +1234,73 @@ impl Api {
             ok: report.finding.is_none(),
             sealed: report.sealed,
             unsealed: report.unsealed,
+            checkpoints: report.checkpoints,
+            checkpointed: report.checkpointed,
             finding: report.finding,
         }))
+    }
+
+    /// The latest signed checkpoint of the audit log (signing one first
+    /// when records were added since), as `tollgate audit checkpoint`.
+    #[oai(
+        path = "/audit/checkpoint",
+        method = "get",
+        tag = "Tag::Audit",
+        operation_id = "getAuditCheckpoint"
+    )]
+    async fn audit_checkpoint(
+        &self,
+        req: &Request,
+        auth: Auth,
+    ) -> Result<Json<dto::Checkpoint>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        Ok(Json(self.port.audit_checkpoint(&by).await?.into()))
+    }
+
+    /// An event's inclusion proof in the latest checkpoint.
+    #[oai(
+        path = "/audit/proofs/inclusion",
+        method = "get",
+        tag = "Tag::Audit",
+        operation_id = "getInclusionProof"
+    )]
+    async fn inclusion_proof(
+        &self,
+        req: &Request,
+        auth: Auth,
+        /// The event's id.
+        #[oai(validator(max_length = 64))]
+        event_id: Query<String>,
+    ) -> Result<Json<dto::InclusionProof>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        Ok(Json(
+            self.port.inclusion_proof(&by, &event_id.0).await?.into(),
+        ))
+    }
+
+    /// The consistency proof between the checkpoints of two tree sizes.
+    #[oai(
+        path = "/audit/proofs/consistency",
+        method = "get",
+        tag = "Tag::Audit",
+        operation_id = "getConsistencyProof"
+    )]
+    async fn consistency_proof(
+        &self,
+        req: &Request,
+        auth: Auth,
+        /// The earlier checkpoint's size.
+        first: Query<u64>,
+        /// The later checkpoint's size.
+        second: Query<u64>,
+    ) -> Result<Json<dto::ConsistencyProof>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        Ok(Json(
+            self.port
+                .consistency_proof(&by, first.0, second.0)
+                .await?
+                .into(),
+        ))
     }
 
     /// List transfers, newest first.

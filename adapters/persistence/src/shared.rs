@@ -63,18 +63,9 @@ macro_rules! log_stores {
         leaves: &[String],
         checkpoint: Option<&tollgate_ports::outbound::CheckpointRecord>,
     ) -> Result<(), StoreError> {
+        // Writing first takes SQLite's write lock at once (a transaction
+        // that reads first cannot upgrade once another writer committed).
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let count: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM audit_leaves")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        if to_u64(count) != after {
-            return Err(StoreError::new(
-                tollgate_ports::outbound::StoreErrorKind::Conflict,
-                format!("the Merkle tree holds {count} leaves, not {after}"),
-                None,
-            ));
-        }
         for (i, leaf) in leaves.iter().enumerate() {
             sqlx::query("INSERT INTO audit_leaves (position, leaf) VALUES ($1, $2)")
                 .bind(to_i64(after + 1 + i as u64))
@@ -82,6 +73,21 @@ macro_rules! log_stores {
                 .execute(&mut *tx)
                 .await
                 .map_err(map_err)?;
+        }
+        // The new leaves must continue the stored ones without a gap.
+        let below: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(position), 0) FROM audit_leaves WHERE position <= $1",
+        )
+        .bind(to_i64(after))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if to_u64(below) != after {
+            return Err(tollgate_ports::outbound::StoreError::new(
+                tollgate_ports::outbound::StoreErrorKind::Conflict,
+                format!("the Merkle tree holds {below} leaves, not {after}"),
+                None,
+            ));
         }
         if let Some(checkpoint) = checkpoint {
             insert_checkpoint(&mut *tx, checkpoint).await?;
