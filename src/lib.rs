@@ -72,6 +72,26 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
     Ok((app, db))
 }
 
+/// Moves the audit checkpoint key aside (as `FILE.KEYID.retired`), so the
+/// next start generates a new one; returns where the old one went.
+pub fn retire_audit_key(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("there is no audit key at {} to rotate", path.display()))?;
+    let key_id = text
+        .trim()
+        .split('+')
+        .nth(3)
+        .filter(|id| id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        .with_context(|| format!("{} is not an audit key file", path.display()))?;
+    let retired = path.with_file_name(format!(
+        "{}.{key_id}.retired",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    std::fs::rename(path, &retired)
+        .with_context(|| format!("cannot move {} aside", path.display()))?;
+    Ok(retired)
+}
+
 fn url_kind(url: &str) -> &'static str {
     if url.starts_with("sqlite:") {
         "SQLite"

@@ -73,6 +73,12 @@ enum KeysCommand {
     /// previous key stay valid until they expire. Takes effect when the
     /// server (re)starts.
     RotateToken,
+    /// Starts signing audit checkpoints with a new key: the new key is
+    /// activated in the log, the previous one retired (checkpoints it signs
+    /// afterwards are not trusted), and a first checkpoint is signed with
+    /// the new key. Stop the server first; it signs with the key it
+    /// loaded until it restarts.
+    RotateAudit,
 }
 
 #[derive(Subcommand)]
@@ -420,6 +426,21 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         let kid = tollgate_identity::JwtSigner::rotate(&config.token_keys_path())
             .context("cannot rotate the token signing key")?;
         println!("new token signing key {kid}; restart the server to use it");
+        return Ok(());
+    }
+    if let Command::Keys(KeysCommand::RotateAudit) = command {
+        let path = config.audit_key_path();
+        let retired = tollgate::retire_audit_key(&path)?;
+        let (app, db) = tollgate::open(&config).await?;
+        let signed = app.checkpoint_now().await;
+        db.close().await;
+        let checkpoint = signed?.context("the audit log is empty")?;
+        println!(
+            "new audit checkpoint key {} (the previous key, kept as {}, is retired); checkpoint of {} records signed; restart the server to sign with it",
+            checkpoint.key_id,
+            retired.display(),
+            checkpoint.size
+        );
         return Ok(());
     }
     let (app, db) = tollgate::open(&config).await?;

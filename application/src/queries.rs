@@ -391,14 +391,18 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             }
             for event in &events {
                 events_after = event.position;
-                if event.aggregate_type == AuditKey::TYPE
-                    && let Some(key) = event
+                if event.aggregate_type == AuditKey::TYPE {
+                    if let Some(key) = event
                         .payload
                         .pointer("/AuditKeyActivated/verifier_key")
                         .and_then(serde_json::Value::as_str)
-                    && let Err(err) = tree.trust(key)
-                {
-                    tracing::warn!(position = event.position, %err, "an activated audit key is malformed");
+                        && let Err(err) = tree.trust(key)
+                    {
+                        tracing::warn!(position = event.position, %err, "an activated audit key is malformed");
+                    }
+                    if event.event_type == "AuditKeyRetired" {
+                        tree.retire(&event.aggregate_id, event.position);
+                    }
                 }
                 if leaves.is_empty() && leaves_after < grown {
                     let page = deps.audit.read_leaves(leaves_after, PAGE).await?;

@@ -58,10 +58,12 @@ fn hex_hash(text: &str) -> Result<Hash, AppError> {
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Records the checkpoint key in the log the first time it is used, so
-    /// verifiers learn to trust it from the records themselves.
+    /// verifiers learn to trust it from the records themselves, and retires
+    /// the keys that signed checkpoints before it (a rotation).
     pub(crate) async fn activate_audit_key(&self) -> Result<(), AppError> {
         let signer = &self.inner.deps.checkpoints;
-        let key: AuditKey = self.load(&signer.key_id()).await?;
+        let current = signer.key_id();
+        let key: AuditKey = self.load(&current).await?;
         if key.exists() {
             return Ok(());
         }
@@ -74,13 +76,44 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             verifier_key: signer.verifier_key(),
         };
         match self
-            .execute::<AuditKey>(&signer.key_id(), &actor, || command.clone())
+            .execute::<AuditKey>(&current, &actor, || command.clone())
             .await
         {
-            // Another process activated it first.
-            Ok(_) | Err(AppError::Rejected { .. }) => Ok(()),
-            Err(err) => Err(err),
+            Ok(_) => {}
+            // Another process activated it first, and retires the others.
+            Err(AppError::Rejected { .. }) => return Ok(()),
+            Err(err) => return Err(err),
         }
+        for previous in self.checkpoint_key_ids().await? {
+            if previous == current {
+                continue;
+            }
+            let retire = AuditKeyCommand::Retire {
+                replaced_by: current.clone(),
+            };
+            match self
+                .execute::<AuditKey>(&previous, &actor, || retire.clone())
+                .await
+            {
+                Ok(_) | Err(AppError::Rejected { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    /// The ids of the keys that signed checkpoints.
+    async fn checkpoint_key_ids(&self) -> Result<std::collections::BTreeSet<String>, AppError> {
+        let audit = &self.inner.deps.audit;
+        let mut ids = std::collections::BTreeSet::new();
+        let mut after = 0;
+        loop {
+            let page = audit.read_checkpoints(after, LEAF_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.size;
+            ids.extend(page.into_iter().map(|c| c.key_id));
+        }
+        Ok(ids)
     }
 
     /// Appends the next records' leaves and writes a checkpoint when one
@@ -442,15 +475,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 
     /// The verifier keys of every checkpoint key the log activated.
     async fn activated_keys(&self) -> Result<Vec<String>, AppError> {
-        let audit = &self.inner.deps.audit;
-        let mut ids = std::collections::BTreeSet::new();
-        let mut after = 0;
-        loop {
-            let page = audit.read_checkpoints(after, LEAF_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.size;
-            ids.extend(page.into_iter().map(|c| c.key_id));
-        }
+        let mut ids = self.checkpoint_key_ids().await?;
         ids.insert(self.inner.deps.checkpoints.key_id());
         let mut keys = Vec::new();
         for id in ids {

@@ -46,6 +46,8 @@ pub struct TreeVerifier {
     /// every key is known.
     reached: Vec<(LoggedCheckpoint, Hash)>,
     keys: HashMap<String, NoteVerifier>,
+    /// Where each retired key was retired (the position of the record).
+    retired: HashMap<String, u64>,
 }
 
 impl TreeVerifier {
@@ -57,6 +59,7 @@ impl TreeVerifier {
             pending: checkpoints.into_iter().map(|c| (c.size, c)).collect(),
             reached: Vec::new(),
             keys: HashMap::new(),
+            retired: HashMap::new(),
         }
     }
 
@@ -66,6 +69,12 @@ impl TreeVerifier {
         let id = key.split('+').nth(1).unwrap_or_default().to_string();
         self.keys.insert(id, verifier);
         Ok(())
+    }
+
+    /// Records that key `key_id` was retired by the record at `position`:
+    /// a checkpoint covering that record cannot carry its signature.
+    pub fn retire(&mut self, key_id: &str, position: u64) {
+        self.retired.entry(key_id.to_string()).or_insert(position);
     }
 
     /// Adds the next record, with the leaf stored for it (hex), if any.
@@ -103,6 +112,14 @@ impl TreeVerifier {
                 .map_err(|e| signature(e.to_string()))?;
             if body.size != size {
                 return Err(signature(format!("the note is for size {}", body.size)));
+            }
+            if let Some(&at) = self.retired.get(&checkpoint.key_id)
+                && size >= at
+            {
+                return Err(signature(format!(
+                    "key {} was retired at record {at}",
+                    checkpoint.key_id
+                )));
             }
             if &body.root != computed {
                 return Err(Finding::CheckpointMismatch {

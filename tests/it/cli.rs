@@ -420,3 +420,53 @@ fn an_exported_bundle_verifies_offline_and_names_what_was_changed() {
         "{out}"
     );
 }
+
+#[test]
+fn rotating_the_audit_key_retires_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let add = |name: &str| {
+        let (ok, _, stderr) = run(
+            tollgate(&data).args(["user", "add", name, "--password-stdin"]),
+            "a-long-password\n",
+        );
+        assert!(ok, "{stderr}");
+    };
+    add("ann");
+    let (ok, _, _) = run(tollgate(&data).args(["audit", "checkpoint"]), "");
+    assert!(ok);
+    let (_, old_key, _) = run(tollgate(&data).args(["audit", "checkpoint", "--key"]), "");
+    let (ok, stdout, stderr) = run(tollgate(&data).args(["keys", "rotate-audit"]), "");
+    assert!(ok && stdout.contains("is retired"), "{stdout}{stderr}");
+    let (_, new_key, _) = run(tollgate(&data).args(["audit", "checkpoint", "--key"]), "");
+    assert_ne!(old_key, new_key);
+    add("ben");
+    let (ok, stdout, _) = run(tollgate(&data).args(["audit", "verify"]), "");
+    assert!(
+        ok && stdout.contains("2 signed checkpoints verified"),
+        "{stdout}"
+    );
+    let (_, events, _) = run(
+        tollgate(&data).args(["events", "list", "--type", "AuditKeyRetired", "--json"]),
+        "",
+    );
+    let old_id = old_key.split('+').nth(1).unwrap();
+    assert!(events.contains(old_id), "{events}");
+
+    // A process still holding the retired key signs after the rotation:
+    // its checkpoint is not trusted.
+    let retired = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".retired"))
+        .expect("the retired key is kept");
+    std::fs::copy(&retired, data.join("audit_checkpoint.key")).unwrap();
+    add("cat");
+    let (ok, _, _) = run(tollgate(&data).args(["audit", "checkpoint"]), "");
+    assert!(ok);
+    let (ok, stdout, _) = run(tollgate(&data).args(["audit", "verify"]), "");
+    assert!(
+        !ok && stdout.contains(&format!("key {old_id} was retired at record")),
+        "{stdout}"
+    );
+}
