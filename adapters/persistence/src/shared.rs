@@ -66,13 +66,19 @@ macro_rules! log_stores {
         // Writing first takes SQLite's write lock at once (a transaction
         // that reads first cannot upgrade once another writer committed).
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for (i, leaf) in leaves.iter().enumerate() {
-            sqlx::query("INSERT INTO audit_leaves (position, leaf) VALUES ($1, $2)")
-                .bind(to_i64(after + 1 + i as u64))
-                .bind(leaf)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+        let numbered: Vec<(i64, &String)> = leaves
+            .iter()
+            .enumerate()
+            .map(|(i, leaf)| (to_i64(after + 1 + i as u64), leaf))
+            .collect();
+        for chunk in numbered.chunks(crate::shared::INSERT_CHUNK) {
+            let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
+                "INSERT INTO audit_leaves (position, leaf) ",
+            );
+            insert.push_values(chunk, |mut row, (position, leaf)| {
+                row.push_bind(*position).push_bind((*leaf).clone());
+            });
+            insert.build().execute(&mut *tx).await.map_err(map_err)?;
         }
         // The new leaves must continue the stored ones without a gap.
         let below: i64 = sqlx::query_scalar(
@@ -176,15 +182,19 @@ macro_rules! log_stores {
     }
 
     pub(crate) async fn append_seals(&self, seals: &[Seal]) -> Result<(), StoreError> {
+        // One statement per chunk: a round trip per row is what a sealer
+        // following a busy log cannot afford on PostgreSQL.
         let mut tx = self.pool.begin().await.map_err(map_err)?;
-        for seal in seals {
-            sqlx::query("INSERT INTO audit_seals (position, event_id, hash) VALUES ($1, $2, $3)")
-                .bind(to_i64(seal.position))
-                .bind(&seal.event_id)
-                .bind(&seal.hash)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
+        for chunk in seals.chunks(crate::shared::INSERT_CHUNK) {
+            let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
+                "INSERT INTO audit_seals (position, event_id, hash) ",
+            );
+            insert.push_values(chunk, |mut row, seal| {
+                row.push_bind(to_i64(seal.position))
+                    .push_bind(seal.event_id.clone())
+                    .push_bind(seal.hash.clone());
+            });
+            insert.build().execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }
@@ -365,3 +375,7 @@ fn seal_row(row: &$row) -> Result<Seal, StoreError> {
 }
 
 pub(crate) use log_stores;
+
+/// Rows per multi-row `INSERT`: well under SQLite's limit of bound
+/// parameters (32766) and PostgreSQL's (65535) for three columns.
+pub(crate) const INSERT_CHUNK: usize = 500;
