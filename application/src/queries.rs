@@ -15,6 +15,8 @@ use tollgate_ports::outbound::LoggedEvent;
 use crate::{AppError, Tollgate};
 
 const PAGE: u32 = 1000;
+/// How many checkpoints verification holds at once.
+const CHECKPOINT_PAGE: u32 = 100;
 
 /// The audit view of one event record.
 pub(crate) fn record(event: &LoggedEvent) -> Record<'_> {
@@ -363,23 +365,10 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// it covers and be signed by a key the log activated.
     async fn verify_tree(&self) -> Result<Result<TreeSummary, Finding>, AppError> {
         let deps = &self.inner.deps;
-        let mut checkpoints = Vec::new();
-        loop {
-            let after = checkpoints
-                .last()
-                .map(|c: &LoggedCheckpoint| c.size)
-                .unwrap_or(0);
-            let page = deps.audit.read_checkpoints(after, PAGE).await?;
-            if page.is_empty() {
-                break;
-            }
-            checkpoints.extend(page.into_iter().map(|c| LoggedCheckpoint {
-                size: c.size,
-                key_id: c.key_id,
-                note: c.note,
-            }));
-        }
-        let mut tree = TreeVerifier::new(checkpoints);
+        // Checkpoints are fed a page at a time, as the walk reaches them.
+        let mut tree = TreeVerifier::new(Vec::new());
+        let mut checkpoints_after = 0u64;
+        let mut checkpoints_done = false;
         let grown = deps.audit.leaf_count().await?;
         let mut leaves = std::collections::VecDeque::new();
         let mut leaves_after = 0u64;
@@ -391,6 +380,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             }
             for event in &events {
                 events_after = event.position;
+                if tree.pending() == 0 && !checkpoints_done {
+                    checkpoints_done = !self
+                        .feed_checkpoints(&mut tree, &mut checkpoints_after)
+                        .await?;
+                }
                 if event.aggregate_type == AuditKey::TYPE {
                     if let Some(key) = event
                         .payload
@@ -424,7 +418,38 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 }
             }
         }
+        // Checkpoints beyond the last record are found by `finish`.
+        while !checkpoints_done {
+            checkpoints_done = !self
+                .feed_checkpoints(&mut tree, &mut checkpoints_after)
+                .await?;
+        }
         Ok(tree.finish())
+    }
+
+    /// Gives `tree` the next page of checkpoints larger than `after` (and
+    /// moves `after`); false when there were none.
+    async fn feed_checkpoints(
+        &self,
+        tree: &mut TreeVerifier,
+        after: &mut u64,
+    ) -> Result<bool, AppError> {
+        let page = self
+            .inner
+            .deps
+            .audit
+            .read_checkpoints(*after, CHECKPOINT_PAGE)
+            .await?;
+        let any = !page.is_empty();
+        for checkpoint in page {
+            *after = checkpoint.size;
+            tree.expect(LoggedCheckpoint {
+                size: checkpoint.size,
+                key_id: checkpoint.key_id,
+                note: checkpoint.note,
+            });
+        }
+        Ok(any)
     }
 }
 

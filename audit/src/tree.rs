@@ -36,31 +36,51 @@ pub struct TreeSummary {
 }
 
 /// Walks records in position order, growing the tree, and checks every
-/// checkpoint when the tree reaches its size.
+/// checkpoint when the tree reaches its size. Checkpoints may be given up
+/// front or fed while walking ([`TreeVerifier::expect`]), so memory stays
+/// bounded however many there are; one whose key is not known yet when it
+/// is reached is checked at the end.
 #[derive(Debug)]
 pub struct TreeVerifier {
     frontier: Frontier,
     /// Checkpoints not reached yet, by size.
     pending: BTreeMap<u64, LoggedCheckpoint>,
-    /// Roots computed at the checkpoints' sizes, checked at the end when
-    /// every key is known.
-    reached: Vec<(LoggedCheckpoint, Hash)>,
+    /// Reached checkpoints whose key was not known yet, with their roots.
+    deferred: Vec<(LoggedCheckpoint, Hash)>,
+    /// Checkpoints verified so far, and the largest size among them.
+    verified: u64,
+    latest: u64,
     keys: HashMap<String, NoteVerifier>,
     /// Where each retired key was retired (the position of the record).
     retired: HashMap<String, u64>,
 }
 
 impl TreeVerifier {
-    /// A verifier for these checkpoints, trusting `keys` (verifier key
-    /// strings; more may be added while walking).
+    /// A verifier for these checkpoints (more may be added while walking).
     pub fn new(checkpoints: Vec<LoggedCheckpoint>) -> TreeVerifier {
-        TreeVerifier {
+        let mut verifier = TreeVerifier {
             frontier: Frontier::default(),
-            pending: checkpoints.into_iter().map(|c| (c.size, c)).collect(),
-            reached: Vec::new(),
+            pending: BTreeMap::new(),
+            deferred: Vec::new(),
+            verified: 0,
+            latest: 0,
             keys: HashMap::new(),
             retired: HashMap::new(),
+        };
+        for checkpoint in checkpoints {
+            verifier.expect(checkpoint);
         }
+        verifier
+    }
+
+    /// Adds a checkpoint to check when the tree reaches its size.
+    pub fn expect(&mut self, checkpoint: LoggedCheckpoint) {
+        self.pending.insert(checkpoint.size, checkpoint);
+    }
+
+    /// How many given checkpoints the walk has not reached yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
     }
 
     /// Trusts a verifier key (`NAME+KEYID+KEY`); a malformed one is refused.
@@ -88,52 +108,63 @@ impl TreeVerifier {
         self.frontier.push(leaf);
         let size = self.frontier.size();
         if let Some(checkpoint) = self.pending.remove(&size) {
-            self.reached.push((checkpoint, self.frontier.root()));
+            let root = self.frontier.root();
+            if self.keys.contains_key(&checkpoint.key_id) {
+                self.check(&checkpoint, &root)?;
+            } else {
+                self.deferred.push((checkpoint, root));
+            }
         }
+        Ok(())
+    }
+
+    /// Checks one reached checkpoint against the root of its records.
+    fn check(&mut self, checkpoint: &LoggedCheckpoint, computed: &Hash) -> Result<(), Finding> {
+        let size = checkpoint.size;
+        let signature = |reason: String| Finding::CheckpointSignature { size, reason };
+        let verifier = self
+            .keys
+            .get(&checkpoint.key_id)
+            .ok_or_else(|| signature(format!("key {} is not trusted", checkpoint.key_id)))?;
+        let body =
+            Checkpoint::open(&checkpoint.note, verifier).map_err(|e| signature(e.to_string()))?;
+        if body.size != size {
+            return Err(signature(format!("the note is for size {}", body.size)));
+        }
+        if let Some(&at) = self.retired.get(&checkpoint.key_id)
+            && size >= at
+        {
+            return Err(signature(format!(
+                "key {} was retired at record {at}",
+                checkpoint.key_id
+            )));
+        }
+        if &body.root != computed {
+            return Err(Finding::CheckpointMismatch {
+                size,
+                claimed: hex::encode(body.root),
+                computed: hex::encode(computed),
+            });
+        }
+        self.verified += 1;
+        self.latest = self.latest.max(size);
         Ok(())
     }
 
     /// Ends the walk: every checkpoint must have been reached, match the
     /// records and carry a valid signature by a trusted key.
-    pub fn finish(self) -> Result<TreeSummary, Finding> {
+    pub fn finish(mut self) -> Result<TreeSummary, Finding> {
         let records = self.frontier.size();
         if let Some((&size, _)) = self.pending.iter().next() {
             return Err(Finding::CheckpointBeyondLog { size, records });
         }
-        let mut latest = 0;
-        for (checkpoint, computed) in &self.reached {
-            let size = checkpoint.size;
-            let signature = |reason: String| Finding::CheckpointSignature { size, reason };
-            let verifier = self
-                .keys
-                .get(&checkpoint.key_id)
-                .ok_or_else(|| signature(format!("key {} is not trusted", checkpoint.key_id)))?;
-            let body = Checkpoint::open(&checkpoint.note, verifier)
-                .map_err(|e| signature(e.to_string()))?;
-            if body.size != size {
-                return Err(signature(format!("the note is for size {}", body.size)));
-            }
-            if let Some(&at) = self.retired.get(&checkpoint.key_id)
-                && size >= at
-            {
-                return Err(signature(format!(
-                    "key {} was retired at record {at}",
-                    checkpoint.key_id
-                )));
-            }
-            if &body.root != computed {
-                return Err(Finding::CheckpointMismatch {
-                    size,
-                    claimed: hex::encode(body.root),
-                    computed: hex::encode(computed),
-                });
-            }
-            latest = latest.max(size);
+        for (checkpoint, computed) in std::mem::take(&mut self.deferred) {
+            self.check(&checkpoint, &computed)?;
         }
         Ok(TreeSummary {
             records,
-            checkpoints: self.reached.len() as u64,
-            latest,
+            checkpoints: self.verified,
+            latest: self.latest,
         })
     }
 }

@@ -506,3 +506,57 @@ async fn audit_verify_finds_altered_leaves_forged_checkpoints_and_a_truncated_ta
         );
     }
 }
+
+/// Verification reads checkpoints a page at a time as the walk reaches
+/// them; every one is checked, and a forged one deep in the list is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_checks_every_checkpoint_of_a_long_history() {
+    let (app, db, _dir) = open("sqlite").await;
+    let mut sizes = Vec::new();
+    for i in 0..230 {
+        add_policies(&app, i..i + 1).await;
+        sizes.push(app.checkpoint_now().await.unwrap().unwrap().size);
+    }
+    app.catch_up().await.unwrap();
+    let report = app.verify_audit().await.unwrap();
+    assert_eq!(report.finding, None);
+    assert_eq!(report.checkpoints, 230);
+    assert_eq!(report.checkpointed, *sizes.last().unwrap());
+
+    let target = sizes[150];
+    let impostor = NoteSigner::from_seed("tollgate.local/audit", [8; 32]).unwrap();
+    let root = {
+        let Database::Sqlite(store) = &db else {
+            unreachable!()
+        };
+        let root: String = sqlx::query_scalar("SELECT root FROM audit_checkpoints WHERE size = $1")
+            .bind(target as i64)
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        unhex(&root)
+    };
+    let forged = Checkpoint {
+        origin: "tollgate.local/audit".to_string(),
+        size: target,
+        root,
+    }
+    .sign(&impostor)
+    .unwrap();
+    for statement in [
+        "DROP TRIGGER audit_checkpoints_no_update".to_string(),
+        format!(
+            "UPDATE audit_checkpoints SET note = {} WHERE size = {target}",
+            quoted(&forged)
+        ),
+    ] {
+        sql(&db, &statement).await.unwrap();
+    }
+    let report = app.verify_audit().await.unwrap();
+    assert!(
+        matches!(report.finding, Some(Finding::CheckpointSignature { size, .. }) if size == target),
+        "{:?}",
+        report.finding
+    );
+    db.close().await;
+}
