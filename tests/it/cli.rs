@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use tollgate_audit::merkle;
 use tollgate_audit::note::{Checkpoint, NoteVerifier};
 
-use crate::support::{PASSWORD, connect, login_password, open_sftp};
+use crate::support::{PASSWORD, connect, hashes, login_password, open_sftp, unhex};
 
 fn tollgate(data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
@@ -225,24 +225,13 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
     );
     assert!(ok, "{stderr}");
     let proof: serde_json::Value = serde_json::from_str(&proof).unwrap();
-    let hash = |v: &serde_json::Value| -> [u8; 32] {
-        hex::decode(v.as_str().unwrap())
-            .unwrap()
-            .try_into()
-            .unwrap()
-    };
-    let path: Vec<[u8; 32]> = proof["proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(hash)
-        .collect();
+    let path = hashes(&proof["proof"]);
     let position = proof["position"].as_u64().unwrap();
     assert!(position <= checkpoint.size && proof["checkpoint"] == note.as_str());
     merkle::verify_inclusion(
         position - 1,
         checkpoint.size,
-        &hash(&proof["leaf_hash"]),
+        &unhex(proof["leaf_hash"].as_str().unwrap()),
         &path,
         &checkpoint.root,
     )

@@ -11,7 +11,7 @@ use tollgate_audit::{Finding, Record, leaf_of};
 use tollgate_persistence::Database;
 use tollgate_ports::outbound::{CheckpointRecord, EventLog, LoggedEvent};
 
-use crate::support::{TestServer, database_kinds, test_config};
+use crate::support::{TestServer, database_kinds, test_config, unhex};
 
 async fn open(kind: &str) -> (tollgate::App, Database, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -345,10 +345,6 @@ async fn signed_checkpoints_prove_inclusion_and_consistency() {
         assert_eq!((report.checkpoints, report.checkpointed), (2, second.size));
         db.close().await;
     }
-}
-
-fn unhex(text: &str) -> [u8; 32] {
-    hex::decode(text).unwrap().try_into().unwrap()
 }
 
 fn record_of(event: &LoggedEvent) -> Record<'_> {

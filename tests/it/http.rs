@@ -11,7 +11,8 @@ use tollgate_domain::admin::Role;
 use tollgate_ports::api::Principal;
 
 use crate::support::{
-    PASSWORD, TestServer, connect, database_kinds, login_password, self_signed, test_config,
+    PASSWORD, TestServer, connect, database_kinds, hashes, login_password, self_signed,
+    test_config, unhex,
 };
 
 const ROOT: &str = "root";
@@ -620,24 +621,13 @@ async fn signed_checkpoints_and_proofs_are_served_to_auditors() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{proof}");
-        let hash = |v: &Value| -> [u8; 32] {
-            hex::decode(v.as_str().unwrap())
-                .unwrap()
-                .try_into()
-                .unwrap()
-        };
-        let path: Vec<[u8; 32]> = proof["proof"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(hash)
-            .collect();
+        let path = hashes(&proof["proof"]);
         let position = proof["position"].as_u64().unwrap();
         let head = Checkpoint::open(proof["checkpoint"].as_str().unwrap(), &verifier).unwrap();
         merkle::verify_inclusion(
             position - 1,
             head.size,
-            &hash(&proof["leaf_hash"]),
+            &unhex(proof["leaf_hash"].as_str().unwrap()),
             &path,
             &head.root,
         )
@@ -669,12 +659,7 @@ async fn signed_checkpoints_and_proofs_are_served_to_auditors() {
             &verifier,
         )
         .unwrap();
-        let path: Vec<[u8; 32]> = consistency["proof"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(hash)
-            .collect();
+        let path = hashes(&consistency["proof"]);
         merkle::verify_consistency(a, b, &old.root, &new.root, &path).unwrap();
 
         // Unknown events and sizes are problems, not errors; users may not ask.

@@ -340,3 +340,18 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(data))
 }
+
+/// A hex SHA-256 hash, as proofs and checkpoints carry them.
+pub(crate) fn unhex(text: &str) -> [u8; 32] {
+    hex::decode(text).unwrap().try_into().unwrap()
+}
+
+/// A JSON array of hex hashes (a proof's path).
+pub(crate) fn hashes(value: &serde_json::Value) -> Vec<[u8; 32]> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| unhex(h.as_str().unwrap()))
+        .collect()
+}

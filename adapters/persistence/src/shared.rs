@@ -132,9 +132,11 @@ macro_rules! log_stores {
     }
 
     pub(crate) async fn latest_checkpoint(&self) -> Result<Option<tollgate_ports::outbound::CheckpointRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT size, root, key_id, note, time FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
-        )
+        let sql = format!(
+            "SELECT {} FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+            crate::shared::CHECKPOINT_COLUMNS
+        );
+        let row = sqlx::query(&sql)
         .fetch_optional(&self.pool)
         .await
         .map_err(map_err)?;
@@ -145,9 +147,11 @@ macro_rules! log_stores {
         &self,
         size: u64,
     ) -> Result<Option<tollgate_ports::outbound::CheckpointRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT size, root, key_id, note, time FROM audit_checkpoints WHERE size = $1",
-        )
+        let sql = format!(
+            "SELECT {} FROM audit_checkpoints WHERE size = $1",
+            crate::shared::CHECKPOINT_COLUMNS
+        );
+        let row = sqlx::query(&sql)
         .bind(to_i64(size))
         .fetch_optional(&self.pool)
         .await
@@ -160,9 +164,11 @@ macro_rules! log_stores {
         after: u64,
         limit: u32,
     ) -> Result<Vec<tollgate_ports::outbound::CheckpointRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT size, root, key_id, note, time FROM audit_checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
-        )
+        let sql = format!(
+            "SELECT {} FROM audit_checkpoints WHERE size > $1 ORDER BY size LIMIT $2",
+            crate::shared::CHECKPOINT_COLUMNS
+        );
+        let rows = sqlx::query(&sql)
         .bind(to_i64(after))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -375,6 +381,9 @@ fn seal_row(row: &$row) -> Result<Seal, StoreError> {
 }
 
 pub(crate) use log_stores;
+
+/// The columns `checkpoint_row` decodes, in its order.
+pub(crate) const CHECKPOINT_COLUMNS: &str = "size, root, key_id, note, time";
 
 /// Rows per multi-row `INSERT`: well under SQLite's limit of bound
 /// parameters (32766) and PostgreSQL's (65535) for three columns.
