@@ -2,14 +2,12 @@
 //! first start in a file of the data directory (mode 0600) as a signed-note
 //! private key string (`PRIVATE+KEY+NAME+KEYID+KEY`).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use tollgate_audit::note::NoteSigner;
 use tollgate_ports::outbound::CheckpointSigner;
 
-use crate::jwt::KeyFileError;
+use crate::jwt::{KeyFileError, create_key_file};
 
 /// Signs checkpoints with the key in the audit key file.
 #[derive(Debug)]
@@ -35,15 +33,7 @@ impl AuditKeySigner {
                 let mut seed = [0u8; 32];
                 rand::fill(&mut seed);
                 let signer = NoteSigner::from_seed(origin, seed).map_err(|_| malformed())?;
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io)?;
-                file.write_all(format!("{}\n", signer.private_key()).as_bytes())
-                    .map_err(io)?;
-                file.sync_all().map_err(io)?;
+                create_key_file(path, format!("{}\n", signer.private_key()).as_bytes())?;
                 signer
             }
             Err(err) => return Err(io(err)),

@@ -110,24 +110,33 @@ fn read(path: &Path) -> Result<Option<KeyFile>, KeyFileError> {
     Ok(Some(file))
 }
 
-/// Replaces the file atomically, readable by the owner only.
-fn write(path: &Path, file: &KeyFile) -> Result<(), KeyFileError> {
+/// Creates the key file `path` holding `contents`, readable by the owner
+/// only, and flushed to disk; fails if the file exists.
+pub(crate) fn create_key_file(path: &Path, contents: &[u8]) -> Result<(), KeyFileError> {
     let io = |source| KeyFileError::Io {
         path: path.display().to_string(),
         source,
     };
-    let temp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&temp);
     let mut out = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(&temp)
+        .open(path)
         .map_err(io)?;
+    out.write_all(contents).map_err(io)?;
+    out.sync_all().map_err(io)
+}
+
+/// Replaces the file atomically, readable by the owner only.
+fn write(path: &Path, file: &KeyFile) -> Result<(), KeyFileError> {
+    let temp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&temp);
     let text = serde_json::to_vec_pretty(file).expect("key files serialise");
-    out.write_all(&text).map_err(io)?;
-    out.sync_all().map_err(io)?;
-    std::fs::rename(&temp, path).map_err(io)
+    create_key_file(&temp, &text)?;
+    std::fs::rename(&temp, path).map_err(|source| KeyFileError::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 impl JwtSigner {

@@ -2,8 +2,6 @@
 //! key generated on first start in a file of the data directory. The
 //! sealed text is `v1:` followed by base64 of nonce ‖ ciphertext ‖ tag.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use aes_gcm::aead::Aead;
@@ -12,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use tollgate_ports::outbound::{SecretBox, SecretError};
 
-use crate::jwt::KeyFileError;
+use crate::jwt::{KeyFileError, create_key_file};
 
 const PREFIX: &str = "v1:";
 const NONCE_LEN: usize = 12;
@@ -37,15 +35,7 @@ impl AesGcmSecretBox {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 let mut key = vec![0u8; 32];
                 rand::fill(&mut key[..]);
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(io)?;
-                file.write_all(STANDARD.encode(&key).as_bytes())
-                    .map_err(io)?;
-                file.sync_all().map_err(io)?;
+                create_key_file(path, STANDARD.encode(&key).as_bytes())?;
                 key
             }
             Err(err) => return Err(io(err)),
