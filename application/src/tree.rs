@@ -453,7 +453,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         for leaf in &leaves[..first as usize - 1] {
             left.push(*leaf);
         }
-        let consistency = merkle::consistency_proof(&leaves[..checkpoint.size as usize], last)
+        let consistency = merkle::consistency_proof(&leaves, last)
             .map_err(|e| AppError::Invalid(e.to_string()))?;
         let keys = self.activated_keys().await?;
         Ok(Some(BundleHead {
