@@ -25,6 +25,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The audit trail's signed checkpoints.
     pub audit: AuditConfig,
+    /// Personal data in events.
+    pub privacy: PrivacyConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -158,6 +160,23 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[privacy]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacyConfig {
+    /// Whether client addresses are sealed in events with a key that
+    /// `tollgate user erase` destroys (names and emails always are).
+    pub seal_remote_addr: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            seal_remote_addr: true,
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -178,6 +197,7 @@ impl Default for Config {
             ftp: FtpSection::default(),
             storage: StorageConfig::default(),
             audit: AuditConfig::default(),
+            privacy: PrivacyConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -14,7 +14,7 @@ use russh::keys::{Algorithm, PrivateKey};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tollgate_application::{CheckpointPolicy, Dependencies, SystemClock, Tollgate};
+use tollgate_application::{CheckpointPolicy, Dependencies, PrivacyPolicy, SystemClock, Tollgate};
 use tollgate_ftp::{FtpConfig, FtpServer};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
 use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner};
@@ -52,6 +52,7 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
     let checkpoints =
         AuditKeySigner::load_or_create(&config.audit_key_path(), &config.audit.origin)
             .context("cannot load the audit checkpoint key")?;
+    let secrets = Arc::new(secrets);
     let app = Tollgate::new(Dependencies {
         repository: db.clone(),
         log: Arc::new(db.clone()),
@@ -61,7 +62,12 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         hasher: Arc::new(Argon2Hasher),
         clock: Arc::new(SystemClock),
         tokens: Arc::new(tokens),
-        secrets: Arc::new(secrets),
+        secrets: secrets.clone(),
+        subject_keys: Arc::new(db.clone()),
+        subject_cipher: secrets,
+        privacy: PrivacyPolicy {
+            seal_remote_addr: config.privacy.seal_remote_addr,
+        },
         token_ttl: Duration::from_secs(config.http.token_ttl_secs),
         checkpoints: Arc::new(checkpoints),
         checkpoint_policy: CheckpointPolicy {

@@ -116,6 +116,12 @@ enum UserCommand {
         /// Refuses plain FTP: logins and data connections need TLS.
         #[arg(long)]
         ftp_require_tls: bool,
+        /// The person's name (recorded sealed; erased by `user erase`).
+        #[arg(long)]
+        full_name: Option<String>,
+        /// The person's email address (recorded sealed likewise).
+        #[arg(long)]
+        email: Option<String>,
     },
     /// Lists users (from the read model).
     List {
@@ -139,6 +145,10 @@ enum UserCommand {
     Disable { name: String },
     /// Deletes a user (files stay on disk).
     Delete { name: String },
+    /// Erases a user's personal data (GDPR): destroys the keys that sealed
+    /// its name, email and connection addresses and records the erasure;
+    /// the account is deleted, files stay on disk, audit proofs still verify.
+    Erase { name: String },
 }
 
 #[derive(Subcommand)]
@@ -464,6 +474,8 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
             groups,
             policies,
             ftp_require_tls,
+            full_name,
+            email,
         }) => {
             let password = if password_stdin {
                 Some(read_stdin_line()?)
@@ -502,6 +514,8 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
                     groups,
                     policies,
                     ftp_require_tls,
+                    full_name,
+                    email,
                 },
             )
             .await?;
@@ -546,6 +560,13 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
             app.set_user_enabled(CLI_ACTOR, &name, false).await?
         }
         Command::User(UserCommand::Delete { name }) => app.delete_user(CLI_ACTOR, &name).await?,
+        Command::User(UserCommand::Erase { name }) => {
+            let keys = app.erase_user(CLI_ACTOR, &name).await?;
+            println!(
+                "personal data of {name} erased ({} keys destroyed)",
+                keys.len()
+            );
+        }
         Command::Policy(PolicyCommand::Add { name, rules }) => {
             app.create_policy(CLI_ACTOR, &name, &rules).await?;
             println!("policy {name} created");

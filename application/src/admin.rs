@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tollgate_domain::group::{Group, GroupCommand};
 use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
 use tollgate_domain::public_key::AuthorizedKey;
-use tollgate_domain::user::{User, UserCommand, UserUpdate};
+use tollgate_domain::user::{User, UserCommand, UserProfile, UserUpdate};
 
 use crate::aggregates::Actor;
 use crate::{AppError, Tollgate};
@@ -27,6 +27,10 @@ pub struct NewUser {
     pub policies: Vec<String>,
     /// Whether FTP needs TLS (control and data channels).
     pub ftp_require_tls: bool,
+    /// The person's name (personal data: sealed before it is recorded).
+    pub full_name: Option<String>,
+    /// The person's email address (personal data: sealed likewise).
+    pub email: Option<String>,
 }
 
 /// The users read model, as stored in the `users` projection.
@@ -49,6 +53,13 @@ pub struct UserView {
     /// Whether FTP needs TLS.
     #[serde(default)]
     pub ftp_require_tls: bool,
+    /// The person's name: sealed in the read model, in clear (or
+    /// `[erased]`) once read through `list_users`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_name: Option<String>,
+    /// The person's email address, likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
     /// When the user was created.
     pub created_at: String,
     /// When the user last changed.
@@ -142,6 +153,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                     new.home, e.kind
                 ))
             })?;
+        let profile = self
+            .seal_profile(
+                &new.username,
+                &UserProfile::default(),
+                new.full_name.as_deref(),
+                new.email.as_deref(),
+            )
+            .await?;
         let command = UserCommand::Create {
             username: new.username.clone(),
             password_hash,
@@ -150,6 +169,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             groups: new.groups,
             policies: new.policies,
             ftp_require_tls: new.ftp_require_tls,
+            profile,
         };
         self.on_user(admin, &new.username, command).await
     }
@@ -257,6 +277,16 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .await
     }
 
+    /// Erases a user's personal data (GDPR): the keys that sealed the
+    /// user's name, email and connection addresses are destroyed, and the
+    /// erasure is recorded (the account is deleted if it still exists).
+    /// The records stay, so every audit proof still verifies; readers show
+    /// the sealed values as `[erased]`. Returns the destroyed keys' ids.
+    pub async fn erase_user(&self, admin: &str, username: &str) -> Result<Vec<String>, AppError> {
+        let actor = admin_actor(admin, Some(username));
+        self.erase_personal_data(&actor, username).await
+    }
+
     /// Deletes a user. Their files stay on storage.
     pub async fn delete_user(&self, admin: &str, username: &str) -> Result<(), AppError> {
         self.on_user(admin, username, UserCommand::Delete).await
@@ -319,8 +349,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .projections
             .list(crate::subscribers::USERS)
             .await?;
+        let mut docs: Vec<serde_json::Value> = docs.into_iter().map(|(_, doc)| doc).collect();
+        self.open_values(&mut docs.iter_mut().collect::<Vec<_>>())
+            .await?;
         docs.into_iter()
-            .map(|(_, doc)| serde_json::from_value(doc).map_err(|e| AppError::Store(Box::new(e))))
+            .map(|doc| serde_json::from_value(doc).map_err(|e| AppError::Store(Box::new(e))))
             .collect()
     }
 

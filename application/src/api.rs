@@ -13,7 +13,7 @@ use tollgate_domain::group::{Group, GroupCommand};
 use tollgate_domain::mount::{Mount, MountCommand};
 use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
 use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
-use tollgate_domain::user::{User, UserCommand, UserUpdate};
+use tollgate_domain::user::{User, UserCommand, UserProfile, UserUpdate};
 use tollgate_domain::{AggregateRoot, RefusalKind};
 use tollgate_ports::api::{
     AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification,
@@ -129,7 +129,8 @@ fn page_of<T>(mut items: Vec<(String, T)>, params: &ListParams) -> Page<T> {
     }
 }
 
-fn user_record(user: &User) -> UserRecord {
+/// A user's record, its profile given in clear.
+fn user_record(user: &User, profile: UserProfile) -> UserRecord {
     UserRecord {
         username: user.username.clone(),
         home: user.home.clone(),
@@ -139,6 +140,8 @@ fn user_record(user: &User) -> UserRecord {
         groups: user.groups.clone(),
         policies: user.policies.clone(),
         ftp_require_tls: user.ftp_require_tls,
+        full_name: profile.full_name,
+        email: profile.email,
     }
 }
 
@@ -236,16 +239,27 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
         failure: Option<&str>,
     ) {
         let session_id = uuid::Uuid::now_v7().to_string();
+        let recorded = match self
+            .app
+            .recorded_address(&session_id, &client.remote_addr)
+            .await
+        {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                tracing::error!(error = %err, "cannot record an API authentication");
+                return;
+            }
+        };
         let mut actor = Actor {
             actor: "anonymous".to_string(),
             session_id: Some(session_id.clone()),
-            remote_addr: Some(client.remote_addr.clone()),
+            remote_addr: Some(recorded.clone()),
             protocol: Some(client.protocol.as_str().to_string()),
             ..Actor::default()
         };
         let open = SessionCommand::Open {
             protocol: client.protocol,
-            remote_addr: client.remote_addr.clone(),
+            remote_addr: recorded.clone(),
         };
         let login = match failure {
             Some(reason) => {
@@ -269,6 +283,12 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
         };
         if !admin && !username.is_empty() {
             actor.user = Some(username.to_string());
+            if failure.is_none()
+                && let Err(err) = self.app.adopt_address(&recorded, username).await
+            {
+                tracing::error!(error = %err, "cannot record an API authentication");
+                return;
+            }
         }
         let close = SessionCommand::Close {
             reason: "request authenticated".to_string(),
@@ -416,9 +436,14 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
         if !user.exists() {
             return Err(not_found("user", name));
         }
+        let profile = self
+            .app
+            .open_profile(&user.profile)
+            .await
+            .map_err(api_error)?;
         Ok(Versioned {
             version,
-            value: user_record(&user),
+            value: user_record(&user, profile),
         })
     }
 
@@ -657,6 +682,8 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                     groups: u.groups,
                     policies: u.policies,
                     ftp_require_tls: u.ftp_require_tls,
+                    full_name: u.full_name,
+                    email: u.email,
                 };
                 (
                     u.username,
@@ -703,6 +730,8 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                     groups: spec.groups,
                     policies: spec.policies,
                     ftp_require_tls: spec.ftp_require_tls,
+                    full_name: spec.full_name,
+                    email: spec.email,
                 },
             )
             .await
@@ -739,6 +768,25 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                 .await
                 .map_err(api_error)?;
         }
+        let profile = if changes.full_name.is_some() || changes.email.is_some() {
+            let current: User = self.app.load(name).await.map_err(api_error)?;
+            if !current.exists() {
+                return Err(not_found("user", name));
+            }
+            Some(
+                self.app
+                    .seal_profile(
+                        name,
+                        &current.profile,
+                        changes.full_name.as_deref(),
+                        changes.email.as_deref(),
+                    )
+                    .await
+                    .map_err(api_error)?,
+            )
+        } else {
+            None
+        };
         let update = UserUpdate {
             password_hash,
             public_keys,
@@ -746,14 +794,29 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             policies: changes.policies,
             enabled: changes.enabled,
             ftp_require_tls: changes.ftp_require_tls,
+            profile,
         };
         let (user, version) = self
             .run::<User>(by, name, expected, UserCommand::Update(update))
             .await?;
+        let profile = self
+            .app
+            .open_profile(&user.profile)
+            .await
+            .map_err(api_error)?;
         Ok(Versioned {
             version,
-            value: user_record(&user),
+            value: user_record(&user, profile),
         })
+    }
+
+    async fn erase_user(&self, by: &Principal, name: &str) -> Result<Vec<String>, ApiError> {
+        writer(by)?;
+        let actor = actor_of(by, Some(name));
+        self.app
+            .erase_personal_data(&actor, name)
+            .await
+            .map_err(api_error)
     }
 
     async fn delete_user(
@@ -1380,11 +1443,13 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         let Some(record) = self.app.inner.live.get(id) else {
             return Err(not_found("session", id));
         };
+        // The address as the session's own events record it (sealed).
+        let session: Session = self.app.load(id).await.map_err(api_error)?;
         let actor = Actor {
             actor: by.name().to_string(),
             user: record.username.clone(),
             session_id: Some(id.to_string()),
-            remote_addr: Some(record.remote_addr.clone()),
+            remote_addr: Some(session.remote_addr),
             protocol: Some(record.protocol.clone()),
         };
         let by_name = by.name().to_string();

@@ -19,6 +19,7 @@ mod files;
 mod live;
 mod metrics;
 mod mounts;
+mod privacy;
 mod queries;
 mod sessions;
 mod subscribers;
@@ -31,11 +32,12 @@ use tokio::sync::Notify;
 use tollgate_ports::api::AdminApi;
 use tollgate_ports::outbound::{
     AuditStore, CheckpointSigner, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore,
-    SecretBox, TokenSigner,
+    SecretBox, SubjectCipher, SubjectKeyStore, TokenSigner,
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
 pub use error::AppError;
+pub use privacy::{ERASED, PrivacyPolicy};
 pub use queries::{EventFilter, EventSummary, VerifyReport};
 pub use sessions::Gateway;
 pub use subscribers::{SubscriberStatus, TransferView};
@@ -77,6 +79,12 @@ pub struct Dependencies<R> {
     pub checkpoints: Arc<dyn CheckpointSigner>,
     /// When checkpoints are written.
     pub checkpoint_policy: CheckpointPolicy,
+    /// Where the keys that seal personal data are kept (and destroyed).
+    pub subject_keys: Arc<dyn SubjectKeyStore>,
+    /// Seals and opens personal data with those keys.
+    pub subject_cipher: Arc<dyn SubjectCipher>,
+    /// What personal data is sealed.
+    pub privacy: PrivacyPolicy,
 }
 
 /// The application: cheap to clone, shared by every adapter.

@@ -222,7 +222,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let mut found = std::collections::VecDeque::new();
         let mut after = filter.after;
         loop {
-            let page = self.inner.deps.log.read_after(after, PAGE).await?;
+            let mut page = self.inner.deps.log.read_after(after, PAGE).await?;
+            self.open_personal(&mut page).await?;
             let Some(last) = page.last().map(|e| e.position) else {
                 break;
             };
@@ -558,7 +559,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let mut after = query.after;
         let mut scanned = 0u64;
         loop {
-            let page = self.inner.deps.log.read_after(after, PAGE).await?;
+            let mut page = self.inner.deps.log.read_after(after, PAGE).await?;
+            self.open_personal(&mut page).await?;
             if page.is_empty() {
                 return Ok(EventPage {
                     items,

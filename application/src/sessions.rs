@@ -101,6 +101,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
                 )
                 .await);
         }
+        // The session's address is the user's personal data from now on.
+        self.app
+            .adopt_address(&session.remote_addr, &user.username)
+            .await
+            .map_err(log_unavailable)?;
         let command = SessionCommand::RecordLogin {
             username: user.username.clone(),
             method,
@@ -204,10 +209,15 @@ fn fingerprint(key: &AuthorizedKey) -> Option<String> {
 impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
     async fn open(&self, client: ClientInfo) -> Result<String, LoginError> {
         let session_id = uuid::Uuid::now_v7().to_string();
+        let recorded = self
+            .app
+            .recorded_address(&session_id, &client.remote_addr)
+            .await
+            .map_err(log_unavailable)?;
         let actor = Actor {
             actor: "anonymous".to_string(),
             session_id: Some(session_id.clone()),
-            remote_addr: Some(client.remote_addr.clone()),
+            remote_addr: Some(recorded.clone()),
             protocol: Some(client.protocol.as_str().to_string()),
             ..Actor::default()
         };
@@ -220,7 +230,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
         };
         let command = SessionCommand::Open {
             protocol: client.protocol,
-            remote_addr: client.remote_addr,
+            remote_addr: recorded,
         };
         self.app
             .execute::<Session>(&session_id, &actor, || command.clone())

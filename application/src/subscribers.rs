@@ -167,6 +167,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             groups,
             policies,
             ftp_require_tls,
+            profile,
         } = parsed
         {
             let view = UserView {
@@ -178,6 +179,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 groups,
                 policies,
                 ftp_require_tls,
+                full_name: profile.full_name,
+                email: profile.email,
                 created_at: time.clone(),
                 updated_at: time,
                 version: event.sequence,
@@ -199,7 +202,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             UserEvent::UserEnabled {} => view.enabled = true,
             UserEvent::UserDisabled {} => view.enabled = false,
             UserEvent::UserFtpSecurityChanged { require_tls } => view.ftp_require_tls = require_tls,
-            UserEvent::UserDeleted {} => {
+            UserEvent::UserProfileChanged { profile } => {
+                view.full_name = profile.full_name;
+                view.email = profile.email;
+            }
+            UserEvent::UserErased { .. } | UserEvent::UserDeleted {} => {
                 self.put::<UserView>(USERS, key, None);
                 return Ok(());
             }

@@ -29,6 +29,24 @@ pub struct User {
     /// a plain FTP login is refused, and data connections need `PROT P`.
     #[serde(default)]
     pub ftp_require_tls: bool,
+    /// Personal details, each sealed by the application with a key of the
+    /// user (the domain never sees them in clear).
+    #[serde(default)]
+    pub profile: UserProfile,
+    /// Whether the user's personal data was erased (its keys destroyed).
+    #[serde(default)]
+    pub erased: bool,
+}
+
+/// A user's personal details, as sealed values.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserProfile {
+    /// The person's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_name: Option<String>,
+    /// The person's email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
 }
 
 /// Commands on a user.
@@ -50,6 +68,8 @@ pub enum UserCommand {
         policies: Vec<String>,
         /// Whether FTP needs TLS.
         ftp_require_tls: bool,
+        /// Personal details (sealed).
+        profile: UserProfile,
     },
     /// Sets a new password hash.
     ChangePassword {
@@ -77,6 +97,12 @@ pub enum UserCommand {
     Disable,
     /// Deletes the user (the name may be created again later).
     Delete,
+    /// Records a GDPR erasure: the application destroyed the keys that
+    /// sealed the user's personal data. Deletes the user if it exists.
+    Erase {
+        /// The ids of the destroyed keys.
+        key_ids: Vec<String>,
+    },
     /// Several changes committed together (absent fields stay); an
     /// enabled state equal to the current one is no change.
     Update(UserUpdate),
@@ -92,6 +118,7 @@ pub struct UserUpdate {
     pub policies: Option<Vec<String>>,
     pub enabled: Option<bool>,
     pub ftp_require_tls: Option<bool>,
+    pub profile: Option<UserProfile>,
 }
 
 /// Events of a user.
@@ -107,6 +134,8 @@ pub enum UserEvent {
         policies: Vec<String>,
         #[serde(default)]
         ftp_require_tls: bool,
+        #[serde(default, skip_serializing_if = "is_empty")]
+        profile: UserProfile,
     },
     UserPasswordChanged {
         password_hash: String,
@@ -126,11 +155,22 @@ pub enum UserEvent {
     UserFtpSecurityChanged {
         require_tls: bool,
     },
+    UserProfileChanged {
+        profile: UserProfile,
+    },
+    UserErased {
+        key_ids: Vec<String>,
+    },
 }
 crate::domain_event!(UserEvent, "1", {
     UserCreated, UserPasswordChanged, UserPublicKeysChanged, UserGroupsChanged,
     UserPoliciesChanged, UserEnabled, UserDisabled, UserDeleted, UserFtpSecurityChanged,
+    UserProfileChanged, UserErased,
 });
+
+fn is_empty(profile: &UserProfile) -> bool {
+    profile == &UserProfile::default()
+}
 
 /// Why a user command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -202,6 +242,29 @@ impl User {
         {
             events.push(UserEvent::UserFtpSecurityChanged { require_tls });
         }
+        if let Some(profile) = update.profile
+            && profile != self.profile
+        {
+            events.push(UserEvent::UserProfileChanged { profile });
+        }
+        Ok(events)
+    }
+}
+
+impl User {
+    /// An erasure applies to any user ever created, deleted or not, once.
+    fn decide_erase(&self, key_ids: Vec<String>) -> Result<Vec<UserEvent>, UserError> {
+        if self.username.is_empty() {
+            return Err(UserError::NotFound);
+        }
+        if self.erased {
+            return Err(UserError::Unchanged { state: "erased" });
+        }
+        let mut events = Vec::new();
+        if !self.deleted {
+            events.push(UserEvent::UserDeleted {});
+        }
+        events.push(UserEvent::UserErased { key_ids });
         Ok(events)
     }
 }
@@ -213,6 +276,9 @@ impl AggregateRoot for User {
     type Error = UserError;
 
     fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+        if let UserCommand::Erase { key_ids } = command {
+            return self.decide_erase(key_ids);
+        }
         if !matches!(command, UserCommand::Create { .. }) && !self.exists() {
             return Err(UserError::NotFound);
         }
@@ -228,6 +294,7 @@ impl AggregateRoot for User {
                 groups,
                 policies,
                 ftp_require_tls,
+                profile,
             } => {
                 if self.exists() {
                     return Err(UserError::AlreadyExists);
@@ -249,6 +316,7 @@ impl AggregateRoot for User {
                     groups,
                     policies,
                     ftp_require_tls,
+                    profile,
                 }
             }
             UserCommand::ChangePassword { password_hash } => {
@@ -271,7 +339,9 @@ impl AggregateRoot for User {
             }
             UserCommand::Disable => UserEvent::UserDisabled {},
             UserCommand::Delete => UserEvent::UserDeleted {},
-            UserCommand::Update(_) => unreachable!("handled above"),
+            UserCommand::Update(_) | UserCommand::Erase { .. } => {
+                unreachable!("handled above")
+            }
         };
         Ok(vec![event])
     }
@@ -286,6 +356,7 @@ impl AggregateRoot for User {
                 groups,
                 policies,
                 ftp_require_tls,
+                profile,
             } => {
                 *self = User {
                     username,
@@ -297,6 +368,8 @@ impl AggregateRoot for User {
                     enabled: true,
                     deleted: false,
                     ftp_require_tls,
+                    profile,
+                    erased: false,
                 };
             }
             UserEvent::UserPasswordChanged { password_hash } => {
@@ -309,6 +382,11 @@ impl AggregateRoot for User {
             UserEvent::UserDisabled {} => self.enabled = false,
             UserEvent::UserDeleted {} => self.deleted = true,
             UserEvent::UserFtpSecurityChanged { require_tls } => self.ftp_require_tls = require_tls,
+            UserEvent::UserProfileChanged { profile } => self.profile = profile,
+            UserEvent::UserErased { .. } => {
+                self.erased = true;
+                self.profile = UserProfile::default();
+            }
         }
     }
 }

@@ -105,6 +105,10 @@ pub struct UserRecord {
     pub groups: Vec<String>,
     pub policies: Vec<String>,
     pub ftp_require_tls: bool,
+    /// In clear, or `[erased]`.
+    pub full_name: Option<String>,
+    /// In clear, or `[erased]`.
+    pub email: Option<String>,
 }
 
 /// What creating a user takes.
@@ -119,6 +123,10 @@ pub struct UserSpec {
     pub groups: Vec<String>,
     pub policies: Vec<String>,
     pub ftp_require_tls: bool,
+    /// Personal data: sealed before it is recorded.
+    pub full_name: Option<String>,
+    /// Personal data: sealed before it is recorded.
+    pub email: Option<String>,
 }
 
 /// A partial update of a user; absent fields stay as they are.
@@ -131,6 +139,10 @@ pub struct UserChanges {
     pub policies: Option<Vec<String>>,
     pub enabled: Option<bool>,
     pub ftp_require_tls: Option<bool>,
+    /// Empty clears it.
+    pub full_name: Option<String>,
+    /// Empty clears it.
+    pub email: Option<String>,
 }
 
 /// A group.
@@ -474,6 +486,9 @@ pub trait AdminApi: Send + Sync {
         name: &str,
         expected: Option<u64>,
     ) -> Result<(), ApiError>;
+    /// Erases a user's personal data (GDPR); returns the ids of the
+    /// destroyed keys.
+    async fn erase_user(&self, by: &Principal, name: &str) -> Result<Vec<String>, ApiError>;
 
     async fn list_groups(
         &self,

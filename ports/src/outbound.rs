@@ -430,3 +430,47 @@ pub trait SecretBox: Send + Sync {
     /// The clear text of a sealed secret.
     fn open(&self, sealed: &str) -> Result<String, SecretError>;
 }
+
+/// One subject key: a data key that seals personal data in events, kept
+/// wrapped by the key-encryption key, owned by the subject whose erasure
+/// destroys it (`session:ID` until the session's login, then `user:NAME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKey {
+    /// The key's id, named by every value it sealed.
+    pub key_id: String,
+    /// Who the key belongs to.
+    pub subject: String,
+    /// The data key, wrapped.
+    pub wrapped: String,
+}
+
+/// Where subject keys are kept. Unlike the log, this store forgets: an
+/// erasure deletes a subject's keys, which leaves every value they sealed
+/// unreadable while the records that hold them stay intact.
+#[async_trait]
+pub trait SubjectKeyStore: Send + Sync {
+    /// Stores a new key.
+    async fn add_subject_key(&self, key: &SubjectKey) -> Result<(), StoreError>;
+    /// Gives key `key_id` to `subject` (a session's key to its user).
+    async fn assign_subject_key(&self, key_id: &str, subject: &str) -> Result<(), StoreError>;
+    /// The keys among `key_ids` that still exist.
+    async fn subject_keys(&self, key_ids: &[String]) -> Result<Vec<SubjectKey>, StoreError>;
+    /// Deletes every key of `subject`; returns their ids.
+    async fn erase_subject(&self, subject: &str) -> Result<Vec<String>, StoreError>;
+}
+
+/// Seals personal data with subject keys (authenticated encryption); the
+/// data keys themselves are wrapped by a key-encryption key.
+pub trait SubjectCipher: Send + Sync {
+    /// A fresh data key, wrapped.
+    fn new_wrapped_key(&self) -> String;
+    /// `plaintext` sealed with the wrapped key, bound to `key_id`.
+    fn seal_with(
+        &self,
+        wrapped: &str,
+        key_id: &str,
+        plaintext: &str,
+    ) -> Result<String, SecretError>;
+    /// The clear text of a value sealed with the wrapped key and `key_id`.
+    fn open_with(&self, wrapped: &str, key_id: &str, sealed: &str) -> Result<String, SecretError>;
+}

@@ -459,3 +459,79 @@ fn rotating_the_audit_key_retires_the_old_one() {
         "{stdout}"
     );
 }
+
+#[test]
+fn an_erasure_leaves_exports_and_bundles_verifiable_without_the_erased_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, _, stderr) = run(
+        tollgate(&data).args([
+            "user",
+            "add",
+            "lena",
+            "--password-stdin",
+            "--full-name",
+            "Lena Example",
+            "--email",
+            "lena@example.org",
+        ]),
+        "a-long-password\n",
+    );
+    assert!(ok, "{stderr}");
+    let (ok, stdout, _) = run(tollgate(&data).args(["user", "list", "--json"]), "");
+    assert!(
+        ok && stdout.contains("\"email\":\"lena@example.org\""),
+        "{stdout}"
+    );
+
+    let (ok, stdout, stderr) = run(tollgate(&data).args(["user", "erase", "lena"]), "");
+    assert!(
+        ok && stdout.contains("personal data of lena erased (1 keys destroyed)"),
+        "{stdout}{stderr}"
+    );
+    let (ok, _, stderr) = run(tollgate(&data).args(["user", "erase", "lena"]), "");
+    assert!(!ok && stderr.contains("already erased"), "{stderr}");
+    let (ok, _, stderr) = run(tollgate(&data).args(["user", "erase", "nobody"]), "");
+    assert!(!ok && stderr.contains("does not exist"), "{stderr}");
+
+    let (ok, stdout, _) = run(
+        tollgate(&data).args(["events", "list", "--user", "lena", "--json"]),
+        "",
+    );
+    assert!(ok, "{stdout}");
+    let created: serde_json::Value = stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event_type"] == "UserCreated")
+        .unwrap();
+    assert_eq!(
+        created["payload"]["UserCreated"]["profile"],
+        serde_json::json!({"full_name": "[erased]", "email": "[erased]"})
+    );
+    let (ok, stdout, _) = run(tollgate(&data).args(["audit", "verify"]), "");
+    assert!(ok && stdout.starts_with("OK:"), "{stdout}");
+
+    // The bundle proves the erased records too; it never held them in clear.
+    let bundle = dir.path().join("bundle");
+    let (ok, _, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "export", "--out"])
+            .arg(&bundle),
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let records = std::fs::read_to_string(bundle.join("records.ndjson")).unwrap();
+    assert!(records.contains("UserErased") && records.contains("tgpd1:"));
+    assert!(!records.contains("lena@example.org") && !records.contains("Lena Example"));
+    let (_, key, _) = run(tollgate(&data).args(["audit", "checkpoint", "--key"]), "");
+    let (ok, stdout, _) = run(
+        tollgate(&data)
+            .args(["audit", "verify", "--bundle"])
+            .arg(&bundle)
+            .args(["--key", key.trim()]),
+        "",
+    );
+    assert!(ok && stdout.starts_with("OK: records 1..="), "{stdout}");
+    let (ok, out) = python_verify(&bundle, key.trim());
+    assert!(ok && out.starts_with("OK: records 1..="), "{out}");
+}

@@ -1267,3 +1267,224 @@ async fn webdav_clients_get_the_same_rules_and_events() {
     assert_eq!(failed[0].protocol.as_deref(), Some("webdav"));
     api.server.stop().await;
 }
+
+/// The raw bytes of the SQLite database (and its write-ahead log).
+fn sqlite_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in walk(dir) {
+        let name = entry.file_name().unwrap().to_string_lossy().into_owned();
+        if name.contains(".db") || name.contains("sqlite") {
+            bytes.extend(std::fs::read(&entry).unwrap());
+        }
+    }
+    bytes
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_user_reads_as_erased_while_every_proof_still_verifies() {
+    for kind in database_kinds() {
+        let api = Https::start(kind).await;
+        let root = api.bearer(ROOT, PASSWORD).await;
+        let policy = json!({"name": "all", "rules": [{"path": "/", "permissions": ["*"]}]});
+        let (status, _, body) = api
+            .call(Method::POST, "/api/v1/policies", &root, Some(policy))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{kind}: {body}");
+        let home = api.server.home("judy");
+        let (status, _, body) = api
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                &root,
+                Some(json!({
+                    "username": "judy", "password": PASSWORD, "policies": ["all"],
+                    "home": home.to_string_lossy(),
+                    "full_name": "Judith Q. Partner", "email": "judy@partner.example",
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{kind}: {body}");
+        assert_eq!(body["full_name"], "Judith Q. Partner", "{kind}");
+        api.server.add_user("kim", &["all"]).await;
+        // Both log in over SFTP and upload a file.
+        for name in ["judy", "kim"] {
+            let mut conn = connect(api.server.addr).await;
+            assert!(login_password(&mut conn, name, PASSWORD).await, "{kind}");
+            let sftp = crate::support::open_sftp(&conn).await;
+            let mut file = sftp.create("report.csv").await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut file, b"a,b\n")
+                .await
+                .unwrap();
+            tokio::io::AsyncWriteExt::shutdown(&mut file).await.unwrap();
+            drop(sftp);
+            conn.disconnect(russh::Disconnect::ByApplication, "", "")
+                .await
+                .unwrap();
+            api.server.wait_for_event(name, "TransferCompleted").await;
+        }
+        let events_of = |user: &'static str| {
+            let api = &api;
+            let root = root.clone();
+            async move {
+                let (status, _, body) = api
+                    .call(
+                        Method::GET,
+                        &format!("/api/v1/events?user={user}&limit=1000"),
+                        &root,
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{body}");
+                body["items"].as_array().unwrap().clone()
+            }
+        };
+        let addresses = |events: &[Value]| -> Vec<String> {
+            events
+                .iter()
+                .filter_map(|e| e["remote_addr"].as_str().map(str::to_string))
+                .collect()
+        };
+        let before = events_of("judy").await;
+        let seen = addresses(&before);
+        assert!(
+            seen.len() >= 3 && seen.iter().all(|a| a.starts_with("127.0.0.1:")),
+            "{kind}: the query shows addresses in clear: {seen:?}"
+        );
+        let created = before
+            .iter()
+            .find(|e| e["event_type"] == "UserCreated")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            created["payload"]["UserCreated"]["profile"]["email"], "judy@partner.example",
+            "{kind}"
+        );
+        if kind == "sqlite" {
+            // What the database holds is sealed: not one clear value.
+            let bytes = sqlite_bytes(api.server.dir.path());
+            for clear in ["judy@partner.example", "Judith Q. Partner", "\"127.0.0.1:"] {
+                assert!(!contains(&bytes, clear), "{clear} is stored in clear");
+            }
+        }
+
+        // A user without the writer role cannot erase; an administrator can.
+        let (status, _, body) = api
+            .call(Method::POST, "/api/v1/users/judy/erasure", "", None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{kind}: {body}");
+        let (status, _, body) = api
+            .call(Method::POST, "/api/v1/users/judy/erasure", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {body}");
+        let destroyed = body["destroyed_keys"].as_array().unwrap();
+        assert!(
+            destroyed.len() >= 2,
+            "{kind}: profile and session keys: {body}"
+        );
+        let (status, _, body) = api
+            .call(Method::POST, "/api/v1/users/judy/erasure", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{kind}: erased once: {body}");
+        let (status, _, _) = api
+            .call(Method::GET, "/api/v1/users/judy", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{kind}");
+
+        let after = events_of("judy").await;
+        assert!(after.len() > before.len(), "{kind}");
+        let seen = addresses(&after);
+        assert!(
+            seen.iter().all(|a| a == tollgate_application::ERASED),
+            "{kind}: {seen:?}"
+        );
+        let created = after
+            .iter()
+            .find(|e| e["event_type"] == "UserCreated")
+            .unwrap();
+        assert_eq!(
+            created["payload"]["UserCreated"]["profile"],
+            json!({"full_name": "[erased]", "email": "[erased]"}),
+            "{kind}"
+        );
+        let erased = after
+            .iter()
+            .find(|e| e["event_type"] == "UserErased")
+            .unwrap();
+        assert_eq!(erased["actor"], ROOT, "{kind}");
+        // Another user's personal data is untouched.
+        let kims = addresses(&events_of("kim").await);
+        assert!(
+            !kims.is_empty() && kims.iter().all(|a| a.starts_with("127.0.0.1:")),
+            "{kind}: {kims:?}"
+        );
+
+        // The trail still verifies, and the erased records are still in it.
+        let (status, _, report) = api
+            .call(Method::GET, "/api/v1/audit/verify", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {report}");
+        assert_eq!(report["ok"], true, "{kind}: {report}");
+        let (status, _, _) = api
+            .call(Method::GET, "/api/v1/audit/checkpoint", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind}");
+        let (status, _, proof) = api
+            .call(
+                Method::GET,
+                &format!(
+                    "/api/v1/audit/proofs/inclusion?event_id={}",
+                    created["event_id"].as_str().unwrap()
+                ),
+                &root,
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{kind}: {proof}");
+        let verifier = NoteVerifier::from_key(proof["verifier_key"].as_str().unwrap()).unwrap();
+        let checkpoint =
+            Checkpoint::open(proof["checkpoint"].as_str().unwrap(), &verifier).unwrap();
+        merkle::verify_inclusion(
+            proof["position"].as_u64().unwrap() - 1,
+            checkpoint.size,
+            &unhex(proof["leaf_hash"].as_str().unwrap()),
+            &hashes(&proof["proof"]),
+            &checkpoint.root,
+        )
+        .unwrap();
+
+        // The name may be taken again: a new person, readable again.
+        let (status, _, body) = api
+            .call(
+                Method::POST,
+                "/api/v1/users",
+                &root,
+                Some(json!({
+                    "username": "judy", "password": PASSWORD,
+                    "home": home.to_string_lossy(), "email": "new@partner.example",
+                })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{kind}: {body}");
+        assert_eq!(body["email"], "new@partner.example", "{kind}");
+        assert!(body.get("full_name").is_none(), "{kind}: {body}");
+    }
+}

@@ -79,6 +79,12 @@ pub(crate) struct User {
     /// Whether FTP needs TLS: plain FTP logins and data connections
     /// without `PROT P` are refused.
     pub(crate) ftp_require_tls: bool,
+    /// The person's name (`[erased]` after an erasure).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) full_name: Option<String>,
+    /// The person's email address (`[erased]` after an erasure).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) email: Option<String>,
     /// The version to send in `If-Match`.
     pub(crate) version: u64,
 }
@@ -94,6 +100,8 @@ impl User {
             groups: record.groups,
             policies: record.policies,
             ftp_require_tls: record.ftp_require_tls,
+            full_name: record.full_name,
+            email: record.email,
             version,
         }
     }
@@ -124,6 +132,13 @@ pub(crate) struct NewUser {
     /// Refuse plain FTP: logins and data connections need TLS.
     #[oai(default)]
     pub(crate) ftp_require_tls: bool,
+    /// The person's name: personal data, recorded sealed with a key that
+    /// an erasure destroys.
+    #[oai(validator(max_length = 256))]
+    pub(crate) full_name: Option<String>,
+    /// The person's email address, sealed likewise.
+    #[oai(validator(max_length = 320))]
+    pub(crate) email: Option<String>,
 }
 
 /// Changes to a user; absent fields stay as they are.
@@ -143,6 +158,21 @@ pub(crate) struct UserUpdate {
     pub(crate) enabled: Option<bool>,
     /// Whether FTP needs TLS.
     pub(crate) ftp_require_tls: Option<bool>,
+    /// The person's name; empty clears it.
+    #[oai(validator(max_length = 256))]
+    pub(crate) full_name: Option<String>,
+    /// The person's email address; empty clears it.
+    #[oai(validator(max_length = 320))]
+    pub(crate) email: Option<String>,
+}
+
+/// What an erasure destroyed.
+#[derive(Debug, Object)]
+pub(crate) struct Erasure {
+    /// The user whose personal data was erased.
+    pub(crate) username: String,
+    /// The ids of the destroyed subject keys.
+    pub(crate) destroyed_keys: Vec<String>,
 }
 
 /// A page of users.

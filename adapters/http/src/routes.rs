@@ -498,6 +498,8 @@ impl Api {
                     groups: new.groups,
                     policies: new.policies,
                     ftp_require_tls: new.ftp_require_tls,
+                    full_name: new.full_name,
+                    email: new.email,
                 },
             )
             .await?;
@@ -554,6 +556,8 @@ impl Api {
                     policies: changes.policies,
                     enabled: changes.enabled,
                     ftp_require_tls: changes.ftp_require_tls,
+                    full_name: changes.full_name,
+                    email: changes.email,
                 },
             )
             .await?;
@@ -578,6 +582,31 @@ impl Api {
         let expected = expected(if_match.0.as_deref())?;
         self.port.delete_user(&by, &username.0, expected).await?;
         Ok(NoContent::Done)
+    }
+
+    /// Erase a user's personal data (GDPR): destroys the keys that sealed
+    /// the user's name, email and connection addresses, deletes the
+    /// account if it still exists, and records the erasure. Every audit
+    /// record stays, and every proof still verifies; the erased values
+    /// read as `[erased]` from now on.
+    #[oai(
+        path = "/users/:username/erasure",
+        method = "post",
+        tag = "Tag::Users",
+        operation_id = "eraseUser"
+    )]
+    async fn erase_user(
+        &self,
+        req: &Request,
+        auth: Auth,
+        username: Path<String>,
+    ) -> Result<Json<dto::Erasure>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let destroyed_keys = self.port.erase_user(&by, &username.0).await?;
+        Ok(Json(dto::Erasure {
+            username: username.0,
+            destroyed_keys,
+        }))
     }
 
     /// List groups by name.

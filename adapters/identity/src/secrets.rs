@@ -1,14 +1,19 @@
 //! Sealed secrets: AES-256-GCM with a random 96-bit nonce per secret and a
 //! key generated on first start in a file of the data directory. The
 //! sealed text is `v1:` followed by base64 of nonce ‖ ciphertext ‖ tag.
+//!
+//! The same key wraps the subject keys that seal personal data in events:
+//! a wrapped key is a sealed secret holding base64 of a 256-bit data key,
+//! and a value sealed with a data key is base64 (URL-safe, unpadded) of
+//! nonce ‖ ciphertext ‖ tag, with the key id as associated data.
 
 use std::path::Path;
 
-use aes_gcm::aead::Aead;
+use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit};
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use tollgate_ports::outbound::{SecretBox, SecretError};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use tollgate_ports::outbound::{SecretBox, SecretError, SubjectCipher};
 
 use crate::jwt::{KeyFileError, create_key_file};
 
@@ -45,16 +50,40 @@ impl AesGcmSecretBox {
     }
 }
 
+/// nonce ‖ ciphertext ‖ tag of `plaintext` under `cipher`, a fresh nonce each time.
+fn encrypt(cipher: &Aes256Gcm, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::fill(&mut nonce);
+    let sealed = cipher
+        .encrypt(
+            &nonce.into(),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .expect("AES-GCM encrypts any message shorter than 64 GiB");
+    let mut out = nonce.to_vec();
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// The clear text of nonce ‖ ciphertext ‖ tag, if it authenticates.
+fn decrypt(cipher: &Aes256Gcm, bytes: &[u8], aad: &[u8]) -> Result<String, SecretError> {
+    if bytes.len() <= NONCE_LEN {
+        return Err(SecretError::Undecryptable);
+    }
+    let (nonce, body) = bytes.split_at(NONCE_LEN);
+    let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at the nonce length");
+    let clear = cipher
+        .decrypt(&nonce.into(), Payload { msg: body, aad })
+        .map_err(|_| SecretError::Undecryptable)?;
+    String::from_utf8(clear).map_err(|_| SecretError::Undecryptable)
+}
+
 impl SecretBox for AesGcmSecretBox {
     fn seal(&self, plaintext: &str) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        rand::fill(&mut nonce);
-        let sealed = self
-            .cipher
-            .encrypt(&nonce.into(), plaintext.as_bytes())
-            .expect("AES-GCM encrypts any message shorter than 64 GiB");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
+        let out = encrypt(&self.cipher, plaintext.as_bytes(), b"");
         format!("{PREFIX}{}", STANDARD.encode(out))
     }
 
@@ -62,15 +91,44 @@ impl SecretBox for AesGcmSecretBox {
         let bytes = sealed
             .strip_prefix(PREFIX)
             .and_then(|b| STANDARD.decode(b).ok())
-            .filter(|b| b.len() > NONCE_LEN)
             .ok_or(SecretError::Undecryptable)?;
-        let (nonce, body) = bytes.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().expect("split at the nonce length");
-        let clear = self
-            .cipher
-            .decrypt(&nonce.into(), body)
+        decrypt(&self.cipher, &bytes, b"")
+    }
+}
+
+impl AesGcmSecretBox {
+    fn unwrap_key(&self, wrapped: &str) -> Result<Aes256Gcm, SecretError> {
+        let key = STANDARD
+            .decode(self.open(wrapped)?)
             .map_err(|_| SecretError::Undecryptable)?;
-        String::from_utf8(clear).map_err(|_| SecretError::Undecryptable)
+        Aes256Gcm::new_from_slice(&key).map_err(|_| SecretError::Undecryptable)
+    }
+}
+
+impl SubjectCipher for AesGcmSecretBox {
+    fn new_wrapped_key(&self) -> String {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        self.seal(&STANDARD.encode(key))
+    }
+
+    fn seal_with(
+        &self,
+        wrapped: &str,
+        key_id: &str,
+        plaintext: &str,
+    ) -> Result<String, SecretError> {
+        let cipher = self.unwrap_key(wrapped)?;
+        let out = encrypt(&cipher, plaintext.as_bytes(), key_id.as_bytes());
+        Ok(URL_SAFE_NO_PAD.encode(out))
+    }
+
+    fn open_with(&self, wrapped: &str, key_id: &str, sealed: &str) -> Result<String, SecretError> {
+        let cipher = self.unwrap_key(wrapped)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| SecretError::Undecryptable)?;
+        decrypt(&cipher, &bytes, key_id.as_bytes())
     }
 }
 
@@ -96,5 +154,40 @@ mod tests {
         let other = AesGcmSecretBox::load_or_create(&dir.path().join("other.key")).unwrap();
         assert_eq!(other.open(&sealed), Err(SecretError::Undecryptable));
         assert_eq!(other.open("plain"), Err(SecretError::Undecryptable));
+    }
+
+    #[test]
+    fn personal_data_opens_only_with_its_subject_key_and_key_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let kek = AesGcmSecretBox::load_or_create(&dir.path().join("secret.key")).unwrap();
+        let wrapped = kek.new_wrapped_key();
+        let other = kek.new_wrapped_key();
+        assert_ne!(wrapped, other);
+        let sealed = kek.seal_with(&wrapped, "k1", "alice@example.com").unwrap();
+        assert!(!sealed.contains("alice"));
+        assert_eq!(
+            kek.open_with(&wrapped, "k1", &sealed).as_deref(),
+            Ok("alice@example.com")
+        );
+        // Another subject's key, the value moved under another key id, or
+        // an altered value: each refused.
+        assert_eq!(
+            kek.open_with(&other, "k1", &sealed),
+            Err(SecretError::Undecryptable)
+        );
+        assert_eq!(
+            kek.open_with(&wrapped, "k2", &sealed),
+            Err(SecretError::Undecryptable)
+        );
+        let mut altered = sealed.into_bytes();
+        altered[20] = if altered[20] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        assert_eq!(
+            kek.open_with(&wrapped, "k1", &altered),
+            Err(SecretError::Undecryptable)
+        );
+        // A wrapped key is useless without the key-encryption key.
+        let stranger = AesGcmSecretBox::load_or_create(&dir.path().join("b.key")).unwrap();
+        assert!(stranger.seal_with(&wrapped, "k1", "x").is_err());
     }
 }

@@ -16,7 +16,7 @@ use cqrs_es::persist::{
 use serde_json::Value;
 use tollgate_ports::outbound::{
     AuditStore, CheckpointRecord, DocChange, EventLog, LoggedEvent, ProjectionStore, Seal,
-    StoreError, StoreErrorKind,
+    StoreError, StoreErrorKind, SubjectKey, SubjectKeyStore,
 };
 
 mod postgres;
@@ -215,6 +215,34 @@ impl ProjectionStore for Database {
     }
     async fn reset(&self, subscriber: &str, projections: &[&str]) -> Result<(), StoreError> {
         dispatch!(self, db => db.reset(subscriber, projections).await)
+    }
+}
+
+#[async_trait]
+impl SubjectKeyStore for Database {
+    async fn add_subject_key(&self, key: &SubjectKey) -> Result<(), StoreError> {
+        dispatch!(self, db => db.add_subject_key(key).await)
+    }
+    async fn assign_subject_key(&self, key_id: &str, subject: &str) -> Result<(), StoreError> {
+        dispatch!(self, db => db.assign_subject_key(key_id, subject).await)
+    }
+    async fn subject_keys(&self, key_ids: &[String]) -> Result<Vec<SubjectKey>, StoreError> {
+        dispatch!(self, db => db.subject_keys(key_ids).await)
+    }
+    async fn erase_subject(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        let erased = dispatch!(self, db => db.erase_subject(subject).await)?;
+        if let Database::Sqlite(db) = self {
+            // The write-ahead log still holds the pages as they were before
+            // the deletion: copy it back into the (securely deleted) file
+            // and empty it. Busy readers only delay this to a later one.
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(db.pool())
+                .await
+            {
+                tracing::warn!(error = %err, "cannot checkpoint the write-ahead log after an erasure");
+            }
+        }
+        Ok(erased)
     }
 }
 

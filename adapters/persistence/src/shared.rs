@@ -304,6 +304,71 @@ macro_rules! log_stores {
             .collect()
     }
 
+    pub(crate) async fn add_subject_key(
+        &self,
+        key: &tollgate_ports::outbound::SubjectKey,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO subject_keys (key_id, subject, wrapped) VALUES ($1, $2, $3)")
+            .bind(&key.key_id)
+            .bind(&key.subject)
+            .bind(&key.wrapped)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn assign_subject_key(
+        &self,
+        key_id: &str,
+        subject: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE subject_keys SET subject = $1 WHERE key_id = $2")
+            .bind(subject)
+            .bind(key_id)
+            .execute(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn subject_keys(
+        &self,
+        key_ids: &[String],
+    ) -> Result<Vec<tollgate_ports::outbound::SubjectKey>, StoreError> {
+        let mut keys = Vec::new();
+        for chunk in key_ids.chunks(crate::shared::INSERT_CHUNK) {
+            let mut select = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
+                "SELECT key_id, subject, wrapped FROM subject_keys WHERE key_id IN (",
+            );
+            let mut ids = select.separated(", ");
+            for id in chunk {
+                ids.push_bind(id.clone());
+            }
+            select.push(")");
+            let rows = select.build().fetch_all(&self.pool).await.map_err(map_err)?;
+            for row in &rows {
+                keys.push(tollgate_ports::outbound::SubjectKey {
+                    key_id: row.try_get(0).map_err(map_err)?,
+                    subject: row.try_get(1).map_err(map_err)?,
+                    wrapped: row.try_get(2).map_err(map_err)?,
+                });
+            }
+        }
+        Ok(keys)
+    }
+
+    pub(crate) async fn erase_subject(&self, subject: &str) -> Result<Vec<String>, StoreError> {
+        let mut ids: Vec<String> =
+            sqlx::query_scalar("DELETE FROM subject_keys WHERE subject = $1 RETURNING key_id")
+                .bind(subject)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+        ids.sort();
+        Ok(ids)
+    }
+
     pub(crate) async fn reset(
         &self,
         subscriber: &str,

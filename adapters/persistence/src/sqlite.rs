@@ -33,6 +33,9 @@ impl SqliteStore {
             // An event acknowledged to a client must survive a power loss.
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
+            // Deleted rows (an erased subject's keys) are overwritten, not
+            // left in free pages of the file.
+            .pragma("secure_delete", "ON")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)

@@ -16,6 +16,7 @@ fn created() -> UserEvent {
         groups: vec![],
         policies: vec![],
         ftp_require_tls: false,
+        profile: UserProfile::default(),
     }
 }
 
@@ -28,6 +29,7 @@ fn create(username: &str, password: Option<&str>, keys: Vec<AuthorizedKey>) -> U
         groups: vec![],
         policies: vec!["readonly".into()],
         ftp_require_tls: false,
+        profile: UserProfile::default(),
     }
 }
 
@@ -37,7 +39,7 @@ fn creating_a_user_records_its_credentials_and_home() {
         vec![],
         create("alice", None, vec![AuthorizedKey::parse(KEY).unwrap()]),
         expect![[r#"
-            UserCreated { username: "alice", password_hash: None, public_keys: [AuthorizedKey { algorithm: "ssh-ed25519", blob: "AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000", comment: "alice@laptop" }], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false }
+            UserCreated { username: "alice", password_hash: None, public_keys: [AuthorizedKey { algorithm: "ssh-ed25519", blob: "AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000", comment: "alice@laptop" }], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false, profile: UserProfile { full_name: None, email: None } }
         "#]],
     );
 }
@@ -73,7 +75,7 @@ fn a_user_cannot_be_created_twice_but_can_after_deletion() {
         vec![created(), UserEvent::UserDeleted {}],
         create("alice", Some("h"), vec![]),
         expect![[r#"
-            UserCreated { username: "alice", password_hash: Some("h"), public_keys: [], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false }
+            UserCreated { username: "alice", password_hash: Some("h"), public_keys: [], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false, profile: UserProfile { full_name: None, email: None } }
         "#]],
     );
 }
@@ -128,6 +130,7 @@ fn an_update_records_only_what_changes_and_keeps_a_credential() {
         groups: vec![],
         policies: vec![],
         ftp_require_tls: false,
+        profile: UserProfile::default(),
     };
     check::<User>(
         vec![created.clone()],
@@ -176,4 +179,57 @@ fn requiring_tls_for_ftp_is_recorded_once() {
         }),
         expect![""],
     );
+}
+
+#[test]
+fn an_erasure_deletes_the_user_once_and_names_the_destroyed_keys() {
+    let profiled = UserEvent::UserProfileChanged {
+        profile: UserProfile {
+            full_name: Some("tgpd1:k1:AAAA".into()),
+            email: None,
+        },
+    };
+    check::<User>(
+        vec![created(), profiled.clone()],
+        UserCommand::Erase {
+            key_ids: vec!["k1".into()],
+        },
+        expect![[r#"
+            UserDeleted
+            UserErased { key_ids: ["k1"] }
+        "#]],
+    );
+    // A deleted user can still be erased; an erased one not twice; a name
+    // never created not at all.
+    check::<User>(
+        vec![created(), UserEvent::UserDeleted {}],
+        UserCommand::Erase { key_ids: vec![] },
+        expect![[r#"
+            UserErased { key_ids: [] }
+        "#]],
+    );
+    let erased = UserEvent::UserErased { key_ids: vec![] };
+    check::<User>(
+        vec![created(), UserEvent::UserDeleted {}, erased.clone()],
+        UserCommand::Erase { key_ids: vec![] },
+        expect![[r#"
+            error: user is already erased
+        "#]],
+    );
+    check::<User>(
+        vec![],
+        UserCommand::Erase { key_ids: vec![] },
+        expect![[r#"
+            error: user does not exist
+        "#]],
+    );
+    let mut user = User::default();
+    for event in [created(), profiled, UserEvent::UserDeleted {}, erased] {
+        user.apply(event);
+    }
+    assert!(user.erased && !user.exists());
+    assert_eq!(user.profile, UserProfile::default());
+    // The name may be created again, as a new person with no erasure.
+    user.apply(created());
+    assert!(user.exists() && !user.erased);
 }
