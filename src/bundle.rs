@@ -176,3 +176,35 @@ pub fn verify(dir: &Path, trusted: Option<&str>) -> anyhow::Result<Verified> {
         None => bail!("no key to verify the checkpoint with"),
     }
 }
+
+/// The records a bundle holds, once it verified with a key this log
+/// activated: what `audit prune` needs. The bundle is named by the SHA-256
+/// of its `manifest.json`, `proof.json` and `checkpoint.txt`, in that order.
+pub async fn exported_range(
+    app: &App,
+    dir: &Path,
+) -> anyhow::Result<tollgate_application::ExportedRange> {
+    let verified = verify(dir, None).context("the bundle does not verify")?;
+    let key_id = verified.key.split('+').nth(1).unwrap_or_default();
+    let logged = app
+        .verifier_key_of(key_id)
+        .await
+        .context("the bundle is not signed by a key of this log")?;
+    if logged != verified.key {
+        bail!("the bundle is not signed by a key of this log");
+    }
+    let mut digest = <sha2::Sha256 as sha2::Digest>::new();
+    for name in [MANIFEST, PROOF, CHECKPOINT] {
+        let bytes = std::fs::read(dir.join(name))
+            .with_context(|| format!("cannot read {}", dir.join(name).display()))?;
+        sha2::Digest::update(&mut digest, &bytes);
+    }
+    let proof: BundleProof = serde_json::from_str(&std::fs::read_to_string(dir.join(PROOF))?)
+        .context("proof.json is malformed")?;
+    Ok(tollgate_application::ExportedRange {
+        first: proof.first,
+        last: proof.last,
+        leaves: proof.leaves,
+        bundle_sha256: hex::encode(sha2::Digest::finalize(digest)),
+    })
+}

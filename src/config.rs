@@ -148,6 +148,9 @@ pub struct AuditConfig {
     pub checkpoint_every: u64,
     /// ...or after this many seconds, when at least one record is new.
     pub checkpoint_interval_secs: u64,
+    /// Records older than this many days may be pruned once exported
+    /// (`tollgate audit prune`); 0 keeps everything.
+    pub retention_days: u32,
 }
 
 impl Default for AuditConfig {
@@ -156,6 +159,7 @@ impl Default for AuditConfig {
             origin: "tollgate.local/audit".to_string(),
             checkpoint_every: 1000,
             checkpoint_interval_secs: 10,
+            retention_days: 0,
         }
     }
 }

@@ -14,7 +14,9 @@ use russh::keys::{Algorithm, PrivateKey};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tollgate_application::{CheckpointPolicy, Dependencies, PrivacyPolicy, SystemClock, Tollgate};
+use tollgate_application::{
+    CheckpointPolicy, Dependencies, PrivacyPolicy, RunInfo, SystemClock, Tollgate,
+};
 use tollgate_ftp::{FtpConfig, FtpServer};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
 use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner};
@@ -321,6 +323,23 @@ impl Server {
                     .context("the FTP server failed")
             });
         }
+        let listening = [
+            ("sftp", sftp_addr),
+            ("http", http_addr),
+            ("ftp", ftp_addr),
+            ("ftps", ftps_addr),
+        ];
+        app.record_server_started(RunInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            host: host_name(),
+            pid: std::process::id(),
+            listeners: listening
+                .iter()
+                .filter_map(|(name, addr)| addr.map(|a| format!("{name} {a}")))
+                .collect(),
+        })
+        .await
+        .context("cannot record the server's start")?;
         Ok(Server {
             sftp_addr,
             http_addr,
@@ -355,6 +374,9 @@ impl Server {
                 tracing::warn!(error = %err, "a task ended with an error during shutdown");
             }
         }
+        if let Err(err) = self.app.record_server_stopped("shutdown").await {
+            tracing::error!(error = %err, "cannot record the server's stop");
+        }
         // Record what the subscribers have not yet seen before closing.
         if let Err(err) = self.app.catch_up().await {
             tracing::warn!(error = %err, "subscribers could not catch up before shutdown");
@@ -362,4 +384,14 @@ impl Server {
         self.db.close().await;
         Ok(())
     }
+}
+
+/// This machine's name, as a server run records it.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
 }

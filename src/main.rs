@@ -205,6 +205,19 @@ enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Removes from the live log the records an evidence bundle holds that
+    /// are older than the retention period and belong to finished sessions,
+    /// transfers or audit reads; the prune is recorded, and the chain, the
+    /// tree and every proof still verify.
+    Prune {
+        /// The evidence bundle (from `audit export`) holding the records.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// RFC 3339 time: records older than this are eligible (default:
+        /// now minus `audit.retention_days`).
+        #[arg(long)]
+        before: Option<String>,
+    },
     /// Prints the latest signed checkpoint (C2SP signed note), signing one
     /// first when records were added since.
     Checkpoint {
@@ -613,13 +626,41 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
                 None => bail!("no record is in that range"),
             }
         }
+        Command::Audit(AuditCommand::Prune { bundle, before }) => {
+            let before = match before {
+                Some(text) => chrono::DateTime::parse_from_rfc3339(&text)
+                    .with_context(|| format!("--before {text:?} is not an RFC 3339 time"))?
+                    .with_timezone(&chrono::Utc),
+                None if config.audit.retention_days > 0 => {
+                    chrono::Utc::now()
+                        - chrono::Duration::days(i64::from(config.audit.retention_days))
+                }
+                None => bail!("give --before, or set audit.retention_days"),
+            };
+            let range = tollgate::bundle::exported_range(app, &bundle).await?;
+            let report = app.prune_exported(CLI_ACTOR, &range, before).await?;
+            match report.prune_id {
+                Some(id) => println!(
+                    "pruned {} records of {}..={} (prune {id}); {} kept",
+                    report.pruned, range.first, range.last, report.kept
+                ),
+                None => println!(
+                    "nothing to prune in {}..={} before {before}; {} kept",
+                    range.first, range.last, report.kept
+                ),
+            }
+        }
         Command::Audit(AuditCommand::Verify { .. }) => {
             let report = app.verify_audit().await?;
             app.record_audit_verification(CLI_ACTOR, &report).await?;
             match report.finding {
                 None => println!(
-                    "OK: {} records verified, {} not yet sealed; {} signed checkpoints verified (latest covers {} records)",
-                    report.sealed, report.unsealed, report.checkpoints, report.checkpointed
+                    "OK: {} records verified ({} pruned after export), {} not yet sealed; {} signed checkpoints verified (latest covers {} records)",
+                    report.sealed,
+                    report.pruned,
+                    report.unsealed,
+                    report.checkpoints,
+                    report.checkpointed
                 ),
                 Some(finding) => {
                     println!(

@@ -1322,6 +1322,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         Ok(AuditVerification {
             sealed: report.sealed,
             unsealed: report.unsealed,
+            pruned: report.pruned,
             checkpoints: report.checkpoints,
             checkpointed: report.checkpointed,
             finding,

@@ -16,11 +16,13 @@ mod aggregates;
 mod api;
 mod error;
 mod files;
+mod lifecycle;
 mod live;
 mod metrics;
 mod mounts;
 mod privacy;
 mod queries;
+mod retention;
 mod sessions;
 mod subscribers;
 mod tree;
@@ -37,8 +39,10 @@ use tollgate_ports::outbound::{
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
 pub use error::AppError;
+pub use lifecycle::RunInfo;
 pub use privacy::{ERASED, PrivacyPolicy};
 pub use queries::{EventFilter, EventSummary, VerifyReport};
+pub use retention::{ExportedRange, PruneReport};
 pub use sessions::Gateway;
 pub use subscribers::{SubscriberStatus, TransferView};
 pub use tree::{BundleHead, CheckpointPolicy};
@@ -110,6 +114,8 @@ pub(crate) struct Inner<R> {
     pub(crate) metrics: metrics::Metrics,
     /// The Merkle tree as this process follows it (loaded on first use).
     pub(crate) tree: tokio::sync::Mutex<Option<tree::TreeState>>,
+    /// This process's server run, once started.
+    pub(crate) run: std::sync::OnceLock<String>,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
@@ -122,6 +128,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 live: live::Live::default(),
                 metrics: metrics::Metrics::default(),
                 tree: tokio::sync::Mutex::new(None),
+                run: std::sync::OnceLock::new(),
             }),
         }
     }

@@ -195,6 +195,8 @@ pub struct VerifyReport {
     pub sealed: u64,
     /// Records after the last seal.
     pub unsealed: u64,
+    /// Sealed records pruned after their export (counted in `sealed`).
+    pub pruned: u64,
     /// Signed checkpoints whose root and signature verified.
     pub checkpoints: u64,
     /// The size of the largest verified checkpoint (0 if none).
@@ -209,8 +211,8 @@ impl VerifyReport {
         match &self.finding {
             Some(finding) => format!("failed: {finding}"),
             None => format!(
-                "ok: {} sealed, {} unsealed, {} checkpoints (latest {})",
-                self.sealed, self.unsealed, self.checkpoints, self.checkpointed
+                "ok: {} sealed ({} pruned after export), {} unsealed, {} checkpoints (latest {})",
+                self.sealed, self.pruned, self.unsealed, self.checkpoints, self.checkpointed
             ),
         }
     }
@@ -297,6 +299,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let mut seals = std::collections::VecDeque::new();
         let (mut events_after, mut seals_after) = (0u64, 0u64);
         let (mut events_done, mut seals_done) = (false, false);
+        let mut pruned = crate::retention::PrunedCursor::new(deps.audit.as_ref());
         let mut position = 0u64;
         loop {
             position += 1;
@@ -331,16 +334,20 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 .then(|| seals.pop_front())
                 .flatten();
             let record = event.as_ref().map(record);
-            let step = verifier.step(
-                record.as_ref(),
-                seal.as_ref()
-                    .map(|s| (s.event_id.as_str(), s.hash.as_str())),
-            );
+            let seal = seal
+                .as_ref()
+                .map(|s| (s.event_id.as_str(), s.hash.as_str()));
+            let step = if record.is_none() && pruned.contains(position).await? {
+                verifier.skip_pruned(seal)
+            } else {
+                verifier.step(record.as_ref(), seal)
+            };
             if let Err(finding) = step {
                 let summary = verifier.finish();
                 return Ok(VerifyReport {
                     sealed: summary.sealed,
                     unsealed: summary.unsealed,
+                    pruned: summary.pruned,
                     checkpoints: 0,
                     checkpointed: 0,
                     finding: Some(finding),
@@ -355,6 +362,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         Ok(VerifyReport {
             sealed: summary.sealed,
             unsealed: summary.unsealed,
+            pruned: summary.pruned,
             checkpoints: tree.checkpoints,
             checkpointed: tree.latest,
             finding,
@@ -374,13 +382,52 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let mut leaves = std::collections::VecDeque::new();
         let mut leaves_after = 0u64;
         let mut events_after = 0u64;
+        let mut pruned = crate::retention::PrunedCursor::new(deps.audit.as_ref());
+        let mut next_pruned = pruned.next().await?;
+        // The ranges the log's recorded prunes name.
+        let mut declared: Vec<(u64, u64)> = Vec::new();
         loop {
             let events = deps.log.read_after(events_after, PAGE).await?;
+            // Pruned positions before the next record (or after the last).
+            let upto = events.first().map_or(u64::MAX, |e| e.position);
+            while let Some(position) = next_pruned.filter(|p| *p < upto) {
+                if tree.pending() == 0 && !checkpoints_done {
+                    checkpoints_done = !self
+                        .feed_checkpoints(&mut tree, &mut checkpoints_after)
+                        .await?;
+                }
+                if leaves.is_empty() && leaves_after < grown {
+                    let page = deps.audit.read_leaves(leaves_after, PAGE).await?;
+                    leaves_after = page.last().map(|(p, _)| *p).unwrap_or(grown);
+                    leaves.extend(page);
+                }
+                let stored = match leaves.front() {
+                    Some((p, _)) if *p == position => leaves.pop_front(),
+                    _ => None,
+                };
+                if let Err(finding) = tree.step_pruned(stored.as_ref().map(|(_, l)| l.as_str())) {
+                    return Ok(Err(finding));
+                }
+                next_pruned = pruned.next().await?;
+            }
             if events.is_empty() {
                 break;
             }
             for event in &events {
+                if next_pruned.is_some_and(|p| p < event.position) {
+                    // The next page starts with the pruned positions before it.
+                    break;
+                }
                 events_after = event.position;
+                if event.event_type == "AuditRecordsPruned"
+                    && let Some(body) = event.payload.get("AuditRecordsPruned")
+                    && let (Some(a), Some(b)) = (
+                        body.get("first").and_then(serde_json::Value::as_u64),
+                        body.get("last").and_then(serde_json::Value::as_u64),
+                    )
+                {
+                    declared.push((a, b));
+                }
                 if tree.pending() == 0 && !checkpoints_done {
                     checkpoints_done = !self
                         .feed_checkpoints(&mut tree, &mut checkpoints_after)
@@ -424,6 +471,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             checkpoints_done = !self
                 .feed_checkpoints(&mut tree, &mut checkpoints_after)
                 .await?;
+        }
+        // Every pruned record must be in the range of a recorded prune.
+        let mut pruned = crate::retention::PrunedCursor::new(deps.audit.as_ref());
+        while let Some(position) = pruned.next().await? {
+            if !declared.iter().any(|(a, b)| (*a..=*b).contains(&position)) {
+                return Ok(Err(Finding::PrunedUndeclared { position }));
+            }
         }
         Ok(tree.finish())
     }

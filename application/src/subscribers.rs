@@ -366,22 +366,33 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Follows the log until `shutdown` turns true: woken by local commits,
     /// and polling for commits made by other processes.
     pub async fn run_subscribers(&self, mut shutdown: watch::Receiver<bool>) {
+        let mut failing: Vec<&'static str> = Vec::new();
         loop {
             let notified = self.inner.committed.notified();
-            let progress = async {
-                let sealed = self.seal_pending().await?;
-                let grown = self.grow_tree().await?;
-                let projected = self.project_pending().await?;
-                Ok::<_, AppError>(sealed + grown + projected)
-            }
-            .await;
-            let busy = match progress {
-                Ok(n) => n > 0,
-                Err(err) => {
-                    tracing::error!(error = %err, "a subscriber failed; retrying");
-                    false
+            let results = [
+                (SEALER, self.seal_pending().await),
+                (TREE, self.grow_tree().await),
+                (PROJECTOR, self.project_pending().await),
+            ];
+            let mut busy = false;
+            for (subscriber, result) in results {
+                match result {
+                    Ok(n) => {
+                        busy |= n > 0;
+                        if failing.contains(&subscriber) {
+                            failing.retain(|s| *s != subscriber);
+                            self.record_subscriber_recovery(subscriber).await;
+                        }
+                    }
+                    Err(err) if failing.contains(&subscriber) => {
+                        tracing::debug!(subscriber, error = %err, "a subscriber still fails");
+                    }
+                    Err(err) => {
+                        failing.push(subscriber);
+                        self.record_subscriber_failure(subscriber, &err).await;
+                    }
                 }
-            };
+            }
             if busy {
                 continue;
             }

@@ -423,9 +423,33 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 after = event.position;
             }
         }
-        let (Some(first), Some(last)) = (first, last) else {
+        let (Some(mut first), Some(last)) = (first, last) else {
             return Ok(None);
         };
+        // A bundle is a contiguous run of records: pruned ones (already in
+        // earlier bundles) cannot be in it.
+        let mut pruned = crate::retention::PrunedCursor::new(deps.audit.as_ref());
+        let mut last_pruned = None;
+        while let Some(position) = pruned.next().await? {
+            if position > last {
+                break;
+            }
+            if position >= first {
+                last_pruned = Some(position);
+            }
+        }
+        if let Some(position) = last_pruned {
+            if since.is_some() {
+                return Err(AppError::Invalid(format!(
+                    "records up to {position} in this range were pruned after an earlier export \
+                     (see the AuditRecordsPruned records); export from a later time"
+                )));
+            }
+            first = position + 1;
+            if first > last {
+                return Ok(None);
+            }
+        }
         let mut after = first - 1;
         while after < last {
             let limit = LEAF_PAGE.min(u32::try_from(last - after).unwrap_or(u32::MAX));

@@ -134,6 +134,12 @@ pub enum Finding {
         /// What is wrong.
         reason: String,
     },
+    /// A record is missing as pruned, but no recorded prune covers it.
+    #[error("record {position} is missing and no recorded prune covers it")]
+    PrunedUndeclared {
+        /// The position.
+        position: u64,
+    },
     /// A checkpoint covers more records than the log holds.
     #[error("checkpoint {size} covers records the log does not hold (it has {records})")]
     CheckpointBeyondLog {
@@ -150,6 +156,7 @@ pub struct Verifier {
     previous: [u8; 32],
     next: u64,
     sealed: u64,
+    pruned: u64,
 }
 
 /// What a finished verification saw.
@@ -159,6 +166,9 @@ pub struct Summary {
     pub sealed: u64,
     /// Records after the last seal (not yet sealed, so not yet protected).
     pub unsealed: u64,
+    /// Sealed records pruned from the log after their export (counted in
+    /// `sealed`; their content is proven by their evidence bundle).
+    pub pruned: u64,
 }
 
 impl Default for Verifier {
@@ -167,6 +177,7 @@ impl Default for Verifier {
             previous: GENESIS,
             next: 1,
             sealed: 0,
+            pruned: 0,
         }
     }
 }
@@ -217,11 +228,33 @@ impl Verifier {
         Ok(())
     }
 
+    /// Passes the next position, whose record was pruned after its export:
+    /// its seal (`event_id`, hex hash) must remain, and the chain goes on
+    /// from it. The records between two pruned ones are still checked
+    /// against each other; an altered seal breaks the next record's check.
+    pub fn skip_pruned(&mut self, seal: Option<(&str, &str)>) -> Result<(), Finding> {
+        let position = self.next;
+        let hash = seal
+            .and_then(|(_, hash)| hex::decode(hash).ok())
+            .and_then(|h| <[u8; 32]>::try_from(h).ok());
+        match hash {
+            Some(hash) if self.sealed + 1 == position => {
+                self.previous = hash;
+                self.sealed = position;
+                self.pruned += 1;
+                self.next += 1;
+                Ok(())
+            }
+            _ => Err(Finding::SealBroken { position }),
+        }
+    }
+
     /// Ends the walk: how many records were sealed and how many were not.
     pub fn finish(self) -> Summary {
         Summary {
             sealed: self.sealed,
             unsealed: self.next - 1 - self.sealed,
+            pruned: self.pruned,
         }
     }
 }

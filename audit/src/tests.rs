@@ -80,7 +80,8 @@ fn an_untouched_log_verifies_and_reports_the_unsealed_tail() {
         verify(&refs, &seals),
         Ok(Summary {
             sealed: 3,
-            unsealed: 2
+            unsealed: 2,
+            pruned: 0,
         })
     );
 }
@@ -140,4 +141,110 @@ fn the_encoding_separates_fields_unambiguously() {
     let mut rb = b.record();
     rb.aggregate_id = "11u";
     assert_ne!(encode(&ra), encode(&rb));
+}
+
+/// Walks records 1..=n where the positions in `pruned` keep only their seal.
+fn verify_pruned(
+    records: &[Owned],
+    seals: &[(String, String)],
+    pruned: &[u64],
+) -> Result<Summary, Finding> {
+    let mut verifier = Verifier::new();
+    for (record, (id, hash)) in records.iter().zip(seals) {
+        let seal = Some((id.as_str(), hash.as_str()));
+        if pruned.contains(&record.position) {
+            verifier.skip_pruned(seal)?;
+        } else {
+            verifier.step(Some(&record.record()), seal)?;
+        }
+    }
+    Ok(verifier.finish())
+}
+
+#[test]
+fn pruned_records_keep_the_chain_through_their_seals() {
+    let records: Vec<Owned> = (1..=6).map(Owned::new).collect();
+    let seals = seal_all(&records);
+    assert_eq!(
+        verify_pruned(&records, &seals, &[2, 4]),
+        Ok(Summary {
+            sealed: 6,
+            unsealed: 0,
+            pruned: 2,
+        })
+    );
+    // The seal of a pruned record altered: the next record no longer chains.
+    let mut altered = seals.clone();
+    altered[3].1 = hex::encode([7u8; 32]);
+    assert_eq!(
+        verify_pruned(&records, &altered, &[2, 4]),
+        Err(Finding::Altered { position: 5 })
+    );
+    // A pruned record whose seal is gone, or malformed.
+    let mut verifier = Verifier::new();
+    verifier
+        .step(
+            Some(&records[0].record()),
+            Some(("e1", seals[0].1.as_str())),
+        )
+        .unwrap();
+    assert_eq!(
+        verifier.clone().skip_pruned(None),
+        Err(Finding::SealBroken { position: 2 })
+    );
+    assert_eq!(
+        verifier.skip_pruned(Some(("e2", "zz"))),
+        Err(Finding::SealBroken { position: 2 })
+    );
+}
+
+#[test]
+fn pruned_records_stand_in_the_tree_by_their_stored_leaves() {
+    let records: Vec<Owned> = (1..=5).map(Owned::new).collect();
+    let leaves: Vec<String> = records
+        .iter()
+        .map(|r| hex::encode(tree::leaf_of(&r.record())))
+        .collect();
+    let signer = note::NoteSigner::from_seed("tollgate.test/audit", [5; 32]).unwrap();
+    let mut frontier = merkle::Frontier::default();
+    for leaf in &leaves {
+        frontier.push(hex::decode(leaf).unwrap().try_into().unwrap());
+    }
+    let checkpoint = |root| tree::LoggedCheckpoint {
+        size: 5,
+        key_id: signer.key_id(),
+        note: note::Checkpoint {
+            origin: "tollgate.test/audit".into(),
+            size: 5,
+            root,
+        }
+        .sign(&signer)
+        .unwrap(),
+    };
+    let walk = |stored: &[String], root| {
+        let mut verifier = tree::TreeVerifier::new(vec![checkpoint(root)]);
+        verifier.trust(&signer.verifier().key()).unwrap();
+        for (record, leaf) in records.iter().zip(stored) {
+            if record.position == 3 {
+                verifier.step_pruned(Some(leaf))?;
+            } else {
+                verifier.step(&record.record(), Some(leaf))?;
+            }
+        }
+        verifier.finish()
+    };
+    let summary = walk(&leaves, frontier.root()).unwrap();
+    assert_eq!((summary.records, summary.checkpoints), (5, 1));
+    let mut altered = leaves.clone();
+    altered[2] = hex::encode([1u8; 32]);
+    assert!(matches!(
+        walk(&altered, frontier.root()),
+        Err(Finding::CheckpointMismatch { size: 5, .. })
+    ));
+    let mut broken = leaves.clone();
+    broken[2] = "not hex".into();
+    assert_eq!(
+        walk(&broken, frontier.root()),
+        Err(Finding::LeafAltered { position: 3 })
+    );
 }

@@ -105,6 +105,21 @@ impl TreeVerifier {
                 position: record.position,
             });
         }
+        self.push(leaf)
+    }
+
+    /// Adds the next position, whose record was pruned: its stored leaf
+    /// (hex) stands for it, and the checkpoints over it check that leaf.
+    pub fn step_pruned(&mut self, stored: Option<&str>) -> Result<(), Finding> {
+        let position = self.frontier.size() + 1;
+        let leaf = stored
+            .and_then(|s| hex::decode(s).ok())
+            .and_then(|h| Hash::try_from(h).ok())
+            .ok_or(Finding::LeafAltered { position })?;
+        self.push(leaf)
+    }
+
+    fn push(&mut self, leaf: Hash) -> Result<(), Finding> {
         self.frontier.push(leaf);
         let size = self.frontier.size();
         if let Some(checkpoint) = self.pending.remove(&size) {

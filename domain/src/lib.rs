@@ -17,6 +17,8 @@ pub mod mount;
 pub mod path;
 pub mod policy;
 pub mod public_key;
+pub mod retention;
+pub mod server;
 pub mod session;
 pub mod transfer;
 pub mod user;
@@ -39,6 +41,8 @@ pub fn event_types() -> Vec<(&'static str, &'static str)> {
         .chain(of::<group::Group>())
         .chain(of::<mount::Mount>())
         .chain(of::<policy::Policy>())
+        .chain(of::<retention::AuditPrune>())
+        .chain(of::<server::ServerRun>())
         .chain(of::<session::Session>())
         .chain(of::<transfer::Transfer>())
         .chain(of::<user::User>())

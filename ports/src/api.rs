@@ -329,6 +329,8 @@ pub struct AuditVerification {
     pub sealed: u64,
     /// Records not sealed yet.
     pub unsealed: u64,
+    /// Sealed records pruned after their export.
+    pub pruned: u64,
     /// Signed checkpoints whose root and signature verified.
     pub checkpoints: u64,
     /// The size of the largest of them.

@@ -118,6 +118,12 @@ pub struct CheckpointRecord {
 /// kept. Append-only.
 #[async_trait]
 pub trait AuditStore: Send + Sync {
+    /// Records that `positions` were pruned (by the prune `pruned_by`)
+    /// and deletes their records from the log, in one transaction; their
+    /// seals and leaves stay.
+    async fn prune(&self, pruned_by: &str, positions: &[u64]) -> Result<(), StoreError>;
+    /// Up to `limit` pruned positions greater than `after`, in order.
+    async fn read_pruned(&self, after: u64, limit: u32) -> Result<Vec<u64>, StoreError>;
     /// The newest seal, if any.
     async fn last_seal(&self) -> Result<Option<Seal>, StoreError>;
     /// Appends seals, which must continue the chain without a gap; must

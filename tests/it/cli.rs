@@ -535,3 +535,250 @@ fn an_erasure_leaves_exports_and_bundles_verifiable_without_the_erased_data() {
     let (ok, out) = python_verify(&bundle, key.trim());
     assert!(ok && out.starts_with("OK: records 1..="), "{out}");
 }
+
+/// Starts `tollgate serve` on ephemeral ports; returns the child and the SFTP address.
+fn serve(data: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) {
+    let mut server = tollgate(data)
+        .args(["serve", "--listen-sftp", "127.0.0.1:0"])
+        .args([
+            "--listen-http",
+            "127.0.0.1:0",
+            "--listen-ftp",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let announced: serde_json::Value = serde_json::from_str(&line).unwrap();
+    (
+        server,
+        announced["address"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+fn stop(mut server: std::process::Child) {
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(server.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success() && server.wait().unwrap().success());
+}
+
+fn events_json(data: &std::path::Path) -> Vec<serde_json::Value> {
+    let (ok, stdout, stderr) = run(tollgate(data).args(["events", "list", "--json"]), "");
+    assert!(ok, "{stderr}");
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_records_are_pruned_and_the_trail_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, _, stderr) = run(
+        tollgate(&data).args(["policy", "add", "partner", "--rule", "/=*"]),
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = run(
+        tollgate(&data).args([
+            "user",
+            "add",
+            "ivy",
+            "--password-stdin",
+            "--policy",
+            "partner",
+        ]),
+        PASSWORD,
+    );
+    assert!(ok, "{stderr}");
+    let (server, addr) = serve(&data);
+    for n in 0..3 {
+        let mut conn = connect(addr).await;
+        assert!(login_password(&mut conn, "ivy", PASSWORD).await);
+        let session = open_sftp(&conn).await;
+        let mut file = session.create(format!("f{n}.txt")).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut file, b"data")
+            .await
+            .unwrap();
+        tokio::io::AsyncWriteExt::shutdown(&mut file).await.unwrap();
+        drop(session);
+        conn.disconnect(russh::Disconnect::ByApplication, "", "")
+            .await
+            .unwrap();
+    }
+    stop(server);
+    let before = events_json(&data);
+    let created = before
+        .iter()
+        .find(|e| e["event_type"] == "UserCreated")
+        .unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let closed = before
+        .iter()
+        .filter(|e| e["event_type"] == "SessionClosed")
+        .count();
+    assert_eq!(closed, 3, "{before:?}");
+
+    let bundle = dir.path().join("bundle");
+    let (ok, _, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "export", "--out"])
+            .arg(&bundle),
+        "",
+    );
+    assert!(ok, "{stderr}");
+
+    // Refused: no cut-off; a bundle of another log; an altered bundle.
+    let (ok, _, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "prune", "--bundle"])
+            .arg(&bundle),
+        "",
+    );
+    assert!(!ok && stderr.contains("audit.retention_days"), "{stderr}");
+    let other = dir.path().join("other");
+    run(
+        tollgate(&other).args(["policy", "add", "x", "--rule", "/=list"]),
+        "",
+    );
+    let foreign = dir.path().join("foreign");
+    run(
+        tollgate(&other)
+            .args(["audit", "export", "--out"])
+            .arg(&foreign),
+        "",
+    );
+    let future = "2999-01-01T00:00:00Z";
+    let (ok, _, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "prune", "--before", future, "--bundle"])
+            .arg(&foreign),
+        "",
+    );
+    assert!(
+        !ok && stderr.contains("not signed by a key of this log"),
+        "{stderr}"
+    );
+    let altered = dir.path().join("altered");
+    std::fs::create_dir(&altered).unwrap();
+    for entry in std::fs::read_dir(&bundle).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), altered.join(entry.file_name())).unwrap();
+    }
+    edit_bundle(&altered, "records.ndjson", |t| {
+        t.replacen("\"ivy\"", "\"eve\"", 1)
+    });
+    let (ok, _, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "prune", "--before", future, "--bundle"])
+            .arg(&altered),
+        "",
+    );
+    assert!(!ok && stderr.contains("does not verify"), "{stderr}");
+    // Nothing is older than a time before everything.
+    let (ok, stdout, stderr) = run(
+        tollgate(&data)
+            .args([
+                "audit",
+                "prune",
+                "--before",
+                "2000-01-01T00:00:00Z",
+                "--bundle",
+            ])
+            .arg(&bundle),
+        "",
+    );
+    assert!(
+        ok && stdout.starts_with("nothing to prune"),
+        "{stdout}{stderr}"
+    );
+
+    let (ok, stdout, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "prune", "--before", future, "--bundle"])
+            .arg(&bundle),
+        "",
+    );
+    assert!(ok && stdout.starts_with("pruned "), "{stdout}{stderr}");
+    let pruned: u64 = stdout.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let after = events_json(&data);
+    let types: Vec<&str> = after
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    for gone in [
+        "SessionOpened",
+        "LoginSucceeded",
+        "TransferCompleted",
+        "SessionClosed",
+    ] {
+        assert!(!types.contains(&gone), "{gone} stays: {types:?}");
+    }
+    for kept in [
+        "PolicyCreated",
+        "UserCreated",
+        "AuditKeyActivated",
+        "AuditRecordsPruned",
+    ] {
+        assert!(types.contains(&kept), "{kept} is gone: {types:?}");
+    }
+    assert!(pruned >= 3 * 5, "{pruned}");
+
+    // The live trail verifies across the gaps, proofs still work, and the
+    // bundle still proves the pruned records offline.
+    let (ok, stdout, _) = run(tollgate(&data).args(["audit", "verify"]), "");
+    assert!(
+        ok && stdout.contains(&format!("({pruned} pruned after export)")),
+        "{stdout}"
+    );
+    let (ok, proof, stderr) = run(
+        tollgate(&data).args(["audit", "proof", "--event", &created]),
+        "",
+    );
+    assert!(ok, "{stderr}");
+    let proof: serde_json::Value = serde_json::from_str(&proof).unwrap();
+    let (_, key, _) = run(tollgate(&data).args(["audit", "checkpoint", "--key"]), "");
+    let verifier = NoteVerifier::from_key(key.trim()).unwrap();
+    let checkpoint = Checkpoint::open(proof["checkpoint"].as_str().unwrap(), &verifier).unwrap();
+    merkle::verify_inclusion(
+        proof["position"].as_u64().unwrap() - 1,
+        checkpoint.size,
+        &unhex(proof["leaf_hash"].as_str().unwrap()),
+        &hashes(&proof["proof"]),
+        &checkpoint.root,
+    )
+    .unwrap();
+    let (ok, out) = python_verify(&bundle, key.trim());
+    assert!(ok && out.starts_with("OK: records 1..="), "{out}");
+
+    // A new export starts after the pruned records; one reaching back to
+    // them is refused with the reason.
+    let later = dir.path().join("later");
+    let (ok, stdout, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "export", "--out"])
+            .arg(&later),
+        "",
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let (ok, out) = python_verify(&later, key.trim());
+    assert!(ok, "{out}");
+    let (ok, _, stderr) = run(
+        tollgate(&data)
+            .args(["audit", "export", "--from", "2000-01-01T00:00:00Z", "--out"])
+            .arg(dir.path().join("reaching")),
+        "",
+    );
+    assert!(!ok && stderr.contains("were pruned"), "{stderr}");
+}

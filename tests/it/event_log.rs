@@ -109,6 +109,25 @@ async fn tamper(kind: &str, attack: &[&str]) -> Option<Finding> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_marked_pruned_without_a_recorded_prune_is_found() {
+    for kind in database_kinds() {
+        let finding = tamper(
+            kind,
+            &[
+                "INSERT INTO audit_pruned (position, pruned_by) VALUES (3, 'forged')",
+                "DELETE FROM events WHERE position = 3",
+            ],
+        )
+        .await;
+        assert_eq!(
+            finding,
+            Some(Finding::PrunedUndeclared { position: 3 }),
+            "{kind}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_verify_finds_a_modified_removed_or_reordered_record() {
     for kind in database_kinds() {
         let modified = tamper(
@@ -269,12 +288,15 @@ async fn subscribers_catch_up_after_a_restart_and_projections_rebuild() {
         );
         db.close().await;
 
+        // The start catches up before it serves (then records its own start).
         let server = TestServer::start_with(config, dir).await;
         let status = server.app().subscriber_status().await.unwrap();
         assert!(
-            status.iter().all(|s| s.position == head),
+            status.iter().all(|s| s.position >= head),
             "{kind}: {status:?}"
         );
+        server.app().catch_up().await.unwrap();
+        let head = head + 1;
         let users = server.app().list_users().await.unwrap();
         assert_eq!(users.len(), 1);
         assert!(
@@ -555,4 +577,68 @@ async fn verification_checks_every_checkpoint_of_a_long_history() {
         report.finding
     );
     db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_runs_and_subscriber_failures_are_events() {
+    for kind in database_kinds() {
+        let server = TestServer::start(kind).await;
+        let started = server.wait_for_type("ServerStarted").await;
+        let run = started[0].aggregate.clone();
+        let listeners = &started[0].payload["ServerStarted"]["listeners"];
+        assert!(
+            listeners
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(format!("sftp {}", server.addr))),
+            "{kind}: {listeners}"
+        );
+        // The projector's table goes away, as in a broken database.
+        let db = Database::connect(&server.config.database.url)
+            .await
+            .unwrap();
+        sql(
+            &db,
+            "ALTER TABLE projection_docs RENAME TO projection_docs_away",
+        )
+        .await
+        .unwrap();
+        server.add_user("zed", &[]).await;
+        let failed = server.wait_for_type("SubscriberFailed").await;
+        assert_eq!(failed.len(), 1, "{kind}: recorded once while it fails");
+        assert_eq!(failed[0].aggregate, run, "{kind}");
+        assert_eq!(
+            failed[0].payload["SubscriberFailed"]["subscriber"], "projector",
+            "{kind}"
+        );
+        sql(
+            &db,
+            "ALTER TABLE projection_docs_away RENAME TO projection_docs",
+        )
+        .await
+        .unwrap();
+        db.close().await;
+        server.wait_for_type("SubscriberRecovered").await;
+        // The user it could not project is projected once it recovers.
+        let users = server.app().list_users().await.unwrap();
+        assert!(users.iter().any(|u| u.username == "zed"), "{kind}");
+
+        let (config, _dir) = server.stop().await;
+        let (app, db) = tollgate::open(&config).await.unwrap();
+        let stopped = app
+            .list_events(&tollgate_application::EventFilter {
+                event_type: Some("ServerStopped".to_string()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(stopped.len(), 1, "{kind}");
+        assert_eq!(
+            (stopped[0].aggregate.as_str(), stopped[0].actor.as_str()),
+            (run.as_str(), "system")
+        );
+        assert_eq!(app.verify_audit().await.unwrap().finding, None, "{kind}");
+        db.close().await;
+    }
 }

@@ -228,6 +228,23 @@ impl TestServer {
         self.wait_for_events(user, event_type, 1).await
     }
 
+    /// Waits (bounded) until an event of `event_type`, about anyone, exists.
+    pub(crate) async fn wait_for_type(&self, event_type: &str) -> Vec<EventSummary> {
+        for _ in 0..400 {
+            let found = self
+                .events(EventFilter {
+                    event_type: Some(event_type.to_string()),
+                    ..EventFilter::default()
+                })
+                .await;
+            if !found.is_empty() {
+                return found;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("no {event_type} event appeared");
+    }
+
     /// Waits (bounded) until `count` events of `event_type` about `user` exist.
     pub(crate) async fn wait_for_events(
         &self,

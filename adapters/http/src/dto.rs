@@ -558,6 +558,9 @@ pub(crate) struct Verification {
     pub(crate) sealed: u64,
     /// Records not sealed yet.
     pub(crate) unsealed: u64,
+    /// Sealed records pruned from the live log after their export (their
+    /// seals and leaves remain; their bundle proves them).
+    pub(crate) pruned: u64,
     /// Signed checkpoints whose root and signature verified.
     pub(crate) checkpoints: u64,
     /// The size of the largest verified checkpoint.

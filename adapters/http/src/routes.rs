@@ -1263,6 +1263,7 @@ impl Api {
             ok: report.finding.is_none(),
             sealed: report.sealed,
             unsealed: report.unsealed,
+            pruned: report.pruned,
             checkpoints: report.checkpoints,
             checkpointed: report.checkpointed,
             finding: report.finding,

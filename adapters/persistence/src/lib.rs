@@ -152,6 +152,12 @@ impl EventLog for Database {
 
 #[async_trait]
 impl AuditStore for Database {
+    async fn prune(&self, pruned_by: &str, positions: &[u64]) -> Result<(), StoreError> {
+        dispatch!(self, db => db.prune(pruned_by, positions).await)
+    }
+    async fn read_pruned(&self, after: u64, limit: u32) -> Result<Vec<u64>, StoreError> {
+        dispatch!(self, db => db.read_pruned(after, limit).await)
+    }
     async fn last_seal(&self) -> Result<Option<Seal>, StoreError> {
         dispatch!(self, db => db.last_seal().await)
     }

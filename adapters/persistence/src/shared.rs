@@ -304,6 +304,48 @@ macro_rules! log_stores {
             .collect()
     }
 
+    pub(crate) async fn prune(&self, pruned_by: &str, positions: &[u64]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        for chunk in positions.chunks(crate::shared::INSERT_CHUNK) {
+            let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
+                "INSERT INTO audit_pruned (position, pruned_by) ",
+            );
+            insert.push_values(chunk, |mut row, position| {
+                row.push_bind(to_i64(*position)).push_bind(pruned_by.to_string());
+            });
+            insert.build().execute(&mut *tx).await.map_err(map_err)?;
+            let mut delete = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
+                "DELETE FROM events WHERE position IN (",
+            );
+            let mut list = delete.separated(", ");
+            for position in chunk {
+                list.push_bind(to_i64(*position));
+            }
+            delete.push(")");
+            let deleted = delete.build().execute(&mut *tx).await.map_err(map_err)?;
+            if deleted.rows_affected() != chunk.len() as u64 {
+                return Err(StoreError::new(
+                    tollgate_ports::outbound::StoreErrorKind::Conflict,
+                    "a record to prune is no longer in the log",
+                    None,
+                ));
+            }
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    pub(crate) async fn read_pruned(&self, after: u64, limit: u32) -> Result<Vec<u64>, StoreError> {
+        let positions: Vec<i64> = sqlx::query_scalar(
+            "SELECT position FROM audit_pruned WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(to_i64(after))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(positions.into_iter().map(to_u64).collect())
+    }
+
     pub(crate) async fn add_subject_key(
         &self,
         key: &tollgate_ports::outbound::SubjectKey,
