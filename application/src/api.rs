@@ -1316,8 +1316,9 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         reader(by)?;
         let report = self.app.verify_audit().await.map_err(api_error)?;
         let result = report.result();
+        let ok = report.finding.is_none();
         let finding = report.finding.map(|f| f.to_string());
-        self.record_audit_access(by, AuditAccessCommand::RecordVerification { result })
+        self.record_audit_access(by, AuditAccessCommand::RecordVerification { result, ok })
             .await?;
         Ok(AuditVerification {
             sealed: report.sealed,

@@ -262,7 +262,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     }
 
     /// Records that `actor` verified the trail, with the result
-    /// (`AuditLogVerified`): verifying is itself audited.
+    /// (`AuditLogVerified`, or `AuditVerificationFailed`): verifying is
+    /// itself audited.
     pub async fn record_audit_verification(
         &self,
         actor: &str,
@@ -270,6 +271,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     ) -> Result<(), AppError> {
         let command = AuditAccessCommand::RecordVerification {
             result: report.result(),
+            ok: report.finding.is_none(),
         };
         self.record_audit_access(actor, command).await
     }

@@ -19,8 +19,9 @@ pub struct AuditAccess {
 pub enum AuditAccessCommand {
     /// A query or an export: the filter as text and the format.
     RecordRead { query: String, format: String },
-    /// A verification and its result.
-    RecordVerification { result: String },
+    /// A verification and its result; a failed one is recorded as
+    /// `AuditVerificationFailed`, so that it can be alerted on by type.
+    RecordVerification { result: String, ok: bool },
 }
 
 /// Events of an audit access.
@@ -29,8 +30,9 @@ pub enum AuditAccessCommand {
 pub enum AuditAccessEvent {
     AuditLogRead { query: String, format: String },
     AuditLogVerified { result: String },
+    AuditVerificationFailed { result: String },
 }
-crate::domain_event!(AuditAccessEvent, "1", { AuditLogRead, AuditLogVerified });
+crate::domain_event!(AuditAccessEvent, "1", { AuditLogRead, AuditLogVerified, AuditVerificationFailed });
 
 /// Why an audit access command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -55,8 +57,11 @@ impl AggregateRoot for AuditAccess {
             AuditAccessCommand::RecordRead { query, format } => {
                 AuditAccessEvent::AuditLogRead { query, format }
             }
-            AuditAccessCommand::RecordVerification { result } => {
+            AuditAccessCommand::RecordVerification { result, ok: true } => {
                 AuditAccessEvent::AuditLogVerified { result }
+            }
+            AuditAccessCommand::RecordVerification { result, ok: false } => {
+                AuditAccessEvent::AuditVerificationFailed { result }
             }
         }])
     }

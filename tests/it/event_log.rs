@@ -104,6 +104,20 @@ async fn tamper(kind: &str, attack: &[&str]) -> Option<Finding> {
         .find(|s| s.name == "tollgate_audit_verification_failures_total")
         .map(|s| s.value);
     assert_eq!(failures, Some(1.0), "{kind}");
+    // Recorded as a failure of its own type, for alerting on it.
+    app.record_audit_verification("test", &report)
+        .await
+        .unwrap();
+    let recorded = app
+        .list_events(&tollgate_application::EventFilter {
+            event_type: Some("AuditVerificationFailed".to_string()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 1, "{kind}");
+    assert_eq!(recorded[0].outcome, "failure", "{kind}");
     db.close().await;
     report.finding
 }
