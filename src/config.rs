@@ -27,6 +27,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Personal data in events.
     pub privacy: PrivacyConfig,
+    /// Webhook deliveries.
+    pub webhooks: WebhooksConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -181,6 +183,32 @@ impl Default for PrivacyConfig {
     }
 }
 
+/// `[webhooks]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Whether endpoints on loopback, private or link-local addresses are
+    /// allowed (off: such targets are refused, against request forgery).
+    pub allow_private_targets: bool,
+    /// A delivery attempt gives up after this many seconds.
+    pub timeout_secs: u64,
+    /// The wait after a first failed attempt, doubled after each failure...
+    pub first_retry_ms: u64,
+    /// ...up to this many seconds.
+    pub max_retry_secs: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            allow_private_targets: false,
+            timeout_secs: 10,
+            first_retry_ms: 1000,
+            max_retry_secs: 600,
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -202,6 +230,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
+            webhooks: WebhooksConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -379,6 +408,16 @@ impl Config {
         }
         if self.audit.checkpoint_every == 0 {
             problems.push("audit.checkpoint_every: must be at least 1".to_string());
+        }
+        if self.webhooks.timeout_secs == 0 || self.webhooks.first_retry_ms == 0 {
+            problems.push(
+                "webhooks.timeout_secs and webhooks.first_retry_ms: must be at least 1".to_string(),
+            );
+        }
+        if self.webhooks.max_retry_secs * 1000 < self.webhooks.first_retry_ms {
+            problems.push(
+                "webhooks.max_retry_secs: must not be below webhooks.first_retry_ms".to_string(),
+            );
         }
         if self.audit.checkpoint_interval_secs == 0 {
             problems.push("audit.checkpoint_interval_secs: must be at least 1".to_string());

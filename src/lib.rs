@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_application::{
-    CheckpointPolicy, Dependencies, PrivacyPolicy, RunInfo, SystemClock, Tollgate,
+    CheckpointPolicy, Dependencies, PrivacyPolicy, RetryPolicy, RunInfo, SystemClock, Tollgate,
 };
+use tollgate_export::HttpWebhookSender;
 use tollgate_ftp::{FtpConfig, FtpServer};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
 use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner};
@@ -69,6 +70,15 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         subject_cipher: secrets,
         privacy: PrivacyPolicy {
             seal_remote_addr: config.privacy.seal_remote_addr,
+        },
+        webhooks: Arc::new(HttpWebhookSender::new(
+            Duration::from_secs(config.webhooks.timeout_secs),
+            config.webhooks.allow_private_targets,
+        )),
+        deliveries: Arc::new(db.clone()),
+        retry_policy: RetryPolicy {
+            first: Duration::from_millis(config.webhooks.first_retry_ms),
+            max: Duration::from_secs(config.webhooks.max_retry_secs),
         },
         token_ttl: Duration::from_secs(config.http.token_ttl_secs),
         checkpoints: Arc::new(checkpoints),
@@ -215,6 +225,14 @@ impl Server {
             let rx = shutdown_rx.clone();
             tasks.spawn(async move {
                 app.run_subscribers(rx).await;
+                Ok(())
+            });
+        }
+        {
+            let app = app.clone();
+            let rx = shutdown_rx.clone();
+            tasks.spawn(async move {
+                app.run_webhooks(rx).await;
                 Ok(())
             });
         }

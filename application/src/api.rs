@@ -13,22 +13,26 @@ use tollgate_domain::group::{Group, GroupCommand};
 use tollgate_domain::mount::{Mount, MountCommand};
 use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
 use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
+use tollgate_domain::subscription::{
+    EventFormat, Subscription, SubscriptionCommand, SubscriptionFilter,
+};
 use tollgate_domain::user::{User, UserCommand, UserProfile, UserUpdate};
 use tollgate_domain::{AggregateRoot, RefusalKind};
 use tollgate_ports::api::{
     AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification,
     ConsistencyProof, CreatedApiKey, EventPage, EventQuery, GroupRecord, InclusionProof,
-    IssuedToken, ListParams, MountRecord, Page, PolicyRecord, Principal, RuleRecord, Sample,
-    SessionRecord, SignedCheckpoint, StorageRecord, TransferRecord, UserChanges, UserRecord,
-    UserSpec, Versioned,
+    IssuedToken, ListParams, MountRecord, Page, PolicyRecord, Principal, RedeliveryReport,
+    RedeliveryRequest, RuleRecord, Sample, SessionRecord, SignedCheckpoint, StorageRecord,
+    SubscriptionRecord, TransferRecord, UserChanges, UserRecord, UserSpec, Versioned,
 };
 use tollgate_ports::inbound::{ClientInfo, LoginError};
-use tollgate_ports::outbound::{TokenClaims, TokenError};
+use tollgate_ports::outbound::{DeliveryAttempt, TokenClaims, TokenError};
 
 use crate::admin::{NewUser, parse_keys};
 use crate::aggregates::Actor;
 use crate::sessions::Gateway;
 use crate::subscribers::{ADMINS, API_KEYS, GROUPS, MOUNTS, POLICIES, Projected};
+use crate::webhooks::NewSubscription;
 use crate::{AppError, Tollgate};
 
 /// The prefix of every API key: `tgk_<id>_<secret>`.
@@ -126,6 +130,24 @@ fn page_of<T>(mut items: Vec<(String, T)>, params: &ListParams) -> Page<T> {
     Page {
         items: selected.into_iter().map(|(_, item)| item).collect(),
         next_cursor,
+    }
+}
+
+fn subscription_record(sub: &Subscription) -> SubscriptionRecord {
+    SubscriptionRecord {
+        name: sub.name.clone(),
+        url: sub.url.clone(),
+        event_types: sub.filter.event_types.clone(),
+        users: sub.filter.users.clone(),
+        path_prefix: sub.filter.path_prefix.clone(),
+        outcome: sub.filter.outcome.clone(),
+        format: match sub.format {
+            EventFormat::Tollgate => "tollgate",
+            EventFormat::Ocsf => "ocsf",
+        }
+        .to_string(),
+        enabled: sub.enabled,
+        disabled_reason: sub.disabled_reason.clone(),
     }
 }
 
@@ -807,6 +829,161 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         Ok(Versioned {
             version,
             value: user_record(&user, profile),
+        })
+    }
+
+    async fn create_subscription(
+        &self,
+        by: &Principal,
+        spec: SubscriptionRecord,
+    ) -> Result<(SubscriptionRecord, String), ApiError> {
+        writer(by)?;
+        let format = match spec.format.as_str() {
+            "" | "tollgate" => EventFormat::Tollgate,
+            "ocsf" => EventFormat::Ocsf,
+            other => {
+                return Err(ApiError::Invalid(format!(
+                    "format {other:?} is neither tollgate nor ocsf"
+                )));
+            }
+        };
+        let new = NewSubscription {
+            name: spec.name,
+            url: spec.url,
+            filter: SubscriptionFilter {
+                event_types: spec.event_types,
+                users: spec.users,
+                path_prefix: spec.path_prefix,
+                outcome: spec.outcome,
+            },
+            format,
+        };
+        let (state, secret) = self
+            .app
+            .create_subscription(&actor_of(by, None), new)
+            .await
+            .map_err(api_error)?;
+        Ok((subscription_record(&state), secret))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        by: &Principal,
+    ) -> Result<Vec<SubscriptionRecord>, ApiError> {
+        reader(by)?;
+        self.fresh().await?;
+        let docs = self
+            .app
+            .inner
+            .deps
+            .projections
+            .list(crate::webhooks::SUBSCRIPTIONS)
+            .await
+            .map_err(|e| api_error(e.into()))?;
+        Ok(docs
+            .into_iter()
+            .filter_map(|(_, doc)| serde_json::from_value::<Projected<Subscription>>(doc).ok())
+            .filter(|p| p.state.exists())
+            .map(|p| subscription_record(&p.state))
+            .collect())
+    }
+
+    async fn get_subscription(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<SubscriptionRecord, ApiError> {
+        reader(by)?;
+        let sub: Subscription = self.app.load(name).await.map_err(api_error)?;
+        if !sub.exists() {
+            return Err(not_found("subscription", name));
+        }
+        Ok(subscription_record(&sub))
+    }
+
+    async fn set_subscription_enabled(
+        &self,
+        by: &Principal,
+        name: &str,
+        enabled: bool,
+    ) -> Result<SubscriptionRecord, ApiError> {
+        writer(by)?;
+        let command = if enabled {
+            SubscriptionCommand::Enable
+        } else {
+            SubscriptionCommand::Disable {
+                reason: format!("disabled by {}", by.name()),
+            }
+        };
+        let state = self
+            .app
+            .on_subscription(&actor_of(by, None), name, command)
+            .await
+            .map_err(api_error)?;
+        Ok(subscription_record(&state))
+    }
+
+    async fn delete_subscription(&self, by: &Principal, name: &str) -> Result<(), ApiError> {
+        writer(by)?;
+        self.app
+            .on_subscription(&actor_of(by, None), name, SubscriptionCommand::Delete)
+            .await
+            .map(drop)
+            .map_err(api_error)
+    }
+
+    async fn subscription_deliveries(
+        &self,
+        by: &Principal,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>, ApiError> {
+        reader(by)?;
+        self.get_subscription(by, name).await?;
+        self.app
+            .inner
+            .deps
+            .deliveries
+            .deliveries(name, limit.clamp(1, 1000))
+            .await
+            .map_err(|e| api_error(e.into()))
+    }
+
+    async fn redeliver(
+        &self,
+        by: &Principal,
+        name: &str,
+        request: RedeliveryRequest,
+    ) -> Result<RedeliveryReport, ApiError> {
+        writer(by)?;
+        let (first, last) = match (request.event_id, request.first, request.last) {
+            (Some(id), None, None) => {
+                let position = self
+                    .app
+                    .inner
+                    .deps
+                    .log
+                    .position_of(&id)
+                    .await
+                    .map_err(|e| api_error(e.into()))?
+                    .ok_or_else(|| not_found("event", &id))?;
+                (position, position)
+            }
+            (None, Some(first), Some(last)) => (first, last),
+            _ => {
+                return Err(ApiError::Invalid(
+                    "give either event_id, or first and last".to_string(),
+                ));
+            }
+        };
+        let done = self
+            .app
+            .redeliver(name, first, last)
+            .await
+            .map_err(api_error)?;
+        Ok(RedeliveryReport {
+            attempted: done.attempted,
+            delivered: done.delivered,
         })
     }
 

@@ -21,11 +21,13 @@ mod live;
 mod metrics;
 mod mounts;
 mod privacy;
+mod publish;
 mod queries;
 mod retention;
 mod sessions;
 mod subscribers;
 mod tree;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -33,8 +35,8 @@ use cqrs_es::persist::PersistedEventRepository;
 use tokio::sync::Notify;
 use tollgate_ports::api::AdminApi;
 use tollgate_ports::outbound::{
-    AuditStore, CheckpointSigner, Clock, EventLog, FileStorage, PasswordHasher, ProjectionStore,
-    SecretBox, SubjectCipher, SubjectKeyStore, TokenSigner,
+    AuditStore, CheckpointSigner, Clock, DeliveryLog, EventLog, FileStorage, PasswordHasher,
+    ProjectionStore, SecretBox, SubjectCipher, SubjectKeyStore, TokenSigner, WebhookSender,
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
@@ -46,6 +48,7 @@ pub use retention::{ExportedRange, PruneReport};
 pub use sessions::Gateway;
 pub use subscribers::{SubscriberStatus, TransferView};
 pub use tree::{BundleHead, CheckpointPolicy};
+pub use webhooks::{NewSubscription, Redelivered, RetryPolicy};
 
 /// A clock that reads the system time.
 #[derive(Debug, Clone, Copy, Default)]
@@ -89,6 +92,12 @@ pub struct Dependencies<R> {
     pub subject_cipher: Arc<dyn SubjectCipher>,
     /// What personal data is sealed.
     pub privacy: PrivacyPolicy,
+    /// Sends signed webhooks.
+    pub webhooks: Arc<dyn WebhookSender>,
+    /// Where webhook delivery attempts are logged.
+    pub deliveries: Arc<dyn DeliveryLog>,
+    /// When failed webhook deliveries are tried again.
+    pub retry_policy: RetryPolicy,
 }
 
 /// The application: cheap to clone, shared by every adapter.

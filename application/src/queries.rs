@@ -96,7 +96,7 @@ pub struct EventSummary {
 
 /// Payload fields that hold credential material (hashes, never clear
 /// text): kept in the log for verification, never shown by a query.
-const CREDENTIAL_FIELDS: [&str; 2] = ["password_hash", "secret_sha256"];
+const CREDENTIAL_FIELDS: [&str; 3] = ["password_hash", "secret_sha256", "secret"];
 
 fn redact(payload: &mut Value) {
     if let Some(body) = payload
@@ -119,7 +119,7 @@ fn text(value: Option<&Value>) -> Option<String> {
 }
 
 impl EventSummary {
-    fn from_logged(mut event: LoggedEvent) -> Self {
+    pub(crate) fn from_logged(mut event: LoggedEvent) -> Self {
         redact(&mut event.payload);
         let meta = &event.metadata;
         let body = event

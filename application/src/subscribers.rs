@@ -294,6 +294,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 "admin" => batch.apply_aggregate::<Admin>(ADMINS, event).await?,
                 "api_key" => batch.apply_aggregate::<ApiKey>(API_KEYS, event).await?,
                 "mount" => batch.apply_aggregate::<Mount>(MOUNTS, event).await?,
+                "subscription" => {
+                    batch
+                        .apply_aggregate::<tollgate_domain::subscription::Subscription>(
+                            crate::webhooks::SUBSCRIPTIONS,
+                            event,
+                        )
+                        .await?
+                }
                 "transfer" => batch.apply_transfer(event).await?,
                 _ => {}
             }
@@ -412,7 +420,19 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         self.inner
             .deps
             .projections
-            .reset(PROJECTOR, &[USERS, POLICIES, GROUPS, TRANSFERS])
+            .reset(
+                PROJECTOR,
+                &[
+                    USERS,
+                    POLICIES,
+                    GROUPS,
+                    TRANSFERS,
+                    ADMINS,
+                    API_KEYS,
+                    MOUNTS,
+                    crate::webhooks::SUBSCRIPTIONS,
+                ],
+            )
             .await?;
         let mut total = 0u64;
         loop {

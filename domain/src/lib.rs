@@ -20,6 +20,7 @@ pub mod public_key;
 pub mod retention;
 pub mod server;
 pub mod session;
+pub mod subscription;
 pub mod transfer;
 pub mod user;
 
@@ -43,6 +44,7 @@ pub fn event_types() -> Vec<(&'static str, &'static str)> {
         .chain(of::<policy::Policy>())
         .chain(of::<retention::AuditPrune>())
         .chain(of::<server::ServerRun>())
+        .chain(of::<subscription::Subscription>())
         .chain(of::<session::Session>())
         .chain(of::<transfer::Transfer>())
         .chain(of::<user::User>())

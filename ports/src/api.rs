@@ -339,6 +339,39 @@ pub struct AuditVerification {
     pub finding: Option<String>,
 }
 
+/// A webhook subscription: where, which events, in what shape.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct SubscriptionRecord {
+    pub name: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+    pub users: Vec<String>,
+    pub path_prefix: Option<String>,
+    pub outcome: Option<String>,
+    /// `tollgate` or `ocsf`.
+    pub format: String,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+}
+
+/// Which events to deliver again: one event, or a range of positions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct RedeliveryRequest {
+    pub event_id: Option<String>,
+    pub first: Option<u64>,
+    pub last: Option<u64>,
+}
+
+/// What a redelivery did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct RedeliveryReport {
+    pub attempted: u64,
+    pub delivered: u64,
+}
+
 /// The latest signed tree head of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedCheckpoint {
@@ -491,6 +524,45 @@ pub trait AdminApi: Send + Sync {
     /// Erases a user's personal data (GDPR); returns the ids of the
     /// destroyed keys.
     async fn erase_user(&self, by: &Principal, name: &str) -> Result<Vec<String>, ApiError>;
+    /// Creates a webhook subscription; returns it and its signing secret
+    /// (given once).
+    async fn create_subscription(
+        &self,
+        by: &Principal,
+        spec: SubscriptionRecord,
+    ) -> Result<(SubscriptionRecord, String), ApiError>;
+    /// Every subscription.
+    async fn list_subscriptions(&self, by: &Principal)
+    -> Result<Vec<SubscriptionRecord>, ApiError>;
+    /// One subscription.
+    async fn get_subscription(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<SubscriptionRecord, ApiError>;
+    /// Enables or disables deliveries.
+    async fn set_subscription_enabled(
+        &self,
+        by: &Principal,
+        name: &str,
+        enabled: bool,
+    ) -> Result<SubscriptionRecord, ApiError>;
+    /// Deletes a subscription.
+    async fn delete_subscription(&self, by: &Principal, name: &str) -> Result<(), ApiError>;
+    /// The newest delivery attempts of a subscription.
+    async fn subscription_deliveries(
+        &self,
+        by: &Principal,
+        name: &str,
+        limit: u32,
+    ) -> Result<Vec<crate::outbound::DeliveryAttempt>, ApiError>;
+    /// Delivers one event, or a range, again (one attempt each).
+    async fn redeliver(
+        &self,
+        by: &Principal,
+        name: &str,
+        request: RedeliveryRequest,
+    ) -> Result<RedeliveryReport, ApiError>;
 
     async fn list_groups(
         &self,

@@ -480,3 +480,85 @@ pub trait SubjectCipher: Send + Sync {
     /// The clear text of a value sealed with the wrapped key and `key_id`.
     fn open_with(&self, wrapped: &str, key_id: &str, sealed: &str) -> Result<String, SecretError>;
 }
+
+/// One webhook request, before signing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// The endpoint.
+    pub url: String,
+    /// `webhook-id`: the event's id, stable across retries and redeliveries.
+    pub message_id: String,
+    /// `webhook-timestamp`: Unix seconds of this attempt.
+    pub timestamp: i64,
+    /// The JSON body.
+    pub body: String,
+    /// The subscription's signing secret in clear (`whsec_...`).
+    pub secret: String,
+}
+
+/// What the endpoint answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The endpoint's `Retry-After`, when it gave one.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+/// Why a webhook was not delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookError {
+    /// The target is not allowed (a private or loopback address, a bad URL).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The endpoint could not be reached or did not answer in time.
+    #[error("not delivered: {0}")]
+    Transport(String),
+}
+
+/// Sends signed webhooks (Standard Webhooks).
+#[async_trait]
+pub trait WebhookSender: Send + Sync {
+    /// A new signing secret (`whsec_` and base64 of random bytes).
+    fn new_secret(&self) -> String;
+    /// Whether `url` is an endpoint deliveries may go to.
+    async fn check(&self, url: &str) -> Result<(), WebhookError>;
+    /// Signs and sends one request.
+    async fn send(&self, request: &WebhookRequest) -> Result<WebhookResponse, WebhookError>;
+}
+
+/// One delivery attempt of one event to one subscription.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    /// The subscription.
+    pub subscription: String,
+    /// The event delivered.
+    pub event_id: String,
+    /// Its position.
+    pub position: u64,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The HTTP status, when the endpoint answered.
+    pub status: Option<u16>,
+    /// How long the attempt took.
+    pub latency_ms: u64,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    /// When it was made (RFC 3339).
+    pub time: String,
+    /// Whether an administrator asked for it (a redelivery).
+    pub redelivery: bool,
+}
+
+/// The delivery log of the subscriptions.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// Appends one attempt.
+    async fn record_delivery(&self, attempt: &DeliveryAttempt) -> Result<(), StoreError>;
+    /// The newest `limit` attempts of a subscription, newest first.
+    async fn deliveries(
+        &self,
+        subscription: &str,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError>;
+}

@@ -26,6 +26,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("tollgate-http", &["tollgate-domain", "tollgate-ports"]),
     ("tollgate-ftp", &["tollgate-domain", "tollgate-ports"]),
+    ("tollgate-export", &["tollgate-domain", "tollgate-ports"]),
 ];
 
 /// Crates that must not be anywhere in the normal dependency graph of a crate.

@@ -16,3 +16,4 @@ mod parity;
 mod sftp;
 mod support;
 mod tidy;
+mod webhooks;

@@ -1013,3 +1013,151 @@ pub(crate) struct MountPage {
     #[oai(skip_serializing_if_is_none)]
     pub(crate) next_cursor: Option<String>,
 }
+
+/// A webhook subscription.
+#[derive(Debug, Object)]
+pub(crate) struct Subscription {
+    /// Its name.
+    pub(crate) name: String,
+    /// The endpoint events are POSTed to (Standard Webhooks signatures).
+    pub(crate) url: String,
+    /// Only these event types (empty: all).
+    pub(crate) event_types: Vec<String>,
+    /// Only events about these users (empty: all).
+    pub(crate) users: Vec<String>,
+    /// Only events whose path is under this prefix.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) path_prefix: Option<String>,
+    /// Only events with this outcome (`success`, `failure`, `denied`, `aborted`).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) outcome: Option<String>,
+    /// `tollgate` (docs/events.md) or `ocsf`.
+    pub(crate) format: String,
+    /// Whether deliveries run.
+    pub(crate) enabled: bool,
+    /// Why deliveries stopped (a 410 Gone, an administrator).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) disabled_reason: Option<String>,
+}
+
+impl From<tollgate_ports::api::SubscriptionRecord> for Subscription {
+    fn from(r: tollgate_ports::api::SubscriptionRecord) -> Self {
+        Subscription {
+            name: r.name,
+            url: r.url,
+            event_types: r.event_types,
+            users: r.users,
+            path_prefix: r.path_prefix,
+            outcome: r.outcome,
+            format: r.format,
+            enabled: r.enabled,
+            disabled_reason: r.disabled_reason,
+        }
+    }
+}
+
+/// A new webhook subscription.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct NewSubscription {
+    /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub(crate) name: String,
+    /// An http or https URL; private and loopback addresses are refused
+    /// unless `webhooks.allow_private_targets` is set.
+    #[oai(validator(min_length = 1, max_length = 2048))]
+    pub(crate) url: String,
+    /// Only these event types (empty: all).
+    #[oai(default)]
+    pub(crate) event_types: Vec<String>,
+    /// Only events about these users (empty: all).
+    #[oai(default)]
+    pub(crate) users: Vec<String>,
+    /// Only events whose path is under this prefix.
+    #[oai(validator(max_length = 4096))]
+    pub(crate) path_prefix: Option<String>,
+    /// Only events with this outcome.
+    #[oai(validator(pattern = "^(success|failure|denied|aborted)$"))]
+    pub(crate) outcome: Option<String>,
+    /// `tollgate` (default) or `ocsf`.
+    #[oai(validator(pattern = "^(tollgate|ocsf)$"))]
+    pub(crate) format: Option<String>,
+}
+
+/// A created subscription and its signing secret.
+#[derive(Debug, Object)]
+pub(crate) struct CreatedSubscription {
+    /// The subscription.
+    pub(crate) subscription: Subscription,
+    /// The `whsec_` secret that signs its deliveries: shown only here.
+    pub(crate) secret: String,
+}
+
+/// Enables or disables a subscription.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct SubscriptionChange {
+    /// Whether deliveries run (enabling resumes where they stopped).
+    pub(crate) enabled: bool,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Object)]
+pub(crate) struct Delivery {
+    /// The event's id (the `webhook-id` header).
+    pub(crate) event_id: String,
+    /// The event's position in the log.
+    pub(crate) position: u64,
+    /// 1 for the first attempt of an event.
+    pub(crate) attempt: u32,
+    /// The endpoint's HTTP status, when it answered.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) status: Option<u16>,
+    /// How long the attempt took.
+    pub(crate) latency_ms: u64,
+    /// Why it failed.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) error: Option<String>,
+    /// When (RFC 3339).
+    pub(crate) time: String,
+    /// Whether it was a redelivery asked for by an administrator.
+    pub(crate) redelivery: bool,
+}
+
+impl From<tollgate_ports::outbound::DeliveryAttempt> for Delivery {
+    fn from(a: tollgate_ports::outbound::DeliveryAttempt) -> Self {
+        Delivery {
+            event_id: a.event_id,
+            position: a.position,
+            attempt: a.attempt,
+            status: a.status,
+            latency_ms: a.latency_ms,
+            error: a.error,
+            time: a.time,
+            redelivery: a.redelivery,
+        }
+    }
+}
+
+/// Which events to deliver again: `event_id`, or `first` and `last`.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct Redelivery {
+    /// One event.
+    pub(crate) event_id: Option<String>,
+    /// The first position of a range (at most 1000 positions).
+    #[oai(validator(minimum(value = "1")))]
+    pub(crate) first: Option<u64>,
+    /// The last position of the range.
+    #[oai(validator(minimum(value = "1")))]
+    pub(crate) last: Option<u64>,
+}
+
+/// What a redelivery did.
+#[derive(Debug, Object)]
+pub(crate) struct Redelivered {
+    /// Events the subscription's filter selected, each tried once.
+    pub(crate) attempted: u64,
+    /// Of those, taken by the endpoint (2xx).
+    pub(crate) delivered: u64,
+}

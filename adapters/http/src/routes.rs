@@ -14,7 +14,8 @@ use poem_openapi::{ApiResponse, OpenApi, ResponseContent, SecurityScheme, Tags};
 use tollgate_domain::session::Protocol;
 use tollgate_ports::api::{
     AdminApi, AdminChanges, AdminRecord, EventQuery, GroupRecord, ListParams, MountRecord,
-    PolicyRecord, Principal, UserChanges, UserRecord, UserSpec, Versioned,
+    PolicyRecord, Principal, RedeliveryRequest, SubscriptionRecord, UserChanges, UserRecord,
+    UserSpec, Versioned,
 };
 use tollgate_ports::inbound::ClientInfo;
 
@@ -45,6 +46,8 @@ pub(crate) enum Tag {
     Audit,
     /// Transfers and live sessions.
     Activity,
+    /// Webhook subscriptions and their deliveries.
+    Subscriptions,
     /// Health, readiness and metrics.
     Operations,
 }
@@ -122,6 +125,14 @@ enum ApiKeyCreated {
     /// The key; its value is shown only here.
     #[oai(status = 201)]
     Created(Json<dto::CreatedApiKey>),
+}
+
+/// A created subscription.
+#[derive(ApiResponse)]
+enum SubscriptionCreated {
+    /// The subscription and its secret, shown only here.
+    #[oai(status = 201)]
+    Created(Json<dto::CreatedSubscription>),
 }
 
 /// An export's body.
@@ -858,6 +869,171 @@ impl Api {
             .await?;
         let (items, next_cursor) = versioned_page(page, dto::Mount::new);
         Ok(Json(dto::MountPage { items, next_cursor }))
+    }
+
+    /// List webhook subscriptions.
+    #[oai(
+        path = "/subscriptions",
+        method = "get",
+        tag = "Tag::Subscriptions",
+        operation_id = "listSubscriptions"
+    )]
+    async fn list_subscriptions(
+        &self,
+        req: &Request,
+        auth: Auth,
+    ) -> Result<Json<Vec<dto::Subscription>>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let subs = self.port.list_subscriptions(&by).await?;
+        Ok(Json(subs.into_iter().map(Into::into).collect()))
+    }
+
+    /// Create a webhook subscription: from now on, every sealed event its
+    /// filter selects is POSTed to the URL, in log order, signed per
+    /// Standard Webhooks with the secret returned here (only here).
+    #[oai(
+        path = "/subscriptions",
+        method = "post",
+        tag = "Tag::Subscriptions",
+        operation_id = "createSubscription"
+    )]
+    async fn create_subscription(
+        &self,
+        req: &Request,
+        auth: Auth,
+        body: Json<dto::NewSubscription>,
+    ) -> Result<SubscriptionCreated, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let new = body.0;
+        let (record, secret) = self
+            .port
+            .create_subscription(
+                &by,
+                SubscriptionRecord {
+                    name: new.name,
+                    url: new.url,
+                    event_types: new.event_types,
+                    users: new.users,
+                    path_prefix: new.path_prefix,
+                    outcome: new.outcome,
+                    format: new.format.unwrap_or_default(),
+                    ..SubscriptionRecord::default()
+                },
+            )
+            .await?;
+        Ok(SubscriptionCreated::Created(Json(
+            dto::CreatedSubscription {
+                subscription: record.into(),
+                secret,
+            },
+        )))
+    }
+
+    /// One webhook subscription.
+    #[oai(
+        path = "/subscriptions/:name",
+        method = "get",
+        tag = "Tag::Subscriptions",
+        operation_id = "getSubscription"
+    )]
+    async fn get_subscription(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+    ) -> Result<Json<dto::Subscription>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        Ok(Json(self.port.get_subscription(&by, &name.0).await?.into()))
+    }
+
+    /// Enable or disable a subscription (enabling resumes where it stopped).
+    #[oai(
+        path = "/subscriptions/:name",
+        method = "patch",
+        tag = "Tag::Subscriptions",
+        operation_id = "updateSubscription"
+    )]
+    async fn update_subscription(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+        body: Json<dto::SubscriptionChange>,
+    ) -> Result<Json<dto::Subscription>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let sub = self
+            .port
+            .set_subscription_enabled(&by, &name.0, body.0.enabled)
+            .await?;
+        Ok(Json(sub.into()))
+    }
+
+    /// Delete a subscription.
+    #[oai(
+        path = "/subscriptions/:name",
+        method = "delete",
+        tag = "Tag::Subscriptions",
+        operation_id = "deleteSubscription"
+    )]
+    async fn delete_subscription(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+    ) -> Result<NoContent, Problem> {
+        let by = self.principal(req, &auth).await?;
+        self.port.delete_subscription(&by, &name.0).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// The newest delivery attempts of a subscription, newest first.
+    #[oai(
+        path = "/subscriptions/:name/deliveries",
+        method = "get",
+        tag = "Tag::Subscriptions",
+        operation_id = "listDeliveries"
+    )]
+    async fn list_deliveries(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+        #[oai(validator(minimum(value = "1"), maximum(value = "1000")))] limit: Query<Option<u32>>,
+    ) -> Result<Json<Vec<dto::Delivery>>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let attempts = self
+            .port
+            .subscription_deliveries(&by, &name.0, limit.0.unwrap_or(100))
+            .await?;
+        Ok(Json(attempts.into_iter().map(Into::into).collect()))
+    }
+
+    /// Deliver one event (`event_id`) or a range of positions (`first`,
+    /// `last`) again, once each, to the subscription's endpoint.
+    #[oai(
+        path = "/subscriptions/:name/redeliveries",
+        method = "post",
+        tag = "Tag::Subscriptions",
+        operation_id = "redeliver"
+    )]
+    async fn redeliver(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+        body: Json<dto::Redelivery>,
+    ) -> Result<Json<dto::Redelivered>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let request = RedeliveryRequest {
+            event_id: body.0.event_id,
+            first: body.0.first,
+            last: body.0.last,
+        };
+        let done = self.port.redeliver(&by, &name.0, request).await?;
+        Ok(Json(dto::Redelivered {
+            attempted: done.attempted,
+            delivered: done.delivered,
+        }))
     }
 
     /// Create a mount; its secrets are sealed before they are recorded.

@@ -15,8 +15,8 @@ use cqrs_es::persist::{
 };
 use serde_json::Value;
 use tollgate_ports::outbound::{
-    AuditStore, CheckpointRecord, DocChange, EventLog, LoggedEvent, ProjectionStore, Seal,
-    StoreError, StoreErrorKind, SubjectKey, SubjectKeyStore,
+    AuditStore, CheckpointRecord, DeliveryAttempt, DeliveryLog, DocChange, EventLog, LoggedEvent,
+    ProjectionStore, Seal, StoreError, StoreErrorKind, SubjectKey, SubjectKeyStore,
 };
 
 mod postgres;
@@ -221,6 +221,20 @@ impl ProjectionStore for Database {
     }
     async fn reset(&self, subscriber: &str, projections: &[&str]) -> Result<(), StoreError> {
         dispatch!(self, db => db.reset(subscriber, projections).await)
+    }
+}
+
+#[async_trait]
+impl DeliveryLog for Database {
+    async fn record_delivery(&self, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
+        dispatch!(self, db => db.record_delivery(attempt).await)
+    }
+    async fn deliveries(
+        &self,
+        subscription: &str,
+        limit: u32,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        dispatch!(self, db => db.deliveries(subscription, limit).await)
     }
 }
 

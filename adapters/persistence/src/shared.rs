@@ -346,6 +346,63 @@ macro_rules! log_stores {
         Ok(positions.into_iter().map(to_u64).collect())
     }
 
+    pub(crate) async fn record_delivery(
+        &self,
+        attempt: &tollgate_ports::outbound::DeliveryAttempt,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO webhook_deliveries (subscription, event_id, position, attempt, status, \
+             latency_ms, error, time, redelivery) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&attempt.subscription)
+        .bind(&attempt.event_id)
+        .bind(to_i64(attempt.position))
+        .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
+        .bind(attempt.status.map(i32::from))
+        .bind(to_i64(attempt.latency_ms))
+        .bind(&attempt.error)
+        .bind(&attempt.time)
+        .bind(attempt.redelivery)
+        .execute(&self.pool)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    pub(crate) async fn deliveries(
+        &self,
+        subscription: &str,
+        limit: u32,
+    ) -> Result<Vec<tollgate_ports::outbound::DeliveryAttempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT subscription, event_id, position, attempt, status, latency_ms, error, time, \
+             redelivery FROM webhook_deliveries WHERE subscription = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(subscription)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(map_err)?;
+        rows.iter()
+            .map(|row| {
+                let status: Option<i32> = row.try_get(4)?;
+                let attempt: i32 = row.try_get(3)?;
+                Ok(tollgate_ports::outbound::DeliveryAttempt {
+                    subscription: row.try_get(0)?,
+                    event_id: row.try_get(1)?,
+                    position: to_u64(row.try_get(2)?),
+                    attempt: u32::try_from(attempt).unwrap_or(0),
+                    status: status.and_then(|s| u16::try_from(s).ok()),
+                    latency_ms: to_u64(row.try_get(5)?),
+                    error: row.try_get(6)?,
+                    time: row.try_get(7)?,
+                    redelivery: row.try_get(8)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(map_err)
+    }
+
     pub(crate) async fn add_subject_key(
         &self,
         key: &tollgate_ports::outbound::SubjectKey,
