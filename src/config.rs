@@ -71,6 +71,9 @@ pub struct HttpSection {
     pub token_ttl_secs: u64,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// A live event stream (`/api/v1/events/ws`) client that does not take
+    /// a message within this many milliseconds is disconnected.
+    pub stream_send_timeout_ms: u64,
 }
 
 impl Default for HttpSection {
@@ -82,6 +85,7 @@ impl Default for HttpSection {
             tls_key: None,
             token_ttl_secs: 900,
             max_body_bytes: 1024 * 1024,
+            stream_send_timeout_ms: 10_000,
         }
     }
 }
@@ -418,6 +422,9 @@ impl Config {
             problems.push(
                 "webhooks.max_retry_secs: must not be below webhooks.first_retry_ms".to_string(),
             );
+        }
+        if self.http.stream_send_timeout_ms == 0 {
+            problems.push("http.stream_send_timeout_ms: must be at least 1".to_string());
         }
         if self.audit.checkpoint_interval_secs == 0 {
             problems.push("audit.checkpoint_interval_secs: must be at least 1".to_string());

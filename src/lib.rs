@@ -285,6 +285,7 @@ impl Server {
                 HttpConfig {
                     tls,
                     max_body_bytes: config.http.max_body_bytes,
+                    stream_send_timeout: Duration::from_millis(config.http.stream_send_timeout_ms),
                 },
             );
             let rx = shutdown_rx.clone();

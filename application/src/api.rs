@@ -23,7 +23,8 @@ use tollgate_ports::api::{
     ConsistencyProof, CreatedApiKey, EventPage, EventQuery, GroupRecord, InclusionProof,
     IssuedToken, ListParams, MountRecord, Page, PolicyRecord, Principal, RedeliveryReport,
     RedeliveryRequest, RuleRecord, Sample, SessionRecord, SignedCheckpoint, StorageRecord,
-    SubscriptionRecord, TransferRecord, UserChanges, UserRecord, UserSpec, Versioned,
+    StreamFilter, StreamPage, SubscriptionRecord, TransferRecord, UserChanges, UserRecord,
+    UserSpec, Versioned,
 };
 use tollgate_ports::inbound::{ClientInfo, LoginError};
 use tollgate_ports::outbound::{DeliveryAttempt, TokenClaims, TokenError};
@@ -830,6 +831,60 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             version,
             value: user_record(&user, profile),
         })
+    }
+
+    async fn open_event_stream(&self, by: &Principal, query: &str) -> Result<u64, ApiError> {
+        reader(by)?;
+        self.record_audit_access(
+            by,
+            AuditAccessCommand::RecordRead {
+                query: query.to_string(),
+                format: "websocket".to_string(),
+            },
+        )
+        .await?;
+        self.app
+            .inner
+            .deps
+            .log
+            .head()
+            .await
+            .map_err(|e| api_error(e.into()))
+    }
+
+    async fn stream_events(
+        &self,
+        by: &Principal,
+        stream: &StreamFilter,
+        after: u64,
+        limit: u32,
+    ) -> Result<StreamPage, ApiError> {
+        reader(by)?;
+        let events = self
+            .app
+            .sealed_after(after, limit)
+            .await
+            .map_err(api_error)?;
+        let mut page = StreamPage {
+            events: Vec::new(),
+            examined_to: after,
+        };
+        for (event, hash) in &events {
+            if let Some(body) = self
+                .app
+                .render_selected(&stream.filter, stream.format, event, hash.as_deref())
+                .await
+                .map_err(api_error)?
+            {
+                page.events.push((event.position, body));
+            }
+            page.examined_to = event.position;
+        }
+        Ok(page)
+    }
+
+    async fn wait_for_commit(&self, timeout: std::time::Duration) {
+        let _ = tokio::time::timeout(timeout, self.app.inner.committed.notified()).await;
     }
 
     async fn create_subscription(

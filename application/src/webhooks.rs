@@ -210,7 +210,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 
     /// The sealed events after `after` (at most `limit`), personal data
     /// opened, each with its audit hash.
-    async fn sealed_after(
+    pub(crate) async fn sealed_after(
         &self,
         after: u64,
         limit: u32,
@@ -244,6 +244,18 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         event: &LoggedEvent,
         hash: Option<&str>,
     ) -> Result<Option<String>, AppError> {
+        self.render_selected(&sub.filter, sub.format, event, hash)
+            .await
+    }
+
+    /// The event rendered in `format`, if `filter` selects it.
+    pub(crate) async fn render_selected(
+        &self,
+        filter: &SubscriptionFilter,
+        format: EventFormat,
+        event: &LoggedEvent,
+        hash: Option<&str>,
+    ) -> Result<Option<String>, AppError> {
         let summary = EventSummary::from_logged(event.clone());
         let facts = EventFacts {
             event_type: &summary.event_type,
@@ -251,7 +263,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             path: summary.path.as_deref(),
             outcome: summary.outcome,
         };
-        if !sub.filter.matches(&facts) {
+        if !filter.matches(&facts) {
             return Ok(None);
         }
         let direction = if event.aggregate_type == "transfer" {
@@ -272,7 +284,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             audit_hash: hash,
             direction,
         };
-        Ok(Some(render(&publishable, sub.format).to_string()))
+        Ok(Some(render(&publishable, format).to_string()))
     }
 
     /// Delivers one batch: `Some(true)` when the checkpoint moved,

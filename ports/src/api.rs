@@ -372,6 +372,24 @@ pub struct RedeliveryReport {
     pub delivered: u64,
 }
 
+/// What a live event stream delivers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamFilter {
+    /// Which events (the same filter as a subscription's).
+    pub filter: tollgate_domain::subscription::SubscriptionFilter,
+    /// Their shape.
+    pub format: tollgate_domain::subscription::EventFormat,
+}
+
+/// One page of a live event stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamPage {
+    /// The selected events after the asked position: (position, JSON).
+    pub events: Vec<(u64, String)>,
+    /// The last position examined (the next page starts after it).
+    pub examined_to: u64,
+}
+
 /// The latest signed tree head of the audit log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedCheckpoint {
@@ -524,6 +542,20 @@ pub trait AdminApi: Send + Sync {
     /// Erases a user's personal data (GDPR); returns the ids of the
     /// destroyed keys.
     async fn erase_user(&self, by: &Principal, name: &str) -> Result<Vec<String>, ApiError>;
+    /// Opens a live event stream for an administrator or auditor: records
+    /// the read (`AuditLogRead`) and returns the log's head.
+    async fn open_event_stream(&self, by: &Principal, query: &str) -> Result<u64, ApiError>;
+    /// The sealed events after `after` that the stream selects (at most
+    /// `limit` examined), rendered.
+    async fn stream_events(
+        &self,
+        by: &Principal,
+        stream: &StreamFilter,
+        after: u64,
+        limit: u32,
+    ) -> Result<StreamPage, ApiError>;
+    /// Returns when an event was committed here, or after `timeout`.
+    async fn wait_for_commit(&self, timeout: std::time::Duration);
     /// Creates a webhook subscription; returns it and its signing secret
     /// (given once).
     async fn create_subscription(

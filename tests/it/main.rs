@@ -14,6 +14,7 @@ mod ftp;
 mod http;
 mod parity;
 mod sftp;
+mod stream;
 mod support;
 mod tidy;
 mod webhooks;

@@ -122,7 +122,7 @@ impl Receiver {
 }
 
 /// An administrator's bearer token and a plain HTTP client for the API.
-async fn admin(server: &TestServer) -> (reqwest::Client, String) {
+pub(crate) async fn admin(server: &TestServer) -> (reqwest::Client, String) {
     let first = Principal::Admin {
         name: tollgate_application::FIRST_ADMIN.to_string(),
         role: Role::Admin,
@@ -172,7 +172,7 @@ async fn call(
     )
 }
 
-async fn upload(server: &TestServer, user: &str, name: &str) {
+pub(crate) async fn upload(server: &TestServer, user: &str, name: &str) {
     let mut conn = connect(server.addr).await;
     assert!(login_password(&mut conn, user, PASSWORD).await);
     let sftp = crate::support::open_sftp(&conn).await;

@@ -14,6 +14,7 @@ mod metrics;
 mod problem;
 mod request_session;
 mod routes;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,9 @@ pub struct HttpConfig {
     pub tls: Option<TlsPem>,
     /// The largest request body accepted (413 beyond).
     pub max_body_bytes: usize,
+    /// A live-stream message the client does not take within this time
+    /// disconnects it.
+    pub stream_send_timeout: Duration,
 }
 
 type Apis = (routes::Api, files::FilesApi, routes::Ops);
@@ -86,11 +90,16 @@ fn app(
     port: Arc<dyn AdminApi>,
     sessions: Arc<dyn Sessions>,
     max_body: usize,
+    stream: stream::StreamConfig,
 ) -> impl Endpoint + 'static {
-    let api = service(port, sessions.clone());
+    let api = service(port.clone(), sessions.clone());
     let spec = api.spec();
     let docs = api.swagger_ui();
     Route::new()
+        .at(
+            stream::PATH,
+            poem::get(stream::events_ws).data(port.clone()).data(stream),
+        )
         .nest("/", api)
         .nest_no_strip(dav::PREFIX, dav::DavEndpoint::new(sessions))
         .nest("/api/docs", docs)
@@ -186,7 +195,14 @@ impl HttpServer {
             }
             None => acceptor.boxed(),
         };
-        let endpoint = app(self.port, self.sessions, self.config.max_body_bytes);
+        let endpoint = app(
+            self.port,
+            self.sessions,
+            self.config.max_body_bytes,
+            stream::StreamConfig {
+                send_timeout: self.config.stream_send_timeout,
+            },
+        );
         poem::Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(
                 endpoint,
