@@ -29,6 +29,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// Webhook deliveries.
     pub webhooks: WebhooksConfig,
+    /// The Kafka brokers of Kafka subscriptions.
+    pub kafka: KafkaConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -213,6 +215,31 @@ impl Default for WebhooksConfig {
     }
 }
 
+/// `[kafka]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// `host:port,...`; empty: Kafka subscriptions are refused.
+    pub brokers: String,
+    /// How long a record may wait for the brokers' acknowledgement before
+    /// the batch is retried.
+    pub delivery_timeout_ms: u64,
+    /// Other librdkafka properties, passed through (`security.protocol`,
+    /// `sasl.mechanism`, `sasl.username`, `sasl.password`,
+    /// `ssl.ca.location`, ...).
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: String::new(),
+            delivery_timeout_ms: 30_000,
+            options: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
 /// `[log]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -235,6 +262,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
             webhooks: WebhooksConfig::default(),
+            kafka: KafkaConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -425,6 +453,9 @@ impl Config {
         }
         if self.http.stream_send_timeout_ms == 0 {
             problems.push("http.stream_send_timeout_ms: must be at least 1".to_string());
+        }
+        if self.kafka.delivery_timeout_ms == 0 {
+            problems.push("kafka.delivery_timeout_ms: must be at least 1".to_string());
         }
         if self.audit.checkpoint_interval_secs == 0 {
             problems.push("audit.checkpoint_interval_secs: must be at least 1".to_string());

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tollgate_application::{
     CheckpointPolicy, Dependencies, PrivacyPolicy, RetryPolicy, RunInfo, SystemClock, Tollgate,
 };
-use tollgate_export::HttpWebhookSender;
+use tollgate_export::{HttpWebhookSender, KafkaProducer, KafkaSettings};
 use tollgate_ftp::{FtpConfig, FtpServer};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
 use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner};
@@ -76,6 +76,14 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
             config.webhooks.allow_private_targets,
         )),
         deliveries: Arc::new(db.clone()),
+        kafka: Arc::new(
+            KafkaProducer::new(&KafkaSettings {
+                brokers: config.kafka.brokers.clone(),
+                delivery_timeout: Duration::from_millis(config.kafka.delivery_timeout_ms),
+                options: config.kafka.options.clone(),
+            })
+            .map_err(anyhow::Error::msg)?,
+        ),
         retry_policy: RetryPolicy {
             first: Duration::from_millis(config.webhooks.first_retry_ms),
             max: Duration::from_secs(config.webhooks.max_retry_secs),

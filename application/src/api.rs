@@ -138,6 +138,7 @@ fn subscription_record(sub: &Subscription) -> SubscriptionRecord {
     SubscriptionRecord {
         name: sub.name.clone(),
         url: sub.url.clone(),
+        kafka_topic: sub.kafka_topic.clone(),
         event_types: sub.filter.event_types.clone(),
         users: sub.filter.users.clone(),
         path_prefix: sub.filter.path_prefix.clone(),
@@ -905,6 +906,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         let new = NewSubscription {
             name: spec.name,
             url: spec.url,
+            kafka_topic: spec.kafka_topic,
             filter: SubscriptionFilter {
                 event_types: spec.event_types,
                 users: spec.users,

@@ -35,8 +35,9 @@ use cqrs_es::persist::PersistedEventRepository;
 use tokio::sync::Notify;
 use tollgate_ports::api::AdminApi;
 use tollgate_ports::outbound::{
-    AuditStore, CheckpointSigner, Clock, DeliveryLog, EventLog, FileStorage, PasswordHasher,
-    ProjectionStore, SecretBox, SubjectCipher, SubjectKeyStore, TokenSigner, WebhookSender,
+    AuditStore, CheckpointSigner, Clock, DeliveryLog, EventLog, EventProducer, FileStorage,
+    PasswordHasher, ProjectionStore, SecretBox, SubjectCipher, SubjectKeyStore, TokenSigner,
+    WebhookSender,
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
@@ -98,6 +99,8 @@ pub struct Dependencies<R> {
     pub deliveries: Arc<dyn DeliveryLog>,
     /// When failed webhook deliveries are tried again.
     pub retry_policy: RetryPolicy,
+    /// Produces to Kafka.
+    pub kafka: Arc<dyn EventProducer>,
 }
 
 /// The application: cheap to clone, shared by every adapter.

@@ -17,7 +17,9 @@ use tollgate_domain::subscription::{
     EventFacts, EventFormat, Subscription, SubscriptionCommand, SubscriptionFilter,
 };
 use tollgate_domain::transfer::Transfer;
-use tollgate_ports::outbound::{DeliveryAttempt, LoggedEvent, WebhookError, WebhookRequest};
+use tollgate_ports::outbound::{
+    DeliveryAttempt, KafkaRecord, LoggedEvent, WebhookError, WebhookRequest,
+};
 
 use crate::aggregates::Actor;
 use crate::publish::{Publishable, render};
@@ -48,8 +50,10 @@ pub struct RetryPolicy {
 pub struct NewSubscription {
     /// 1–64 characters of `[A-Za-z0-9._-]`.
     pub name: String,
-    /// The endpoint (http or https).
+    /// The endpoint (http or https), empty for a Kafka subscription.
     pub url: String,
+    /// The Kafka topic, for a Kafka subscription.
+    pub kafka_topic: Option<String>,
     /// Which events.
     pub filter: SubscriptionFilter,
     /// Their shape.
@@ -94,10 +98,18 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         new: NewSubscription,
     ) -> Result<(Subscription, String), AppError> {
         let deps = &self.inner.deps;
-        deps.webhooks
-            .check(&new.url)
-            .await
-            .map_err(|e| AppError::Invalid(e.to_string()))?;
+        if new.kafka_topic.is_some() {
+            if !deps.kafka.configured() {
+                return Err(AppError::Invalid(
+                    "no Kafka brokers are configured (kafka.brokers)".into(),
+                ));
+            }
+        } else {
+            deps.webhooks
+                .check(&new.url)
+                .await
+                .map_err(|e| AppError::Invalid(e.to_string()))?;
+        }
         let secret = deps.webhooks.new_secret();
         let sealed = SealedSecret(deps.secrets.seal(&secret));
         // Deliveries start after what is in the log now.
@@ -106,6 +118,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .execute::<Subscription>(&new.name, actor, || SubscriptionCommand::Create {
                 name: new.name.clone(),
                 url: new.url.clone(),
+                kafka_topic: new.kafka_topic.clone(),
                 filter: new.filter.clone(),
                 format: new.format,
                 secret: sealed.clone(),
@@ -307,6 +320,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         if events.is_empty() {
             return Ok(Some(false));
         }
+        if let Some(topic) = &sub.kafka_topic {
+            return self.produce_batch(&sub, topic, &events, stored, stop).await;
+        }
         let mut done = after;
         let mut outcome = None;
         for (event, hash) in &events {
@@ -327,6 +343,101 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 .await?;
         }
         Ok(outcome.unwrap_or(Some(true)))
+    }
+
+    /// Produces one batch to Kafka, retrying from the first record not
+    /// acknowledged (and moving the checkpoint up to it) until all are.
+    async fn produce_batch(
+        &self,
+        sub: &Subscription,
+        topic: &str,
+        events: &[(LoggedEvent, Option<String>)],
+        mut stored: u64,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<bool>, AppError> {
+        let deps = &self.inner.deps;
+        let subscriber = subscriber_of(sub);
+        let mut records = Vec::new();
+        let mut sources = Vec::new();
+        for (event, hash) in events {
+            if let Some(body) = self
+                .render_selected(&sub.filter, sub.format, event, hash.as_deref())
+                .await?
+            {
+                records.push(KafkaRecord {
+                    topic: topic.to_string(),
+                    key: event.aggregate_id.clone(),
+                    payload: body,
+                    headers: vec![
+                        ("event_id".into(), event.event_id.clone()),
+                        ("event_type".into(), event.event_type.clone()),
+                        ("position".into(), event.position.to_string()),
+                        ("audit_hash".into(), hash.clone().unwrap_or_default()),
+                    ],
+                });
+                sources.push(event);
+            }
+        }
+        let last = events.last().map_or(stored, |(e, _)| e.position);
+        let policy = deps.retry_policy;
+        let mut delay = policy.first;
+        let mut offset = 0usize;
+        for attempt in 1u32.. {
+            let started = Instant::now();
+            let failure = match deps.kafka.produce(&records[offset..]).await {
+                Ok(()) => {
+                    if last > stored {
+                        deps.projections
+                            .commit(&subscriber, stored, last, &[])
+                            .await?;
+                    }
+                    return Ok(Some(true));
+                }
+                Err(failure) => failure,
+            };
+            offset += failure.produced;
+            let Some(failed) = sources.get(offset) else {
+                return Err(AppError::Invalid(failure.reason));
+            };
+            // What was acknowledged is done, even if the rest must wait.
+            let done = failed.position - 1;
+            if done > stored {
+                deps.projections
+                    .commit(&subscriber, stored, done, &[])
+                    .await?;
+                stored = done;
+            }
+            deps.deliveries
+                .record_delivery(&DeliveryAttempt {
+                    subscription: sub.name.clone(),
+                    event_id: failed.event_id.clone(),
+                    position: failed.position,
+                    attempt,
+                    status: None,
+                    latency_ms: started.elapsed().as_millis() as u64,
+                    error: Some(failure.reason.clone()),
+                    time: self.now_text(),
+                    redelivery: false,
+                })
+                .await?;
+            let wait = jittered(delay, (&sub.name, &failed.event_id, attempt));
+            tracing::warn!(
+                subscription = sub.name,
+                topic,
+                error = failure.reason,
+                wait_ms = wait.as_millis() as u64,
+                "Kafka did not take the records; retrying"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => return Ok(None),
+            }
+            if *stop.borrow() {
+                return Ok(None);
+            }
+            delay = (delay * 2).min(policy.max);
+        }
+        unreachable!("the attempts only end by returning")
     }
 
     fn open_secret(&self, sub: &Subscription) -> Result<String, AppError> {

@@ -80,8 +80,11 @@ pub enum EventFormat {
 pub struct Subscription {
     /// Empty before creation.
     pub name: String,
-    /// The webhook endpoint.
+    /// The webhook endpoint (empty for a Kafka subscription).
     pub url: String,
+    /// The Kafka topic, for a subscription that produces to Kafka.
+    #[serde(default)]
+    pub kafka_topic: Option<String>,
     /// Which events.
     pub filter: SubscriptionFilter,
     /// Their shape.
@@ -102,9 +105,11 @@ pub struct Subscription {
 #[derive(Debug, Clone, PartialEq)]
 #[allow(missing_docs)]
 pub enum SubscriptionCommand {
+    /// A webhook subscription (`url`) or a Kafka one (`kafka_topic`).
     Create {
         name: String,
         url: String,
+        kafka_topic: Option<String>,
         filter: SubscriptionFilter,
         format: EventFormat,
         secret: SealedSecret,
@@ -127,6 +132,8 @@ pub enum SubscriptionEvent {
     SubscriptionCreated {
         name: String,
         url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kafka_topic: Option<String>,
         filter: SubscriptionFilter,
         format: EventFormat,
         secret: SealedSecret,
@@ -157,11 +164,17 @@ pub enum SubscriptionError {
     /// Only http and https endpoints.
     #[error("the webhook URL must be http:// or https://")]
     InvalidUrl,
+    /// A subscription targets a webhook URL or a Kafka topic, not both.
+    #[error("give either a webhook url or a kafka_topic")]
+    AmbiguousTarget,
+    /// Kafka topic names are 1–249 characters of `[A-Za-z0-9._-]`.
+    #[error("invalid Kafka topic {0:?}")]
+    InvalidTopic(String),
     /// Already in the requested state.
     #[error("subscription is already {0}")]
     Unchanged(&'static str),
 }
-crate::refusal!(SubscriptionError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, InvalidUrl => Invalid, Unchanged => Conflict });
+crate::refusal!(SubscriptionError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, InvalidUrl => Invalid, AmbiguousTarget => Invalid, InvalidTopic => Invalid, Unchanged => Conflict });
 
 impl Subscription {
     /// Whether it exists (created, not deleted).
@@ -180,6 +193,7 @@ impl AggregateRoot for Subscription {
         if let SubscriptionCommand::Create {
             name,
             url,
+            kafka_topic,
             filter,
             format,
             secret,
@@ -192,14 +206,33 @@ impl AggregateRoot for Subscription {
             if !valid_name(&name) {
                 return Err(SubscriptionError::InvalidName(name));
             }
-            let lower = url.to_ascii_lowercase();
-            if !(lower.starts_with("http://") || lower.starts_with("https://")) || url.len() > 2048
-            {
-                return Err(SubscriptionError::InvalidUrl);
+            match &kafka_topic {
+                Some(_) if !url.is_empty() => return Err(SubscriptionError::AmbiguousTarget),
+                Some(topic) => {
+                    let valid = !topic.is_empty()
+                        && topic.len() <= 249
+                        && topic != "."
+                        && topic != ".."
+                        && topic
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+                    if !valid {
+                        return Err(SubscriptionError::InvalidTopic(topic.clone()));
+                    }
+                }
+                None => {
+                    let lower = url.to_ascii_lowercase();
+                    if !(lower.starts_with("http://") || lower.starts_with("https://"))
+                        || url.len() > 2048
+                    {
+                        return Err(SubscriptionError::InvalidUrl);
+                    }
+                }
             }
             return Ok(vec![SubscriptionEvent::SubscriptionCreated {
                 name,
                 url,
+                kafka_topic,
                 filter,
                 format,
                 secret,
@@ -231,6 +264,7 @@ impl AggregateRoot for Subscription {
             SubscriptionEvent::SubscriptionCreated {
                 name,
                 url,
+                kafka_topic,
                 filter,
                 format,
                 secret,
@@ -239,6 +273,7 @@ impl AggregateRoot for Subscription {
                 *self = Subscription {
                     name,
                     url,
+                    kafka_topic,
                     filter,
                     format,
                     secret: Some(secret),
@@ -309,6 +344,7 @@ mod tests {
         let create = |url: &str| SubscriptionCommand::Create {
             name: "siem".into(),
             url: url.into(),
+            kafka_topic: None,
             filter: SubscriptionFilter::default(),
             format: EventFormat::Tollgate,
             secret: SealedSecret("v1:x".into()),
@@ -325,6 +361,28 @@ mod tests {
         assert_eq!(
             Subscription::default().decide(create("file:///etc/passwd")),
             Err(SubscriptionError::InvalidUrl)
+        );
+        let kafka = |url: &str, topic: &str| SubscriptionCommand::Create {
+            name: "siem".into(),
+            url: url.into(),
+            kafka_topic: Some(topic.into()),
+            filter: SubscriptionFilter::default(),
+            format: EventFormat::Ocsf,
+            secret: SealedSecret("v1:x".into()),
+            start_after: 0,
+        };
+        assert!(
+            Subscription::default()
+                .decide(kafka("", "siem.events"))
+                .is_ok()
+        );
+        assert_eq!(
+            Subscription::default().decide(kafka("https://x", "siem.events")),
+            Err(SubscriptionError::AmbiguousTarget)
+        );
+        assert_eq!(
+            Subscription::default().decide(kafka("", "bad topic")),
+            Err(SubscriptionError::InvalidTopic("bad topic".into()))
         );
         let disabled = sub
             .decide(SubscriptionCommand::Disable {

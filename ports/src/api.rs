@@ -344,7 +344,9 @@ pub struct AuditVerification {
 #[allow(missing_docs)]
 pub struct SubscriptionRecord {
     pub name: String,
+    /// Empty for a Kafka subscription.
     pub url: String,
+    pub kafka_topic: Option<String>,
     pub event_types: Vec<String>,
     pub users: Vec<String>,
     pub path_prefix: Option<String>,

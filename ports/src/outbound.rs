@@ -562,3 +562,37 @@ pub trait DeliveryLog: Send + Sync {
         limit: u32,
     ) -> Result<Vec<DeliveryAttempt>, StoreError>;
 }
+
+/// One record for a Kafka topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaRecord {
+    /// The topic.
+    pub topic: String,
+    /// The key: the event's aggregate id, so one aggregate's events share a
+    /// partition and keep their order.
+    pub key: String,
+    /// The rendered event.
+    pub payload: String,
+    /// `event_id`, `event_type`, `position`, `audit_hash`.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why records were not all produced.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{produced} records acknowledged, then: {reason}")]
+pub struct ProduceError {
+    /// How many records, from the first, the brokers acknowledged.
+    pub produced: usize,
+    /// What went wrong with the next one.
+    pub reason: String,
+}
+
+/// Produces records to Kafka (idempotently, in order per key).
+#[async_trait]
+pub trait EventProducer: Send + Sync {
+    /// Whether brokers are configured (Kafka subscriptions need them).
+    fn configured(&self) -> bool;
+    /// Produces the records; on failure, says how many from the first
+    /// were acknowledged.
+    async fn produce(&self, records: &[KafkaRecord]) -> Result<(), ProduceError>;
+}

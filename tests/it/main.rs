@@ -12,6 +12,7 @@ mod compliance;
 mod event_log;
 mod ftp;
 mod http;
+mod kafka;
 mod parity;
 mod sftp;
 mod stream;

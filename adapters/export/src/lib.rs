@@ -1,4 +1,5 @@
-//! Events leaving the gateway: signed webhooks over HTTP(S), following
+//! Events leaving the gateway: records for Kafka (`kafka`), and signed
+//! webhooks over HTTP(S), following
 //! Standard Webhooks (`webhook-id`, `webhook-timestamp`,
 //! `webhook-signature: v1,BASE64(HMAC-SHA256(secret, "id.timestamp.body"))`).
 //!
@@ -7,6 +8,10 @@
 //! non-public address is refused unless the configuration allows private
 //! targets, and the connection is pinned to the address that was checked
 //! (no second DNS answer, no redirects).
+
+mod kafka;
+
+pub use kafka::{KafkaProducer, KafkaSettings};
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -1020,7 +1020,11 @@ pub(crate) struct Subscription {
     /// Its name.
     pub(crate) name: String,
     /// The endpoint events are POSTed to (Standard Webhooks signatures).
-    pub(crate) url: String,
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) url: Option<String>,
+    /// The Kafka topic events are produced to.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) kafka_topic: Option<String>,
     /// Only these event types (empty: all).
     pub(crate) event_types: Vec<String>,
     /// Only events about these users (empty: all).
@@ -1044,7 +1048,8 @@ impl From<tollgate_ports::api::SubscriptionRecord> for Subscription {
     fn from(r: tollgate_ports::api::SubscriptionRecord) -> Self {
         Subscription {
             name: r.name,
-            url: r.url,
+            url: (!r.url.is_empty()).then_some(r.url),
+            kafka_topic: r.kafka_topic,
             event_types: r.event_types,
             users: r.users,
             path_prefix: r.path_prefix,
@@ -1063,10 +1068,14 @@ pub(crate) struct NewSubscription {
     /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
     #[oai(validator(min_length = 1, max_length = 64))]
     pub(crate) name: String,
-    /// An http or https URL; private and loopback addresses are refused
-    /// unless `webhooks.allow_private_targets` is set.
+    /// A webhook endpoint: an http or https URL; private and loopback
+    /// addresses are refused unless `webhooks.allow_private_targets` is set.
     #[oai(validator(min_length = 1, max_length = 2048))]
-    pub(crate) url: String,
+    pub(crate) url: Option<String>,
+    /// Or a Kafka topic (1–249 characters of `A-Z a-z 0-9 . _ -`), produced
+    /// to with the brokers of `kafka.brokers`.
+    #[oai(validator(min_length = 1, max_length = 249))]
+    pub(crate) kafka_topic: Option<String>,
     /// Only these event types (empty: all).
     #[oai(default)]
     pub(crate) event_types: Vec<String>,

@@ -911,7 +911,8 @@ impl Api {
                 &by,
                 SubscriptionRecord {
                     name: new.name,
-                    url: new.url,
+                    url: new.url.unwrap_or_default(),
+                    kafka_topic: new.kafka_topic,
                     event_types: new.event_types,
                     users: new.users,
                     path_prefix: new.path_prefix,
