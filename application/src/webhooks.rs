@@ -325,9 +325,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         }
         let mut done = after;
         let mut outcome = None;
+        let mut log = Vec::new();
         for (event, hash) in &events {
             if let Some(body) = self.body_for(&sub, event, hash.as_deref()).await? {
-                match self.deliver(&sub, &secret, event, &body, stop).await? {
+                match self
+                    .deliver(&sub, &secret, event, &body, stop, &mut log)
+                    .await?
+                {
                     Outcome::Delivered => {}
                     Outcome::Disabled | Outcome::Stopped => {
                         outcome = Some(None);
@@ -337,6 +341,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             }
             done = event.position;
         }
+        deps.deliveries.record_deliveries(&log).await?;
         if done > after {
             deps.projections
                 .commit(&subscriber, stored, done, &[])
@@ -408,7 +413,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 stored = done;
             }
             deps.deliveries
-                .record_delivery(&DeliveryAttempt {
+                .record_deliveries(&[DeliveryAttempt {
                     subscription: sub.name.clone(),
                     event_id: failed.event_id.clone(),
                     position: failed.position,
@@ -418,7 +423,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                     error: Some(failure.reason.clone()),
                     time: self.now_text(),
                     redelivery: false,
-                })
+                }])
                 .await?;
             let wait = jittered(delay, (&sub.name, &failed.event_id, attempt));
             tracing::warn!(
@@ -452,7 +457,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .map_err(|e| AppError::Invalid(e.to_string()))
     }
 
-    /// One attempt, recorded in the delivery log.
+    /// One attempt, and its line for the delivery log.
     async fn attempt(
         &self,
         sub: &Subscription,
@@ -461,7 +466,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         body: &str,
         attempt: u32,
         redelivery: bool,
-    ) -> Result<Result<tollgate_ports::outbound::WebhookResponse, WebhookError>, AppError> {
+    ) -> Result<
+        (
+            Result<tollgate_ports::outbound::WebhookResponse, WebhookError>,
+            DeliveryAttempt,
+        ),
+        AppError,
+    > {
         let deps = &self.inner.deps;
         let request = WebhookRequest {
             url: sub.url.clone(),
@@ -478,23 +489,23 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             Ok(r) => Some(format!("HTTP {}", r.status)),
             Err(err) => Some(err.to_string()),
         };
-        deps.deliveries
-            .record_delivery(&DeliveryAttempt {
-                subscription: sub.name.clone(),
-                event_id: event.event_id.clone(),
-                position: event.position,
-                attempt,
-                status,
-                latency_ms: started.elapsed().as_millis() as u64,
-                error,
-                time: self.now_text(),
-                redelivery,
-            })
-            .await?;
-        Ok(result)
+        let logged = DeliveryAttempt {
+            subscription: sub.name.clone(),
+            event_id: event.event_id.clone(),
+            position: event.position,
+            attempt,
+            status,
+            latency_ms: started.elapsed().as_millis() as u64,
+            error,
+            time: self.now_text(),
+            redelivery,
+        };
+        Ok((result, logged))
     }
 
-    /// Delivers one event, retrying until the endpoint takes it.
+    /// Delivers one event, retrying until the endpoint takes it. Failed
+    /// attempts are logged at once, the success joins `log` (written with
+    /// the batch's checkpoint).
     async fn deliver(
         &self,
         sub: &Subscription,
@@ -502,13 +513,23 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         event: &LoggedEvent,
         body: &str,
         stop: &mut watch::Receiver<bool>,
+        log: &mut Vec<DeliveryAttempt>,
     ) -> Result<Outcome, AppError> {
         let policy = self.inner.deps.retry_policy;
         let mut delay = policy.first;
         for attempt in 1u32.. {
-            let result = self
+            let (result, logged) = self
                 .attempt(sub, secret, event, body, attempt, false)
                 .await?;
+            if logged.error.is_none() {
+                log.push(logged);
+            } else {
+                self.inner
+                    .deps
+                    .deliveries
+                    .record_deliveries(&[logged])
+                    .await?;
+            }
             let wait = match result {
                 Ok(response) if (200..300).contains(&response.status) => {
                     return Ok(Outcome::Delivered);
@@ -600,7 +621,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 continue;
             };
             report.attempted += 1;
-            let result = self.attempt(&sub, &secret, event, &body, 1, true).await?;
+            let (result, logged) = self.attempt(&sub, &secret, event, &body, 1, true).await?;
+            self.inner
+                .deps
+                .deliveries
+                .record_deliveries(&[logged])
+                .await?;
             if result.is_ok_and(|r| (200..300).contains(&r.status)) {
                 report.delivered += 1;
             }

@@ -553,8 +553,8 @@ pub struct DeliveryAttempt {
 /// The delivery log of the subscriptions.
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
-    /// Appends one attempt.
-    async fn record_delivery(&self, attempt: &DeliveryAttempt) -> Result<(), StoreError>;
+    /// Appends attempts (a batch's successes are written together).
+    async fn record_deliveries(&self, attempts: &[DeliveryAttempt]) -> Result<(), StoreError>;
     /// The newest `limit` attempts of a subscription, newest first.
     async fn deliveries(
         &self,

@@ -132,26 +132,7 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
     );
     assert!(!ok && stderr.contains("user already exists"), "{stderr}");
 
-    let mut server = tollgate(&data)
-        .args([
-            "serve",
-            "--listen-sftp",
-            "127.0.0.1:0",
-            "--listen-http",
-            "127.0.0.1:0",
-            "--listen-ftp",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let announced: serde_json::Value = serde_json::from_str(&line).unwrap();
-    let addr = announced["address"].as_str().unwrap().parse().unwrap();
+    let (server, addr) = serve(&data);
 
     let mut conn = connect(addr).await;
     assert!(login_password(&mut conn, "judy", PASSWORD).await);
@@ -166,16 +147,7 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
         .await
         .unwrap();
 
-    let status = Command::new("kill")
-        .arg("-TERM")
-        .arg(server.id().to_string())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(
-        server.wait().unwrap().success(),
-        "serve exits cleanly on SIGTERM"
-    );
+    stop(server);
 
     let (ok, stdout, stderr) = run(
         tollgate(&data).args(["events", "list", "--user", "judy", "--json"]),
@@ -561,13 +533,18 @@ fn serve(data: &std::path::Path) -> (std::process::Child, std::net::SocketAddr) 
     )
 }
 
+/// Stops `serve` with SIGTERM; it must exit cleanly.
 fn stop(mut server: std::process::Child) {
     let status = Command::new("kill")
         .arg("-TERM")
         .arg(server.id().to_string())
         .status()
         .unwrap();
-    assert!(status.success() && server.wait().unwrap().success());
+    assert!(status.success());
+    assert!(
+        server.wait().unwrap().success(),
+        "serve exits cleanly on SIGTERM"
+    );
 }
 
 fn events_json(data: &std::path::Path) -> Vec<serde_json::Value> {

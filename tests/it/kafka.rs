@@ -82,17 +82,7 @@ async fn events_reach_kafka_in_order_through_an_outage_and_a_restart() {
         config.webhooks.first_retry_ms = 100;
         config.webhooks.max_retry_secs = 1;
         let server = TestServer::start_with(config, dir).await;
-        server.add_user("kai", &[]).await;
-        server
-            .app()
-            .create_policy("test", "all", &["/=*".to_string()])
-            .await
-            .unwrap();
-        server
-            .app()
-            .set_user_policies("test", "kai", &["all".to_string()])
-            .await
-            .unwrap();
+        server.add_full_user("kai").await;
         let (client, root) = admin(&server).await;
         let created: serde_json::Value = client
             .post(format!("http://{}/api/v1/subscriptions", server.http_addr))

@@ -31,17 +31,7 @@ async fn next_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_client_sees_the_events_of_a_concurrent_upload() {
     let server = TestServer::start("sqlite").await;
-    server.add_user("uma", &[]).await;
-    server
-        .app()
-        .create_policy("test", "all", &["/=*".to_string()])
-        .await
-        .unwrap();
-    server
-        .app()
-        .set_user_policies("test", "uma", &["all".to_string()])
-        .await
-        .unwrap();
+    server.add_full_user("uma").await;
     let (_, bearer) = admin(&server).await;
     let token = bearer.trim_start_matches("Bearer ");
     let base = format!("ws://{}/api/v1/events/ws", server.http_addr);

@@ -196,6 +196,23 @@ impl TestServer {
         home
     }
 
+    /// Creates a user who may do everything in their home (policy `all`).
+    pub(crate) async fn add_full_user(&self, name: &str) -> PathBuf {
+        match self
+            .app()
+            .create_policy("test", "all", &["/=*".to_string()])
+            .await
+        {
+            Ok(())
+            | Err(tollgate_application::AppError::Rejected {
+                kind: tollgate_domain::RefusalKind::AlreadyExists,
+                ..
+            }) => {}
+            Err(err) => panic!("policy all: {err}"),
+        }
+        self.add_user(name, &["all"]).await
+    }
+
     /// Events matching `filter`, after the subscribers caught up.
     pub(crate) async fn events(&self, filter: EventFilter) -> Vec<EventSummary> {
         let filter = EventFilter {

@@ -223,17 +223,7 @@ async fn webhooks_are_signed_retried_and_survive_an_outage_and_a_restart() {
         config.webhooks.first_retry_ms = 50;
         config.webhooks.max_retry_secs = 2;
         let server = started(dir, config).await;
-        server.add_user("wendy", &[]).await;
-        server
-            .app()
-            .create_policy("test", "all", &["/=*".to_string()])
-            .await
-            .unwrap();
-        server
-            .app()
-            .set_user_policies("test", "wendy", &["all".to_string()])
-            .await
-            .unwrap();
+        server.add_full_user("wendy").await;
         let (client, root) = admin(&server).await;
         let (status, created) = call(
             &server,

@@ -13,7 +13,9 @@ mod kafka;
 
 pub use kafka::{KafkaProducer, KafkaSettings};
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -30,7 +32,12 @@ const SECRET_PREFIX: &str = "whsec_";
 pub struct HttpWebhookSender {
     timeout: Duration,
     allow_private: bool,
+    /// One client (one connection pool) per host and checked address.
+    clients: Arc<Mutex<HashMap<(String, SocketAddr), reqwest::Client>>>,
 }
+
+/// More distinct endpoints than this and the client cache starts over.
+const MAX_CLIENTS: usize = 256;
 
 impl HttpWebhookSender {
     /// A sender whose requests time out after `timeout`; `allow_private`
@@ -39,6 +46,7 @@ impl HttpWebhookSender {
         HttpWebhookSender {
             timeout,
             allow_private,
+            clients: Arc::default(),
         }
     }
 
@@ -79,6 +87,29 @@ impl HttpWebhookSender {
             )));
         }
         Ok((parsed, first))
+    }
+}
+
+impl HttpWebhookSender {
+    /// The client for requests to `host` at `addr` (kept, so connections
+    /// are reused across deliveries).
+    fn client(&self, host: &str, addr: SocketAddr) -> Result<reqwest::Client, WebhookError> {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = clients.get(&(host.to_string(), addr)) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .resolve(host, addr)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.timeout)
+            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| WebhookError::Transport(e.to_string()))?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert((host.to_string(), addr), client.clone());
+        Ok(client)
     }
 }
 
@@ -173,13 +204,7 @@ impl WebhookSender for HttpWebhookSender {
             &request.body,
         )?;
         let host = url.host_str().unwrap_or_default().to_string();
-        let client = reqwest::Client::builder()
-            .resolve(&host, addr)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(self.timeout)
-            .user_agent(concat!("tollgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| WebhookError::Transport(e.to_string()))?;
+        let client = self.client(&host, addr)?;
         let started = Instant::now();
         let response = client
             .post(url)

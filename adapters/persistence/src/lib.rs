@@ -226,8 +226,8 @@ impl ProjectionStore for Database {
 
 #[async_trait]
 impl DeliveryLog for Database {
-    async fn record_delivery(&self, attempt: &DeliveryAttempt) -> Result<(), StoreError> {
-        dispatch!(self, db => db.record_delivery(attempt).await)
+    async fn record_deliveries(&self, attempts: &[DeliveryAttempt]) -> Result<(), StoreError> {
+        dispatch!(self, db => db.record_deliveries(attempts).await)
     }
     async fn deliveries(
         &self,

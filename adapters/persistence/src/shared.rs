@@ -346,26 +346,28 @@ macro_rules! log_stores {
         Ok(positions.into_iter().map(to_u64).collect())
     }
 
-    pub(crate) async fn record_delivery(
+    pub(crate) async fn record_deliveries(
         &self,
-        attempt: &tollgate_ports::outbound::DeliveryAttempt,
+        attempts: &[tollgate_ports::outbound::DeliveryAttempt],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO webhook_deliveries (subscription, event_id, position, attempt, status, \
-             latency_ms, error, time, redelivery) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(&attempt.subscription)
-        .bind(&attempt.event_id)
-        .bind(to_i64(attempt.position))
-        .bind(i32::try_from(attempt.attempt).unwrap_or(i32::MAX))
-        .bind(attempt.status.map(i32::from))
-        .bind(to_i64(attempt.latency_ms))
-        .bind(&attempt.error)
-        .bind(&attempt.time)
-        .bind(attempt.redelivery)
-        .execute(&self.pool)
-        .await
-        .map_err(map_err)?;
+        for chunk in attempts.chunks(crate::shared::INSERT_CHUNK / 2) {
+            let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
+                "INSERT INTO webhook_deliveries (subscription, event_id, position, attempt, \
+                 status, latency_ms, error, time, redelivery) ",
+            );
+            insert.push_values(chunk, |mut row, a| {
+                row.push_bind(a.subscription.clone())
+                    .push_bind(a.event_id.clone())
+                    .push_bind(to_i64(a.position))
+                    .push_bind(i32::try_from(a.attempt).unwrap_or(i32::MAX))
+                    .push_bind(a.status.map(i32::from))
+                    .push_bind(to_i64(a.latency_ms))
+                    .push_bind(a.error.clone())
+                    .push_bind(a.time.clone())
+                    .push_bind(a.redelivery);
+            });
+            insert.build().execute(&self.pool).await.map_err(map_err)?;
+        }
         Ok(())
     }
 
