@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use poem::endpoint::make_sync;
-use poem::listener::{AcceptorExt, RustlsCertificate, RustlsConfig, TcpAcceptor};
+use poem::http::uri::Scheme;
+use poem::listener::{Acceptor, AcceptorExt, RustlsCertificate, RustlsConfig, TcpAcceptor};
+use poem::web::{LocalAddr, RemoteAddr};
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::OpenApiService;
 use tokio::net::TcpListener;
@@ -158,6 +160,33 @@ fn app(
         .catch_all_error(|err| async move { problem::response_for(err) })
 }
 
+/// A TCP acceptor whose first `accept` yields once before it accepts.
+/// poem's TLS acceptor waits on its configuration and on the next
+/// connection at once and picks either when both are ready; a connection
+/// already waiting when the server starts would otherwise be taken before
+/// the configuration and dropped ("no valid tls config"). Yielding first
+/// lets the configuration win that race every time.
+struct ConfigFirst<A> {
+    inner: A,
+    started: bool,
+}
+
+impl<A: Acceptor> Acceptor for ConfigFirst<A> {
+    type Io = A::Io;
+
+    fn local_addr(&self) -> Vec<LocalAddr> {
+        self.inner.local_addr()
+    }
+
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
+        if !self.started {
+            self.started = true;
+            tokio::task::yield_now().await;
+        }
+        self.inner.accept().await
+    }
+}
+
 /// The HTTP(S) server of the admin API.
 pub struct HttpServer {
     port: Arc<dyn AdminApi>,
@@ -191,7 +220,12 @@ impl HttpServer {
                         .cert(tls.cert.clone())
                         .key(tls.key.clone()),
                 );
-                acceptor.rustls(futures::stream::iter([config])).boxed()
+                ConfigFirst {
+                    inner: acceptor,
+                    started: false,
+                }
+                .rustls(futures::stream::iter([config]))
+                .boxed()
             }
             None => acceptor.boxed(),
         };
