@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use tollgate_audit::merkle;
 use tollgate_audit::note::{Checkpoint, NoteVerifier};
 
-use crate::support::{PASSWORD, connect, hashes, login_password, open_sftp, unhex};
+use crate::support::{PASSWORD, hashes, unhex, upload_to};
 
 fn tollgate(data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
@@ -102,26 +102,31 @@ fn config_validate_accepts_a_good_file_and_explains_a_bad_one() {
     assert!(!ok && stderr.contains("unknown field `port`"), "{stderr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+/// `tollgate policy add partner` (everything) and `user add NAME` with it.
+fn add_partner(data: &std::path::Path, name: &str) -> (bool, String, String) {
     let (ok, _, stderr) = run(
-        tollgate(&data).args(["policy", "add", "partner", "--rule", "/=*"]),
+        tollgate(data).args(["policy", "add", "partner", "--rule", "/=*"]),
         "",
     );
     assert!(ok, "{stderr}");
-    let (ok, stdout, stderr) = run(
-        tollgate(&data).args([
+    run(
+        tollgate(data).args([
             "user",
             "add",
-            "judy",
+            name,
             "--password-stdin",
             "--policy",
             "partner",
         ]),
         PASSWORD,
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (ok, stdout, stderr) = add_partner(&data, "judy");
     assert!(
         ok && stdout.contains("user judy created"),
         "{stdout}{stderr}"
@@ -134,18 +139,7 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
 
     let (server, addr) = serve(&data);
 
-    let mut conn = connect(addr).await;
-    assert!(login_password(&mut conn, "judy", PASSWORD).await);
-    let session = open_sftp(&conn).await;
-    let mut file = session.create("hello.txt").await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut file, b"hello")
-        .await
-        .unwrap();
-    tokio::io::AsyncWriteExt::shutdown(&mut file).await.unwrap();
-    drop(session);
-    conn.disconnect(russh::Disconnect::ByApplication, "", "")
-        .await
-        .unwrap();
+    upload_to(addr, "judy", "hello.txt", b"hello").await;
 
     stop(server);
 
@@ -560,37 +554,11 @@ fn events_json(data: &std::path::Path) -> Vec<serde_json::Value> {
 async fn exported_records_are_pruned_and_the_trail_still_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (ok, _, stderr) = run(
-        tollgate(&data).args(["policy", "add", "partner", "--rule", "/=*"]),
-        "",
-    );
-    assert!(ok, "{stderr}");
-    let (ok, _, stderr) = run(
-        tollgate(&data).args([
-            "user",
-            "add",
-            "ivy",
-            "--password-stdin",
-            "--policy",
-            "partner",
-        ]),
-        PASSWORD,
-    );
+    let (ok, _, stderr) = add_partner(&data, "ivy");
     assert!(ok, "{stderr}");
     let (server, addr) = serve(&data);
     for n in 0..3 {
-        let mut conn = connect(addr).await;
-        assert!(login_password(&mut conn, "ivy", PASSWORD).await);
-        let session = open_sftp(&conn).await;
-        let mut file = session.create(format!("f{n}.txt")).await.unwrap();
-        tokio::io::AsyncWriteExt::write_all(&mut file, b"data")
-            .await
-            .unwrap();
-        tokio::io::AsyncWriteExt::shutdown(&mut file).await.unwrap();
-        drop(session);
-        conn.disconnect(russh::Disconnect::ByApplication, "", "")
-            .await
-            .unwrap();
+        upload_to(addr, "ivy", &format!("f{n}.txt"), b"data").await;
     }
     stop(server);
     let before = events_json(&data);

@@ -355,6 +355,26 @@ pub(crate) async fn sftp(addr: SocketAddr, user: &str) -> (Connection, SftpSessi
     (conn, session)
 }
 
+/// Logs in as `user` (test password) over SFTP at `addr`, writes `data`
+/// to `name` and disconnects.
+pub(crate) async fn upload_to(addr: SocketAddr, user: &str, name: &str, data: &[u8]) {
+    let mut conn = connect(addr).await;
+    assert!(
+        login_password(&mut conn, user, PASSWORD).await,
+        "{user} logs in"
+    );
+    let sftp = open_sftp(&conn).await;
+    let mut file = sftp.create(name).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut file, data)
+        .await
+        .unwrap();
+    tokio::io::AsyncWriteExt::shutdown(&mut file).await.unwrap();
+    drop(sftp);
+    conn.disconnect(russh::Disconnect::ByApplication, "", "")
+        .await
+        .unwrap();
+}
+
 pub(crate) fn new_key() -> PrivateKey {
     PrivateKey::random(&mut rand::rng(), Algorithm::Ed25519).expect("key generation")
 }

@@ -173,18 +173,7 @@ async fn call(
 }
 
 pub(crate) async fn upload(server: &TestServer, user: &str, name: &str) {
-    let mut conn = connect(server.addr).await;
-    assert!(login_password(&mut conn, user, PASSWORD).await);
-    let sftp = crate::support::open_sftp(&conn).await;
-    let mut file = sftp.create(name).await.unwrap();
-    tokio::io::AsyncWriteExt::write_all(&mut file, name.as_bytes())
-        .await
-        .unwrap();
-    tokio::io::AsyncWriteExt::shutdown(&mut file).await.unwrap();
-    drop(sftp);
-    conn.disconnect(russh::Disconnect::ByApplication, "", "")
-        .await
-        .unwrap();
+    crate::support::upload_to(server.addr, user, name, name.as_bytes()).await;
 }
 
 /// Waits (bounded) until the receiver accepted `n` distinct events.
