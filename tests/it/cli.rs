@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use tollgate_audit::merkle;
 use tollgate_audit::note::{Checkpoint, NoteVerifier};
 
-use crate::support::{PASSWORD, hashes, unhex, upload_to};
+use crate::support::{PASSWORD, hashes, unhex, upload_to, verify_inclusion_json};
 
 fn tollgate(data_dir: &std::path::Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tollgate"));
@@ -694,16 +694,7 @@ async fn exported_records_are_pruned_and_the_trail_still_verifies() {
     assert!(ok, "{stderr}");
     let proof: serde_json::Value = serde_json::from_str(&proof).unwrap();
     let (_, key, _) = run(tollgate(&data).args(["audit", "checkpoint", "--key"]), "");
-    let verifier = NoteVerifier::from_key(key.trim()).unwrap();
-    let checkpoint = Checkpoint::open(proof["checkpoint"].as_str().unwrap(), &verifier).unwrap();
-    merkle::verify_inclusion(
-        proof["position"].as_u64().unwrap() - 1,
-        checkpoint.size,
-        &unhex(proof["leaf_hash"].as_str().unwrap()),
-        &hashes(&proof["proof"]),
-        &checkpoint.root,
-    )
-    .unwrap();
+    verify_inclusion_json(&proof, &key);
     let (ok, out) = python_verify(&bundle, key.trim());
     assert!(ok && out.starts_with("OK: records 1..="), "{out}");
 

@@ -1327,18 +1327,7 @@ async fn an_erased_user_reads_as_erased_while_every_proof_still_verifies() {
         api.server.add_user("kim", &["all"]).await;
         // Both log in over SFTP and upload a file.
         for name in ["judy", "kim"] {
-            let mut conn = connect(api.server.addr).await;
-            assert!(login_password(&mut conn, name, PASSWORD).await, "{kind}");
-            let sftp = crate::support::open_sftp(&conn).await;
-            let mut file = sftp.create("report.csv").await.unwrap();
-            tokio::io::AsyncWriteExt::write_all(&mut file, b"a,b\n")
-                .await
-                .unwrap();
-            tokio::io::AsyncWriteExt::shutdown(&mut file).await.unwrap();
-            drop(sftp);
-            conn.disconnect(russh::Disconnect::ByApplication, "", "")
-                .await
-                .unwrap();
+            crate::support::upload_to(api.server.addr, name, "report.csv", b"a,b\n").await;
             api.server.wait_for_event(name, "TransferCompleted").await;
         }
         let events_of = |user: &'static str| {
@@ -1459,17 +1448,7 @@ async fn an_erased_user_reads_as_erased_while_every_proof_still_verifies() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{kind}: {proof}");
-        let verifier = NoteVerifier::from_key(proof["verifier_key"].as_str().unwrap()).unwrap();
-        let checkpoint =
-            Checkpoint::open(proof["checkpoint"].as_str().unwrap(), &verifier).unwrap();
-        merkle::verify_inclusion(
-            proof["position"].as_u64().unwrap() - 1,
-            checkpoint.size,
-            &unhex(proof["leaf_hash"].as_str().unwrap()),
-            &hashes(&proof["proof"]),
-            &checkpoint.root,
-        )
-        .unwrap();
+        crate::support::verify_inclusion_json(&proof, proof["verifier_key"].as_str().unwrap());
 
         // The name may be taken again: a new person, readable again.
         let (status, _, body) = api

@@ -355,6 +355,23 @@ pub(crate) async fn sftp(addr: SocketAddr, user: &str) -> (Connection, SftpSessi
     (conn, session)
 }
 
+/// Checks an inclusion proof as `audit proof` and the API print it (JSON
+/// with `position`, `leaf_hash`, `proof` and the signed `checkpoint`)
+/// against the checkpoint, opened with `verifier_key`.
+pub(crate) fn verify_inclusion_json(proof: &serde_json::Value, verifier_key: &str) {
+    use tollgate_audit::note::{Checkpoint, NoteVerifier};
+    let verifier = NoteVerifier::from_key(verifier_key.trim()).unwrap();
+    let checkpoint = Checkpoint::open(proof["checkpoint"].as_str().unwrap(), &verifier).unwrap();
+    tollgate_audit::merkle::verify_inclusion(
+        proof["position"].as_u64().unwrap() - 1,
+        checkpoint.size,
+        &unhex(proof["leaf_hash"].as_str().unwrap()),
+        &hashes(&proof["proof"]),
+        &checkpoint.root,
+    )
+    .unwrap();
+}
+
 /// Logs in as `user` (test password) over SFTP at `addr`, writes `data`
 /// to `name` and disconnects.
 pub(crate) async fn upload_to(addr: SocketAddr, user: &str, name: &str, data: &[u8]) {
