@@ -23,7 +23,7 @@ use tollgate_http::{HttpConfig, HttpServer, TlsPem};
 use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner};
 use tollgate_persistence::Database;
 use tollgate_sftp::{SftpConfig, SftpServer};
-use tollgate_storage::LocalStorage;
+use tollgate_storage::{Backends, LocalStorage};
 
 pub use config::Config;
 
@@ -56,12 +56,14 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         AuditKeySigner::load_or_create(&config.audit_key_path(), &config.audit.origin)
             .context("cannot load the audit checkpoint key")?;
     let secrets = Arc::new(secrets);
+    let local: Arc<LocalStorage> = Arc::new(LocalStorage::new());
     let app = Tollgate::new(Dependencies {
         repository: db.clone(),
         log: Arc::new(db.clone()),
         audit: Arc::new(db.clone()),
         projections: Arc::new(db.clone()),
-        storage: Arc::new(LocalStorage::new()),
+        storage: local.clone(),
+        mounts: Arc::new(Backends::new(secrets.clone(), local)),
         hasher: Arc::new(Argon2Hasher),
         clock: Arc::new(SystemClock),
         tokens: Arc::new(tokens),

@@ -529,6 +529,7 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
                     ftp_require_tls,
                     full_name,
                     email,
+                    folders: Vec::new(),
                 },
             )
             .await?;

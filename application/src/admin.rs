@@ -3,6 +3,7 @@
 use cqrs_es::persist::PersistedEventRepository;
 use serde::{Deserialize, Serialize};
 use tollgate_domain::group::{Group, GroupCommand};
+use tollgate_domain::mount::{Mount, VirtualFolder};
 use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
 use tollgate_domain::public_key::AuthorizedKey;
 use tollgate_domain::user::{User, UserCommand, UserProfile, UserUpdate};
@@ -31,6 +32,8 @@ pub struct NewUser {
     pub full_name: Option<String>,
     /// The person's email address (personal data: sealed likewise).
     pub email: Option<String>,
+    /// Mounts shown in the namespace.
+    pub folders: Vec<VirtualFolder>,
 }
 
 /// The users read model, as stored in the `users` projection.
@@ -60,6 +63,9 @@ pub struct UserView {
     /// The person's email address, likewise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// Mounts shown in the namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub folders: Vec<VirtualFolder>,
     /// When the user was created.
     pub created_at: String,
     /// When the user last changed.
@@ -109,6 +115,20 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         Ok(())
     }
 
+    /// Every folder's mount must exist.
+    pub(crate) async fn require_mounts(&self, folders: &[VirtualFolder]) -> Result<(), AppError> {
+        for folder in folders {
+            let mount: Mount = self.load(&folder.mount).await?;
+            if !mount.exists() {
+                return Err(AppError::Invalid(format!(
+                    "mount {:?} of virtual folder {} does not exist",
+                    folder.mount, folder.path
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn require_groups(&self, names: &[String]) -> Result<(), AppError> {
         for name in names {
             let group: Group = self.load(name).await?;
@@ -142,6 +162,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let public_keys = parse_keys(&new.public_keys)?;
         self.require_groups(&new.groups).await?;
         self.require_policies(&new.policies).await?;
+        self.require_mounts(&new.folders).await?;
         self.inner
             .deps
             .storage
@@ -170,6 +191,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             policies: new.policies,
             ftp_require_tls: new.ftp_require_tls,
             profile,
+            folders: new.folders,
         };
         self.on_user(admin, &new.username, command).await
     }
@@ -336,6 +358,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         self.execute::<Group>(name, &admin_actor(admin, None), || GroupCommand::Create {
             name: name.to_string(),
             policies: policies.to_vec(),
+            folders: Vec::new(),
         })
         .await
         .map(drop)

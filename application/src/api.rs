@@ -10,7 +10,7 @@ use tollgate_domain::admin::{Admin, AdminCommand, Role};
 use tollgate_domain::api_key::{ApiKey, ApiKeyCommand};
 use tollgate_domain::audit_access::{AuditAccess, AuditAccessCommand};
 use tollgate_domain::group::{Group, GroupCommand};
-use tollgate_domain::mount::{Mount, MountCommand};
+use tollgate_domain::mount::{Mount, MountCommand, SealedSecret};
 use tollgate_domain::policy::{Policy, PolicyCommand, Rule};
 use tollgate_domain::session::{LoginMethod, Session, SessionCommand};
 use tollgate_domain::subscription::{
@@ -20,17 +20,20 @@ use tollgate_domain::user::{User, UserCommand, UserProfile, UserUpdate};
 use tollgate_domain::{AggregateRoot, RefusalKind};
 use tollgate_ports::api::{
     AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification,
-    ConsistencyProof, CreatedApiKey, EventPage, EventQuery, GroupRecord, InclusionProof,
-    IssuedToken, ListParams, MountRecord, Page, PolicyRecord, Principal, RedeliveryReport,
-    RedeliveryRequest, RuleRecord, Sample, SessionRecord, SignedCheckpoint, StorageRecord,
-    StreamFilter, StreamPage, SubscriptionRecord, TransferRecord, UserChanges, UserRecord,
-    UserSpec, Versioned,
+    ConsistencyProof, CreatedApiKey, EventPage, EventQuery, FolderRecord, GroupRecord,
+    InclusionProof, IssuedToken, ListParams, MountCheckFailure, MountRecord, Page, PolicyRecord,
+    Principal, RedeliveryReport, RedeliveryRequest, RuleRecord, Sample, SessionRecord,
+    SignedCheckpoint, StorageRecord, StreamFilter, StreamPage, SubscriptionRecord, TransferRecord,
+    UserChanges, UserRecord, UserSpec, Versioned,
 };
 use tollgate_ports::inbound::{ClientInfo, LoginError};
-use tollgate_ports::outbound::{DeliveryAttempt, TokenClaims, TokenError};
+use tollgate_ports::outbound::{
+    DeliveryAttempt, MountTarget, StorageError, StorageErrorKind, TokenClaims, TokenError,
+};
 
 use crate::admin::{NewUser, parse_keys};
 use crate::aggregates::Actor;
+use crate::mounts::{folder_records, folders as parse_folders};
 use crate::sessions::Gateway;
 use crate::subscribers::{ADMINS, API_KEYS, GROUPS, MOUNTS, POLICIES, Projected};
 use crate::webhooks::NewSubscription;
@@ -166,6 +169,7 @@ fn user_record(user: &User, profile: UserProfile) -> UserRecord {
         ftp_require_tls: user.ftp_require_tls,
         full_name: profile.full_name,
         email: profile.email,
+        folders: folder_records(&user.folders),
     }
 }
 
@@ -173,6 +177,7 @@ fn group_record(group: &Group) -> GroupRecord {
     GroupRecord {
         name: group.name.clone(),
         policies: group.policies.clone(),
+        folders: folder_records(&group.folders),
     }
 }
 
@@ -199,7 +204,39 @@ fn mount_record(mount: &Mount) -> Option<MountRecord> {
         name: mount.name.clone(),
         description: mount.description.clone(),
         storage: crate::mounts::record(mount.storage.as_ref()?),
+        encrypted: mount.encryption_key.is_some(),
     })
+}
+
+/// Why a mount check failed, in words an administrator can act on; the
+/// causes are the backend's own messages (they never carry its secrets).
+fn check_failure(err: &StorageError) -> MountCheckFailure {
+    let kind = match err.kind {
+        StorageErrorKind::NotFound => "not_found",
+        StorageErrorKind::PermissionDenied => "permission_denied",
+        StorageErrorKind::Unavailable => "unavailable",
+        StorageErrorKind::Corrupt => "corrupt",
+        _ => "failed",
+    };
+    let mut detail = String::new();
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = err
+        .source
+        .as_deref()
+        .map(|e| e as &(dyn std::error::Error + 'static));
+    while let Some(current) = cause {
+        if !detail.is_empty() {
+            detail.push_str(": ");
+        }
+        detail.push_str(&current.to_string());
+        cause = current.source();
+    }
+    if detail.is_empty() {
+        detail = format!("{:?}", err.kind);
+    }
+    MountCheckFailure {
+        kind: kind.to_string(),
+        detail,
+    }
 }
 
 fn admin_record(admin: &Admin) -> AdminRecord {
@@ -382,6 +419,24 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
 
     /// Brings the read models up to the log head first, so that a list
     /// shows every change committed before the request (read your writes).
+    /// A user or group whose namespace shows the mount, if any.
+    async fn mount_user(&self, mount: &str) -> Result<Option<String>, ApiError> {
+        self.fresh().await?;
+        let users = self.app.list_users().await.map_err(api_error)?;
+        if let Some(user) = users
+            .iter()
+            .find(|u| u.folders.iter().any(|f| f.mount == mount))
+        {
+            return Ok(Some(format!("user {:?}", user.username)));
+        }
+        for (name, group) in self.projected::<Group>(GROUPS).await? {
+            if group.state.exists() && group.state.folders.iter().any(|f| f.mount == mount) {
+                return Ok(Some(format!("group {name:?}")));
+            }
+        }
+        Ok(None)
+    }
+
     async fn fresh(&self) -> Result<(), ApiError> {
         while self.app.project_pending().await.map_err(api_error)? > 0 {}
         Ok(())
@@ -708,6 +763,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                     ftp_require_tls: u.ftp_require_tls,
                     full_name: u.full_name,
                     email: u.email,
+                    folders: folder_records(&u.folders),
                 };
                 (
                     u.username,
@@ -743,6 +799,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             )));
         }
         let username = spec.username.clone();
+        let folders = parse_folders(spec.folders)?;
         self.app
             .create_user(
                 admin,
@@ -756,6 +813,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                     ftp_require_tls: spec.ftp_require_tls,
                     full_name: spec.full_name,
                     email: spec.email,
+                    folders,
                 },
             )
             .await
@@ -792,6 +850,10 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                 .await
                 .map_err(api_error)?;
         }
+        let folders = changes.folders.map(parse_folders).transpose()?;
+        if let Some(folders) = &folders {
+            self.app.require_mounts(folders).await.map_err(api_error)?;
+        }
         let profile = if changes.full_name.is_some() || changes.email.is_some() {
             let current: User = self.app.load(name).await.map_err(api_error)?;
             if !current.exists() {
@@ -819,6 +881,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             enabled: changes.enabled,
             ftp_require_tls: changes.ftp_require_tls,
             profile,
+            folders,
         };
         let (user, version) = self
             .run::<User>(by, name, expected, UserCommand::Update(update))
@@ -1103,6 +1166,8 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             .require_policies(&group.policies)
             .await
             .map_err(api_error)?;
+        let folders = parse_folders(group.folders)?;
+        self.app.require_mounts(&folders).await.map_err(api_error)?;
         let (state, version) = self
             .run::<Group>(
                 by,
@@ -1111,6 +1176,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                 GroupCommand::Create {
                     name: group.name.clone(),
                     policies: group.policies.clone(),
+                    folders,
                 },
             )
             .await?;
@@ -1125,23 +1191,46 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         by: &Principal,
         name: &str,
         expected: Option<u64>,
-        policies: Vec<String>,
+        policies: Option<Vec<String>>,
+        folders: Option<Vec<FolderRecord>>,
     ) -> Result<Versioned<GroupRecord>, ApiError> {
         writer(by)?;
-        self.app
-            .require_policies(&policies)
-            .await
-            .map_err(api_error)?;
-        let (state, version) = self
-            .run::<Group>(
-                by,
-                name,
-                expected,
-                GroupCommand::SetPolicies {
-                    policies: policies.clone(),
-                },
-            )
-            .await?;
+        if let Some(policies) = &policies {
+            self.app
+                .require_policies(policies)
+                .await
+                .map_err(api_error)?;
+        }
+        let folders = folders.map(parse_folders).transpose()?;
+        if let Some(folders) = &folders {
+            self.app.require_mounts(folders).await.map_err(api_error)?;
+        }
+        let mut commands = Vec::new();
+        if let Some(policies) = policies {
+            commands.push(GroupCommand::SetPolicies { policies });
+        }
+        if let Some(folders) = folders {
+            commands.push(GroupCommand::SetFolders { folders });
+        }
+        if commands.is_empty() {
+            let (group, version) = self.versioned::<Group>(name).await?;
+            if !group.exists() {
+                return Err(not_found("group", name));
+            }
+            return Ok(Versioned {
+                version,
+                value: group_record(&group),
+            });
+        }
+        let mut expected = expected;
+        let mut result = None;
+        for command in commands {
+            let (state, version) = self.run::<Group>(by, name, expected, command).await?;
+            // The second change follows the first one's version.
+            expected = expected.map(|_| version);
+            result = Some((state, version));
+        }
+        let (state, version) = result.expect("at least one command ran");
         Ok(Versioned {
             version,
             value: group_record(&state),
@@ -1282,10 +1371,14 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         writer(by)?;
         let storage =
             crate::mounts::spec(mount.storage, None, self.app.inner.deps.secrets.as_ref())?;
+        let encryption_key = mount
+            .encrypted
+            .then(|| SealedSecret(self.app.inner.deps.subject_cipher.new_wrapped_key()));
         let command = MountCommand::Create {
             name: mount.name.clone(),
             description: mount.description,
             storage,
+            encryption_key,
         };
         let (state, version) = self.run::<Mount>(by, &mount.name, None, command).await?;
         let value = mount_record(&state).ok_or(ApiError::Unavailable)?;
@@ -1330,9 +1423,39 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         expected: Option<u64>,
     ) -> Result<(), ApiError> {
         writer(by)?;
+        if let Some(user) = self.mount_user(name).await? {
+            return Err(ApiError::Conflict(format!(
+                "mount {name:?} is a virtual folder of {user}; remove it there first"
+            )));
+        }
         self.run::<Mount>(by, name, expected, MountCommand::Delete)
             .await
             .map(drop)
+    }
+
+    async fn check_mount(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<Result<(), MountCheckFailure>, ApiError> {
+        writer(by)?;
+        let (mount, _) = self.versioned::<Mount>(name).await?;
+        let Some(storage) = mount.storage.clone().filter(|_| mount.exists()) else {
+            return Err(not_found("mount", name));
+        };
+        let target = MountTarget {
+            name: name.to_string(),
+            storage,
+            encryption_key: mount.encryption_key.clone(),
+        };
+        Ok(self
+            .app
+            .inner
+            .deps
+            .mounts
+            .check(&target)
+            .await
+            .map_err(|err| check_failure(&err)))
     }
 
     async fn list_admins(

@@ -23,6 +23,7 @@ use tollgate_ports::outbound::{
 
 use crate::Tollgate;
 use crate::aggregates::Actor;
+use crate::namespace::Namespace;
 
 /// How much a re-hash reads at a time.
 const HASH_CHUNK: u32 = 256 * 1024;
@@ -32,12 +33,17 @@ pub(crate) struct UserFiles<R> {
     session_id: String,
     user: User,
     policies: Vec<(String, Vec<Rule>)>,
+    namespace: Namespace,
     protocol: Protocol,
     remote_addr: String,
 }
 
 /// The rule name recorded when a path tries to leave the namespace.
 const NAMESPACE_RULE: &str = "namespace";
+
+/// The rule name recorded when a client tries to remove, rename or replace
+/// a virtual folder itself.
+const FOLDER_RULE: &str = "virtual-folder";
 
 fn map_storage(err: StorageError) -> FileOpError {
     match err.kind {
@@ -48,7 +54,16 @@ fn map_storage(err: StorageError) -> FileOpError {
             FileOpError::Conflict("wrong file type or directory not empty")
         }
         StorageErrorKind::QuotaExceeded => FileOpError::QuotaExceeded,
-        StorageErrorKind::Unavailable | StorageErrorKind::Other => {
+        StorageErrorKind::Unsupported => FileOpError::Unsupported,
+        StorageErrorKind::Unavailable => {
+            tracing::error!(error = ?err, source = ?err.source, "storage backend unavailable");
+            FileOpError::Unavailable
+        }
+        StorageErrorKind::Corrupt => {
+            tracing::error!(error = ?err, source = ?err.source, "stored data failed its integrity check");
+            FileOpError::Corrupt
+        }
+        StorageErrorKind::Other => {
             tracing::error!(error = ?err, source = ?err.source, "storage failure");
             FileOpError::Internal
         }
@@ -61,6 +76,7 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         session_id: String,
         user: User,
         policies: Vec<(String, Vec<Rule>)>,
+        namespace: Namespace,
         protocol: Protocol,
         remote_addr: String,
     ) -> Self {
@@ -69,6 +85,7 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
             session_id,
             user,
             policies,
+            namespace,
             protocol,
             remote_addr,
         }
@@ -192,8 +209,26 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         }
     }
 
-    fn root(&self) -> &str {
-        &self.user.home
+    /// Refuses (and records) an operation on a virtual folder itself.
+    async fn protect_folders(
+        &self,
+        operation: FileOperation,
+        path: &VirtualPath,
+        target: Option<&VirtualPath>,
+    ) -> Result<(), FileOpError> {
+        let touches = self.namespace.is_mount_point(path)
+            || target.is_some_and(|t| self.namespace.is_mount_point(t));
+        if !touches {
+            return Ok(());
+        }
+        self.record(SessionCommand::RecordDenial {
+            operation,
+            path: path.to_string(),
+            target: target.map(ToString::to_string),
+            rule: FOLDER_RULE.to_string(),
+        })
+        .await;
+        Err(FileOpError::Denied)
     }
 
     fn transfer_context(&self, path: &VirtualPath, direction: Direction) -> TransferContext {
@@ -272,6 +307,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             session_id: self.session_id.clone(),
             user: self.user.clone(),
             policies: self.policies.clone(),
+            namespace: self.namespace.clone(),
             protocol,
             remote_addr: self.remote_addr.clone(),
         })
@@ -301,20 +337,14 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         let listed = path.parent().unwrap_or_else(VirtualPath::root);
         self.authorize(Permission::List, FileOperation::Stat, &listed, None)
             .await?;
-        self.app
-            .inner
-            .deps
-            .storage
-            .stat(self.root(), &path)
-            .await
-            .map_err(map_storage)
+        self.namespace.stat(&path).await.map_err(map_storage)
     }
 
     async fn list(&self, path: &str) -> Result<Vec<DirEntry>, FileOpError> {
         let path = self
             .checked(FileOperation::List, Permission::List, path)
             .await?;
-        let res = self.app.inner.deps.storage.list(self.root(), &path).await;
+        let res = self.namespace.list(&path).await;
         self.outcome(FileOperation::List, &path, None, res).await
     }
 
@@ -322,7 +352,12 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         let path = self
             .checked(FileOperation::Mkdir, Permission::CreateDirs, path)
             .await?;
-        let res = self.app.inner.deps.storage.mkdir(self.root(), &path).await;
+        let res = if self.namespace.is_mount_point(&path) {
+            Err(StorageError::of(StorageErrorKind::AlreadyExists))
+        } else {
+            let at = self.namespace.resolve(&path);
+            at.storage.mkdir(at.root, &at.path).await
+        };
         self.outcome(FileOperation::Mkdir, &path, None, res).await
     }
 
@@ -333,7 +368,10 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         }
         self.authorize(Permission::RemoveDirs, FileOperation::Rmdir, &path, None)
             .await?;
-        let res = self.app.inner.deps.storage.rmdir(self.root(), &path).await;
+        self.protect_folders(FileOperation::Rmdir, &path, None)
+            .await?;
+        let at = self.namespace.resolve(&path);
+        let res = at.storage.rmdir(at.root, &at.path).await;
         self.outcome(FileOperation::Rmdir, &path, None, res).await
     }
 
@@ -341,7 +379,10 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         let path = self
             .checked(FileOperation::Remove, Permission::Delete, path)
             .await?;
-        let res = self.app.inner.deps.storage.remove(self.root(), &path).await;
+        self.protect_folders(FileOperation::Remove, &path, None)
+            .await?;
+        let at = self.namespace.resolve(&path);
+        let res = at.storage.remove(at.root, &at.path).await;
         self.outcome(FileOperation::Remove, &path, None, res).await
     }
 
@@ -355,13 +396,15 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             .await?;
         self.authorize(Permission::Rename, FileOperation::Rename, &from, Some(&to))
             .await?;
-        let res = self
-            .app
-            .inner
-            .deps
-            .storage
-            .rename(self.root(), &from, &to)
-            .await;
+        self.protect_folders(FileOperation::Rename, &from, Some(&to))
+            .await?;
+        let res = if self.namespace.same_place(&from, &to) {
+            let (at, dest) = (self.namespace.resolve(&from), self.namespace.resolve(&to));
+            at.storage.rename(at.root, &at.path, &dest.path).await
+        } else {
+            // Across backends a rename would be a copy: not done implicitly.
+            Err(StorageError::of(StorageErrorKind::Unsupported))
+        };
         self.outcome(FileOperation::Rename, &from, Some(&to), res)
             .await
     }
@@ -375,13 +418,8 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             None,
         )
         .await?;
-        let res = self
-            .app
-            .inner
-            .deps
-            .storage
-            .set_times(self.root(), &path, atime, mtime)
-            .await;
+        let at = self.namespace.resolve(&path);
+        let res = at.storage.set_times(at.root, &at.path, atime, mtime).await;
         self.outcome(FileOperation::SetAttributes, &path, None, res)
             .await
     }
@@ -394,12 +432,10 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
                 .deny_transfer(&path, Direction::Download, decision.rule)
                 .await);
         }
-        let mut handle = self
-            .app
-            .inner
-            .deps
+        let at = self.namespace.resolve(&path);
+        let mut handle = at
             .storage
-            .open_read(self.root(), &path)
+            .open_read(at.root, &at.path)
             .await
             .map_err(map_storage)?;
         let meta = handle.meta().await.map_err(map_storage)?;
@@ -421,8 +457,11 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         mode: UploadMode,
     ) -> Result<Box<dyn Upload>, FileOpError> {
         let path = self.parse(FileOperation::Stat, path).await?;
-        let storage = &self.app.inner.deps.storage;
-        let existing = match storage.stat(self.root(), &path).await {
+        if self.namespace.is_mount_point(&path) {
+            return Err(FileOpError::Conflict("is a directory"));
+        }
+        let at = self.namespace.resolve(&path);
+        let existing = match at.storage.stat(at.root, &at.path).await {
             Ok(meta) => Some(meta),
             Err(err) if err.kind == StorageErrorKind::NotFound => None,
             Err(err) => return Err(map_storage(err)),
@@ -453,12 +492,21 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         } else {
             WriteMode::Replace
         };
-        let mut handle = storage
-            .open_write(self.root(), &path, write_mode)
+        let mut handle = at
+            .storage
+            .open_write(at.root, &at.path, write_mode)
             .await
             .map_err(map_storage)?;
+        let mut hash = StreamHash::new();
         let size = if in_place {
-            handle.size().await.map_err(map_storage)?
+            // Hash what is there now, so that a resume or append continuing
+            // at the end keeps the digest streaming (an object store can
+            // read back only this part).
+            let size = handle.size().await.map_err(map_storage)?;
+            hash_prefix(handle.as_mut(), &mut hash, size)
+                .await
+                .map_err(map_storage)?;
+            size
         } else {
             0
         };
@@ -466,7 +514,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         Ok(Box::new(UploadTransfer {
             log: Some(log),
             handle: Some(handle),
-            hash: StreamHash::new(),
+            hash,
             bytes: 0,
             append_at: (mode == UploadMode::Append).then_some(size),
         }))
@@ -707,6 +755,25 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
             log.abort(self.bytes, reason).await;
         }
     }
+}
+
+/// Feeds the first `size` bytes of a write handle's content to `hash`.
+async fn hash_prefix(
+    handle: &mut dyn WriteHandle,
+    hash: &mut StreamHash,
+    size: u64,
+) -> Result<(), StorageError> {
+    let mut offset = 0u64;
+    while offset < size {
+        let want = u32::try_from((size - offset).min(u64::from(HASH_CHUNK))).unwrap_or(HASH_CHUNK);
+        let chunk = handle.read_at(offset, want).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        hash.feed(offset, &chunk);
+        offset += chunk.len() as u64;
+    }
+    Ok(())
 }
 
 async fn hash_written(handle: &mut dyn WriteHandle) -> Result<String, StorageError> {

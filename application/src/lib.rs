@@ -20,6 +20,7 @@ mod lifecycle;
 mod live;
 mod metrics;
 mod mounts;
+mod namespace;
 mod privacy;
 mod publish;
 mod queries;
@@ -36,8 +37,8 @@ use tokio::sync::Notify;
 use tollgate_ports::api::AdminApi;
 use tollgate_ports::outbound::{
     AuditStore, CheckpointSigner, Clock, DeliveryLog, EventLog, EventProducer, FileStorage,
-    PasswordHasher, ProjectionStore, SecretBox, SubjectCipher, SubjectKeyStore, TokenSigner,
-    WebhookSender,
+    MountBackends, PasswordHasher, ProjectionStore, SecretBox, SubjectCipher, SubjectKeyStore,
+    TokenSigner, WebhookSender,
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
@@ -71,8 +72,10 @@ pub struct Dependencies<R> {
     pub audit: Arc<dyn AuditStore>,
     /// Read models and checkpoints.
     pub projections: Arc<dyn ProjectionStore>,
-    /// Where users' files live.
+    /// Where users' homes live.
     pub storage: Arc<dyn FileStorage>,
+    /// The backends of mounts shown as virtual folders.
+    pub mounts: Arc<dyn MountBackends>,
     /// Password hashing.
     pub hasher: Arc<dyn PasswordHasher>,
     /// The clock.

@@ -2,8 +2,9 @@
 //! `[redacted]` on the way out, and kept when a client sends `[redacted]`
 //! back.
 
-use tollgate_domain::mount::{SealedSecret, StorageSpec};
-use tollgate_ports::api::{ApiError, REDACTED, StorageRecord};
+use tollgate_domain::VirtualPath;
+use tollgate_domain::mount::{SealedSecret, StorageSpec, VirtualFolder};
+use tollgate_ports::api::{ApiError, FolderRecord, REDACTED, StorageRecord};
 use tollgate_ports::outbound::SecretBox;
 
 fn shown(secret: &Option<SealedSecret>) -> Option<String> {
@@ -33,21 +34,25 @@ pub(crate) fn record(spec: &StorageSpec) -> StorageRecord {
             bucket,
             prefix,
             credentials_json,
+            endpoint,
         } => StorageRecord::Gcs {
             bucket,
             prefix,
             credentials_json: shown(&credentials_json),
+            endpoint,
         },
         StorageSpec::Azure {
             account,
             container,
             prefix,
             access_key,
+            endpoint,
         } => StorageRecord::Azure {
             account,
             container,
             prefix,
             access_key: shown(&access_key),
+            endpoint,
         },
         StorageSpec::Sftp {
             host,
@@ -56,6 +61,7 @@ pub(crate) fn record(spec: &StorageSpec) -> StorageRecord {
             root,
             password,
             private_key,
+            host_key_fingerprint,
         } => StorageRecord::Sftp {
             host,
             port,
@@ -63,6 +69,7 @@ pub(crate) fn record(spec: &StorageSpec) -> StorageRecord {
             root,
             password: shown(&password),
             private_key: shown(&private_key),
+            host_key_fingerprint,
         },
     }
 }
@@ -132,21 +139,25 @@ pub(crate) fn spec(
             bucket,
             prefix,
             credentials_json,
+            endpoint,
         } => StorageSpec::Gcs {
             bucket,
             prefix,
             credentials_json: seal("credentials_json", credentials_json)?,
+            endpoint,
         },
         StorageRecord::Azure {
             account,
             container,
             prefix,
             access_key,
+            endpoint,
         } => StorageSpec::Azure {
             account,
             container,
             prefix,
             access_key: seal("access_key", access_key)?,
+            endpoint,
         },
         StorageRecord::Sftp {
             host,
@@ -155,6 +166,7 @@ pub(crate) fn spec(
             root,
             password,
             private_key,
+            host_key_fingerprint,
         } => StorageSpec::Sftp {
             host,
             port,
@@ -162,6 +174,35 @@ pub(crate) fn spec(
             root,
             password: seal("password", password)?,
             private_key: seal("private_key", private_key)?,
+            host_key_fingerprint,
         },
     })
+}
+
+/// Folders as the API shows them.
+pub(crate) fn folder_records(folders: &[VirtualFolder]) -> Vec<FolderRecord> {
+    folders
+        .iter()
+        .map(|f| FolderRecord {
+            path: f.path.to_string(),
+            mount: f.mount.clone(),
+        })
+        .collect()
+}
+
+/// Folders as a client sent them; a path that is not a valid virtual path
+/// is refused.
+pub(crate) fn folders(records: Vec<FolderRecord>) -> Result<Vec<VirtualFolder>, ApiError> {
+    records
+        .into_iter()
+        .map(|r| {
+            let path = VirtualPath::parse(&r.path).map_err(|err| {
+                ApiError::Invalid(format!("virtual folder path {:?}: {err}", r.path))
+            })?;
+            Ok(VirtualFolder {
+                path,
+                mount: r.mount,
+            })
+        })
+        .collect()
 }

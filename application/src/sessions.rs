@@ -7,16 +7,20 @@ use base64::Engine;
 use cqrs_es::persist::PersistedEventRepository;
 use sha2::{Digest, Sha256};
 use tollgate_domain::group::Group;
+use tollgate_domain::mount::Mount;
 use tollgate_domain::policy::{Policy, Rule};
 use tollgate_domain::public_key::AuthorizedKey;
 use tollgate_domain::session::{LoginMethod, Protocol, Session, SessionCommand};
 use tollgate_domain::user::User;
 use tollgate_ports::api::SessionRecord;
 use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
-use tollgate_ports::outbound::TokenError;
+use tollgate_ports::outbound::{
+    MountTarget, MountedStorage, StorageError, StorageErrorKind, TokenError,
+};
 
 use crate::aggregates::Actor;
 use crate::files::UserFiles;
+use crate::namespace::{Folder, Namespace, effective_folders};
 use crate::{AppError, Tollgate};
 
 /// The protocol-facing application: opens sessions and logs users in.
@@ -88,19 +92,31 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         method: LoginMethod,
         key_fingerprint: Option<String>,
     ) -> Result<Arc<dyn FileOps>, LoginError> {
-        let policies = self.policies_of(&user).await.map_err(log_unavailable)?;
-        if let Err(err) = self.app.inner.deps.storage.ensure_root(&user.home).await {
-            tracing::error!(session_id, username = %user.username, error = ?err, "cannot prepare the home directory");
-            return Err(self
-                .fail(
-                    session_id,
-                    &session,
-                    &user.username,
-                    method,
-                    "home directory unavailable",
-                )
-                .await);
-        }
+        let groups = self.groups_of(&user).await.map_err(log_unavailable)?;
+        let policies = self
+            .policies_of(&user, &groups)
+            .await
+            .map_err(log_unavailable)?;
+        let refused = match self.namespace_of(&user, &groups).await {
+            Ok(namespace) => match namespace.ensure_roots().await {
+                Ok(()) => Ok(namespace),
+                Err((mount, err)) => Err((mount, err)),
+            },
+            Err((mount, err)) => Err((Some(mount), err)),
+        };
+        let namespace = match refused {
+            Ok(namespace) => namespace,
+            Err((mount, err)) => {
+                let reason = match &mount {
+                    None => "home directory unavailable".to_string(),
+                    Some(mount) => format!("virtual folder storage {mount} unavailable"),
+                };
+                tracing::error!(session_id, username = %user.username, error = ?err, source = ?err.source, "{reason}");
+                return Err(self
+                    .fail(session_id, &session, &user.username, method, &reason)
+                    .await);
+            }
+        };
         // The session's address is the user's personal data from now on.
         self.app
             .adopt_address(&session.remote_addr, &user.username)
@@ -126,19 +142,33 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             session_id.to_string(),
             user,
             policies,
+            namespace,
             protocol,
             session.remote_addr,
         )))
     }
 
-    /// The rules of every policy attached to the user directly or through a group.
-    async fn policies_of(&self, user: &User) -> Result<Vec<(String, Vec<Rule>)>, AppError> {
-        let mut names = user.policies.clone();
+    /// The existing groups the user is in, in the user's order.
+    async fn groups_of(&self, user: &User) -> Result<Vec<Group>, AppError> {
+        let mut groups = Vec::new();
         for group_name in &user.groups {
             let group: Group = self.app.load(group_name).await?;
             if group.exists() {
-                names.extend(group.policies);
+                groups.push(group);
             }
+        }
+        Ok(groups)
+    }
+
+    /// The rules of every policy attached to the user directly or through a group.
+    async fn policies_of(
+        &self,
+        user: &User,
+        groups: &[Group],
+    ) -> Result<Vec<(String, Vec<Rule>)>, AppError> {
+        let mut names = user.policies.clone();
+        for group in groups {
+            names.extend(group.policies.iter().cloned());
         }
         names.sort();
         names.dedup();
@@ -150,6 +180,60 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             }
         }
         Ok(policies)
+    }
+
+    /// The user's home and virtual folders (their own, then their groups');
+    /// a folder whose mount is missing or cannot be built names that mount.
+    async fn namespace_of(
+        &self,
+        user: &User,
+        groups: &[Group],
+    ) -> Result<Namespace, (String, StorageError)> {
+        let deps = &self.app.inner.deps;
+        let home = MountedStorage {
+            storage: deps.storage.clone(),
+            root: user.home.clone(),
+        };
+        let chosen = effective_folders(&user.folders, groups.iter().map(|g| &g.folders[..]));
+        let mut folders = Vec::new();
+        for folder in chosen {
+            let missing = || {
+                (
+                    folder.mount.clone(),
+                    StorageError::of(StorageErrorKind::NotFound),
+                )
+            };
+            let mount: Mount = self.app.load(&folder.mount).await.map_err(|err| {
+                (
+                    folder.mount.clone(),
+                    StorageError {
+                        kind: StorageErrorKind::Unavailable,
+                        source: Some(Box::new(err)),
+                    },
+                )
+            })?;
+            let storage = mount
+                .storage
+                .clone()
+                .filter(|_| mount.exists())
+                .ok_or_else(missing)?;
+            let target = MountTarget {
+                name: folder.mount.clone(),
+                storage,
+                encryption_key: mount.encryption_key.clone(),
+            };
+            let backend = deps
+                .mounts
+                .backend(&target)
+                .await
+                .map_err(|err| (folder.mount.clone(), err))?;
+            folders.push(Folder {
+                path: folder.path.clone(),
+                mount: folder.mount.clone(),
+                backend,
+            });
+        }
+        Ok(Namespace::new(home, folders))
     }
 
     pub(crate) async fn verify_password(&self, password: &str, hash: Option<String>) -> bool {

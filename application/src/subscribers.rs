@@ -168,6 +168,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             policies,
             ftp_require_tls,
             profile,
+            folders,
         } = parsed
         {
             let view = UserView {
@@ -181,6 +182,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 ftp_require_tls,
                 full_name: profile.full_name,
                 email: profile.email,
+                folders,
                 created_at: time.clone(),
                 updated_at: time,
                 version: event.sequence,
@@ -206,6 +208,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 view.full_name = profile.full_name;
                 view.email = profile.email;
             }
+            UserEvent::UserFoldersChanged { folders } => view.folders = folders,
             UserEvent::UserErased { .. } | UserEvent::UserDeleted {} => {
                 self.put::<UserView>(USERS, key, None);
                 return Ok(());

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::AggregateRoot;
+use crate::mount::{FolderError, VirtualFolder, check_folders};
 use crate::policy::valid_name;
 
 /// The Group aggregate. The aggregate id is the group name.
@@ -14,6 +15,9 @@ pub struct Group {
     pub policies: Vec<String>,
     /// Whether the group was deleted.
     pub deleted: bool,
+    /// Mounts shown in every member's namespace.
+    #[serde(default)]
+    pub folders: Vec<VirtualFolder>,
 }
 
 /// Commands on a group.
@@ -25,11 +29,18 @@ pub enum GroupCommand {
         name: String,
         /// Its policies.
         policies: Vec<String>,
+        /// Mounts shown in every member's namespace.
+        folders: Vec<VirtualFolder>,
     },
     /// Replaces the policies.
     SetPolicies {
         /// The new policies.
         policies: Vec<String>,
+    },
+    /// Replaces the virtual folders.
+    SetFolders {
+        /// The new folders.
+        folders: Vec<VirtualFolder>,
     },
     /// Deletes the group.
     Delete,
@@ -39,11 +50,21 @@ pub enum GroupCommand {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub enum GroupEvent {
-    GroupCreated { name: String, policies: Vec<String> },
-    GroupPoliciesChanged { policies: Vec<String> },
+    GroupCreated {
+        name: String,
+        policies: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        folders: Vec<VirtualFolder>,
+    },
+    GroupPoliciesChanged {
+        policies: Vec<String>,
+    },
     GroupDeleted {},
+    GroupFoldersChanged {
+        folders: Vec<VirtualFolder>,
+    },
 }
-crate::domain_event!(GroupEvent, "1", { GroupCreated, GroupPoliciesChanged, GroupDeleted });
+crate::domain_event!(GroupEvent, "1", { GroupCreated, GroupPoliciesChanged, GroupDeleted, GroupFoldersChanged });
 
 /// Why a group command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,8 +81,11 @@ pub enum GroupError {
         /// The refused name.
         name: String,
     },
+    /// The virtual folders are refused.
+    #[error(transparent)]
+    Folders(#[from] FolderError),
 }
-crate::refusal!(GroupError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid });
+crate::refusal!(GroupError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, Folders => Invalid });
 
 impl Group {
     /// Whether the group exists (created and not deleted).
@@ -79,20 +103,38 @@ impl AggregateRoot for Group {
     fn decide(&self, command: GroupCommand) -> Result<Vec<GroupEvent>, GroupError> {
         let exists = self.exists();
         match command {
-            GroupCommand::Create { name, policies } => {
+            GroupCommand::Create {
+                name,
+                policies,
+                folders,
+            } => {
                 if exists {
                     return Err(GroupError::AlreadyExists);
                 }
                 if !valid_name(&name) {
                     return Err(GroupError::InvalidName { name });
                 }
-                Ok(vec![GroupEvent::GroupCreated { name, policies }])
+                check_folders(&folders)?;
+                Ok(vec![GroupEvent::GroupCreated {
+                    name,
+                    policies,
+                    folders,
+                }])
             }
-            GroupCommand::SetPolicies { .. } | GroupCommand::Delete if !exists => {
+            GroupCommand::SetPolicies { .. }
+            | GroupCommand::SetFolders { .. }
+            | GroupCommand::Delete
+                if !exists =>
+            {
                 Err(GroupError::NotFound)
             }
             GroupCommand::SetPolicies { policies } => {
                 Ok(vec![GroupEvent::GroupPoliciesChanged { policies }])
+            }
+            GroupCommand::SetFolders { folders } if folders == self.folders => Ok(vec![]),
+            GroupCommand::SetFolders { folders } => {
+                check_folders(&folders)?;
+                Ok(vec![GroupEvent::GroupFoldersChanged { folders }])
             }
             GroupCommand::Delete => Ok(vec![GroupEvent::GroupDeleted {}]),
         }
@@ -100,14 +142,20 @@ impl AggregateRoot for Group {
 
     fn apply(&mut self, event: GroupEvent) {
         match event {
-            GroupEvent::GroupCreated { name, policies } => {
+            GroupEvent::GroupCreated {
+                name,
+                policies,
+                folders,
+            } => {
                 *self = Group {
                     name,
                     policies,
                     deleted: false,
+                    folders,
                 }
             }
             GroupEvent::GroupPoliciesChanged { policies } => self.policies = policies,
+            GroupEvent::GroupFoldersChanged { folders } => self.folders = folders,
             GroupEvent::GroupDeleted {} => self.deleted = true,
         }
     }

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::VirtualPath;
 use crate::aggregate::AggregateRoot;
 use crate::policy::valid_name;
 
@@ -34,6 +35,9 @@ pub enum StorageSpec {
         bucket: String,
         prefix: Option<String>,
         credentials_json: Option<SealedSecret>,
+        /// A custom service address (an emulator or private endpoint).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
     },
     /// An Azure Blob Storage container.
     Azure {
@@ -41,6 +45,9 @@ pub enum StorageSpec {
         container: String,
         prefix: Option<String>,
         access_key: Option<SealedSecret>,
+        /// A custom blob service address (Azurite or a private endpoint).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
     },
     /// A directory on a remote SFTP server.
     Sftp {
@@ -50,7 +57,82 @@ pub enum StorageSpec {
         root: Option<String>,
         password: Option<SealedSecret>,
         private_key: Option<SealedSecret>,
+        /// The pinned host key, `SHA256:...` as `ssh-keygen -l` prints it;
+        /// a server presenting another key is refused.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        host_key_fingerprint: Option<String>,
     },
+}
+
+/// A mount shown in a namespace at a virtual path (a virtual folder).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualFolder {
+    /// Where the mount appears; never the root.
+    pub path: VirtualPath,
+    /// The mount's name.
+    pub mount: String,
+}
+
+/// Why a list of virtual folders is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FolderError {
+    /// The root is the home; a folder needs a path below it.
+    #[error("a virtual folder cannot be the root")]
+    Root,
+    /// Two folders at one path.
+    #[error("two virtual folders at {path}")]
+    Duplicate {
+        /// The path.
+        path: String,
+    },
+    /// A folder inside another one.
+    #[error("virtual folder {inner} is inside virtual folder {outer}")]
+    Nested {
+        /// The enclosing folder.
+        outer: String,
+        /// The enclosed folder.
+        inner: String,
+    },
+    /// Not a valid mount name.
+    #[error("invalid mount name {name:?}")]
+    InvalidMount {
+        /// The refused name.
+        name: String,
+    },
+}
+
+/// Checks a namespace's virtual folders: below the root, valid mount
+/// names, none at or inside another.
+pub fn check_folders(folders: &[VirtualFolder]) -> Result<(), FolderError> {
+    for (i, folder) in folders.iter().enumerate() {
+        if folder.path.is_root() {
+            return Err(FolderError::Root);
+        }
+        if !valid_name(&folder.mount) {
+            return Err(FolderError::InvalidMount {
+                name: folder.mount.clone(),
+            });
+        }
+        for other in &folders[i + 1..] {
+            if other.path == folder.path {
+                return Err(FolderError::Duplicate {
+                    path: folder.path.to_string(),
+                });
+            }
+            let (outer, inner) = if other.path.starts_with(&folder.path) {
+                (&folder.path, &other.path)
+            } else if folder.path.starts_with(&other.path) {
+                (&other.path, &folder.path)
+            } else {
+                continue;
+            };
+            return Err(FolderError::Nested {
+                outer: outer.to_string(),
+                inner: inner.to_string(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Why a storage specification is refused.
@@ -85,10 +167,15 @@ fn check(spec: &StorageSpec) -> Result<(), MountError> {
             host,
             port,
             username,
+            host_key_fingerprint,
             ..
         } => {
             missing("host", host)?;
             missing("username", username)?;
+            missing(
+                "host_key_fingerprint",
+                host_key_fingerprint.as_deref().unwrap_or(""),
+            )?;
             if *port == 0 {
                 return Err(MountError::MissingField { field: "port" });
             }
@@ -106,6 +193,10 @@ pub struct Mount {
     pub description: String,
     /// The backend, once created.
     pub storage: Option<StorageSpec>,
+    /// The key every file of the mount is encrypted with, sealed; `None`
+    /// for a mount stored in clear. Fixed at creation.
+    #[serde(default)]
+    pub encryption_key: Option<SealedSecret>,
     /// Whether the mount was deleted.
     pub deleted: bool,
 }
@@ -125,6 +216,7 @@ pub enum MountCommand {
         name: String,
         description: String,
         storage: StorageSpec,
+        encryption_key: Option<SealedSecret>,
     },
     Change {
         description: Option<String>,
@@ -141,6 +233,8 @@ pub enum MountEvent {
         name: String,
         description: String,
         storage: StorageSpec,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        encryption_key: Option<SealedSecret>,
     },
     MountDescriptionChanged {
         description: String,
@@ -200,12 +294,14 @@ impl AggregateRoot for Mount {
                 name,
                 description,
                 storage,
+                encryption_key,
             } => {
                 check(&storage)?;
                 Ok(vec![MountEvent::MountCreated {
                     name,
                     description,
                     storage,
+                    encryption_key,
                 }])
             }
             _ if !self.exists() => Err(MountError::NotFound),
@@ -233,11 +329,13 @@ impl AggregateRoot for Mount {
                 name,
                 description,
                 storage,
+                encryption_key,
             } => {
                 *self = Mount {
                     name,
                     description,
                     storage: Some(storage),
+                    encryption_key,
                     deleted: false,
                 }
             }

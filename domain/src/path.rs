@@ -130,6 +130,26 @@ impl VirtualPath {
     }
 }
 
+impl VirtualPath {
+    /// This path below `prefix`, as a path of its own (`/` when equal), or
+    /// `None` when `prefix` is not this path or one of its ancestors.
+    pub fn strip_prefix(&self, prefix: &VirtualPath) -> Option<VirtualPath> {
+        if !self.starts_with(prefix) {
+            return None;
+        }
+        let rest = if prefix.is_root() {
+            &self.0[..]
+        } else {
+            &self.0[prefix.0.len()..]
+        };
+        Some(if rest.is_empty() {
+            VirtualPath::root()
+        } else {
+            VirtualPath(rest.to_string())
+        })
+    }
+}
+
 impl std::fmt::Display for VirtualPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

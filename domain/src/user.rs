@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::AggregateRoot;
+use crate::mount::{FolderError, VirtualFolder, check_folders};
 use crate::policy::valid_name;
 use crate::public_key::AuthorizedKey;
 
@@ -36,6 +37,9 @@ pub struct User {
     /// Whether the user's personal data was erased (its keys destroyed).
     #[serde(default)]
     pub erased: bool,
+    /// Mounts shown in the user's namespace.
+    #[serde(default)]
+    pub folders: Vec<VirtualFolder>,
 }
 
 /// A user's personal details, as sealed values.
@@ -70,6 +74,8 @@ pub enum UserCommand {
         ftp_require_tls: bool,
         /// Personal details (sealed).
         profile: UserProfile,
+        /// Mounts shown in the namespace.
+        folders: Vec<VirtualFolder>,
     },
     /// Sets a new password hash.
     ChangePassword {
@@ -119,6 +125,7 @@ pub struct UserUpdate {
     pub enabled: Option<bool>,
     pub ftp_require_tls: Option<bool>,
     pub profile: Option<UserProfile>,
+    pub folders: Option<Vec<VirtualFolder>>,
 }
 
 /// Events of a user.
@@ -136,6 +143,8 @@ pub enum UserEvent {
         ftp_require_tls: bool,
         #[serde(default, skip_serializing_if = "is_empty")]
         profile: UserProfile,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        folders: Vec<VirtualFolder>,
     },
     UserPasswordChanged {
         password_hash: String,
@@ -161,11 +170,14 @@ pub enum UserEvent {
     UserErased {
         key_ids: Vec<String>,
     },
+    UserFoldersChanged {
+        folders: Vec<VirtualFolder>,
+    },
 }
 crate::domain_event!(UserEvent, "1", {
     UserCreated, UserPasswordChanged, UserPublicKeysChanged, UserGroupsChanged,
     UserPoliciesChanged, UserEnabled, UserDisabled, UserDeleted, UserFtpSecurityChanged,
-    UserProfileChanged, UserErased,
+    UserProfileChanged, UserErased, UserFoldersChanged,
 });
 
 fn is_empty(profile: &UserProfile) -> bool {
@@ -199,8 +211,11 @@ pub enum UserError {
         /// `enabled` or `disabled`.
         state: &'static str,
     },
+    /// The virtual folders are refused.
+    #[error(transparent)]
+    Folders(#[from] FolderError),
 }
-crate::refusal!(UserError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, NoCredentials => Invalid, NoHome => Invalid, Unchanged => Conflict });
+crate::refusal!(UserError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, NoCredentials => Invalid, NoHome => Invalid, Unchanged => Conflict, Folders => Invalid });
 
 impl User {
     /// Whether the user exists (created and not deleted).
@@ -246,6 +261,12 @@ impl User {
             && profile != self.profile
         {
             events.push(UserEvent::UserProfileChanged { profile });
+        }
+        if let Some(folders) = update.folders
+            && folders != self.folders
+        {
+            check_folders(&folders)?;
+            events.push(UserEvent::UserFoldersChanged { folders });
         }
         Ok(events)
     }
@@ -295,6 +316,7 @@ impl AggregateRoot for User {
                 policies,
                 ftp_require_tls,
                 profile,
+                folders,
             } => {
                 if self.exists() {
                     return Err(UserError::AlreadyExists);
@@ -308,6 +330,7 @@ impl AggregateRoot for User {
                 if home.trim().is_empty() {
                     return Err(UserError::NoHome);
                 }
+                check_folders(&folders)?;
                 UserEvent::UserCreated {
                     username,
                     password_hash,
@@ -317,6 +340,7 @@ impl AggregateRoot for User {
                     policies,
                     ftp_require_tls,
                     profile,
+                    folders,
                 }
             }
             UserCommand::ChangePassword { password_hash } => {
@@ -357,6 +381,7 @@ impl AggregateRoot for User {
                 policies,
                 ftp_require_tls,
                 profile,
+                folders,
             } => {
                 *self = User {
                     username,
@@ -370,6 +395,7 @@ impl AggregateRoot for User {
                     ftp_require_tls,
                     profile,
                     erased: false,
+                    folders,
                 };
             }
             UserEvent::UserPasswordChanged { password_hash } => {
@@ -383,6 +409,7 @@ impl AggregateRoot for User {
             UserEvent::UserDeleted {} => self.deleted = true,
             UserEvent::UserFtpSecurityChanged { require_tls } => self.ftp_require_tls = require_tls,
             UserEvent::UserProfileChanged { profile } => self.profile = profile,
+            UserEvent::UserFoldersChanged { folders } => self.folders = folders,
             UserEvent::UserErased { .. } => {
                 self.erased = true;
                 self.profile = UserProfile::default();

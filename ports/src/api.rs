@@ -93,6 +93,15 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+/// A mount shown in a namespace at a virtual path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderRecord {
+    /// Where it appears (a virtual path below `/`).
+    pub path: String,
+    /// The mount's name.
+    pub mount: String,
+}
+
 /// A user as administrators see it (never a hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
@@ -109,6 +118,7 @@ pub struct UserRecord {
     pub full_name: Option<String>,
     /// In clear, or `[erased]`.
     pub email: Option<String>,
+    pub folders: Vec<FolderRecord>,
 }
 
 /// What creating a user takes.
@@ -127,6 +137,7 @@ pub struct UserSpec {
     pub full_name: Option<String>,
     /// Personal data: sealed before it is recorded.
     pub email: Option<String>,
+    pub folders: Vec<FolderRecord>,
 }
 
 /// A partial update of a user; absent fields stay as they are.
@@ -143,6 +154,7 @@ pub struct UserChanges {
     pub full_name: Option<String>,
     /// Empty clears it.
     pub email: Option<String>,
+    pub folders: Option<Vec<FolderRecord>>,
 }
 
 /// A group.
@@ -151,6 +163,7 @@ pub struct UserChanges {
 pub struct GroupRecord {
     pub name: String,
     pub policies: Vec<String>,
+    pub folders: Vec<FolderRecord>,
 }
 
 /// One policy rule: a virtual path prefix and the permissions it grants.
@@ -193,12 +206,14 @@ pub enum StorageRecord {
         bucket: String,
         prefix: Option<String>,
         credentials_json: Option<String>,
+        endpoint: Option<String>,
     },
     Azure {
         account: String,
         container: String,
         prefix: Option<String>,
         access_key: Option<String>,
+        endpoint: Option<String>,
     },
     Sftp {
         host: String,
@@ -207,6 +222,7 @@ pub enum StorageRecord {
         root: Option<String>,
         password: Option<String>,
         private_key: Option<String>,
+        host_key_fingerprint: Option<String>,
     },
 }
 
@@ -217,6 +233,18 @@ pub struct MountRecord {
     pub name: String,
     pub description: String,
     pub storage: StorageRecord,
+    /// Whether every file is encrypted at rest with the mount's own key
+    /// (chosen at creation).
+    pub encrypted: bool,
+}
+
+/// Why a mount's storage did not answer a connectivity check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountCheckFailure {
+    /// `not_found`, `permission_denied`, `unavailable`, ...
+    pub kind: String,
+    /// What went wrong, without secrets.
+    pub detail: String,
 }
 
 /// An administrator (never a hash).
@@ -618,7 +646,8 @@ pub trait AdminApi: Send + Sync {
         by: &Principal,
         name: &str,
         expected: Option<u64>,
-        policies: Vec<String>,
+        policies: Option<Vec<String>>,
+        folders: Option<Vec<FolderRecord>>,
     ) -> Result<Versioned<GroupRecord>, ApiError>;
     async fn delete_group(
         &self,
@@ -685,6 +714,12 @@ pub trait AdminApi: Send + Sync {
         name: &str,
         expected: Option<u64>,
     ) -> Result<(), ApiError>;
+    /// Reaches a mount's storage now; `Ok(Err(..))` says why it did not answer.
+    async fn check_mount(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<Result<(), MountCheckFailure>, ApiError>;
 
     async fn list_admins(
         &self,

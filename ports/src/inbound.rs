@@ -60,6 +60,13 @@ pub enum FileOpError {
     /// The operation is not supported. SFTP `OP_UNSUPPORTED`; FTP 502; HTTP 501.
     #[error("operation not supported")]
     Unsupported,
+    /// The storage backend cannot be reached. SFTP `FAILURE`; FTP 451; HTTP 503.
+    #[error("storage backend unavailable")]
+    Unavailable,
+    /// Stored data failed its integrity check (logged). SFTP `FAILURE`;
+    /// FTP 451; HTTP 500.
+    #[error("stored data failed its integrity check")]
+    Corrupt,
     /// Anything else; the cause was logged. SFTP `FAILURE`; FTP 451; HTTP 500.
     #[error("internal failure")]
     Internal,

@@ -225,6 +225,12 @@ pub enum StorageErrorKind {
     QuotaExceeded,
     /// The backend cannot be reached. SFTP `FAILURE`; FTP 451; HTTP 503.
     Unavailable,
+    /// The backend cannot do this (a random write into an object store).
+    /// SFTP `OP_UNSUPPORTED`; FTP 502; HTTP 501.
+    Unsupported,
+    /// Stored data failed its integrity check (an encrypted file that was
+    /// altered or truncated). SFTP `FAILURE`; FTP 451; HTTP 500.
+    Corrupt,
     /// Anything else. SFTP `FAILURE`; FTP 451; HTTP 500.
     Other,
 }
@@ -366,6 +372,38 @@ pub trait FileStorage: Send + Sync {
         path: &VirtualPath,
         mode: WriteMode,
     ) -> Result<Box<dyn WriteHandle>, StorageError>;
+}
+
+/// A mount as the backends see it: its storage and, for an encrypted
+/// mount, its sealed key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountTarget {
+    /// The mount's name.
+    pub name: String,
+    /// Where its files live (secrets sealed).
+    pub storage: tollgate_domain::mount::StorageSpec,
+    /// The sealed key its files are encrypted with, if any.
+    pub encryption_key: Option<tollgate_domain::mount::SealedSecret>,
+}
+
+/// A mounted backend and the namespace root inside it.
+#[derive(Clone)]
+pub struct MountedStorage {
+    /// The backend.
+    pub storage: std::sync::Arc<dyn FileStorage>,
+    /// The root to pass with every call.
+    pub root: String,
+}
+
+/// Builds the storage backends of mounts (opening their secrets).
+#[async_trait]
+pub trait MountBackends: Send + Sync {
+    /// The backend of a mount; built once per specification and reused,
+    /// without network I/O (connections are made on first use).
+    async fn backend(&self, mount: &MountTarget) -> Result<MountedStorage, StorageError>;
+    /// Reaches the backend now: credentials, bucket or container, host key
+    /// and root are checked, and the root is created if missing.
+    async fn check(&self, mount: &MountTarget) -> Result<(), StorageError>;
 }
 
 /// Password hashing, in PHC string format.

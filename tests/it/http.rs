@@ -15,18 +15,18 @@ use crate::support::{
     test_config, unhex,
 };
 
-const ROOT: &str = "root";
+pub(crate) const ROOT: &str = "root";
 
 /// A server speaking HTTPS with a freshly generated self-signed certificate,
 /// an administrator `root` (password `PASSWORD`), and a client trusting it.
-struct Https {
-    server: TestServer,
+pub(crate) struct Https {
+    pub(crate) server: TestServer,
     client: reqwest::Client,
     base: String,
 }
 
 impl Https {
-    async fn start(kind: &str) -> Https {
+    pub(crate) async fn start(kind: &str) -> Https {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = test_config(kind, dir.path()).await;
         let (cert_path, key_path, pem) = self_signed(dir.path());
@@ -68,7 +68,7 @@ impl Https {
     }
 
     /// A bearer token for `user`, which must be accepted.
-    async fn bearer(&self, user: &str, password: &str) -> String {
+    pub(crate) async fn bearer(&self, user: &str, password: &str) -> String {
         let res = self.token(user, password).await;
         assert_eq!(res.status(), StatusCode::OK, "token for {user}");
         let body: Value = res.json().await.expect("token json");
@@ -76,7 +76,7 @@ impl Https {
         format!("Bearer {}", body["access_token"].as_str().expect("token"))
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         path: &str,

@@ -13,6 +13,7 @@ mod event_log;
 mod ftp;
 mod http;
 mod kafka;
+mod mounts;
 mod parity;
 mod sftp;
 mod stream;

@@ -73,7 +73,9 @@ fn map_err(err: FileOpError) -> Error {
         // 502
         FileOpError::Unsupported => ErrorKind::CommandNotImplemented,
         // 451
-        FileOpError::Internal => ErrorKind::LocalError,
+        FileOpError::Unavailable | FileOpError::Corrupt | FileOpError::Internal => {
+            ErrorKind::LocalError
+        }
     };
     Error::new(kind, err)
 }

@@ -47,7 +47,9 @@ fn fs_error(err: FileOpError) -> FsError {
         FileOpError::Conflict(_) => FsError::Forbidden,
         FileOpError::QuotaExceeded => FsError::InsufficientStorage,
         FileOpError::Unsupported => FsError::NotImplemented,
-        FileOpError::Internal => FsError::GeneralFailure,
+        FileOpError::Unavailable | FileOpError::Corrupt | FileOpError::Internal => {
+            FsError::GeneralFailure
+        }
     }
 }
 

@@ -4,8 +4,9 @@
 use poem_openapi::{Enum, Object};
 use tollgate_domain::admin::Role;
 use tollgate_ports::api::{
-    AdminRecord, ApiKeyRecord, EventRecord, GroupRecord, MountRecord, PolicyRecord, RuleRecord,
-    SessionRecord, StorageRecord, TransferRecord, UserRecord,
+    AdminRecord, ApiKeyRecord, EventRecord, FolderRecord, GroupRecord, MountCheckFailure,
+    MountRecord, PolicyRecord, RuleRecord, SessionRecord, StorageRecord, TransferRecord,
+    UserRecord,
 };
 
 /// An administrator's role.
@@ -59,6 +60,45 @@ pub(crate) struct Whoami {
     pub(crate) role: Option<RoleDto>,
 }
 
+/// A mount shown in a namespace at a virtual path.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct Folder {
+    /// Where the mount appears, e.g. `/partners-s3` (not `/`; folders do
+    /// not nest).
+    #[oai(validator(min_length = 2, max_length = 4096))]
+    pub(crate) path: String,
+    /// The mount's name (must exist).
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub(crate) mount: String,
+}
+
+impl From<FolderRecord> for Folder {
+    fn from(record: FolderRecord) -> Folder {
+        Folder {
+            path: record.path,
+            mount: record.mount,
+        }
+    }
+}
+
+impl From<Folder> for FolderRecord {
+    fn from(folder: Folder) -> FolderRecord {
+        FolderRecord {
+            path: folder.path,
+            mount: folder.mount,
+        }
+    }
+}
+
+pub(crate) fn folder_records(folders: Vec<Folder>) -> Vec<FolderRecord> {
+    folders.into_iter().map(Into::into).collect()
+}
+
+fn folders_of(records: Vec<FolderRecord>) -> Vec<Folder> {
+    records.into_iter().map(Into::into).collect()
+}
+
 /// A file-transfer user.
 #[derive(Debug, Object)]
 pub(crate) struct User {
@@ -85,6 +125,8 @@ pub(crate) struct User {
     /// The person's email address (`[erased]` after an erasure).
     #[oai(skip_serializing_if_is_none)]
     pub(crate) email: Option<String>,
+    /// Mounts shown in the user's namespace (the groups' come on top).
+    pub(crate) folders: Vec<Folder>,
     /// The version to send in `If-Match`.
     pub(crate) version: u64,
 }
@@ -102,6 +144,7 @@ impl User {
             ftp_require_tls: record.ftp_require_tls,
             full_name: record.full_name,
             email: record.email,
+            folders: folders_of(record.folders),
             version,
         }
     }
@@ -139,6 +182,9 @@ pub(crate) struct NewUser {
     /// The person's email address, sealed likewise.
     #[oai(validator(max_length = 320))]
     pub(crate) email: Option<String>,
+    /// Mounts shown in the user's namespace.
+    #[oai(default)]
+    pub(crate) folders: Vec<Folder>,
 }
 
 /// Changes to a user; absent fields stay as they are.
@@ -164,6 +210,8 @@ pub(crate) struct UserUpdate {
     /// The person's email address; empty clears it.
     #[oai(validator(max_length = 320))]
     pub(crate) email: Option<String>,
+    /// Replaces the virtual folders.
+    pub(crate) folders: Option<Vec<Folder>>,
 }
 
 /// What an erasure destroyed.
@@ -192,6 +240,8 @@ pub(crate) struct Group {
     pub(crate) name: String,
     /// Policies every member gets.
     pub(crate) policies: Vec<String>,
+    /// Mounts shown in every member's namespace.
+    pub(crate) folders: Vec<Folder>,
     /// The version to send in `If-Match`.
     pub(crate) version: u64,
 }
@@ -201,6 +251,7 @@ impl Group {
         Group {
             name: record.name,
             policies: record.policies,
+            folders: folders_of(record.folders),
             version,
         }
     }
@@ -216,14 +267,19 @@ pub(crate) struct NewGroup {
     /// Policies (must exist).
     #[oai(default)]
     pub(crate) policies: Vec<String>,
+    /// Mounts shown in every member's namespace.
+    #[oai(default)]
+    pub(crate) folders: Vec<Folder>,
 }
 
-/// Changes to a group.
+/// Changes to a group; absent fields stay as they are.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub(crate) struct GroupUpdate {
     /// Replaces the policies.
-    pub(crate) policies: Vec<String>,
+    pub(crate) policies: Option<Vec<String>>,
+    /// Replaces the virtual folders.
+    pub(crate) folders: Option<Vec<Folder>>,
 }
 
 /// A page of groups.
@@ -803,6 +859,9 @@ pub(crate) struct GcsStorage {
     /// Service account credentials JSON (write-only; `[redacted]` when read).
     #[oai(skip_serializing_if_is_none)]
     pub(crate) credentials_json: Option<String>,
+    /// A custom service address (an emulator or private endpoint).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) endpoint: Option<String>,
 }
 
 /// An Azure Blob Storage container.
@@ -818,6 +877,9 @@ pub(crate) struct AzureStorage {
     /// The account key (write-only; `[redacted]` when read).
     #[oai(skip_serializing_if_is_none)]
     pub(crate) access_key: Option<String>,
+    /// A custom blob service address (Azurite or a private endpoint).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) endpoint: Option<String>,
 }
 
 /// A directory on a remote SFTP server.
@@ -839,6 +901,10 @@ pub(crate) struct SftpStorage {
     /// An OpenSSH private key (write-only; `[redacted]` when read).
     #[oai(skip_serializing_if_is_none)]
     pub(crate) private_key: Option<String>,
+    /// The server's host key fingerprint as `ssh-keygen -l` prints it
+    /// (`SHA256:...`); required: a server presenting another key is refused.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) host_key_fingerprint: Option<String>,
 }
 
 /// A storage backend, by `kind`.
@@ -878,12 +944,14 @@ impl From<Storage> for StorageRecord {
                 bucket: s.bucket,
                 prefix: s.prefix,
                 credentials_json: s.credentials_json,
+                endpoint: s.endpoint,
             },
             Storage::Azure(s) => StorageRecord::Azure {
                 account: s.account,
                 container: s.container,
                 prefix: s.prefix,
                 access_key: s.access_key,
+                endpoint: s.endpoint,
             },
             Storage::Sftp(s) => StorageRecord::Sftp {
                 host: s.host,
@@ -892,6 +960,7 @@ impl From<Storage> for StorageRecord {
                 root: s.root,
                 password: s.password,
                 private_key: s.private_key,
+                host_key_fingerprint: s.host_key_fingerprint,
             },
         }
     }
@@ -920,21 +989,25 @@ impl From<StorageRecord> for Storage {
                 bucket,
                 prefix,
                 credentials_json,
+                endpoint,
             } => Storage::Gcs(GcsStorage {
                 bucket,
                 prefix,
                 credentials_json,
+                endpoint,
             }),
             StorageRecord::Azure {
                 account,
                 container,
                 prefix,
                 access_key,
+                endpoint,
             } => Storage::Azure(AzureStorage {
                 account,
                 container,
                 prefix,
                 access_key,
+                endpoint,
             }),
             StorageRecord::Sftp {
                 host,
@@ -943,6 +1016,7 @@ impl From<StorageRecord> for Storage {
                 root,
                 password,
                 private_key,
+                host_key_fingerprint,
             } => Storage::Sftp(SftpStorage {
                 host,
                 port,
@@ -950,6 +1024,7 @@ impl From<StorageRecord> for Storage {
                 root,
                 password,
                 private_key,
+                host_key_fingerprint,
             }),
         }
     }
@@ -965,6 +1040,8 @@ pub(crate) struct Mount {
     pub(crate) description: String,
     /// The backend; secrets are `[redacted]`.
     pub(crate) storage: Storage,
+    /// Whether every file is encrypted at rest with the mount's own key.
+    pub(crate) encrypted: bool,
     /// The version to send in `If-Match`.
     pub(crate) version: u64,
 }
@@ -975,7 +1052,39 @@ impl Mount {
             name: record.name,
             description: record.description,
             storage: record.storage.into(),
+            encrypted: record.encrypted,
             version,
+        }
+    }
+}
+
+/// The outcome of reaching a mount's storage.
+#[derive(Debug, Object)]
+pub(crate) struct MountCheck {
+    /// Whether the storage answered and its root is usable.
+    pub(crate) reachable: bool,
+    /// Why not: `not_found`, `permission_denied`, `unavailable`, `corrupt`
+    /// or `failed`.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) kind: Option<String>,
+    /// The backend's own explanation (never a secret).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) detail: Option<String>,
+}
+
+impl From<Result<(), MountCheckFailure>> for MountCheck {
+    fn from(result: Result<(), MountCheckFailure>) -> MountCheck {
+        match result {
+            Ok(()) => MountCheck {
+                reachable: true,
+                kind: None,
+                detail: None,
+            },
+            Err(failure) => MountCheck {
+                reachable: false,
+                kind: Some(failure.kind),
+                detail: Some(failure.detail),
+            },
         }
     }
 }
@@ -992,6 +1101,10 @@ pub(crate) struct NewMount {
     pub(crate) description: String,
     /// The backend.
     pub(crate) storage: Storage,
+    /// Encrypt every file at rest (AES-256-GCM, a key of the mount's own);
+    /// fixed at creation.
+    #[oai(default)]
+    pub(crate) encrypted: bool,
 }
 
 /// Changes to a mount; absent fields stay as they are.

@@ -44,6 +44,12 @@ fn file_problem(err: FileOpError) -> Problem {
         FileOpError::Unsupported => {
             Problem::NotImplemented(Json(details(StatusCode::NOT_IMPLEMENTED, detail)))
         }
+        FileOpError::Unavailable => {
+            Problem::Unavailable(Json(details(StatusCode::SERVICE_UNAVAILABLE, detail)))
+        }
+        FileOpError::Corrupt => {
+            Problem::Internal(Json(details(StatusCode::INTERNAL_SERVER_ERROR, detail)))
+        }
         FileOpError::Internal => Problem::Internal(Json(details(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the operation failed; the cause was logged",

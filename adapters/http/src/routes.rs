@@ -511,6 +511,7 @@ impl Api {
                     ftp_require_tls: new.ftp_require_tls,
                     full_name: new.full_name,
                     email: new.email,
+                    folders: dto::folder_records(new.folders),
                 },
             )
             .await?;
@@ -569,6 +570,7 @@ impl Api {
                     ftp_require_tls: changes.ftp_require_tls,
                     full_name: changes.full_name,
                     email: changes.email,
+                    folders: changes.folders.map(dto::folder_records),
                 },
             )
             .await?;
@@ -665,6 +667,7 @@ impl Api {
                 GroupRecord {
                     name: body.0.name,
                     policies: body.0.policies,
+                    folders: dto::folder_records(body.0.folders),
                 },
             )
             .await?;
@@ -689,7 +692,7 @@ impl Api {
         Ok(GroupResponse::ok(group))
     }
 
-    /// Change a group's policies.
+    /// Change a group's policies or virtual folders.
     #[oai(
         path = "/groups/:name",
         method = "patch",
@@ -708,7 +711,13 @@ impl Api {
         let expected = expected(if_match.0.as_deref())?;
         let group = self
             .port
-            .update_group(&by, &name.0, expected, body.0.policies)
+            .update_group(
+                &by,
+                &name.0,
+                expected,
+                body.0.policies,
+                body.0.folders.map(dto::folder_records),
+            )
             .await?;
         Ok(GroupResponse::ok(group))
     }
@@ -1060,6 +1069,7 @@ impl Api {
                     name: new.name,
                     description: new.description,
                     storage: new.storage.into(),
+                    encrypted: new.encrypted,
                 },
             )
             .await?;
@@ -1132,6 +1142,25 @@ impl Api {
         let expected = expected(if_match.0.as_deref())?;
         self.port.delete_mount(&by, &name.0, expected).await?;
         Ok(NoContent::Done)
+    }
+
+    /// Reach a mount's storage now: credentials, bucket or container, host
+    /// key and root are checked (the root is created if missing).
+    #[oai(
+        path = "/mounts/:name/check",
+        method = "post",
+        tag = "Tag::Mounts",
+        operation_id = "checkMount"
+    )]
+    async fn check_mount(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+    ) -> Result<Json<dto::MountCheck>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let outcome = self.port.check_mount(&by, &name.0).await?;
+        Ok(Json(outcome.into()))
     }
 
     /// List administrators by name.

@@ -325,6 +325,8 @@ fn error_status(id: u32, err: &FileOpError) -> Packet {
         | FileOpError::AlreadyExists
         | FileOpError::Conflict(_)
         | FileOpError::QuotaExceeded
+        | FileOpError::Unavailable
+        | FileOpError::Corrupt
         | FileOpError::Internal => StatusCode::Failure,
     };
     status(id, code, &err.to_string())

@@ -8,6 +8,7 @@ fn created() -> GroupEvent {
     GroupEvent::GroupCreated {
         name: "partners".into(),
         policies: vec!["ro".into()],
+        folders: vec![],
     }
 }
 
@@ -16,13 +17,14 @@ fn a_group_is_created_once_with_a_valid_name() {
     let create = |name: &str| GroupCommand::Create {
         name: name.into(),
         policies: vec!["ro".into()],
+        folders: vec![],
     };
     check::<Group>(
         vec![],
         create("partners"),
         expect![[r#"
-        GroupCreated { name: "partners", policies: ["ro"] }
-    "#]],
+            GroupCreated { name: "partners", policies: ["ro"], folders: [] }
+        "#]],
     );
     check::<Group>(
         vec![created()],

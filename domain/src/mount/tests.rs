@@ -25,6 +25,7 @@ fn a_mount_is_checked_and_changes_only_what_differs() {
             storage: StorageSpec::Local {
                 root: "relative/dir".into(),
             },
+            encryption_key: None,
         },
         expect![[r#"
             error: a local storage root must be an absolute path
@@ -34,6 +35,7 @@ fn a_mount_is_checked_and_changes_only_what_differs() {
         name: "archive".into(),
         description: "old".into(),
         storage: s3("sealed-1"),
+        encryption_key: None,
     };
     decide::<Mount>(
         vec![created.clone()],
@@ -52,4 +54,65 @@ fn a_mount_is_checked_and_changes_only_what_differs() {
             error: mount does not exist
         "#]],
     );
+}
+
+fn folder(path: &str, mount: &str) -> VirtualFolder {
+    VirtualFolder {
+        path: VirtualPath::parse(path).unwrap(),
+        mount: mount.into(),
+    }
+}
+
+#[test]
+fn virtual_folders_are_below_the_root_and_never_overlap() {
+    assert_eq!(
+        check_folders(&[folder("/s3", "bucket"), folder("/vault", "enc")]),
+        Ok(())
+    );
+    assert_eq!(
+        check_folders(&[folder("/", "bucket")]),
+        Err(FolderError::Root)
+    );
+    assert_eq!(
+        check_folders(&[folder("/a", "one"), folder("/a/", "two")]),
+        Err(FolderError::Duplicate { path: "/a".into() })
+    );
+    assert_eq!(
+        check_folders(&[folder("/a/b", "one"), folder("/a", "two")]),
+        Err(FolderError::Nested {
+            outer: "/a".into(),
+            inner: "/a/b".into()
+        })
+    );
+    assert_eq!(
+        check_folders(&[folder("/ab", "one"), folder("/a", "two")]),
+        Ok(()),
+        "a shared name prefix is not nesting"
+    );
+    assert_eq!(
+        check_folders(&[folder("/x", "../etc")]),
+        Err(FolderError::InvalidMount {
+            name: "../etc".into()
+        })
+    );
+}
+
+#[test]
+fn an_sftp_mount_must_pin_the_host_key() {
+    let sftp = |fingerprint: Option<&str>| StorageSpec::Sftp {
+        host: "sftp.example.com".into(),
+        port: 22,
+        username: "gw".into(),
+        root: None,
+        password: None,
+        private_key: None,
+        host_key_fingerprint: fingerprint.map(Into::into),
+    };
+    assert_eq!(
+        check(&sftp(None)),
+        Err(MountError::MissingField {
+            field: "host_key_fingerprint"
+        })
+    );
+    assert_eq!(check(&sftp(Some("SHA256:abc"))), Ok(()));
 }

@@ -17,6 +17,7 @@ fn created() -> UserEvent {
         policies: vec![],
         ftp_require_tls: false,
         profile: UserProfile::default(),
+        folders: vec![],
     }
 }
 
@@ -30,6 +31,7 @@ fn create(username: &str, password: Option<&str>, keys: Vec<AuthorizedKey>) -> U
         policies: vec!["readonly".into()],
         ftp_require_tls: false,
         profile: UserProfile::default(),
+        folders: vec![],
     }
 }
 
@@ -39,7 +41,7 @@ fn creating_a_user_records_its_credentials_and_home() {
         vec![],
         create("alice", None, vec![AuthorizedKey::parse(KEY).unwrap()]),
         expect![[r#"
-            UserCreated { username: "alice", password_hash: None, public_keys: [AuthorizedKey { algorithm: "ssh-ed25519", blob: "AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000", comment: "alice@laptop" }], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false, profile: UserProfile { full_name: None, email: None } }
+            UserCreated { username: "alice", password_hash: None, public_keys: [AuthorizedKey { algorithm: "ssh-ed25519", blob: "AAAAC3NzaC1lZDI1NTE5AAAAIHfake0key0for0tests0only0000000000000000000", comment: "alice@laptop" }], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false, profile: UserProfile { full_name: None, email: None }, folders: [] }
         "#]],
     );
 }
@@ -75,7 +77,7 @@ fn a_user_cannot_be_created_twice_but_can_after_deletion() {
         vec![created(), UserEvent::UserDeleted {}],
         create("alice", Some("h"), vec![]),
         expect![[r#"
-            UserCreated { username: "alice", password_hash: Some("h"), public_keys: [], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false, profile: UserProfile { full_name: None, email: None } }
+            UserCreated { username: "alice", password_hash: Some("h"), public_keys: [], home: "/srv/alice", groups: [], policies: ["readonly"], ftp_require_tls: false, profile: UserProfile { full_name: None, email: None }, folders: [] }
         "#]],
     );
 }
@@ -131,6 +133,7 @@ fn an_update_records_only_what_changes_and_keeps_a_credential() {
         policies: vec![],
         ftp_require_tls: false,
         profile: UserProfile::default(),
+        folders: vec![],
     };
     check::<User>(
         vec![created.clone()],

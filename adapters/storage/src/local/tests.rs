@@ -123,3 +123,10 @@ async fn rename_refuses_to_overwrite_and_rmdir_refuses_a_full_directory() {
     storage.rename(root, &vp("/a"), &vp("/d/a")).await.unwrap();
     assert_eq!(std::fs::read(dir.path().join("d/a")).unwrap(), b"a");
 }
+
+#[tokio::test]
+async fn local_disk_passes_the_storage_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("home");
+    crate::contract::run(&LocalStorage::new(), root.to_str().unwrap()).await;
+}
