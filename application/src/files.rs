@@ -8,6 +8,7 @@ use std::time::Instant;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cqrs_es::persist::PersistedEventRepository;
+use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tollgate_domain::policy::{NamedRules, Permission, Rule, evaluate};
 use tollgate_domain::session::{FileOperation, Protocol, SessionCommand};
@@ -15,7 +16,7 @@ use tollgate_domain::transfer::{Direction, Transfer, TransferCommand, TransferCo
 use tollgate_domain::user::User;
 use tollgate_domain::{PathError, VirtualPath};
 use tollgate_ports::inbound::{
-    DirEntry, Download, FileMeta, FileOpError, FileOps, Upload, UploadMode,
+    DirEntry, DirPages, Download, FileMeta, FileOpError, FileOps, Upload, UploadMode,
 };
 use tollgate_ports::outbound::{
     FileKind, ReadHandle, StorageError, StorageErrorKind, WriteHandle, WriteMode,
@@ -346,6 +347,15 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             .await?;
         let res = self.namespace.list(&path).await;
         self.outcome(FileOperation::List, &path, None, res).await
+    }
+
+    async fn list_pages(&self, path: &str) -> Result<DirPages, FileOpError> {
+        let path = self
+            .checked(FileOperation::List, Permission::List, path)
+            .await?;
+        let res = self.namespace.list_pages(&path).await;
+        let pages = self.outcome(FileOperation::List, &path, None, res).await?;
+        Ok(Box::pin(pages.map_err(map_storage)))
     }
 
     async fn mkdir(&self, path: &str) -> Result<(), FileOpError> {

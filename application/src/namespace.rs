@@ -8,7 +8,8 @@ use std::sync::Arc;
 use tollgate_domain::VirtualPath;
 use tollgate_domain::mount::VirtualFolder;
 use tollgate_ports::outbound::{
-    DirEntry, FileKind, FileMeta, FileStorage, MountedStorage, StorageError, StorageErrorKind,
+    DirEntry, EntryPages, FileKind, FileMeta, FileStorage, MountedStorage, StorageError,
+    StorageErrorKind, one_page,
 };
 
 /// One virtual folder with its backend.
@@ -176,6 +177,16 @@ impl Namespace {
             entries.dedup_by(|a, b| a.name == b.name);
         }
         Ok(entries)
+    }
+
+    /// A directory's entries in pages: read page by page from a folder's
+    /// backend; the home's (with the folders inside it) in one page.
+    pub(crate) async fn list_pages(&self, path: &VirtualPath) -> Result<EntryPages, StorageError> {
+        let at = self.resolve(path);
+        if at.mount.is_some() {
+            return at.storage.list_pages(at.root, &at.path).await;
+        }
+        Ok(one_page(self.list(path).await?))
     }
 
     /// Prepares every root (the home and each folder's).

@@ -72,6 +72,9 @@ pub enum FileOpError {
     Internal,
 }
 
+/// A directory's entries in pages, read as the caller consumes them.
+pub type DirPages = futures::stream::BoxStream<'static, Result<Vec<DirEntry>, FileOpError>>;
+
 /// How an upload treats an existing file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadMode {
@@ -141,6 +144,10 @@ pub trait FileOps: Send + Sync {
     async fn stat(&self, path: &str) -> Result<FileMeta, FileOpError>;
     /// A directory listing (needs `list`).
     async fn list(&self, path: &str) -> Result<Vec<DirEntry>, FileOpError>;
+    /// Lists a directory page by page (needs `list`): for clients that read
+    /// a listing in parts (SFTP `READDIR`), so that a directory of any size
+    /// is never held whole.
+    async fn list_pages(&self, path: &str) -> Result<DirPages, FileOpError>;
     /// Creates a directory (needs `create_dirs`).
     async fn mkdir(&self, path: &str) -> Result<(), FileOpError>;
     /// Removes an empty directory (needs `remove_dirs`).

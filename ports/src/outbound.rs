@@ -325,6 +325,17 @@ pub trait WriteHandle: Send + Sync {
     async fn abort(self: Box<Self>) -> Result<(), StorageError>;
 }
 
+/// A directory's entries in pages, read from the backend as they are
+/// consumed.
+pub type EntryPages = futures::stream::BoxStream<'static, Result<Vec<DirEntry>, StorageError>>;
+
+/// A listing already read whole, as one page.
+pub fn one_page<E: Send + 'static>(
+    entries: Vec<DirEntry>,
+) -> futures::stream::BoxStream<'static, Result<Vec<DirEntry>, E>> {
+    Box::pin(futures::stream::once(async move { Ok(entries) }))
+}
+
 /// A storage backend holding users' namespaces.
 ///
 /// `root` names the namespace (a user's home); every `VirtualPath` is
@@ -338,6 +349,14 @@ pub trait FileStorage: Send + Sync {
     async fn stat(&self, root: &str, path: &VirtualPath) -> Result<FileMeta, StorageError>;
     /// Entries of a directory, sorted by name.
     async fn list(&self, root: &str, path: &VirtualPath) -> Result<Vec<DirEntry>, StorageError>;
+    /// Entries of a directory in pages, each read from the backend when the
+    /// caller asks for it, so that a directory of any size is never held
+    /// whole; an absent directory fails here, before the first page. Pages
+    /// follow the backend's order (by name, or by key for object stores).
+    /// Backends that read a directory at once give one page.
+    async fn list_pages(&self, root: &str, path: &VirtualPath) -> Result<EntryPages, StorageError> {
+        Ok(one_page(self.list(root, path).await?))
+    }
     /// Creates one directory; its parent must exist.
     async fn mkdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError>;
     /// Removes an empty directory.

@@ -6,12 +6,14 @@
 
 use std::io::SeekFrom;
 
+use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use russh_sftp::client::SftpSession;
 use russh_sftp::protocol::{OpenFlags, StatusCode as SftpStatus};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tollgate_application::EventFilter;
+use tollgate_ports::outbound::{FileStorage, WriteMode};
 
 use crate::http::{Https, ROOT};
 use crate::support::{PASSWORD, refused, sftp};
@@ -440,6 +442,53 @@ async fn object_store_and_sftp_folders_carry_uploads_downloads_and_resumes() {
         session.remove_file(&moved).await.unwrap();
         session.remove_dir(format!("{dir}/in")).await.unwrap();
         assert_eq!(session.read_dir(dir).await.unwrap().count(), 0, "{dir}");
+    }
+    // A folder of more objects than one listing page, read by the SFTP
+    // client over several READDIR calls.
+    if let Some((_, storage)) = backends.iter().find(|(name, _)| *name == "s3") {
+        let store = tollgate_storage::ObjectStorage::new(tollgate_storage::ObjectOptions::S3 {
+            bucket: storage["bucket"].as_str().unwrap().to_string(),
+            region: "us-east-1".to_string(),
+            endpoint: storage["endpoint"].as_str().map(str::to_string),
+            access_key_id: Some("test".to_string()),
+            secret_access_key: Some("test".to_string()),
+        })
+        .unwrap();
+        let root = format!("{prefix}/s3-plain");
+        let count = 1_234;
+        futures::stream::iter(0..count)
+            .map(|n| {
+                let (store, root) = (&store, &root);
+                async move {
+                    let path = tollgate_domain::VirtualPath::parse(&format!("/f{n:05}")).unwrap();
+                    let mut handle = store
+                        .open_write(root, &path, WriteMode::Replace)
+                        .await
+                        .unwrap();
+                    handle
+                        .write_at(0, bytes::Bytes::from_static(b"x"))
+                        .await
+                        .unwrap();
+                    handle.commit().await.unwrap();
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<()>>()
+            .await;
+        let mut names: Vec<String> = session
+            .read_dir("/s3-plain")
+            .await
+            .unwrap()
+            .map(|e| e.file_name())
+            .collect();
+        // The client gathers the READDIR batches in an order of its own.
+        names.sort();
+        let expected: Vec<String> = (0..count).map(|n| format!("f{n:05}")).collect();
+        assert!(
+            names == expected,
+            "a listing of several pages has every entry once: {} of {count}",
+            names.len()
+        );
     }
     let completed = api.server.events_of("bob", "TransferCompleted").await;
     assert!(

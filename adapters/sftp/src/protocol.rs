@@ -11,11 +11,12 @@
 //! did. Malformed input gets `BAD_MESSAGE`; an impossible length closes the
 //! channel instead of desynchronising the stream.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::StreamExt;
 use russh::Channel;
 use russh::server::Msg;
 use russh_sftp::protocol::{
@@ -26,7 +27,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tollgate_domain::PathError;
 use tollgate_ports::inbound::{
-    DirEntry, Download, FileKind, FileMeta, FileOpError, FileOps, Upload, UploadMode,
+    DirEntry, DirPages, Download, FileKind, FileMeta, FileOpError, FileOps, Upload, UploadMode,
 };
 
 /// The largest request accepted, as OpenSSH's sftp-server (256 KiB).
@@ -98,7 +99,16 @@ enum OpenFile {
 
 enum OpenHandle {
     File(mpsc::Sender<(u32, FileRequest)>),
-    Dir(Vec<DirEntry>),
+    Dir(DirListing),
+}
+
+/// An open directory: entries read and not yet sent, and the pages still
+/// to be read (each read from storage only when the client asks on). The
+/// pages sit in a mutex only so that the session state is `Sync`; they are
+/// reached through `&mut`, never locked.
+struct DirListing {
+    ready: VecDeque<DirEntry>,
+    pages: Option<std::sync::Mutex<DirPages>>,
 }
 
 /// File requests handed to workers and not yet answered.
@@ -479,18 +489,38 @@ impl SftpSession {
             Packet::SetStat(setstat) => {
                 set_attributes(&*files, setstat.id, &setstat.path, &setstat.attrs).await
             }
-            Packet::OpenDir(opendir) => match files.list(&opendir.path).await {
-                Ok(entries) => self.handle_reply(opendir.id, OpenHandle::Dir(entries)),
+            Packet::OpenDir(opendir) => match files.list_pages(&opendir.path).await {
+                Ok(pages) => self.handle_reply(
+                    opendir.id,
+                    OpenHandle::Dir(DirListing {
+                        ready: VecDeque::new(),
+                        pages: Some(std::sync::Mutex::new(pages)),
+                    }),
+                ),
                 Err(err) => error_status(opendir.id, &err),
             },
             Packet::ReadDir(readdir) => {
-                let Some(OpenHandle::Dir(entries)) = self.handles.get_mut(&readdir.handle) else {
+                let Some(OpenHandle::Dir(listing)) = self.handles.get_mut(&readdir.handle) else {
                     return status(readdir.id, StatusCode::Failure, "invalid handle");
                 };
-                if entries.is_empty() {
-                    return status(readdir.id, StatusCode::Eof, "end of directory");
+                while listing.ready.is_empty() {
+                    let Some(pages) = listing.pages.as_mut() else {
+                        return status(readdir.id, StatusCode::Eof, "end of directory");
+                    };
+                    let pages = pages
+                        .get_mut()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match pages.next().await {
+                        Some(Ok(page)) => listing.ready.extend(page),
+                        Some(Err(err)) => {
+                            listing.pages = None;
+                            return error_status(readdir.id, &err);
+                        }
+                        None => listing.pages = None,
+                    }
                 }
-                let page: Vec<DirEntry> = entries.drain(..entries.len().min(DIR_PAGE)).collect();
+                let count = listing.ready.len().min(DIR_PAGE);
+                let page: Vec<DirEntry> = listing.ready.drain(..count).collect();
                 let files = page
                     .iter()
                     .map(|e| File::new(e.name.clone(), attrs_of(&e.meta)))

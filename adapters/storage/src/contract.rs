@@ -91,14 +91,33 @@ async fn read_all(handle: &mut dyn ReadHandle, len: u32) -> Vec<u8> {
     }
 }
 
+/// A directory's names and kinds, checking that the paged listing holds
+/// the same entries as the whole one.
 async fn names(storage: &dyn FileStorage, root: &str, path: &str) -> Vec<(String, FileKind)> {
-    storage
+    let whole: Vec<(String, FileKind)> = storage
         .list(root, &vp(path))
         .await
         .unwrap_or_else(|err| panic!("list {path}: {err:?} {:?}", err.source))
         .into_iter()
         .map(|entry| (entry.name, entry.meta.kind))
-        .collect()
+        .collect();
+    let mut paged = Vec::new();
+    let mut pages = storage
+        .list_pages(root, &vp(path))
+        .await
+        .unwrap_or_else(|err| panic!("list_pages {path}: {err:?} {:?}", err.source));
+    while let Some(page) = futures::StreamExt::next(&mut pages).await {
+        let page = page.unwrap_or_else(|err| panic!("a page of {path}: {err:?}"));
+        paged.extend(page.into_iter().map(|entry| (entry.name, entry.meta.kind)));
+    }
+    paged.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut sorted = whole.clone();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        paged, sorted,
+        "the paged listing of {path} holds the same entries"
+    );
+    whole
 }
 
 /// Runs the whole suite in `root`, which must be empty or absent.

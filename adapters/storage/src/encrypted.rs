@@ -15,11 +15,12 @@ use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::{AeadInOut, Key, KeyInit, Nonce, Tag};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tollgate_domain::VirtualPath;
 use tollgate_ports::outbound::{
-    DirEntry, FileKind, FileMeta, FileStorage, ReadHandle, StorageError, StorageErrorKind,
-    WriteHandle, WriteMode,
+    DirEntry, EntryPages, FileKind, FileMeta, FileStorage, ReadHandle, StorageError,
+    StorageErrorKind, WriteHandle, WriteMode,
 };
 
 /// The first bytes of every encrypted file (format version 1).
@@ -319,6 +320,17 @@ async fn discard(inner: Box<dyn WriteHandle>) {
     }
 }
 
+/// A listing of the inner backend with plaintext sizes (computed from the
+/// stored lengths, without opening the files).
+fn plain_sizes(mut entries: Vec<DirEntry>) -> Vec<DirEntry> {
+    for entry in &mut entries {
+        if entry.meta.kind == FileKind::File {
+            entry.meta.size = plain_len(entry.meta.size);
+        }
+    }
+    entries
+}
+
 #[async_trait]
 impl FileStorage for Encrypted {
     async fn ensure_root(&self, root: &str) -> Result<(), StorageError> {
@@ -330,13 +342,12 @@ impl FileStorage for Encrypted {
     }
 
     async fn list(&self, root: &str, path: &VirtualPath) -> Result<Vec<DirEntry>, StorageError> {
-        let mut entries = self.inner.list(root, path).await?;
-        for entry in &mut entries {
-            if entry.meta.kind == FileKind::File {
-                entry.meta.size = plain_len(entry.meta.size);
-            }
-        }
-        Ok(entries)
+        Ok(plain_sizes(self.inner.list(root, path).await?))
+    }
+
+    async fn list_pages(&self, root: &str, path: &VirtualPath) -> Result<EntryPages, StorageError> {
+        let pages = self.inner.list_pages(root, path).await?;
+        Ok(Box::pin(pages.map_ok(plain_sizes)))
     }
 
     async fn mkdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {

@@ -59,6 +59,10 @@
 //! S3 copies objects over 5 GiB by streaming them through the gateway, as
 //! S3's copy refuses larger objects.
 //!
+//! `list` reads a whole directory; `list_pages` asks the store for 1,000
+//! keys at a time, the next page only when the previous one is consumed,
+//! in key order (each page sorted by name).
+//!
 //! Object stores keep no settable times: `set_times` succeeds without
 //! effect on an existing path. A file's time is its last modification;
 //! files have mode 0644 and directories 0755.
@@ -82,17 +86,17 @@ use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::client::{HttpError, HttpErrorKind};
 use object_store::gcp::{GcpCredential, GoogleCloudStorageBuilder};
-use object_store::list::{PaginatedListOptions, PaginatedListStore};
+use object_store::list::{PaginatedListOptions, PaginatedListResult, PaginatedListStore};
 use object_store::path::{Path, PathPart};
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutPayload, RetryConfig, StaticCredentialProvider,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, StaticCredentialProvider,
 };
 use tokio::task::JoinSet;
 use tollgate_domain::VirtualPath;
 use tollgate_ports::outbound::{
-    DirEntry, FileKind, FileMeta, FileStorage, ReadHandle, StorageError, StorageErrorKind,
-    WriteHandle, WriteMode,
+    DirEntry, EntryPages, FileKind, FileMeta, FileStorage, ReadHandle, StorageError,
+    StorageErrorKind, WriteHandle, WriteMode,
 };
 
 /// The hidden object that makes an empty directory exist.
@@ -600,6 +604,49 @@ fn dir_meta(mtime: i64) -> FileMeta {
     }
 }
 
+/// How many keys one listing request asks for.
+const LIST_PAGE: usize = 1000;
+
+/// One page of a directory (one level: `/` delimits).
+async fn list_page(
+    pages: &dyn PaginatedListStore,
+    below: Option<&str>,
+    page_token: Option<String>,
+) -> Result<PaginatedListResult, StorageError> {
+    let options = PaginatedListOptions {
+        delimiter: Some("/".into()),
+        max_keys: Some(LIST_PAGE),
+        page_token,
+        ..Default::default()
+    };
+    pages.list_paginated(below, options).await.map_err(map_err)
+}
+
+/// A listing's files and directories, markers hidden, sorted by name.
+fn entries_of(listing: &ListResult) -> Vec<DirEntry> {
+    let mut entries = Vec::with_capacity(listing.objects.len() + listing.common_prefixes.len());
+    for object in &listing.objects {
+        match object.location.filename() {
+            Some(name) if name != MARKER => entries.push(DirEntry {
+                name: name.to_string(),
+                meta: file_meta(object),
+            }),
+            _ => {}
+        }
+    }
+    for dir in &listing.common_prefixes {
+        match dir.filename() {
+            Some(name) if name != MARKER => entries.push(DirEntry {
+                name: name.to_string(),
+                meta: dir_meta(0),
+            }),
+            _ => {}
+        }
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    entries
+}
+
 impl ObjectStorage {
     /// The object at `key`, if there is one.
     async fn head_file(&self, key: &Path) -> Result<Option<ObjectMeta>, StorageError> {
@@ -786,27 +833,47 @@ impl FileStorage for ObjectStorage {
             }
             return Err(kind_err(StorageErrorKind::NotFound));
         }
-        let mut entries = Vec::with_capacity(listing.objects.len() + listing.common_prefixes.len());
-        for object in &listing.objects {
-            match object.location.filename() {
-                Some(name) if name != MARKER => entries.push(DirEntry {
-                    name: name.to_string(),
-                    meta: file_meta(object),
-                }),
-                _ => {}
+        Ok(entries_of(&listing))
+    }
+
+    async fn list_pages(&self, root: &str, path: &VirtualPath) -> Result<EntryPages, StorageError> {
+        let Some(pages) = self.pages.clone() else {
+            return Ok(tollgate_ports::outbound::one_page(
+                self.list(root, path).await?,
+            ));
+        };
+        let key = object_key(root, path)?;
+        let below = prefix(&key).map(|key| format!("{key}/"));
+        let first = list_page(pages.as_ref(), below.as_deref(), None).await?;
+        let found = !first.result.objects.is_empty() || !first.result.common_prefixes.is_empty();
+        if !found && first.page_token.is_none() && !path.is_root() {
+            if self.head_file(&key).await?.is_some() {
+                return Err(kind_err(StorageErrorKind::Conflict));
             }
+            return Err(kind_err(StorageErrorKind::NotFound));
         }
-        for dir in &listing.common_prefixes {
-            match dir.filename() {
-                Some(name) if name != MARKER => entries.push(DirEntry {
-                    name: name.to_string(),
-                    meta: dir_meta(0),
-                }),
-                _ => {}
-            }
-        }
-        entries.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(entries)
+        // Each later page is asked for only when the caller wants it.
+        let state = (Some(first), pages, below);
+        Ok(Box::pin(futures::stream::try_unfold(
+            state,
+            |(mut next, pages, below)| async move {
+                loop {
+                    let page = match next.take() {
+                        Some(page) => page,
+                        None => return Ok(None),
+                    };
+                    if let Some(token) = page.page_token.clone() {
+                        next =
+                            Some(list_page(pages.as_ref(), below.as_deref(), Some(token)).await?);
+                    }
+                    let entries = entries_of(&page.result);
+                    // A store may answer an empty page with more to come.
+                    if !entries.is_empty() {
+                        return Ok(Some((entries, (next, pages, below))));
+                    }
+                }
+            },
+        )))
     }
 
     async fn mkdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {

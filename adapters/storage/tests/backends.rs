@@ -231,3 +231,53 @@ async fn an_unreachable_store_is_unavailable() {
         );
     }
 }
+
+/// A directory larger than one listing page is read page by page, each
+/// page asked for only when the previous one is consumed.
+async fn a_large_directory_lists_in_pages(storage: Option<ObjectStorage>) {
+    use futures::StreamExt;
+    let Some(storage) = storage else { return };
+    let root = format!("pages-{}", uuid::Uuid::new_v4());
+    storage.ensure_root(&root).await.unwrap();
+    storage.mkdir(&root, &vp("/many")).await.unwrap();
+    let count = 2_050;
+    let storage = std::sync::Arc::new(storage);
+    futures::stream::iter(0..count)
+        .map(|n| {
+            let (storage, root) = (storage.clone(), root.clone());
+            async move {
+                let path = vp(&format!("/many/f{n:05}"));
+                let mut handle = storage
+                    .open_write(&root, &path, WriteMode::Replace)
+                    .await
+                    .unwrap();
+                handle.write_at(0, Bytes::from_static(b"x")).await.unwrap();
+                handle.commit().await.unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    let mut pages = storage.list_pages(&root, &vp("/many")).await.unwrap();
+    let mut sizes = Vec::new();
+    let mut names = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.unwrap();
+        sizes.push(page.len());
+        names.extend(page.into_iter().map(|e| e.name));
+    }
+    assert!(sizes.len() >= 3, "pages of at most 1000 entries: {sizes:?}");
+    assert!(sizes.iter().all(|&n| n <= 1000), "{sizes:?}");
+    let expected: Vec<String> = (0..count).map(|n| format!("f{n:05}")).collect();
+    assert_eq!(names, expected, "every entry once, in key order");
+}
+
+#[tokio::test]
+async fn s3_lists_a_large_directory_in_pages() {
+    a_large_directory_lists_in_pages(s3()).await;
+}
+
+#[tokio::test]
+async fn azure_lists_a_large_directory_in_pages() {
+    a_large_directory_lists_in_pages(azure()).await;
+}
