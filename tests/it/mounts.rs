@@ -378,6 +378,29 @@ async fn object_store_and_sftp_folders_carry_uploads_downloads_and_resumes() {
             folders.push(json!({"path": format!("/{mount}"), "mount": mount}));
         }
     }
+    // A server presenting another host key than the pinned one is refused
+    // when the mount is checked.
+    if let Some((_, storage)) = backends.iter().find(|(name, _)| *name == "sftp") {
+        let mut storage = storage.clone();
+        storage["host_key_fingerprint"] =
+            json!("SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU");
+        created(
+            &api,
+            &root,
+            "/api/v1/mounts",
+            json!({"name": "impostor", "storage": storage}),
+        )
+        .await;
+        let (status, _, body) = api
+            .call(Method::POST, "/api/v1/mounts/impostor/check", &root, None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (body["reachable"].clone(), body["kind"].clone()),
+            (json!(false), json!("permission_denied")),
+            "{body}"
+        );
+    }
     let (status, _, body) = api
         .call(
             Method::PATCH,
