@@ -21,8 +21,8 @@ pub(crate) const ROOT: &str = "root";
 /// an administrator `root` (password `PASSWORD`), and a client trusting it.
 pub(crate) struct Https {
     pub(crate) server: TestServer,
-    client: reqwest::Client,
-    base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl Https {

@@ -194,6 +194,31 @@ async fn an_encrypted_folder_and_a_group_folder_appear_in_a_users_namespace() {
         .await
         .unwrap();
 
+    // The HTTP file API reaches the same folder, ranges included.
+    let alice = api.bearer("alice", PASSWORD).await;
+    let url = |path: &str| format!("{}/api/v1/user/files/content?path={path}", api.base);
+    let res = api
+        .client
+        .put(url("/vault/http.txt"))
+        .header("Authorization", &alice)
+        .body("over https, encrypted")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_success(), "{}", res.status());
+    let res = api
+        .client
+        .get(url("/vault/http.txt"))
+        .header("Authorization", &alice)
+        .header("Range", "bytes=5-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(res.text().await.unwrap(), "https");
+    let stored = std::fs::read(vault_dir.join("http.txt")).unwrap();
+    assert!(!contains(&stored, b"encrypted"));
+
     // Tampering on disk is detected, never served.
     let path = vault_dir.join("payroll-2026.csv");
     let mut stored = std::fs::read(&path).unwrap();
