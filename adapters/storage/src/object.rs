@@ -328,6 +328,21 @@ fn retry_config() -> RetryConfig {
 }
 
 impl ObjectStorage {
+    /// A store of one of the supported clouds, which all list page by page.
+    fn paged<S: ObjectStore + PaginatedListStore>(
+        store: S,
+        flavour: Flavour,
+        location: String,
+    ) -> ObjectStorage {
+        let store = Arc::new(store);
+        ObjectStorage {
+            store: store.clone(),
+            pages: Some(store),
+            flavour,
+            location,
+        }
+    }
+
     /// Builds the client for `options`; no request is made yet. Options
     /// that cannot work are `StorageErrorKind::Other` with the reason.
     pub fn new(options: ObjectOptions) -> Result<ObjectStorage, StorageError> {
@@ -366,13 +381,11 @@ impl ObjectStorage {
                 let store = builder
                     .build()
                     .map_err(|err| invalid("cannot configure the S3 client", Some(err)))?;
-                let store = Arc::new(store);
-                Ok(ObjectStorage {
-                    store: store.clone(),
-                    pages: Some(store),
-                    flavour: Flavour::S3,
-                    location: format!("s3://{bucket}"),
-                })
+                Ok(ObjectStorage::paged(
+                    store,
+                    Flavour::S3,
+                    format!("s3://{bucket}"),
+                ))
             }
             ObjectOptions::Gcs {
                 bucket,
@@ -404,13 +417,11 @@ impl ObjectStorage {
                 let store = builder
                     .build()
                     .map_err(|err| invalid("cannot configure the GCS client", Some(err)))?;
-                let store = Arc::new(store);
-                Ok(ObjectStorage {
-                    store: store.clone(),
-                    pages: Some(store),
-                    flavour: Flavour::Gcs,
-                    location: format!("gs://{bucket}"),
-                })
+                Ok(ObjectStorage::paged(
+                    store,
+                    Flavour::Gcs,
+                    format!("gs://{bucket}"),
+                ))
             }
             ObjectOptions::Azure {
                 account,
@@ -438,13 +449,11 @@ impl ObjectStorage {
                 let store = builder
                     .build()
                     .map_err(|err| invalid("cannot configure the Azure client", Some(err)))?;
-                let store = Arc::new(store);
-                Ok(ObjectStorage {
-                    store: store.clone(),
-                    pages: Some(store),
-                    flavour: Flavour::Azure,
-                    location: format!("azure://{account}/{container}"),
-                })
+                Ok(ObjectStorage::paged(
+                    store,
+                    Flavour::Azure,
+                    format!("azure://{account}/{container}"),
+                ))
             }
         }
     }

@@ -897,16 +897,7 @@ impl FileStorage for SftpStorage {
                 .mkdir(full.as_str(), FileAttributes::empty())
                 .await,
         );
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_failure(&err) && connection.lstat(&full).await.is_ok() => {
-                Err(StorageError {
-                    kind: StorageErrorKind::AlreadyExists,
-                    source: err.source,
-                })
-            }
-            Err(err) => Err(err),
-        }
+        taken_if_there(&connection, &full, result).await
     }
 
     async fn rmdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {
@@ -968,16 +959,7 @@ impl FileStorage for SftpStorage {
                 .rename(source.as_str(), target.as_str())
                 .await,
         );
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if is_failure(&err) && connection.lstat(&target).await.is_ok() => {
-                Err(StorageError {
-                    kind: StorageErrorKind::AlreadyExists,
-                    source: err.source,
-                })
-            }
-            Err(err) => Err(err),
-        }
+        taken_if_there(&connection, &target, result).await
     }
 
     async fn set_times(
@@ -1146,6 +1128,24 @@ async fn resolve(
 /// The error of a failed removal: OpenSSH answers plain `FAILURE` for a
 /// non-empty directory or the wrong kind of entry, and "no such file" for
 /// some of those too; an entry that exists makes it a `Conflict`.
+/// The outcome of creating `full` (a directory, a rename's target): a
+/// plain failure (all OpenSSH says) with something now at `full` means the
+/// name was taken.
+async fn taken_if_there<T>(
+    connection: &Connection,
+    full: &str,
+    result: Result<T, StorageError>,
+) -> Result<(), StorageError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if is_failure(&err) && connection.lstat(full).await.is_ok() => Err(StorageError {
+            kind: StorageErrorKind::AlreadyExists,
+            source: err.source,
+        }),
+        Err(err) => Err(err),
+    }
+}
+
 async fn explain(connection: &Connection, full: &str, err: StorageError) -> StorageError {
     if !matches!(
         err.kind,
