@@ -27,6 +27,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Personal data in events.
     pub privacy: PrivacyConfig,
+    /// What new passwords must be.
+    pub passwords: PasswordsConfig,
     /// Webhook deliveries.
     pub webhooks: WebhooksConfig,
     /// The Kafka brokers of Kafka subscriptions.
@@ -172,6 +174,26 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[passwords]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordsConfig {
+    /// The fewest characters of a new password.
+    pub min_length: usize,
+    /// The fewest kinds of character (lower case, upper case, digits,
+    /// others) a new password mixes.
+    pub min_classes: usize,
+}
+
+impl Default for PasswordsConfig {
+    fn default() -> Self {
+        PasswordsConfig {
+            min_length: 8,
+            min_classes: 1,
+        }
+    }
+}
+
 /// `[privacy]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -261,6 +283,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
+            passwords: PasswordsConfig::default(),
             webhooks: WebhooksConfig::default(),
             kafka: KafkaConfig::default(),
             log: LogConfig::default(),

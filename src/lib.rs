@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_application::{
-    CheckpointPolicy, Dependencies, PrivacyPolicy, RetryPolicy, RunInfo, SystemClock, Tollgate,
+    CheckpointPolicy, Dependencies, PasswordPolicy, PrivacyPolicy, RetryPolicy, RunInfo,
+    SystemClock, Tollgate,
 };
 use tollgate_export::{HttpWebhookSender, KafkaProducer, KafkaSettings};
 use tollgate_ftp::{FtpConfig, FtpServer};
@@ -65,6 +66,10 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         storage: local.clone(),
         mounts: Arc::new(Backends::new(secrets.clone(), local)),
         hasher: Arc::new(Argon2Hasher),
+        password_policy: PasswordPolicy {
+            min_length: config.passwords.min_length,
+            min_classes: config.passwords.min_classes,
+        },
         clock: Arc::new(SystemClock),
         tokens: Arc::new(tokens),
         secrets: secrets.clone(),

@@ -522,6 +522,7 @@ async fn admin(command: Command, config: &Config, app: &tollgate::App) -> anyhow
                 NewUser {
                     username: name.clone(),
                     password,
+                    password_hash: None,
                     public_keys: keys,
                     home: home.clone(),
                     groups,

@@ -18,6 +18,8 @@ pub struct NewUser {
     pub username: String,
     /// Clear-text password, hashed here and never stored or logged.
     pub password: Option<String>,
+    /// A hash imported from another system, instead of `password`.
+    pub password_hash: Option<String>,
     /// OpenSSH public key lines.
     pub public_keys: Vec<String>,
     /// Storage root of the user's namespace.
@@ -95,9 +97,11 @@ pub(crate) fn parse_keys(lines: &[String]) -> Result<Vec<AuthorizedKey>, AppErro
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     pub(crate) fn hash_password(&self, password: &str) -> Result<String, AppError> {
-        if password.is_empty() {
-            return Err(AppError::Invalid("the password is empty".to_string()));
-        }
+        self.inner
+            .deps
+            .password_policy
+            .check(password)
+            .map_err(AppError::Invalid)?;
         self.inner
             .deps
             .hasher
@@ -113,6 +117,19 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             }
         }
         Ok(())
+    }
+
+    /// A hash imported from another system, checked to be one that
+    /// verifies (it is replaced by an Argon2id hash at the next login).
+    pub(crate) fn imported_hash(&self, hash: &str) -> Result<String, AppError> {
+        if self.inner.deps.hasher.recognizes(hash) {
+            Ok(hash.to_string())
+        } else {
+            Err(AppError::Invalid(
+                "password_hash is not a recognised hash (Argon2id, bcrypt, SHA-512-crypt or PBKDF2)"
+                    .to_string(),
+            ))
+        }
     }
 
     /// Every folder's mount must exist.
@@ -154,11 +171,16 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
 
     /// Creates a user (event `UserCreated`).
     pub async fn create_user(&self, admin: &str, new: NewUser) -> Result<(), AppError> {
-        let password_hash = new
-            .password
-            .as_deref()
-            .map(|p| self.hash_password(p))
-            .transpose()?;
+        let password_hash = match (new.password.as_deref(), new.password_hash.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(AppError::Invalid(
+                    "give a password or a password_hash, not both".to_string(),
+                ));
+            }
+            (Some(password), None) => Some(self.hash_password(password)?),
+            (None, Some(hash)) => Some(self.imported_hash(hash)?),
+            (None, None) => None,
+        };
         let public_keys = parse_keys(&new.public_keys)?;
         self.require_groups(&new.groups).await?;
         self.require_policies(&new.policies).await?;

@@ -806,6 +806,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                 NewUser {
                     username: spec.username,
                     password: spec.password,
+                    password_hash: spec.password_hash,
                     public_keys: spec.public_keys,
                     home: spec.home,
                     groups: spec.groups,

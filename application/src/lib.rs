@@ -21,6 +21,7 @@ mod live;
 mod metrics;
 mod mounts;
 mod namespace;
+mod passwords;
 mod privacy;
 mod publish;
 mod queries;
@@ -44,6 +45,7 @@ use tollgate_ports::outbound::{
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
 pub use error::AppError;
 pub use lifecycle::RunInfo;
+pub use passwords::PasswordPolicy;
 pub use privacy::{ERASED, PrivacyPolicy};
 pub use queries::{EventFilter, EventSummary, VerifyReport};
 pub use retention::{ExportedRange, PruneReport};
@@ -78,6 +80,8 @@ pub struct Dependencies<R> {
     pub mounts: Arc<dyn MountBackends>,
     /// Password hashing.
     pub hasher: Arc<dyn PasswordHasher>,
+    /// What a new password must be.
+    pub password_policy: PasswordPolicy,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Signs and verifies the HTTP API's bearer tokens.

@@ -11,7 +11,7 @@ use tollgate_domain::mount::Mount;
 use tollgate_domain::policy::{Policy, Rule};
 use tollgate_domain::public_key::AuthorizedKey;
 use tollgate_domain::session::{LoginMethod, Protocol, Session, SessionCommand};
-use tollgate_domain::user::User;
+use tollgate_domain::user::{User, UserCommand};
 use tollgate_ports::api::SessionRecord;
 use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
 use tollgate_ports::outbound::{
@@ -236,6 +236,49 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         Ok(Namespace::new(home, folders))
     }
 
+    /// Replaces a verified hash of an imported or older scheme by a new
+    /// one (`UserPasswordChanged`, by the user in this session). A failure
+    /// is logged and the login goes on with the old hash.
+    async fn rehash(
+        &self,
+        session_id: &str,
+        session: &Session,
+        user: User,
+        password: &str,
+    ) -> User {
+        let hasher = self.app.inner.deps.hasher.clone();
+        let Some(old) = user
+            .password_hash
+            .clone()
+            .filter(|h| hasher.needs_rehash(h))
+        else {
+            return user;
+        };
+        let password = password.to_string();
+        let hashed = tokio::task::spawn_blocking(move || hasher.hash(&password)).await;
+        let Ok(Ok(password_hash)) = hashed else {
+            tracing::error!(session_id, username = %user.username, "cannot rehash a password");
+            return user;
+        };
+        let actor = session_actor(session_id, session, Some(&user.username));
+        let command = UserCommand::ChangePassword { password_hash };
+        match self
+            .app
+            .execute::<User>(&user.username, &actor, || command.clone())
+            .await
+        {
+            Ok(updated) => {
+                let scheme = old.split('$').nth(1).unwrap_or("unknown");
+                tracing::info!(session_id, username = %user.username, scheme, "password rehashed with Argon2id");
+                updated
+            }
+            Err(err) => {
+                tracing::error!(session_id, username = %user.username, error = %err, "cannot record a rehashed password");
+                user
+            }
+        }
+    }
+
     pub(crate) async fn verify_password(&self, password: &str, hash: Option<String>) -> bool {
         let hasher = self.app.inner.deps.hasher.clone();
         let password = password.to_string();
@@ -359,6 +402,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
                 .fail(session_id, &session, username, method, "tls required")
                 .await);
         }
+        let user = self.rehash(session_id, &session, user, password).await;
         self.succeed(session_id, session, user, method, None).await
     }
 

@@ -128,6 +128,8 @@ pub struct UserSpec {
     pub username: String,
     /// Clear text, hashed before anything is recorded.
     pub password: Option<String>,
+    /// A hash imported from another system, instead of `password`.
+    pub password_hash: Option<String>,
     pub public_keys: Vec<String>,
     pub home: String,
     pub groups: Vec<String>,

@@ -432,6 +432,12 @@ pub trait PasswordHasher: Send + Sync {
     /// Whether `password` matches `hash`. Must take about the same time
     /// whatever the answer.
     fn verify(&self, password: &str, hash: &str) -> bool;
+    /// Whether `hash` is in a form `verify` understands (an imported hash
+    /// is refused otherwise).
+    fn recognizes(&self, hash: &str) -> bool;
+    /// Whether a hash that has just verified should be replaced by a new
+    /// one (an imported or older scheme).
+    fn needs_rehash(&self, hash: &str) -> bool;
 }
 
 /// The clock. The only source of time for the application.

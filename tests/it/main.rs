@@ -15,6 +15,7 @@ mod http;
 mod kafka;
 mod mounts;
 mod parity;
+mod passwords;
 mod sftp;
 mod stream;
 mod support;

@@ -157,9 +157,16 @@ pub(crate) struct NewUser {
     /// 1–64 characters of `A-Z a-z 0-9 . _ -`.
     #[oai(validator(min_length = 1, max_length = 64))]
     pub(crate) username: String,
-    /// Clear text; only its Argon2id hash is stored.
+    /// Clear text; only its Argon2id hash is stored. It must meet the
+    /// password policy (`[passwords]`).
     #[oai(validator(min_length = 1, max_length = 1024))]
     pub(crate) password: Option<String>,
+    /// Instead of `password`: a hash imported from another system
+    /// (Argon2id, bcrypt `$2a$`/`$2b$`/`$2y$`, SHA-512-crypt `$6$`, or
+    /// PBKDF2 as SFTPGo stores it, `$pbkdf2-sha256$ROUNDS$SALT$DIGEST`);
+    /// replaced by an Argon2id hash at the user's next password login.
+    #[oai(validator(min_length = 1, max_length = 1024))]
+    pub(crate) password_hash: Option<String>,
     /// OpenSSH public keys.
     #[oai(default)]
     pub(crate) public_keys: Vec<String>,

@@ -504,6 +504,7 @@ impl Api {
                 UserSpec {
                     username: new.username,
                     password: new.password,
+                    password_hash: new.password_hash,
                     public_keys: new.public_keys,
                     home: new.home,
                     groups: new.groups,
