@@ -68,6 +68,9 @@ pub struct UserView {
     /// Mounts shown in the namespace.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub folders: Vec<VirtualFolder>,
+    /// The conditions of the user's logins.
+    #[serde(default)]
+    pub access: tollgate_domain::access::AccessRules,
     /// When the user was created.
     pub created_at: String,
     /// When the user last changed.

@@ -20,7 +20,7 @@ use tollgate_domain::user::{User, UserCommand, UserProfile, UserUpdate};
 use tollgate_domain::{AggregateRoot, RefusalKind};
 use tollgate_ports::api::{
     AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification,
-    ConsistencyProof, CreatedApiKey, EventPage, EventQuery, FolderRecord, GroupRecord,
+    ConsistencyProof, CreatedApiKey, EventPage, EventQuery, GroupChanges, GroupRecord,
     InclusionProof, IssuedToken, ListParams, MountCheckFailure, MountRecord, Page, PolicyRecord,
     Principal, RedeliveryReport, RedeliveryRequest, RuleRecord, Sample, SessionRecord,
     SignedCheckpoint, StorageRecord, StreamFilter, StreamPage, SubscriptionRecord, TransferRecord,
@@ -170,6 +170,7 @@ fn user_record(user: &User, profile: UserProfile) -> UserRecord {
         full_name: profile.full_name,
         email: profile.email,
         folders: folder_records(&user.folders),
+        access: user.access.clone(),
     }
 }
 
@@ -178,6 +179,7 @@ fn group_record(group: &Group) -> GroupRecord {
         name: group.name.clone(),
         policies: group.policies.clone(),
         folders: folder_records(&group.folders),
+        access: group.access.clone(),
     }
 }
 
@@ -618,19 +620,36 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         let hash = user.password_hash.clone().filter(|_| user.exists());
         let verified = self.gateway.verify_password(password, hash).await;
         let failure = if !user.exists() {
-            Some("unknown user")
+            Some("unknown user".to_string())
         } else if !verified {
-            Some("wrong password")
+            Some("wrong password".to_string())
         } else if !user.enabled {
-            Some("account disabled")
+            Some("account disabled".to_string())
         } else {
-            None
+            let groups = self.gateway.groups_of(&user).await.map_err(unavailable)?;
+            self.gateway
+                .conditions(
+                    &user,
+                    &groups,
+                    client.protocol,
+                    Some(&client.remote_addr),
+                    LoginMethod::Password,
+                )
+                .err()
+                .map(|refusal| refusal.to_string())
         };
         if let Some(reason) = failure {
             return Err(self
-                .fail(client, username, LoginMethod::Password, false, reason)
+                .fail(client, username, LoginMethod::Password, false, &reason)
                 .await);
         }
+        let actor = Actor {
+            actor: username.to_string(),
+            user: Some(username.to_string()),
+            protocol: Some(client.protocol.as_str().to_string()),
+            ..Actor::default()
+        };
+        self.gateway.rehash(&actor, user, password).await;
         self.record_login(client, username, LoginMethod::Password, false, None)
             .await;
         Ok(Principal::User {
@@ -764,6 +783,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                     full_name: u.full_name,
                     email: u.email,
                     folders: folder_records(&u.folders),
+                    access: u.access,
                 };
                 (
                     u.username,
@@ -883,6 +903,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             ftp_require_tls: changes.ftp_require_tls,
             profile,
             folders,
+            access: changes.access,
         };
         let (user, version) = self
             .run::<User>(by, name, expected, UserCommand::Update(update))
@@ -1192,9 +1213,13 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         by: &Principal,
         name: &str,
         expected: Option<u64>,
-        policies: Option<Vec<String>>,
-        folders: Option<Vec<FolderRecord>>,
+        changes: GroupChanges,
     ) -> Result<Versioned<GroupRecord>, ApiError> {
+        let GroupChanges {
+            policies,
+            folders,
+            access,
+        } = changes;
         writer(by)?;
         if let Some(policies) = &policies {
             self.app
@@ -1212,6 +1237,9 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         }
         if let Some(folders) = folders {
             commands.push(GroupCommand::SetFolders { folders });
+        }
+        if let Some(access) = access {
+            commands.push(GroupCommand::SetAccess { access });
         }
         if commands.is_empty() {
             let (group, version) = self.versioned::<Group>(name).await?;

@@ -40,6 +40,14 @@ impl Live {
         }
     }
 
+    /// How many sessions `username` has logged in here.
+    pub(crate) fn sessions_of(&self, username: &str) -> usize {
+        self.lock()
+            .values()
+            .filter(|e| e.record.username.as_deref() == Some(username))
+            .count()
+    }
+
     pub(crate) fn closed(&self, id: &str) {
         self.lock().remove(id);
     }

@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use base64::Engine;
+use chrono::{Datelike, Timelike};
 use cqrs_es::persist::PersistedEventRepository;
 use sha2::{Digest, Sha256};
+use tollgate_domain::access::{AccessRefusal, AccessRules, LoginContext};
 use tollgate_domain::group::Group;
 use tollgate_domain::mount::Mount;
 use tollgate_domain::policy::{Policy, Rule};
@@ -93,6 +95,22 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         key_fingerprint: Option<String>,
     ) -> Result<Arc<dyn FileOps>, LoginError> {
         let groups = self.groups_of(&user).await.map_err(log_unavailable)?;
+        let protocol = session
+            .protocol
+            .expect("a session that reaches a login was opened");
+        let address = self.app.inner.live.get(session_id).map(|r| r.remote_addr);
+        if let Err(refusal) = self.conditions(&user, &groups, protocol, address.as_deref(), method)
+        {
+            return Err(self
+                .fail(
+                    session_id,
+                    &session,
+                    &user.username,
+                    method,
+                    &refusal.to_string(),
+                )
+                .await);
+        }
         let policies = self
             .policies_of(&user, &groups)
             .await
@@ -148,8 +166,38 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         )))
     }
 
+    /// The user's (or their groups') access conditions, checked for a
+    /// login over `protocol` from `address` (`ip:port`, in clear).
+    pub(crate) fn conditions(
+        &self,
+        user: &User,
+        groups: &[Group],
+        protocol: Protocol,
+        address: Option<&str>,
+        method: LoginMethod,
+    ) -> Result<(), AccessRefusal> {
+        let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
+        if rules == AccessRules::default() {
+            return Ok(());
+        }
+        let source = address
+            .and_then(|text| text.parse::<std::net::SocketAddr>().ok())
+            .map(|addr| addr.ip());
+        let now = self.app.inner.deps.clock.now();
+        let live = &self.app.inner.live;
+        let context = LoginContext {
+            protocol,
+            method,
+            source,
+            weekday: u8::try_from(now.weekday().num_days_from_monday()).unwrap_or(0),
+            minute: u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0),
+            sessions: live.sessions_of(&user.username),
+        };
+        rules.check(&context)
+    }
+
     /// The existing groups the user is in, in the user's order.
-    async fn groups_of(&self, user: &User) -> Result<Vec<Group>, AppError> {
+    pub(crate) async fn groups_of(&self, user: &User) -> Result<Vec<Group>, AppError> {
         let mut groups = Vec::new();
         for group_name in &user.groups {
             let group: Group = self.app.load(group_name).await?;
@@ -239,13 +287,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
     /// Replaces a verified hash of an imported or older scheme by a new
     /// one (`UserPasswordChanged`, by the user in this session). A failure
     /// is logged and the login goes on with the old hash.
-    async fn rehash(
-        &self,
-        session_id: &str,
-        session: &Session,
-        user: User,
-        password: &str,
-    ) -> User {
+    pub(crate) async fn rehash(&self, actor: &Actor, user: User, password: &str) -> User {
         let hasher = self.app.inner.deps.hasher.clone();
         let Some(old) = user
             .password_hash
@@ -257,23 +299,22 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         let password = password.to_string();
         let hashed = tokio::task::spawn_blocking(move || hasher.hash(&password)).await;
         let Ok(Ok(password_hash)) = hashed else {
-            tracing::error!(session_id, username = %user.username, "cannot rehash a password");
+            tracing::error!(username = %user.username, "cannot rehash a password");
             return user;
         };
-        let actor = session_actor(session_id, session, Some(&user.username));
         let command = UserCommand::ChangePassword { password_hash };
         match self
             .app
-            .execute::<User>(&user.username, &actor, || command.clone())
+            .execute::<User>(&user.username, actor, || command.clone())
             .await
         {
             Ok(updated) => {
                 let scheme = old.split('$').nth(1).unwrap_or("unknown");
-                tracing::info!(session_id, username = %user.username, scheme, "password rehashed with Argon2id");
+                tracing::info!(username = %user.username, scheme, "password rehashed with Argon2id");
                 updated
             }
             Err(err) => {
-                tracing::error!(session_id, username = %user.username, error = %err, "cannot record a rehashed password");
+                tracing::error!(username = %user.username, error = %err, "cannot record a rehashed password");
                 user
             }
         }
@@ -402,7 +443,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
                 .fail(session_id, &session, username, method, "tls required")
                 .await);
         }
-        let user = self.rehash(session_id, &session, user, password).await;
+        let actor = session_actor(session_id, &session, Some(username));
+        let user = self.rehash(&actor, user, password).await;
         self.succeed(session_id, session, user, method, None).await
     }
 

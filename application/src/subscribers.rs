@@ -183,6 +183,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 full_name: profile.full_name,
                 email: profile.email,
                 folders,
+                access: Default::default(),
                 created_at: time.clone(),
                 updated_at: time,
                 version: event.sequence,
@@ -209,6 +210,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 view.email = profile.email;
             }
             UserEvent::UserFoldersChanged { folders } => view.folders = folders,
+            UserEvent::UserAccessChanged { access } => view.access = access,
             UserEvent::UserErased { .. } | UserEvent::UserDeleted {} => {
                 self.put::<UserView>(USERS, key, None);
                 return Ok(());

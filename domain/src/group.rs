@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::AccessRules;
 use crate::aggregate::AggregateRoot;
 use crate::mount::{FolderError, VirtualFolder, check_folders};
 use crate::policy::valid_name;
@@ -18,6 +19,9 @@ pub struct Group {
     /// Mounts shown in every member's namespace.
     #[serde(default)]
     pub folders: Vec<VirtualFolder>,
+    /// The conditions of members' logins (where a member sets none).
+    #[serde(default)]
+    pub access: AccessRules,
 }
 
 /// Commands on a group.
@@ -42,6 +46,11 @@ pub enum GroupCommand {
         /// The new folders.
         folders: Vec<VirtualFolder>,
     },
+    /// Replaces the access conditions.
+    SetAccess {
+        /// The new conditions.
+        access: AccessRules,
+    },
     /// Deletes the group.
     Delete,
 }
@@ -63,8 +72,11 @@ pub enum GroupEvent {
     GroupFoldersChanged {
         folders: Vec<VirtualFolder>,
     },
+    GroupAccessChanged {
+        access: AccessRules,
+    },
 }
-crate::domain_event!(GroupEvent, "1", { GroupCreated, GroupPoliciesChanged, GroupDeleted, GroupFoldersChanged });
+crate::domain_event!(GroupEvent, "1", { GroupCreated, GroupPoliciesChanged, GroupDeleted, GroupFoldersChanged, GroupAccessChanged });
 
 /// Why a group command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -84,8 +96,11 @@ pub enum GroupError {
     /// The virtual folders are refused.
     #[error(transparent)]
     Folders(#[from] FolderError),
+    /// The access conditions are malformed.
+    #[error("{0}")]
+    Access(String),
 }
-crate::refusal!(GroupError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, Folders => Invalid });
+crate::refusal!(GroupError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, Folders => Invalid, Access => Invalid });
 
 impl Group {
     /// Whether the group exists (created and not deleted).
@@ -123,6 +138,7 @@ impl AggregateRoot for Group {
             }
             GroupCommand::SetPolicies { .. }
             | GroupCommand::SetFolders { .. }
+            | GroupCommand::SetAccess { .. }
             | GroupCommand::Delete
                 if !exists =>
             {
@@ -135,6 +151,11 @@ impl AggregateRoot for Group {
             GroupCommand::SetFolders { folders } => {
                 check_folders(&folders)?;
                 Ok(vec![GroupEvent::GroupFoldersChanged { folders }])
+            }
+            GroupCommand::SetAccess { access } if access == self.access => Ok(vec![]),
+            GroupCommand::SetAccess { access } => {
+                access.validate().map_err(GroupError::Access)?;
+                Ok(vec![GroupEvent::GroupAccessChanged { access }])
             }
             GroupCommand::Delete => Ok(vec![GroupEvent::GroupDeleted {}]),
         }
@@ -152,10 +173,12 @@ impl AggregateRoot for Group {
                     policies,
                     deleted: false,
                     folders,
+                    access: AccessRules::default(),
                 }
             }
             GroupEvent::GroupPoliciesChanged { policies } => self.policies = policies,
             GroupEvent::GroupFoldersChanged { folders } => self.folders = folders,
+            GroupEvent::GroupAccessChanged { access } => self.access = access,
             GroupEvent::GroupDeleted {} => self.deleted = true,
         }
     }

@@ -7,6 +7,7 @@
 //! decisions leave as values (events or errors).
 #![warn(missing_docs)]
 
+pub mod access;
 pub mod admin;
 pub mod aggregate;
 pub mod api_key;

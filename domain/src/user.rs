@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::access::AccessRules;
 use crate::aggregate::AggregateRoot;
 use crate::mount::{FolderError, VirtualFolder, check_folders};
 use crate::policy::valid_name;
@@ -40,6 +41,9 @@ pub struct User {
     /// Mounts shown in the user's namespace.
     #[serde(default)]
     pub folders: Vec<VirtualFolder>,
+    /// The conditions of the user's logins.
+    #[serde(default)]
+    pub access: AccessRules,
 }
 
 /// A user's personal details, as sealed values.
@@ -126,6 +130,7 @@ pub struct UserUpdate {
     pub ftp_require_tls: Option<bool>,
     pub profile: Option<UserProfile>,
     pub folders: Option<Vec<VirtualFolder>>,
+    pub access: Option<AccessRules>,
 }
 
 /// Events of a user.
@@ -173,11 +178,14 @@ pub enum UserEvent {
     UserFoldersChanged {
         folders: Vec<VirtualFolder>,
     },
+    UserAccessChanged {
+        access: AccessRules,
+    },
 }
 crate::domain_event!(UserEvent, "1", {
     UserCreated, UserPasswordChanged, UserPublicKeysChanged, UserGroupsChanged,
     UserPoliciesChanged, UserEnabled, UserDisabled, UserDeleted, UserFtpSecurityChanged,
-    UserProfileChanged, UserErased, UserFoldersChanged,
+    UserProfileChanged, UserErased, UserFoldersChanged, UserAccessChanged,
 });
 
 fn is_empty(profile: &UserProfile) -> bool {
@@ -214,8 +222,11 @@ pub enum UserError {
     /// The virtual folders are refused.
     #[error(transparent)]
     Folders(#[from] FolderError),
+    /// The access conditions are malformed.
+    #[error("{0}")]
+    Access(String),
 }
-crate::refusal!(UserError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, NoCredentials => Invalid, NoHome => Invalid, Unchanged => Conflict, Folders => Invalid });
+crate::refusal!(UserError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, NoCredentials => Invalid, NoHome => Invalid, Unchanged => Conflict, Folders => Invalid, Access => Invalid });
 
 impl User {
     /// Whether the user exists (created and not deleted).
@@ -267,6 +278,12 @@ impl User {
         {
             check_folders(&folders)?;
             events.push(UserEvent::UserFoldersChanged { folders });
+        }
+        if let Some(access) = update.access
+            && access != self.access
+        {
+            access.validate().map_err(UserError::Access)?;
+            events.push(UserEvent::UserAccessChanged { access });
         }
         Ok(events)
     }
@@ -396,6 +413,7 @@ impl AggregateRoot for User {
                     profile,
                     erased: false,
                     folders,
+                    access: AccessRules::default(),
                 };
             }
             UserEvent::UserPasswordChanged { password_hash } => {
@@ -410,6 +428,7 @@ impl AggregateRoot for User {
             UserEvent::UserFtpSecurityChanged { require_tls } => self.ftp_require_tls = require_tls,
             UserEvent::UserProfileChanged { profile } => self.profile = profile,
             UserEvent::UserFoldersChanged { folders } => self.folders = folders,
+            UserEvent::UserAccessChanged { access } => self.access = access,
             UserEvent::UserErased { .. } => {
                 self.erased = true;
                 self.profile = UserProfile::default();

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tollgate_domain::access::AccessRules;
 use tollgate_domain::admin::Role;
 
 use crate::inbound::{ClientInfo, LoginError};
@@ -119,6 +120,7 @@ pub struct UserRecord {
     /// In clear, or `[erased]`.
     pub email: Option<String>,
     pub folders: Vec<FolderRecord>,
+    pub access: AccessRules,
 }
 
 /// What creating a user takes.
@@ -157,6 +159,7 @@ pub struct UserChanges {
     /// Empty clears it.
     pub email: Option<String>,
     pub folders: Option<Vec<FolderRecord>>,
+    pub access: Option<AccessRules>,
 }
 
 /// A group.
@@ -166,6 +169,16 @@ pub struct GroupRecord {
     pub name: String,
     pub policies: Vec<String>,
     pub folders: Vec<FolderRecord>,
+    pub access: AccessRules,
+}
+
+/// A partial update of a group; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct GroupChanges {
+    pub policies: Option<Vec<String>>,
+    pub folders: Option<Vec<FolderRecord>>,
+    pub access: Option<AccessRules>,
 }
 
 /// One policy rule: a virtual path prefix and the permissions it grants.
@@ -648,8 +661,7 @@ pub trait AdminApi: Send + Sync {
         by: &Principal,
         name: &str,
         expected: Option<u64>,
-        policies: Option<Vec<String>>,
-        folders: Option<Vec<FolderRecord>>,
+        changes: GroupChanges,
     ) -> Result<Versioned<GroupRecord>, ApiError>;
     async fn delete_group(
         &self,

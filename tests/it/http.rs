@@ -58,7 +58,7 @@ impl Https {
         }
     }
 
-    async fn token(&self, user: &str, password: &str) -> reqwest::Response {
+    pub(crate) async fn token(&self, user: &str, password: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/api/v1/token", self.base))
             .basic_auth(user, Some(password))

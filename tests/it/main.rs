@@ -6,6 +6,7 @@
 //! PostgreSQL too, each in a database of its own; `scripts/ci` sets it and
 //! `TOLLGATE_TEST_REQUIRE_SERVICES=1`. `TEST_LOG=1` shows tracing output.
 
+mod access;
 mod architecture;
 mod cli;
 mod compliance;

@@ -317,6 +317,20 @@ pub(crate) async fn connect(addr: SocketAddr) -> Connection {
         .expect("ssh connection")
 }
 
+/// Connects from another loopback address (`127.0.0.2`, say), as a
+/// client on another host would.
+pub(crate) async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> Connection {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(source, 0))
+        .expect("bind the source address");
+    let stream = socket.connect(addr).await.expect("tcp connection");
+    let config = Arc::new(client::Config::default());
+    client::connect_stream(config, stream, TrustingClient)
+        .await
+        .expect("ssh connection")
+}
+
 /// Logs in with a password; `Ok(false)` when the server refused.
 pub(crate) async fn login_password(conn: &mut Connection, user: &str, password: &str) -> bool {
     conn.authenticate_password(user, password)

@@ -2,6 +2,7 @@
 //! their conversion from and to the port's types.
 
 use poem_openapi::{Enum, Object};
+use tollgate_domain::access::{AccessRules, TimeWindow};
 use tollgate_domain::admin::Role;
 use tollgate_ports::api::{
     AdminRecord, ApiKeyRecord, EventRecord, FolderRecord, GroupRecord, MountCheckFailure,
@@ -99,6 +100,126 @@ fn folders_of(records: Vec<FolderRecord>) -> Vec<Folder> {
     records.into_iter().map(Into::into).collect()
 }
 
+/// Hours of some weekdays (UTC) when logins are allowed.
+#[derive(Debug, Clone, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct Window {
+    /// Weekdays, 0 = Monday … 6 = Sunday; empty means every day.
+    #[oai(default)]
+    pub(crate) days: Vec<u8>,
+    /// From this time (`HH:MM`, UTC, inclusive).
+    pub(crate) from: String,
+    /// Until this time (`HH:MM`, UTC, exclusive; `24:00` is midnight).
+    pub(crate) to: String,
+}
+
+/// The conditions of logins; an empty or absent field restricts nothing.
+/// A user's field applies when set, else the first of their groups' that
+/// sets it.
+#[derive(Debug, Clone, Default, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct Access {
+    /// Protocols allowed: `sftp`, `scp`, `ftp`, `ftps`, `webdav`, `http`.
+    #[oai(default)]
+    pub(crate) protocols: Vec<String>,
+    /// Credentials allowed: `password`, `public_key` (tokens and API keys
+    /// come from a login these conditions already checked).
+    #[oai(default)]
+    pub(crate) login_methods: Vec<String>,
+    /// Only from these address blocks (`10.0.0.0/8`, `2001:db8::/32`).
+    #[oai(default)]
+    pub(crate) allow_from: Vec<String>,
+    /// Never from these address blocks (checked first).
+    #[oai(default)]
+    pub(crate) deny_from: Vec<String>,
+    /// At most this many sessions at once.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) max_sessions: Option<u32>,
+    /// Only within one of these windows.
+    #[oai(default)]
+    pub(crate) time_windows: Vec<Window>,
+}
+
+fn minutes(text: &str) -> Result<u16, String> {
+    let bad = || format!("{text:?} is not a time of day (HH:MM)");
+    let (hours, minutes) = text.split_once(':').ok_or_else(bad)?;
+    let (hours, minutes): (u16, u16) = (
+        hours.parse().map_err(|_| bad())?,
+        minutes.parse().map_err(|_| bad())?,
+    );
+    if minutes > 59 || hours * 60 + minutes > 1440 {
+        return Err(bad());
+    }
+    Ok(hours * 60 + minutes)
+}
+
+fn named<T: serde::de::DeserializeOwned>(what: &str, names: Vec<String>) -> Result<Vec<T>, String> {
+    names
+        .into_iter()
+        .map(|name| {
+            serde_json::from_value(serde_json::Value::String(name.clone()))
+                .map_err(|_| format!("{name:?} is not a {what}"))
+        })
+        .collect()
+}
+
+fn blocks(texts: Vec<String>) -> Result<Vec<tollgate_domain::access::Cidr>, String> {
+    texts.iter().map(|text| text.parse()).collect()
+}
+
+impl TryFrom<Access> for AccessRules {
+    type Error = String;
+    fn try_from(access: Access) -> Result<AccessRules, String> {
+        Ok(AccessRules {
+            protocols: named("protocol", access.protocols)?,
+            login_methods: named("login method", access.login_methods)?,
+            allow_from: blocks(access.allow_from)?,
+            deny_from: blocks(access.deny_from)?,
+            max_sessions: access.max_sessions,
+            time_windows: access
+                .time_windows
+                .into_iter()
+                .map(|w| {
+                    Ok(TimeWindow {
+                        days: w.days,
+                        from_minute: minutes(&w.from)?,
+                        to_minute: minutes(&w.to)?,
+                    })
+                })
+                .collect::<Result<_, String>>()?,
+        })
+    }
+}
+
+fn names_of<T: serde::Serialize>(values: &[T]) -> Vec<String> {
+    values
+        .iter()
+        .filter_map(|v| serde_json::to_value(v).ok()?.as_str().map(str::to_string))
+        .collect()
+}
+
+impl From<AccessRules> for Access {
+    fn from(rules: AccessRules) -> Access {
+        let time = |minute: u16| format!("{:02}:{:02}", minute / 60, minute % 60);
+        Access {
+            protocols: names_of(&rules.protocols),
+            login_methods: names_of(&rules.login_methods),
+            allow_from: rules.allow_from.iter().map(ToString::to_string).collect(),
+            deny_from: rules.deny_from.iter().map(ToString::to_string).collect(),
+            max_sessions: rules.max_sessions,
+            time_windows: rules
+                .time_windows
+                .into_iter()
+                .map(|w| Window {
+                    days: w.days,
+                    from: time(w.from_minute),
+                    to: time(w.to_minute),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A file-transfer user.
 #[derive(Debug, Object)]
 pub(crate) struct User {
@@ -127,6 +248,8 @@ pub(crate) struct User {
     pub(crate) email: Option<String>,
     /// Mounts shown in the user's namespace (the groups' come on top).
     pub(crate) folders: Vec<Folder>,
+    /// The conditions of the user's own logins.
+    pub(crate) access: Access,
     /// The version to send in `If-Match`.
     pub(crate) version: u64,
 }
@@ -145,6 +268,7 @@ impl User {
             full_name: record.full_name,
             email: record.email,
             folders: folders_of(record.folders),
+            access: record.access.into(),
             version,
         }
     }
@@ -219,6 +343,8 @@ pub(crate) struct UserUpdate {
     pub(crate) email: Option<String>,
     /// Replaces the virtual folders.
     pub(crate) folders: Option<Vec<Folder>>,
+    /// Replaces the conditions of the user's logins.
+    pub(crate) access: Option<Access>,
 }
 
 /// What an erasure destroyed.
@@ -249,6 +375,8 @@ pub(crate) struct Group {
     pub(crate) policies: Vec<String>,
     /// Mounts shown in every member's namespace.
     pub(crate) folders: Vec<Folder>,
+    /// The conditions of members' logins, where a member sets none.
+    pub(crate) access: Access,
     /// The version to send in `If-Match`.
     pub(crate) version: u64,
 }
@@ -259,6 +387,7 @@ impl Group {
             name: record.name,
             policies: record.policies,
             folders: folders_of(record.folders),
+            access: record.access.into(),
             version,
         }
     }
@@ -287,6 +416,8 @@ pub(crate) struct GroupUpdate {
     pub(crate) policies: Option<Vec<String>>,
     /// Replaces the virtual folders.
     pub(crate) folders: Option<Vec<Folder>>,
+    /// Replaces the conditions of members' logins.
+    pub(crate) access: Option<Access>,
 }
 
 /// A page of groups.

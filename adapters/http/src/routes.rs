@@ -13,9 +13,9 @@ use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::{ApiResponse, OpenApi, ResponseContent, SecurityScheme, Tags};
 use tollgate_domain::session::Protocol;
 use tollgate_ports::api::{
-    AdminApi, AdminChanges, AdminRecord, EventQuery, GroupRecord, ListParams, MountRecord,
-    PolicyRecord, Principal, RedeliveryRequest, SubscriptionRecord, UserChanges, UserRecord,
-    UserSpec, Versioned,
+    AdminApi, AdminChanges, AdminRecord, EventQuery, GroupChanges, GroupRecord, ListParams,
+    MountRecord, PolicyRecord, Principal, RedeliveryRequest, SubscriptionRecord, UserChanges,
+    UserRecord, UserSpec, Versioned,
 };
 use tollgate_ports::inbound::ClientInfo;
 
@@ -187,6 +187,11 @@ fn versioned_page<R, D>(
 
 fn etag(version: u64) -> String {
     format!("\"{version}\"")
+}
+
+/// Access conditions as a client sent them; a malformed one is a 400.
+fn access_rules(access: dto::Access) -> Result<tollgate_domain::access::AccessRules, Problem> {
+    access.try_into().map_err(Problem::bad_request)
 }
 
 /// The version an `If-Match` header names; `*` and absence mean any.
@@ -556,6 +561,7 @@ impl Api {
         let by = self.principal(req, &auth).await?;
         let expected = expected(if_match.0.as_deref())?;
         let changes = body.0;
+        let access = changes.access.map(access_rules).transpose()?;
         let user = self
             .port
             .update_user(
@@ -572,6 +578,7 @@ impl Api {
                     full_name: changes.full_name,
                     email: changes.email,
                     folders: changes.folders.map(dto::folder_records),
+                    access,
                 },
             )
             .await?;
@@ -669,6 +676,7 @@ impl Api {
                     name: body.0.name,
                     policies: body.0.policies,
                     folders: dto::folder_records(body.0.folders),
+                    access: Default::default(),
                 },
             )
             .await?;
@@ -710,14 +718,18 @@ impl Api {
     ) -> Result<GroupResponse, Problem> {
         let by = self.principal(req, &auth).await?;
         let expected = expected(if_match.0.as_deref())?;
+        let changes = body.0;
         let group = self
             .port
             .update_group(
                 &by,
                 &name.0,
                 expected,
-                body.0.policies,
-                body.0.folders.map(dto::folder_records),
+                GroupChanges {
+                    policies: changes.policies,
+                    folders: changes.folders.map(dto::folder_records),
+                    access: changes.access.map(access_rules).transpose()?,
+                },
             )
             .await?;
         Ok(GroupResponse::ok(group))
