@@ -29,6 +29,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// What new passwords must be.
     pub passwords: PasswordsConfig,
+    /// Banning addresses after failed logins.
+    pub defender: DefenderConfig,
     /// Webhook deliveries.
     pub webhooks: WebhooksConfig,
     /// The Kafka brokers of Kafka subscriptions.
@@ -194,6 +196,44 @@ impl Default for PasswordsConfig {
     }
 }
 
+/// `[defender]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DefenderConfig {
+    /// Whether failed logins are scored and addresses banned.
+    pub enabled: bool,
+    /// The score that bans an address.
+    pub threshold: u32,
+    /// How far back failed logins count, seconds.
+    pub observation_secs: i64,
+    /// The first ban's length, seconds; each later ban of the address
+    /// lasts twice the one before.
+    pub ban_secs: i64,
+    /// The longest ban, seconds.
+    pub max_ban_secs: i64,
+    /// The score of a login as a user that does not exist.
+    pub score_unknown_user: u32,
+    /// The score of another failed login (wrong password, key or token).
+    pub score_failure: u32,
+    /// Address blocks never banned (`10.0.0.0/8`).
+    pub allow: Vec<String>,
+}
+
+impl Default for DefenderConfig {
+    fn default() -> Self {
+        DefenderConfig {
+            enabled: false,
+            threshold: 15,
+            observation_secs: 1800,
+            ban_secs: 1800,
+            max_ban_secs: 86_400,
+            score_unknown_user: 2,
+            score_failure: 1,
+            allow: Vec::new(),
+        }
+    }
+}
+
 /// `[privacy]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -284,6 +324,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
             passwords: PasswordsConfig::default(),
+            defender: DefenderConfig::default(),
             webhooks: WebhooksConfig::default(),
             kafka: KafkaConfig::default(),
             log: LogConfig::default(),

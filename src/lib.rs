@@ -15,8 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_application::{
-    CheckpointPolicy, Dependencies, PasswordPolicy, PrivacyPolicy, RetryPolicy, RunInfo,
-    SystemClock, Tollgate,
+    CheckpointPolicy, DefenderPolicy, Dependencies, PasswordPolicy, PrivacyPolicy, RetryPolicy,
+    RunInfo, SystemClock, Tollgate,
 };
 use tollgate_export::{HttpWebhookSender, KafkaProducer, KafkaSettings};
 use tollgate_ftp::{FtpConfig, FtpServer};
@@ -66,6 +66,7 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         storage: local.clone(),
         mounts: Arc::new(Backends::new(secrets.clone(), local)),
         hasher: Arc::new(Argon2Hasher),
+        defender: defender_policy(&config.defender)?,
         password_policy: PasswordPolicy {
             min_length: config.passwords.min_length,
             min_classes: config.passwords.min_classes,
@@ -106,6 +107,29 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
 }
 
 /// Moves the audit checkpoint key aside (as `FILE.KEYID.retired`), so the
+/// The defender's settings, its allow-list parsed.
+fn defender_policy(config: &config::DefenderConfig) -> anyhow::Result<DefenderPolicy> {
+    let allow = config
+        .allow
+        .iter()
+        .map(|block| {
+            block
+                .parse()
+                .map_err(|err: String| anyhow::anyhow!("[defender] allow: {err}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(DefenderPolicy {
+        enabled: config.enabled,
+        threshold: config.threshold.max(1),
+        observation_secs: config.observation_secs.max(1),
+        ban_secs: config.ban_secs.max(1),
+        max_ban_secs: config.max_ban_secs.max(config.ban_secs.max(1)),
+        score_unknown_user: config.score_unknown_user,
+        score_failure: config.score_failure,
+        allow,
+    })
+}
+
 /// next start generates a new one; returns where the old one went.
 pub fn retire_audit_key(path: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
     let text = std::fs::read_to_string(path)
@@ -233,6 +257,9 @@ impl Server {
         app.catch_up()
             .await
             .context("cannot catch up with the event log")?;
+        app.load_bans()
+            .await
+            .context("cannot load the bans in force")?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         {

@@ -19,7 +19,7 @@ use tollgate_domain::subscription::{
 use tollgate_domain::user::{User, UserCommand, UserProfile, UserUpdate};
 use tollgate_domain::{AggregateRoot, RefusalKind};
 use tollgate_ports::api::{
-    AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification,
+    AdminApi, AdminChanges, AdminRecord, ApiError, ApiKeyRecord, AuditVerification, BanRecord,
     ConsistencyProof, CreatedApiKey, EventPage, EventQuery, GroupChanges, GroupRecord,
     InclusionProof, IssuedToken, ListParams, MountCheckFailure, MountRecord, Page, PolicyRecord,
     Principal, RedeliveryReport, RedeliveryRequest, RuleRecord, Sample, SessionRecord,
@@ -378,6 +378,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
     ) -> LoginError {
         self.record_login(client, username, method, admin, Some(reason))
             .await;
+        self.app.login_failed(&client.remote_addr, reason).await;
         LoginError::Denied
     }
 
@@ -1824,6 +1825,36 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
     async fn list_sessions(&self, by: &Principal) -> Result<Vec<SessionRecord>, ApiError> {
         reader(by)?;
         Ok(self.app.inner.live.list())
+    }
+
+    async fn list_bans(&self, by: &Principal) -> Result<Vec<BanRecord>, ApiError> {
+        reader(by)?;
+        self.fresh().await?;
+        let mut bans: Vec<BanRecord> = self
+            .app
+            .bans()
+            .await
+            .map_err(api_error)?
+            .into_iter()
+            .map(|ban| BanRecord {
+                address: ban.address,
+                until: chrono::DateTime::from_timestamp(ban.until, 0)
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                bans: ban.bans,
+            })
+            .collect();
+        bans.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(bans)
+    }
+
+    async fn unban(&self, by: &Principal, address: &str) -> Result<(), ApiError> {
+        let admin = writer(by)?;
+        let actor = Actor {
+            actor: admin.to_string(),
+            ..Actor::default()
+        };
+        self.app.unban(&actor, address).await.map_err(api_error)
     }
 
     async fn disconnect_session(&self, by: &Principal, id: &str) -> Result<(), ApiError> {

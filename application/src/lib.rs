@@ -14,6 +14,7 @@
 mod admin;
 mod aggregates;
 mod api;
+mod defender;
 mod error;
 mod files;
 mod lifecycle;
@@ -43,6 +44,7 @@ use tollgate_ports::outbound::{
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
+pub use defender::DefenderPolicy;
 pub use error::AppError;
 pub use lifecycle::RunInfo;
 pub use passwords::PasswordPolicy;
@@ -82,6 +84,8 @@ pub struct Dependencies<R> {
     pub hasher: Arc<dyn PasswordHasher>,
     /// What a new password must be.
     pub password_policy: PasswordPolicy,
+    /// When client addresses are banned.
+    pub defender: DefenderPolicy,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Signs and verifies the HTTP API's bearer tokens.
@@ -135,6 +139,8 @@ pub(crate) struct Inner<R> {
     pub(crate) tree: tokio::sync::Mutex<Option<tree::TreeState>>,
     /// This process's server run, once started.
     pub(crate) run: std::sync::OnceLock<String>,
+    /// Failed-login scores and the bans in force.
+    pub(crate) defender: defender::Defender,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
@@ -148,6 +154,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 metrics: metrics::Metrics::default(),
                 tree: tokio::sync::Mutex::new(None),
                 run: std::sync::OnceLock::new(),
+                defender: defender::Defender::default(),
             }),
         }
     }

@@ -74,6 +74,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         reason: &str,
     ) -> LoginError {
         tracing::info!(session_id, username, ?method, reason, "login failed");
+        if let Some(record) = self.app.inner.live.get(session_id) {
+            self.app.login_failed(&record.remote_addr, reason).await;
+        }
         let command = SessionCommand::RecordLoginFailure {
             username: username.to_string(),
             method,
@@ -375,6 +378,10 @@ fn fingerprint(key: &AuthorizedKey) -> Option<String> {
 
 #[async_trait]
 impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
+    fn banned(&self, remote_addr: &str) -> bool {
+        self.app.is_banned(remote_addr)
+    }
+
     async fn open(&self, client: ClientInfo) -> Result<String, LoginError> {
         let session_id = uuid::Uuid::now_v7().to_string();
         let recorded = self

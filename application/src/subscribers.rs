@@ -299,6 +299,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 "admin" => batch.apply_aggregate::<Admin>(ADMINS, event).await?,
                 "api_key" => batch.apply_aggregate::<ApiKey>(API_KEYS, event).await?,
                 "mount" => batch.apply_aggregate::<Mount>(MOUNTS, event).await?,
+                "ban" => {
+                    batch
+                        .apply_aggregate::<tollgate_domain::defender::Ban>(
+                            crate::defender::BANS,
+                            event,
+                        )
+                        .await?
+                }
                 "subscription" => {
                     batch
                         .apply_aggregate::<tollgate_domain::subscription::Subscription>(
@@ -436,6 +444,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                     API_KEYS,
                     MOUNTS,
                     crate::webhooks::SUBSCRIPTIONS,
+                    crate::defender::BANS,
                 ],
             )
             .await?;

@@ -13,6 +13,7 @@ pub mod aggregate;
 pub mod api_key;
 pub mod audit_access;
 pub mod audit_key;
+pub mod defender;
 pub mod group;
 pub mod mount;
 pub mod path;

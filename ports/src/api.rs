@@ -172,6 +172,17 @@ pub struct GroupRecord {
     pub access: AccessRules,
 }
 
+/// A client address banned after failed logins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    /// The address.
+    pub address: String,
+    /// Until when (RFC 3339).
+    pub until: String,
+    /// How many times it was banned (each ban lasts twice the last).
+    pub bans: u32,
+}
+
 /// A partial update of a group; absent fields stay as they are.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[allow(missing_docs)]
@@ -820,6 +831,10 @@ pub trait AdminApi: Send + Sync {
         user: Option<String>,
     ) -> Result<Page<TransferRecord>, ApiError>;
     async fn list_sessions(&self, by: &Principal) -> Result<Vec<SessionRecord>, ApiError>;
+    /// The client addresses banned now.
+    async fn list_bans(&self, by: &Principal) -> Result<Vec<BanRecord>, ApiError>;
+    /// Lifts the ban of an address (recorded).
+    async fn unban(&self, by: &Principal, address: &str) -> Result<(), ApiError>;
     /// Asks the connection to close (recorded); its protocol adapter ends it.
     async fn disconnect_session(&self, by: &Principal, id: &str) -> Result<(), ApiError>;
     /// The calling user's own record.

@@ -91,6 +91,9 @@ pub enum UploadMode {
 /// Starting sessions and logging in.
 #[async_trait]
 pub trait Sessions: Send + Sync {
+    /// Whether connections from `remote_addr` (`ip:port`) are refused now,
+    /// before any authentication (the defender banned the address).
+    fn banned(&self, remote_addr: &str) -> bool;
     /// Records a new connection and returns its session id.
     async fn open(&self, client: ClientInfo) -> Result<String, LoginError>;
     /// Password login. Every failure is recorded as `LoginFailed`.

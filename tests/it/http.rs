@@ -23,12 +23,23 @@ pub(crate) struct Https {
     pub(crate) server: TestServer,
     pub(crate) client: reqwest::Client,
     pub(crate) base: String,
+    /// The server's certificate, for other clients.
+    pub(crate) pem: String,
 }
 
 impl Https {
     pub(crate) async fn start(kind: &str) -> Https {
+        Https::start_configured(kind, |_| {}).await
+    }
+
+    /// Starts with the test configuration changed by `edit`.
+    pub(crate) async fn start_configured(
+        kind: &str,
+        edit: impl FnOnce(&mut tollgate::Config),
+    ) -> Https {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = test_config(kind, dir.path()).await;
+        edit(&mut config);
         let (cert_path, key_path, pem) = self_signed(dir.path());
         config.http.tls_cert = Some(cert_path);
         config.http.tls_key = Some(key_path);
@@ -55,6 +66,7 @@ impl Https {
             server,
             client,
             base,
+            pem,
         }
     }
 

@@ -10,6 +10,7 @@ mod access;
 mod architecture;
 mod cli;
 mod compliance;
+mod defender;
 mod event_log;
 mod ftp;
 mod http;

@@ -276,6 +276,11 @@ impl FtpServer {
                     continue;
                 }
             };
+            if self.sessions.banned(&remote_addr.to_string()) {
+                tracing::info!(%remote_addr, "connection from a banned address refused");
+                refuse_banned(stream, implicit_tls);
+                continue;
+            }
             let connection = Arc::new(Connection {
                 sessions: self.sessions.clone(),
                 remote_addr,
@@ -330,4 +335,22 @@ async fn accept_on(
         Some(listener) => listener.accept().await,
         None => std::future::pending().await,
     }
+}
+
+/// Tells a banned client so in FTP's terms (421, the service is not
+/// available to it) and closes; over implicit TLS, where no plain reply
+/// can be read, the connection is just closed.
+fn refuse_banned(mut stream: tokio::net::TcpStream, implicit_tls: bool) {
+    if implicit_tls {
+        return;
+    }
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let reply = b"421 Service not available: this address is banned.\r\n";
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+            let _ = stream.write_all(reply).await;
+            let _ = stream.shutdown().await;
+        })
+        .await;
+    });
 }

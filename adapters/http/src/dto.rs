@@ -5,9 +5,9 @@ use poem_openapi::{Enum, Object};
 use tollgate_domain::access::{AccessRules, TimeWindow};
 use tollgate_domain::admin::Role;
 use tollgate_ports::api::{
-    AdminRecord, ApiKeyRecord, EventRecord, FolderRecord, GroupRecord, MountCheckFailure,
-    MountRecord, PolicyRecord, RuleRecord, SessionRecord, StorageRecord, TransferRecord,
-    UserRecord,
+    AdminRecord, ApiKeyRecord, BanRecord, EventRecord, FolderRecord, GroupRecord,
+    MountCheckFailure, MountRecord, PolicyRecord, RuleRecord, SessionRecord, StorageRecord,
+    TransferRecord, UserRecord,
 };
 
 /// An administrator's role.
@@ -923,6 +923,27 @@ pub(crate) struct TransferPage {
     /// Pass as `cursor` for the next page; absent on the last page.
     #[oai(skip_serializing_if_is_none)]
     pub(crate) next_cursor: Option<String>,
+}
+
+/// A client address banned after failed logins.
+#[derive(Debug, Object)]
+pub(crate) struct Ban {
+    /// The client address.
+    pub(crate) address: String,
+    /// Until when it is refused (RFC 3339).
+    pub(crate) until: String,
+    /// How many times it was banned; each ban lasts twice the one before.
+    pub(crate) bans: u32,
+}
+
+impl From<BanRecord> for Ban {
+    fn from(record: BanRecord) -> Ban {
+        Ban {
+            address: record.address,
+            until: record.until,
+            bans: record.bans,
+        }
+    }
 }
 
 /// A live connection on the answering node.

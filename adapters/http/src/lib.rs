@@ -95,6 +95,7 @@ fn app(
     stream: stream::StreamConfig,
 ) -> impl Endpoint + 'static {
     let api = service(port.clone(), sessions.clone());
+    let guard = sessions.clone();
     let spec = api.spec();
     let docs = api.swagger_ui();
     Route::new()
@@ -156,6 +157,22 @@ fn app(
                 req.set_body(body);
             }
             ep.call(req).await.map(IntoResponse::into_response)
+        })
+        // A banned address is refused before anything else looks at it.
+        .around(move |ep, req| {
+            let banned = req
+                .remote_addr()
+                .as_socket_addr()
+                .is_some_and(|addr| guard.banned(&addr.to_string()));
+            async move {
+                if banned {
+                    return Err(poem::Error::from_string(
+                        "this address is banned after repeated failed logins",
+                        poem::http::StatusCode::FORBIDDEN,
+                    ));
+                }
+                ep.call(req).await.map(IntoResponse::into_response)
+            }
         })
         .catch_all_error(|err| async move { problem::response_for(err) })
 }

@@ -1619,6 +1619,37 @@ impl Api {
         self.port.disconnect_session(&by, &id.0).await?;
         Ok(NoContent::Done)
     }
+
+    /// Client addresses banned now after failed logins (the defender).
+    #[oai(
+        path = "/bans",
+        method = "get",
+        tag = "Tag::Activity",
+        operation_id = "listBans"
+    )]
+    async fn list_bans(&self, req: &Request, auth: Auth) -> Result<Json<Vec<dto::Ban>>, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let bans = self.port.list_bans(&by).await?;
+        Ok(Json(bans.into_iter().map(Into::into).collect()))
+    }
+
+    /// Lift the ban of an address (recorded as `AddressUnbanned`).
+    #[oai(
+        path = "/bans/:address",
+        method = "delete",
+        tag = "Tag::Activity",
+        operation_id = "unban"
+    )]
+    async fn unban(
+        &self,
+        req: &Request,
+        auth: Auth,
+        address: Path<String>,
+    ) -> Result<NoContent, Problem> {
+        let by = self.principal(req, &auth).await?;
+        self.port.unban(&by, &address.0).await?;
+        Ok(NoContent::Done)
+    }
 }
 
 /// Health, readiness and metrics, outside the versioned prefix.

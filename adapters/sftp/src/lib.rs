@@ -228,10 +228,28 @@ fn openssh_key(key: &russh::keys::PublicKey) -> Option<String> {
     key.to_openssh().ok()
 }
 
+impl Connection {
+    /// Ends the connection of a banned address before any credential is
+    /// looked at.
+    fn refuse_banned(&self) -> Result<(), russh::Error> {
+        if self.sessions.banned(&self.remote_addr) {
+            tracing::info!(remote_addr = %self.remote_addr, "connection from a banned address refused");
+            return Err(russh::Error::Disconnect);
+        }
+        Ok(())
+    }
+}
+
 impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        self.refuse_banned()?;
+        Ok(retry())
+    }
+
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        self.refuse_banned()?;
         let Some(session_id) = self.session_id().await else {
             return Ok(retry());
         };
@@ -253,6 +271,7 @@ impl russh::server::Handler for Connection {
         user: &str,
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.refuse_banned()?;
         let Some(session_id) = self.session_id().await else {
             return Ok(retry());
         };
@@ -275,6 +294,7 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: russh::server::VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.refuse_banned()?;
         let Some(session_id) = self.session_id().await else {
             return Ok(retry());
         };
