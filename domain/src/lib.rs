@@ -41,6 +41,7 @@ pub fn event_types() -> Vec<(&'static str, &'static str)> {
         .chain(of::<api_key::ApiKey>())
         .chain(of::<audit_access::AuditAccess>())
         .chain(of::<audit_key::AuditKey>())
+        .chain(of::<defender::Ban>())
         .chain(of::<group::Group>())
         .chain(of::<mount::Mount>())
         .chain(of::<policy::Policy>())

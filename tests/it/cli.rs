@@ -132,7 +132,7 @@ async fn users_added_by_the_cli_log_in_to_the_served_gateway() {
         "{stdout}{stderr}"
     );
     let (ok, _, stderr) = run(
-        tollgate(&data).args(["user", "add", "judy", "--password", "x"]),
+        tollgate(&data).args(["user", "add", "judy", "--password", "another-password"]),
         "",
     );
     assert!(!ok && stderr.contains("user already exists"), "{stderr}");

@@ -366,7 +366,7 @@ async fn bad_requests_get_precise_problems_and_never_a_server_error() {
             "Expected input type",
         ),
         (
-            "{\"username\": \"bad name\", \"password\": \"p\", \"home\": \"/tmp/x\"}",
+            "{\"username\": \"bad name\", \"password\": \"long enough\", \"home\": \"/tmp/x\"}",
             StatusCode::BAD_REQUEST,
             "invalid user name",
         ),
