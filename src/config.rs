@@ -59,6 +59,15 @@ pub struct SftpSection {
     pub host_keys: Vec<PathBuf>,
     /// Idle connections are closed after this many seconds.
     pub idle_timeout_secs: u64,
+    /// User CAs (OpenSSH public key lines): a user certificate one of them
+    /// signed logs in as any of its principals.
+    pub trusted_user_ca_keys: Vec<String>,
+    /// Revoked certificate serials.
+    pub revoked_certificate_serials: Vec<u64>,
+    /// Revoked certificate key ids.
+    pub revoked_certificate_key_ids: Vec<String>,
+    /// Revoked keys (`SHA256:...`): a certified key or a CA.
+    pub revoked_keys: Vec<String>,
 }
 
 /// `[http]`
@@ -339,6 +348,10 @@ impl Default for SftpSection {
             listen: "127.0.0.1:2022".to_string(),
             host_keys: Vec::new(),
             idle_timeout_secs: 600,
+            trusted_user_ca_keys: Vec::new(),
+            revoked_certificate_serials: Vec::new(),
+            revoked_certificate_key_ids: Vec::new(),
+            revoked_keys: Vec::new(),
         }
     }
 }

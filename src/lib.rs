@@ -23,7 +23,7 @@ use tollgate_ftp::{FtpConfig, FtpServer};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
 use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner};
 use tollgate_persistence::Database;
-use tollgate_sftp::{SftpConfig, SftpServer};
+use tollgate_sftp::{CertificateTrust, Revocations, SftpConfig, SftpServer};
 use tollgate_storage::{Backends, LocalStorage};
 
 pub use config::Config;
@@ -107,6 +107,27 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
 }
 
 /// Moves the audit checkpoint key aside (as `FILE.KEYID.retired`), so the
+/// The SSH user CAs and revocations of the configuration.
+fn certificate_trust(config: &Config) -> anyhow::Result<CertificateTrust> {
+    let cas = config
+        .sftp
+        .trusted_user_ca_keys
+        .iter()
+        .map(|line| {
+            russh::keys::PublicKey::from_openssh(line)
+                .with_context(|| format!("[sftp] trusted_user_ca_keys: cannot read {line:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(CertificateTrust::new(
+        &cas,
+        Revocations {
+            serials: config.sftp.revoked_certificate_serials.clone(),
+            key_ids: config.sftp.revoked_certificate_key_ids.clone(),
+            keys: config.sftp.revoked_keys.clone(),
+        },
+    ))
+}
+
 /// The defender's settings, its allow-list parsed.
 fn defender_policy(config: &config::DefenderConfig) -> anyhow::Result<DefenderPolicy> {
     let allow = config
@@ -293,6 +314,7 @@ impl Server {
                     host_keys: host_keys(&config)?,
                     idle_timeout: Duration::from_secs(config.sftp.idle_timeout_secs),
                     auth_rejection_time: Duration::from_millis(500),
+                    certificates: certificate_trust(&config)?,
                 },
             );
             let rx = shutdown_rx.clone();

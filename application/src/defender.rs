@@ -144,6 +144,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             "unknown user" => true,
             "wrong password" | "key not authorized" | "invalid token" | "malformed API key"
             | "unknown API key" => false,
+            certificate if certificate.starts_with("certificate ") => false,
             _ => return,
         };
         let policy = self.defender_policy();

@@ -15,7 +15,7 @@ use tollgate_domain::public_key::AuthorizedKey;
 use tollgate_domain::session::{LoginMethod, Protocol, Session, SessionCommand};
 use tollgate_domain::user::{User, UserCommand};
 use tollgate_ports::api::SessionRecord;
-use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
+use tollgate_ports::inbound::{CertificateLogin, ClientInfo, FileOps, LoginError, Sessions};
 use tollgate_ports::outbound::{
     MountTarget, MountedStorage, StorageError, StorageErrorKind, TokenError,
 };
@@ -506,6 +506,37 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
                 .await);
         };
         self.succeed(session_id, session, user, method, fingerprint(&key))
+            .await
+    }
+
+    async fn login_certificate(
+        &self,
+        session_id: &str,
+        username: &str,
+        certificate: &CertificateLogin,
+    ) -> Result<Arc<dyn FileOps>, LoginError> {
+        let session = self.session(session_id).await?;
+        let user: User = self.app.load(username).await.map_err(log_unavailable)?;
+        let method = LoginMethod::Certificate;
+        let refusal = match &certificate.refusal {
+            Some(reason) => Some(reason.as_str()),
+            None if !user.exists() => Some("unknown user"),
+            None if !user.enabled => Some("account disabled"),
+            None => None,
+        };
+        if let Some(reason) = refusal {
+            return Err(self
+                .fail(session_id, &session, username, method, reason)
+                .await);
+        }
+        let recorded = format!(
+            "{} (certificate {:?} serial {} by CA {})",
+            certificate.key_fingerprint,
+            certificate.key_id,
+            certificate.serial,
+            certificate.ca_fingerprint
+        );
+        self.succeed(session_id, session, user, method, Some(recorded))
             .await
     }
 

@@ -208,10 +208,14 @@ impl AccessRules {
             return Err(AccessRefusal::Protocol);
         }
         let derived = matches!(context.method, LoginMethod::Token | LoginMethod::ApiKey);
-        if !derived
-            && !self.login_methods.is_empty()
-            && !self.login_methods.contains(&context.method)
-        {
+        // A certificate is a public key a CA vouches for.
+        let method = match context.method {
+            LoginMethod::Certificate if !self.login_methods.contains(&LoginMethod::Certificate) => {
+                LoginMethod::PublicKey
+            }
+            method => method,
+        };
+        if !derived && !self.login_methods.is_empty() && !self.login_methods.contains(&method) {
             return Err(AccessRefusal::LoginMethod);
         }
         if !self.allow_from.is_empty() || !self.deny_from.is_empty() {

@@ -39,6 +39,8 @@ impl Protocol {
 pub enum LoginMethod {
     Password,
     PublicKey,
+    /// An OpenSSH certificate signed by a trusted user CA.
+    Certificate,
     /// A bearer token issued by the HTTP API.
     Token,
     /// An API key (`X-Api-Key`).

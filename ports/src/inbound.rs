@@ -23,6 +23,21 @@ pub struct ClientInfo {
     pub remote_addr: String,
 }
 
+/// An OpenSSH user certificate presented at login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateLogin {
+    /// `SHA256:...` of the certified key.
+    pub key_fingerprint: String,
+    /// The certificate's key id.
+    pub key_id: String,
+    /// The certificate's serial.
+    pub serial: u64,
+    /// `SHA256:...` of the CA that signed it.
+    pub ca_fingerprint: String,
+    /// Why the protocol refused it, if it did.
+    pub refusal: Option<String>,
+}
+
 /// Why a login was refused. The client is told only "denied"; the reason
 /// goes into the recorded `LoginFailed` event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -113,6 +128,15 @@ pub trait Sessions: Send + Sync {
         session_id: &str,
         username: &str,
         public_key: &str,
+    ) -> Result<Arc<dyn FileOps>, LoginError>;
+    /// Login with an OpenSSH certificate the protocol verified (signature,
+    /// trusted CA, validity, principal, revocation); a `refusal` records
+    /// why the protocol refused it.
+    async fn login_certificate(
+        &self,
+        session_id: &str,
+        username: &str,
+        certificate: &CertificateLogin,
     ) -> Result<Arc<dyn FileOps>, LoginError>;
     /// Login with a bearer token issued to a user by the HTTP API (an
     /// administrator's token has no files). Every failure is recorded.

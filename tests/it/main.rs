@@ -8,6 +8,7 @@
 
 mod access;
 mod architecture;
+mod certificates;
 mod cli;
 mod compliance;
 mod defender;

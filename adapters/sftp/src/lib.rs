@@ -8,6 +8,7 @@
 //! store, and decides no permission: it translates SSH/SFTP to port calls
 //! and port errors to SFTP status codes.
 
+mod certificates;
 mod commands;
 mod protocol;
 mod scp;
@@ -26,6 +27,8 @@ use tokio_util::task::TaskTracker;
 use tollgate_domain::session::Protocol;
 use tollgate_ports::inbound::{ClientInfo, FileOps, Sessions};
 
+pub use certificates::{CertificateTrust, Revocations};
+
 /// Tuning of the SSH transport.
 #[derive(Debug, Clone)]
 pub struct SftpConfig {
@@ -35,6 +38,8 @@ pub struct SftpConfig {
     pub idle_timeout: Duration,
     /// Delay before answering a failed authentication.
     pub auth_rejection_time: Duration,
+    /// The user CAs whose certificates log in, and the revocations.
+    pub certificates: CertificateTrust,
 }
 
 /// How long a shutdown waits for open SFTP sessions to record their end.
@@ -44,6 +49,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SftpServer {
     sessions: Arc<dyn Sessions>,
     config: Arc<russh::server::Config>,
+    certificates: Arc<CertificateTrust>,
 }
 
 impl SftpServer {
@@ -83,6 +89,7 @@ impl SftpServer {
         SftpServer {
             sessions,
             config: Arc::new(russh_config),
+            certificates: Arc::new(config.certificates),
         }
     }
 
@@ -98,6 +105,7 @@ impl SftpServer {
         let mut factory = Factory {
             sessions: self.sessions,
             tasks: tasks.clone(),
+            certificates: self.certificates,
         };
         let running = factory.run_on_socket(self.config, &listener);
         let handle = running.handle();
@@ -123,6 +131,7 @@ struct Factory {
     sessions: Arc<dyn Sessions>,
     /// Every task that records for a session, so that shutdown can wait for it.
     tasks: TaskTracker,
+    certificates: Arc<CertificateTrust>,
 }
 
 impl russh::server::Server for Factory {
@@ -131,6 +140,7 @@ impl russh::server::Server for Factory {
     fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
         Connection {
             sessions: self.sessions.clone(),
+            certificates: self.certificates.clone(),
             tasks: self.tasks.clone(),
             _alive: self.tasks.token(),
             remote_addr: peer
@@ -151,6 +161,7 @@ impl russh::server::Server for Factory {
 /// The protocol state of one SSH connection.
 struct Connection {
     sessions: Arc<dyn Sessions>,
+    certificates: Arc<CertificateTrust>,
     tasks: TaskTracker,
     /// Counts the connection itself as a task until it is dropped, so
     /// shutdown waits for the close it records on drop.
@@ -272,6 +283,13 @@ impl russh::server::Handler for Connection {
         offer: russh::server::PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         self.refuse_banned()?;
+        // An offer does not say whether a certificate carries the key:
+        // with user CAs trusted, every offer proceeds to its signature,
+        // where a plain key meets the authorized keys and a certificate
+        // its CA (each failure recorded there).
+        if self.certificates.any() {
+            return Ok(Auth::Accept);
+        }
         let Some(session_id) = self.session_id().await else {
             return Ok(retry());
         };
@@ -286,6 +304,29 @@ impl russh::server::Handler for Connection {
             Ok(Auth::Accept)
         } else {
             Ok(retry())
+        }
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        certificate: &russh::keys::Certificate,
+    ) -> Result<Auth, Self::Error> {
+        self.refuse_banned()?;
+        let Some(session_id) = self.session_id().await else {
+            return Ok(retry());
+        };
+        let login = self.certificates.judge(user, certificate);
+        match self
+            .sessions
+            .login_certificate(&session_id, user, &login)
+            .await
+        {
+            Ok(files) => {
+                self.files = Some(files);
+                Ok(Auth::Accept)
+            }
+            Err(_) => Ok(retry()),
         }
     }
 
