@@ -92,6 +92,21 @@ fn each_condition_refuses_with_its_own_reason() {
         Ok(()),
         "a token was issued after a login"
     );
+    let mut certificate = context();
+    certificate.method = LoginMethod::Certificate;
+    assert_eq!(
+        keys_only.check(&certificate),
+        Ok(()),
+        "a certificate is a public key a CA vouches for"
+    );
+    let passwords_only = AccessRules {
+        login_methods: vec![LoginMethod::Password],
+        ..AccessRules::default()
+    };
+    assert_eq!(
+        passwords_only.check(&certificate),
+        Err(AccessRefusal::LoginMethod)
+    );
 }
 
 #[test]
