@@ -27,10 +27,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Personal data in events.
     pub privacy: PrivacyConfig,
-    /// What new passwords must be.
-    pub passwords: PasswordsConfig,
-    /// Banning addresses after failed logins.
-    pub defender: DefenderConfig,
+    /// What new passwords must be (`[passwords]`).
+    pub passwords: tollgate_application::PasswordPolicy,
+    /// Banning addresses after failed logins (`[defender]`).
+    pub defender: tollgate_application::DefenderPolicy,
     /// Webhook deliveries.
     pub webhooks: WebhooksConfig,
     /// The Kafka brokers of Kafka subscriptions.
@@ -185,64 +185,6 @@ impl Default for AuditConfig {
     }
 }
 
-/// `[passwords]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PasswordsConfig {
-    /// The fewest characters of a new password.
-    pub min_length: usize,
-    /// The fewest kinds of character (lower case, upper case, digits,
-    /// others) a new password mixes.
-    pub min_classes: usize,
-}
-
-impl Default for PasswordsConfig {
-    fn default() -> Self {
-        PasswordsConfig {
-            min_length: 8,
-            min_classes: 1,
-        }
-    }
-}
-
-/// `[defender]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DefenderConfig {
-    /// Whether failed logins are scored and addresses banned.
-    pub enabled: bool,
-    /// The score that bans an address.
-    pub threshold: u32,
-    /// How far back failed logins count, seconds.
-    pub observation_secs: i64,
-    /// The first ban's length, seconds; each later ban of the address
-    /// lasts twice the one before.
-    pub ban_secs: i64,
-    /// The longest ban, seconds.
-    pub max_ban_secs: i64,
-    /// The score of a login as a user that does not exist.
-    pub score_unknown_user: u32,
-    /// The score of another failed login (wrong password, key or token).
-    pub score_failure: u32,
-    /// Address blocks never banned (`10.0.0.0/8`).
-    pub allow: Vec<String>,
-}
-
-impl Default for DefenderConfig {
-    fn default() -> Self {
-        DefenderConfig {
-            enabled: false,
-            threshold: 15,
-            observation_secs: 1800,
-            ban_secs: 1800,
-            max_ban_secs: 86_400,
-            score_unknown_user: 2,
-            score_failure: 1,
-            allow: Vec::new(),
-        }
-    }
-}
-
 /// `[privacy]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -332,8 +274,8 @@ impl Default for Config {
             storage: StorageConfig::default(),
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
-            passwords: PasswordsConfig::default(),
-            defender: DefenderConfig::default(),
+            passwords: Default::default(),
+            defender: Default::default(),
             webhooks: WebhooksConfig::default(),
             kafka: KafkaConfig::default(),
             log: LogConfig::default(),

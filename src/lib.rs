@@ -15,8 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_application::{
-    CheckpointPolicy, DefenderPolicy, Dependencies, PasswordPolicy, PrivacyPolicy, RetryPolicy,
-    RunInfo, SystemClock, Tollgate,
+    CheckpointPolicy, Dependencies, PrivacyPolicy, RetryPolicy, RunInfo, SystemClock, Tollgate,
 };
 use tollgate_export::{HttpWebhookSender, KafkaProducer, KafkaSettings};
 use tollgate_ftp::{FtpConfig, FtpServer};
@@ -66,11 +65,8 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         storage: local.clone(),
         mounts: Arc::new(Backends::new(secrets.clone(), local)),
         hasher: Arc::new(Argon2Hasher),
-        defender: defender_policy(&config.defender)?,
-        password_policy: PasswordPolicy {
-            min_length: config.passwords.min_length,
-            min_classes: config.passwords.min_classes,
-        },
+        defender: config.defender.clone().normalized(),
+        password_policy: config.passwords,
         clock: Arc::new(SystemClock),
         tokens: Arc::new(tokens),
         secrets: secrets.clone(),
@@ -126,29 +122,6 @@ fn certificate_trust(config: &Config) -> anyhow::Result<CertificateTrust> {
             keys: config.sftp.revoked_keys.clone(),
         },
     ))
-}
-
-/// The defender's settings, its allow-list parsed.
-fn defender_policy(config: &config::DefenderConfig) -> anyhow::Result<DefenderPolicy> {
-    let allow = config
-        .allow
-        .iter()
-        .map(|block| {
-            block
-                .parse()
-                .map_err(|err: String| anyhow::anyhow!("[defender] allow: {err}"))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    Ok(DefenderPolicy {
-        enabled: config.enabled,
-        threshold: config.threshold.max(1),
-        observation_secs: config.observation_secs.max(1),
-        ban_secs: config.ban_secs.max(1),
-        max_ban_secs: config.max_ban_secs.max(config.ban_secs.max(1)),
-        score_unknown_user: config.score_unknown_user,
-        score_failure: config.score_failure,
-        allow,
-    })
 }
 
 /// next start generates a new one; returns where the old one went.

@@ -12,6 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 
 use cqrs_es::persist::PersistedEventRepository;
+use serde::{Deserialize, Serialize};
 use tollgate_domain::access::Cidr;
 use tollgate_domain::defender::{Ban, BanCommand};
 
@@ -22,8 +23,9 @@ use crate::{AppError, Tollgate};
 /// The read model of bans.
 pub(crate) const BANS: &str = "bans";
 
-/// When addresses are banned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// When addresses are banned (`[defender]` in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct DefenderPolicy {
     /// Whether failed logins are scored at all.
     pub enabled: bool,
@@ -31,7 +33,8 @@ pub struct DefenderPolicy {
     pub threshold: u32,
     /// How far back failures count, seconds.
     pub observation_secs: i64,
-    /// The first ban's length, seconds (each later one doubles).
+    /// The first ban's length, seconds; each later ban of the address
+    /// lasts twice the one before.
     pub ban_secs: i64,
     /// The longest ban, seconds.
     pub max_ban_secs: i64,
@@ -39,7 +42,7 @@ pub struct DefenderPolicy {
     pub score_unknown_user: u32,
     /// The score of any other failed login.
     pub score_failure: u32,
-    /// Never banned.
+    /// Address blocks never banned (`10.0.0.0/8`).
     pub allow: Vec<Cidr>,
 }
 
@@ -55,6 +58,18 @@ impl Default for DefenderPolicy {
             score_failure: 1,
             allow: Vec::new(),
         }
+    }
+}
+
+impl DefenderPolicy {
+    /// The policy with its numbers made usable: at least one point to ban,
+    /// one second of window and ban, and a cap no shorter than a ban.
+    pub fn normalized(mut self) -> Self {
+        self.threshold = self.threshold.max(1);
+        self.observation_secs = self.observation_secs.max(1);
+        self.ban_secs = self.ban_secs.max(1);
+        self.max_ban_secs = self.max_ban_secs.max(self.ban_secs);
+        self
     }
 }
 

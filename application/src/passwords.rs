@@ -1,7 +1,10 @@
 //! Password rules: what a new password must be.
 
-/// What a new password must be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use serde::{Deserialize, Serialize};
+
+/// What a new password must be (`[passwords]` in the configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PasswordPolicy {
     /// The fewest characters.
     pub min_length: usize,

@@ -60,7 +60,7 @@ async fn repeated_failed_logins_ban_an_address_on_every_protocol() {
     let api = Https::start_configured("sqlite", |config| {
         config.defender.enabled = true;
         config.defender.threshold = 6;
-        config.defender.allow = vec![format!("{TRUSTED}/32")];
+        config.defender.allow = vec![format!("{TRUSTED}/32").parse().unwrap()];
     })
     .await;
     let root = api.bearer(ROOT, PASSWORD).await;
