@@ -221,6 +221,12 @@ where
                 let mut incoming = None;
                 let mut timeout_delay = Box::pin(tokio::time::sleep(idle_session_timeout));
                 tokio::select! {
+                    // Internal messages first: a TLS upgrade queued with the
+                    // AUTH reply must happen before the next bytes are read.
+                    biased;
+                    Some(msg) = control_msg_rx.recv() => {
+                        incoming = Some(Ok(Event::InternalMsg(msg)));
+                    },
                     cmd = command_source.next() => {
                         match cmd {
                             Some(cmd_result) => incoming = Some(cmd_result.map(Event::Command)),
@@ -229,9 +235,6 @@ where
                                 incoming = Some(Ok(Event::InternalMsg(ControlChanMsg::ExitControlLoop)))
                             }
                         }
-                    },
-                    Some(msg) = control_msg_rx.recv() => {
-                        incoming = Some(Ok(Event::InternalMsg(msg)));
                     },
                     _ = &mut timeout_delay => {
                         let session = shared_session.lock().await;

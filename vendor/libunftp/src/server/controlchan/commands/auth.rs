@@ -49,11 +49,24 @@ where
         let logger = args.logger;
         match (args.tls_configured, self.protocol.clone()) {
             (true, AuthParam::Tls) => {
-                tokio::spawn(async move {
-                    if let Err(err) = tx.send(ControlChanMsg::SecureControlChannel).await {
-                        slog::warn!(logger, "AUTH: Could not send internal message to notify of TLS upgrade: {}", err);
+                // Queued before the reply goes out, so that the control
+                // loop (which prefers internal messages) switches to TLS
+                // before it reads the client's ClientHello as a command.
+                // The queue holds one message: when it is taken, the loop
+                // drains it first, so waiting here could deadlock.
+                match tx.try_send(ControlChanMsg::SecureControlChannel) {
+                    Ok(()) => {}
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(msg)) => {
+                        tokio::spawn(async move {
+                            if let Err(err) = tx.send(msg).await {
+                                slog::warn!(logger, "AUTH: Could not send internal message to notify of TLS upgrade: {}", err);
+                            }
+                        });
                     }
-                });
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                        slog::warn!(logger, "AUTH: Could not send internal message to notify of TLS upgrade: the control loop is gone");
+                    }
+                }
                 Ok(Reply::new(ReplyCode::AuthOkayNoDataNeeded, "Upgrading to TLS"))
             }
             (true, AuthParam::Ssl) => Ok(Reply::new(ReplyCode::CommandNotImplementedForParameter, "Auth SSL not implemented")),
