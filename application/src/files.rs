@@ -24,7 +24,23 @@ use tollgate_ports::outbound::{
 
 use crate::Tollgate;
 use crate::aggregates::Actor;
+use crate::bandwidth::Bucket;
 use crate::namespace::Namespace;
+
+/// What a logged-in user may do and reach: the rules of their policies,
+/// their namespace and their bandwidth.
+pub(crate) struct Grants {
+    pub(crate) policies: Vec<(String, Vec<Rule>)>,
+    pub(crate) namespace: Namespace,
+    pub(crate) limits: Limits,
+}
+
+/// The bandwidth buckets a session's transfers take from.
+#[derive(Clone, Default)]
+pub(crate) struct Limits {
+    pub(crate) upload: Option<Arc<Bucket>>,
+    pub(crate) download: Option<Arc<Bucket>>,
+}
 
 /// How much a re-hash reads at a time.
 const HASH_CHUNK: u32 = 256 * 1024;
@@ -35,6 +51,7 @@ pub(crate) struct UserFiles<R> {
     user: User,
     policies: Vec<(String, Vec<Rule>)>,
     namespace: Namespace,
+    limits: Limits,
     protocol: Protocol,
     remote_addr: String,
 }
@@ -76,17 +93,22 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         app: Tollgate<R>,
         session_id: String,
         user: User,
-        policies: Vec<(String, Vec<Rule>)>,
-        namespace: Namespace,
+        grants: Grants,
         protocol: Protocol,
         remote_addr: String,
     ) -> Self {
+        let Grants {
+            policies,
+            namespace,
+            limits,
+        } = grants;
         UserFiles {
             app,
             session_id,
             user,
             policies,
             namespace,
+            limits,
             protocol,
             remote_addr,
         }
@@ -309,6 +331,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             user: self.user.clone(),
             policies: self.policies.clone(),
             namespace: self.namespace.clone(),
+            limits: self.limits.clone(),
             protocol,
             remote_addr: self.remote_addr.clone(),
         })
@@ -458,6 +481,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             handle,
             hash: StreamHash::new(),
             bytes: 0,
+            limit: self.limits.download.clone(),
         }))
     }
 
@@ -527,6 +551,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             hash,
             bytes: 0,
             append_at: (mode == UploadMode::Append).then_some(size),
+            limit: self.limits.upload.clone(),
         }))
     }
 }
@@ -609,6 +634,8 @@ struct DownloadTransfer<R: PersistedEventRepository + Clone + 'static> {
     handle: Box<dyn ReadHandle>,
     hash: StreamHash,
     bytes: u64,
+    /// The user's download bandwidth, if limited.
+    limit: Option<Arc<Bucket>>,
 }
 
 #[async_trait]
@@ -621,6 +648,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Download for DownloadTransfe
             .map_err(map_storage)?;
         self.hash.feed(offset, &data);
         self.bytes += data.len() as u64;
+        if let Some(limit) = &self.limit {
+            limit.take(data.len() as u64).await;
+        }
         Ok(data)
     }
 
@@ -669,6 +699,8 @@ struct UploadTransfer<R: PersistedEventRepository + Clone + 'static> {
     bytes: u64,
     /// For an append, where the next write goes.
     append_at: Option<u64>,
+    /// The user's upload bandwidth, if limited.
+    limit: Option<Arc<Bucket>>,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> UploadTransfer<R> {
@@ -684,6 +716,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), FileOpError> {
         let offset = self.append_at.unwrap_or(offset);
         let len = data.len() as u64;
+        if let Some(limit) = &self.limit {
+            limit.take(len).await;
+        }
         let handle = self
             .handle
             .as_mut()

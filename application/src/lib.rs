@@ -14,6 +14,7 @@
 mod admin;
 mod aggregates;
 mod api;
+mod bandwidth;
 mod defender;
 mod error;
 mod files;
@@ -141,6 +142,8 @@ pub(crate) struct Inner<R> {
     pub(crate) run: std::sync::OnceLock<String>,
     /// Failed-login scores and the bans in force.
     pub(crate) defender: defender::Defender,
+    /// The users' bandwidth limits in force.
+    pub(crate) buckets: bandwidth::Buckets,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
@@ -155,6 +158,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 tree: tokio::sync::Mutex::new(None),
                 run: std::sync::OnceLock::new(),
                 defender: defender::Defender::default(),
+                buckets: bandwidth::Buckets::default(),
             }),
         }
     }

@@ -21,7 +21,7 @@ use tollgate_ports::outbound::{
 };
 
 use crate::aggregates::Actor;
-use crate::files::UserFiles;
+use crate::files::{Grants, Limits, UserFiles};
 use crate::namespace::{Folder, Namespace, effective_folders};
 use crate::{AppError, Tollgate};
 
@@ -114,6 +114,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
                 )
                 .await);
         }
+        let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
+        let buckets = &self.app.inner.buckets;
+        let limits = Limits {
+            upload: buckets.of(&user.username, true, rules.upload_bytes_per_sec),
+            download: buckets.of(&user.username, false, rules.download_bytes_per_sec),
+        };
         let policies = self
             .policies_of(&user, &groups)
             .await
@@ -162,8 +168,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             self.app.clone(),
             session_id.to_string(),
             user,
-            policies,
-            namespace,
+            Grants {
+                policies,
+                namespace,
+                limits,
+            },
             protocol,
             session.remote_addr,
         )))

@@ -130,6 +130,14 @@ pub struct AccessRules {
     /// Only within one of these windows.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub time_windows: Vec<TimeWindow>,
+    /// Uploads of all the user's sessions together, at most this many
+    /// bytes a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_bytes_per_sec: Option<u64>,
+    /// Downloads of all the user's sessions together, at most this many
+    /// bytes a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_bytes_per_sec: Option<u64>,
 }
 
 /// Why a login is refused by its access conditions (the recorded reason).
@@ -196,6 +204,12 @@ impl AccessRules {
             if rules.time_windows.is_empty() {
                 rules.time_windows = group.time_windows.clone();
             }
+            if rules.upload_bytes_per_sec.is_none() {
+                rules.upload_bytes_per_sec = group.upload_bytes_per_sec;
+            }
+            if rules.download_bytes_per_sec.is_none() {
+                rules.download_bytes_per_sec = group.download_bytes_per_sec;
+            }
         }
         rules
     }
@@ -247,6 +261,9 @@ impl AccessRules {
 
     /// Why the rules are malformed, if they are.
     pub fn validate(&self) -> Result<(), String> {
+        if self.upload_bytes_per_sec == Some(0) || self.download_bytes_per_sec == Some(0) {
+            return Err("a bandwidth limit is at least 1 byte a second".to_string());
+        }
         for window in &self.time_windows {
             if window.days.iter().any(|d| *d > 6) {
                 return Err("a time window's days are 0 (Monday) to 6 (Sunday)".to_string());

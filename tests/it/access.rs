@@ -189,3 +189,75 @@ async fn logins_meet_their_access_conditions_on_every_protocol() {
     }
     api.server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bandwidth_limits_pace_sftp_and_http_transfers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let api = Https::start("sqlite").await;
+    let root = api.bearer(ROOT, PASSWORD).await;
+    let home = api.server.add_full_user("hal").await;
+    let size = 16 * 1024 * 1024;
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    std::fs::write(home.join("big.bin"), &data).unwrap();
+    let rate = 8 * 1024 * 1024;
+    set_access(
+        &api,
+        &root,
+        "hal",
+        json!({"download_bytes_per_sec": rate, "upload_bytes_per_sec": rate}),
+    )
+    .await;
+    // 16 MiB at 8 MiB/s: about two seconds; the bound is generous (a
+    // burst of a tenth of a second is allowed).
+    let least = std::time::Duration::from_millis(1500);
+
+    let (_conn, session) = crate::support::sftp(api.server.addr, "hal").await;
+    let started = std::time::Instant::now();
+    let mut file = session.open("/big.bin").await.unwrap();
+    let mut back = Vec::new();
+    file.read_to_end(&mut back).await.unwrap();
+    assert!(back == data, "the download is whole");
+    assert!(
+        started.elapsed() >= least,
+        "SFTP download: {:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    let mut file = session.create("/up.bin").await.unwrap();
+    file.write_all(&data).await.unwrap();
+    file.shutdown().await.unwrap();
+    assert!(
+        started.elapsed() >= least,
+        "SFTP upload: {:?}",
+        started.elapsed()
+    );
+
+    let token = api.bearer("hal", PASSWORD).await;
+    let started = std::time::Instant::now();
+    let res = api
+        .client
+        .get(format!(
+            "{}/api/v1/user/files/content?path=/big.bin",
+            api.base
+        ))
+        .header("Authorization", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.bytes().await.unwrap().len(), size);
+    assert!(
+        started.elapsed() >= least,
+        "HTTP download: {:?}",
+        started.elapsed()
+    );
+
+    // Lifting the limit applies to the next session.
+    set_access(&api, &root, "hal", json!({})).await;
+    let (_conn, session) = crate::support::sftp(api.server.addr, "hal").await;
+    let mut file = session.open("/big.bin").await.unwrap();
+    let mut back = Vec::new();
+    file.read_to_end(&mut back).await.unwrap();
+    assert!(back == data);
+    api.server.stop().await;
+}

@@ -138,6 +138,14 @@ pub(crate) struct Access {
     /// Only within one of these windows.
     #[oai(default)]
     pub(crate) time_windows: Vec<Window>,
+    /// Uploads of all the user's sessions together, at most this many
+    /// bytes a second (every protocol).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "1")))]
+    pub(crate) upload_bytes_per_sec: Option<u64>,
+    /// Downloads of all the user's sessions together, at most this many
+    /// bytes a second (every protocol).
+    #[oai(skip_serializing_if_is_none, validator(minimum(value = "1")))]
+    pub(crate) download_bytes_per_sec: Option<u64>,
 }
 
 fn minutes(text: &str) -> Result<u16, String> {
@@ -187,6 +195,8 @@ impl TryFrom<Access> for AccessRules {
                     })
                 })
                 .collect::<Result<_, String>>()?,
+            upload_bytes_per_sec: access.upload_bytes_per_sec,
+            download_bytes_per_sec: access.download_bytes_per_sec,
         })
     }
 }
@@ -216,6 +226,8 @@ impl From<AccessRules> for Access {
                     to: time(w.to_minute),
                 })
                 .collect(),
+            upload_bytes_per_sec: rules.upload_bytes_per_sec,
+            download_bytes_per_sec: rules.download_bytes_per_sec,
         }
     }
 }
