@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use cqrs_es::persist::PersistedEventRepository;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use tollgate_domain::access::AccessRules;
 use tollgate_domain::admin::{Admin, AdminCommand, Role};
 use tollgate_domain::api_key::{ApiKey, ApiKeyCommand};
 use tollgate_domain::audit_access::{AuditAccess, AuditAccessCommand};
@@ -628,10 +629,11 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             Some("account disabled".to_string())
         } else {
             let groups = self.gateway.groups_of(&user).await.map_err(unavailable)?;
+            let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
             self.gateway
                 .conditions(
-                    &user,
-                    &groups,
+                    &user.username,
+                    &rules,
                     client.protocol,
                     Some(&client.remote_addr),
                     LoginMethod::Password,

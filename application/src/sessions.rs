@@ -102,7 +102,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             .protocol
             .expect("a session that reaches a login was opened");
         let address = self.app.inner.live.get(session_id).map(|r| r.remote_addr);
-        if let Err(refusal) = self.conditions(&user, &groups, protocol, address.as_deref(), method)
+        let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
+        if let Err(refusal) =
+            self.conditions(&user.username, &rules, protocol, address.as_deref(), method)
         {
             return Err(self
                 .fail(
@@ -114,7 +116,6 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
                 )
                 .await);
         }
-        let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
         let buckets = &self.app.inner.buckets;
         let limits = Limits {
             upload: buckets.of(&user.username, true, rules.upload_bytes_per_sec),
@@ -124,14 +125,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             .policies_of(&user, &groups)
             .await
             .map_err(log_unavailable)?;
-        let refused = match self.namespace_of(&user, &groups).await {
-            Ok(namespace) => match namespace.ensure_roots().await {
-                Ok(()) => Ok(namespace),
-                Err((mount, err)) => Err((mount, err)),
-            },
-            Err((mount, err)) => Err((Some(mount), err)),
+        let prepared = async {
+            let namespace = self.namespace_of(&user, &groups).await?;
+            namespace.ensure_roots().await?;
+            Ok(namespace)
         };
-        let namespace = match refused {
+        let namespace = match prepared.await {
             Ok(namespace) => namespace,
             Err((mount, err)) => {
                 let reason = match &mount {
@@ -161,9 +160,6 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             .await
             .map_err(log_unavailable)?;
         self.app.inner.live.logged_in(session_id, &user.username);
-        let protocol = session
-            .protocol
-            .expect("a session that accepted a login was opened");
         Ok(Arc::new(UserFiles::new(
             self.app.clone(),
             session_id.to_string(),
@@ -178,18 +174,18 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         )))
     }
 
-    /// The user's (or their groups') access conditions, checked for a
-    /// login over `protocol` from `address` (`ip:port`, in clear).
+    /// The access conditions in force for `username` (their own or their
+    /// groups', `AccessRules::effective`), checked for a login over
+    /// `protocol` from `address` (`ip:port`, in clear).
     pub(crate) fn conditions(
         &self,
-        user: &User,
-        groups: &[Group],
+        username: &str,
+        rules: &AccessRules,
         protocol: Protocol,
         address: Option<&str>,
         method: LoginMethod,
     ) -> Result<(), AccessRefusal> {
-        let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
-        if rules == AccessRules::default() {
+        if *rules == AccessRules::default() {
             return Ok(());
         }
         let source = address
@@ -203,7 +199,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             source,
             weekday: u8::try_from(now.weekday().num_days_from_monday()).unwrap_or(0),
             minute: u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0),
-            sessions: live.sessions_of(&user.username),
+            sessions: live.sessions_of(username),
         };
         rules.check(&context)
     }
@@ -248,7 +244,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         &self,
         user: &User,
         groups: &[Group],
-    ) -> Result<Namespace, (String, StorageError)> {
+    ) -> Result<Namespace, (Option<String>, StorageError)> {
         let deps = &self.app.inner.deps;
         let home = MountedStorage {
             storage: deps.storage.clone(),
@@ -257,15 +253,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         let chosen = effective_folders(&user.folders, groups.iter().map(|g| &g.folders[..]));
         let mut folders = Vec::new();
         for folder in chosen {
-            let missing = || {
-                (
-                    folder.mount.clone(),
-                    StorageError::of(StorageErrorKind::NotFound),
-                )
-            };
+            let named = || Some(folder.mount.clone());
+            let missing = || (named(), StorageError::of(StorageErrorKind::NotFound));
             let mount: Mount = self.app.load(&folder.mount).await.map_err(|err| {
                 (
-                    folder.mount.clone(),
+                    named(),
                     StorageError {
                         kind: StorageErrorKind::Unavailable,
                         source: Some(Box::new(err)),
@@ -286,7 +278,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
                 .mounts
                 .backend(&target)
                 .await
-                .map_err(|err| (folder.mount.clone(), err))?;
+                .map_err(|err| (named(), err))?;
             folders.push(Folder {
                 path: folder.path.clone(),
                 mount: folder.mount.clone(),
