@@ -761,7 +761,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
         };
         let digest = match hash.finish(size) {
             Some(digest) => digest,
-            None => match hash_written(handle.as_mut()).await {
+            None => match hash_written(handle.as_mut(), size).await {
                 Ok(digest) => digest,
                 Err(err) => return Err(fail(log, handle, bytes, err).await),
             },
@@ -821,17 +821,14 @@ async fn hash_prefix(
     Ok(())
 }
 
-async fn hash_written(handle: &mut dyn WriteHandle) -> Result<String, StorageError> {
-    let mut hasher = Sha256::new();
-    let mut offset = 0u64;
-    loop {
-        let chunk = handle.read_at(offset, HASH_CHUNK).await?;
-        if chunk.is_empty() {
-            return Ok(hex::encode(hasher.finalize()));
-        }
-        offset += chunk.len() as u64;
-        hasher.update(&chunk);
-    }
+/// SHA-256 of the first `size` bytes a write handle holds, read back.
+async fn hash_written(handle: &mut dyn WriteHandle, size: u64) -> Result<String, StorageError> {
+    let mut hash = StreamHash::new();
+    hash_prefix(handle, &mut hash, size).await?;
+    hash.finish(size).ok_or_else(|| StorageError {
+        kind: StorageErrorKind::Other,
+        source: Some("the staged content is shorter than its size".into()),
+    })
 }
 
 /// Discards the staged upload and records the transfer as failed.
