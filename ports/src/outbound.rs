@@ -440,6 +440,64 @@ pub trait PasswordHasher: Send + Sync {
     fn needs_rehash(&self, hash: &str) -> bool;
 }
 
+/// Why a directory did not authenticate a user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// The directory holds no such user (or the search found several).
+    #[error("unknown user")]
+    UnknownUser,
+    /// The bind with the user's password was refused.
+    #[error("wrong password")]
+    WrongPassword,
+    /// The directory could not be reached or answered with an error in
+    /// time; the text says what happened, never with a password.
+    #[error("directory unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A user as a directory sees them after a successful bind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryUser {
+    /// The entry's distinguished name.
+    pub dn: String,
+    /// The Tollgate groups the user's directory groups map to, sorted and
+    /// without duplicates; directory groups without a mapping are left out.
+    pub groups: Vec<String>,
+}
+
+/// An LDAP or Active Directory server that authenticates users by bind.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// Verifies `password` for the login name `username` by binding as the
+    /// user's entry, and reads the user's group memberships. Bounded in
+    /// time: a directory that does not answer is `Unavailable`.
+    async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<DirectoryUser, DirectoryError>;
+}
+
+/// A new TOTP secret and how an authenticator app takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpSecret {
+    /// The secret, base32 as authenticator apps show it.
+    pub secret: String,
+    /// The `otpauth://totp/...` URI.
+    pub uri: String,
+    /// That URI as a QR code, a PNG image.
+    pub qr_png: Vec<u8>,
+}
+
+/// Time-based one-time passwords (RFC 6238: SHA-1, 6 digits, 30 s steps).
+pub trait OneTimePasswords: Send + Sync {
+    /// A new random secret for `account`, labelled with `issuer`.
+    fn new_secret(&self, issuer: &str, account: &str) -> Result<TotpSecret, BoxError>;
+    /// The time step `code` belongs to, if it is the code of `secret` at
+    /// `unix_time` or one step either side (clock drift).
+    fn verify(&self, secret: &str, code: &str, unix_time: i64) -> Option<u64>;
+}
+
 /// The clock. The only source of time for the application.
 pub trait Clock: Send + Sync {
     /// Now, in UTC.
