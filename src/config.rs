@@ -31,6 +31,9 @@ pub struct Config {
     pub passwords: tollgate_application::PasswordPolicy,
     /// Banning addresses after failed logins (`[defender]`).
     pub defender: tollgate_application::DefenderPolicy,
+    /// Logins through an LDAP or Active Directory server (`[ldap]`; off
+    /// while `url` is empty).
+    pub ldap: tollgate_identity::ldap::LdapConfig,
     /// Webhook deliveries.
     pub webhooks: WebhooksConfig,
     /// The Kafka brokers of Kafka subscriptions.
@@ -276,6 +279,7 @@ impl Default for Config {
             privacy: PrivacyConfig::default(),
             passwords: Default::default(),
             defender: Default::default(),
+            ldap: Default::default(),
             webhooks: WebhooksConfig::default(),
             kafka: KafkaConfig::default(),
             log: LogConfig::default(),
@@ -313,11 +317,17 @@ impl Default for LogConfig {
 const NON_KEYS: [&str; 3] = ["TOLLGATE_ADMIN_PASSWORD", "TOLLGATE_CONFIG", "TOLLGATE_LOG"];
 const NON_KEY_PREFIX: &str = "TOLLGATE_TEST_";
 /// Keys whose default is "not set" (and so absent from the serialised defaults).
-const OPTIONAL_KEYS: [(&str, &str); 4] = [
+const OPTIONAL_KEYS: [(&str, &str); 10] = [
     ("http", "tls_cert"),
     ("http", "tls_key"),
     ("ftp", "tls_cert"),
     ("ftp", "tls_key"),
+    ("ldap", "ca_file"),
+    ("ldap", "bind_dn_template"),
+    ("ldap", "search_base"),
+    ("ldap", "search_bind_dn"),
+    ("ldap", "search_bind_password"),
+    ("ldap", "group_base"),
 ];
 
 impl Config {
@@ -491,10 +501,26 @@ impl Config {
                 self.data_dir.display()
             ));
         }
+        if let Err(err) = self.directory() {
+            problems.push(err.to_string());
+        }
         if problems.is_empty() {
             return Ok(());
         }
         bail!("invalid configuration:\n  {}", problems.join("\n  "))
+    }
+
+    /// The directory of `[ldap]`, when its `url` is set.
+    pub fn directory(
+        &self,
+    ) -> Result<
+        Option<tollgate_identity::ldap::LdapDirectory>,
+        tollgate_identity::ldap::LdapConfigError,
+    > {
+        if self.ldap.url.is_empty() {
+            return Ok(None);
+        }
+        tollgate_identity::ldap::LdapDirectory::new(self.ldap.clone()).map(Some)
     }
 
     /// The database URL, defaulting to SQLite in the data directory.

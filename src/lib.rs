@@ -15,12 +15,13 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tollgate_application::{
-    CheckpointPolicy, Dependencies, PrivacyPolicy, RetryPolicy, RunInfo, SystemClock, Tollgate,
+    CheckpointPolicy, Dependencies, DirectoryLogins, PrivacyPolicy, RetryPolicy, RunInfo,
+    SystemClock, Tollgate,
 };
 use tollgate_export::{HttpWebhookSender, KafkaProducer, KafkaSettings};
 use tollgate_ftp::{FtpConfig, FtpServer};
 use tollgate_http::{HttpConfig, HttpServer, TlsPem};
-use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner};
+use tollgate_identity::{AesGcmSecretBox, Argon2Hasher, AuditKeySigner, JwtSigner, Rfc6238};
 use tollgate_persistence::Database;
 use tollgate_sftp::{CertificateTrust, Revocations, SftpConfig, SftpServer};
 use tollgate_storage::{Backends, LocalStorage};
@@ -93,6 +94,12 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
             max: Duration::from_secs(config.webhooks.max_retry_secs),
         },
         token_ttl: Duration::from_secs(config.http.token_ttl_secs),
+        otp: Arc::new(Rfc6238),
+        directory: config.directory()?.map(|directory| DirectoryLogins {
+            directory: Arc::new(directory),
+            homes_dir: config.homes_dir().to_string_lossy().into_owned(),
+            policies: config.ldap.policies.clone(),
+        }),
         checkpoints: Arc::new(checkpoints),
         checkpoint_policy: CheckpointPolicy {
             every: config.audit.checkpoint_every,

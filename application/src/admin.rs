@@ -71,6 +71,18 @@ pub struct UserView {
     /// The conditions of the user's logins.
     #[serde(default)]
     pub access: tollgate_domain::access::AccessRules,
+    /// Bytes the user stores, as completed uploads and removals left them.
+    #[serde(default)]
+    pub used_bytes: u64,
+    /// Files the user stores, likewise.
+    #[serde(default)]
+    pub used_files: u64,
+    /// The directory entry of a user provisioned from a directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_dn: Option<String>,
+    /// The second factor's state: `pending` until confirmed, `enabled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<String>,
     /// When the user was created.
     pub created_at: String,
     /// When the user last changed.
@@ -80,7 +92,57 @@ pub struct UserView {
     pub version: u64,
 }
 
-fn admin_actor(admin: &str, user: Option<&str>) -> Actor {
+/// `UserView::totp` of an enrolment not confirmed yet.
+pub(crate) const TOTP_PENDING: &str = "pending";
+/// `UserView::totp` of a confirmed second factor.
+pub(crate) const TOTP_ENABLED: &str = "enabled";
+
+/// The state of a user's second factor, as views and records name it.
+pub(crate) fn totp_state(totp: Option<&tollgate_domain::user::Totp>) -> Option<String> {
+    totp.map(|t| {
+        if t.confirmed {
+            TOTP_ENABLED
+        } else {
+            TOTP_PENDING
+        }
+        .to_string()
+    })
+}
+
+impl UserView {
+    /// A new user's view, created at `time`.
+    pub(crate) fn new(
+        username: String,
+        home: String,
+        groups: Vec<String>,
+        policies: Vec<String>,
+        time: &str,
+    ) -> UserView {
+        UserView {
+            username,
+            home,
+            enabled: true,
+            has_password: false,
+            public_keys: Vec::new(),
+            groups,
+            policies,
+            ftp_require_tls: false,
+            full_name: None,
+            email: None,
+            folders: Vec::new(),
+            access: Default::default(),
+            used_bytes: 0,
+            used_files: 0,
+            directory_dn: None,
+            totp: None,
+            created_at: time.to_string(),
+            updated_at: time.to_string(),
+            version: 0,
+        }
+    }
+}
+
+pub(crate) fn admin_actor(admin: &str, user: Option<&str>) -> Actor {
     Actor {
         actor: admin.to_string(),
         user: user.map(str::to_string),

@@ -24,8 +24,8 @@ use tollgate_ports::api::{
     ConsistencyProof, CreatedApiKey, EventPage, EventQuery, GroupChanges, GroupRecord,
     InclusionProof, IssuedToken, ListParams, MountCheckFailure, MountRecord, Page, PolicyRecord,
     Principal, RedeliveryReport, RedeliveryRequest, RuleRecord, Sample, SessionRecord,
-    SignedCheckpoint, StorageRecord, StreamFilter, StreamPage, SubscriptionRecord, TransferRecord,
-    UserChanges, UserRecord, UserSpec, Versioned,
+    SignedCheckpoint, StorageRecord, StreamFilter, StreamPage, SubscriptionRecord,
+    TotpEnrolmentRecord, TransferRecord, UserChanges, UserRecord, UserSpec, Versioned,
 };
 use tollgate_ports::inbound::{ClientInfo, LoginError};
 use tollgate_ports::outbound::{
@@ -35,7 +35,7 @@ use tollgate_ports::outbound::{
 use crate::admin::{NewUser, parse_keys};
 use crate::aggregates::Actor;
 use crate::mounts::{folder_records, folders as parse_folders};
-use crate::sessions::Gateway;
+use crate::sessions::{Gateway, PasswordCheck};
 use crate::subscribers::{ADMINS, API_KEYS, GROUPS, MOUNTS, POLICIES, Projected};
 use crate::webhooks::NewSubscription;
 use crate::{AppError, Tollgate};
@@ -158,7 +158,7 @@ fn subscription_record(sub: &Subscription) -> SubscriptionRecord {
 }
 
 /// A user's record, its profile given in clear.
-fn user_record(user: &User, profile: UserProfile) -> UserRecord {
+fn user_record(user: &User, profile: UserProfile, usage: (u64, u64)) -> UserRecord {
     UserRecord {
         username: user.username.clone(),
         home: user.home.clone(),
@@ -172,6 +172,10 @@ fn user_record(user: &User, profile: UserProfile) -> UserRecord {
         email: profile.email,
         folders: folder_records(&user.folders),
         access: user.access.clone(),
+        used_bytes: usage.0,
+        used_files: usage.1,
+        directory_dn: user.directory_dn.clone(),
+        totp: crate::admin::totp_state(user.totp.as_ref()),
     }
 }
 
@@ -446,6 +450,12 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
         Ok(())
     }
 
+    /// The bytes and files a user stores, as projected now.
+    async fn usage_of(&self, username: &str) -> Result<(u64, u64), ApiError> {
+        self.fresh().await?;
+        self.app.stored(username).await.map_err(api_error)
+    }
+
     async fn projected<T: DeserializeOwned>(
         &self,
         projection: &str,
@@ -524,9 +534,10 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminService<R> {
             .open_profile(&user.profile)
             .await
             .map_err(api_error)?;
+        let usage = self.usage_of(&user.username).await?;
         Ok(Versioned {
             version,
-            value: user_record(&user, profile),
+            value: user_record(&user, profile, usage),
         })
     }
 
@@ -585,6 +596,7 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         client: &ClientInfo,
         username: &str,
         password: &str,
+        code: Option<&str>,
     ) -> Result<Principal, LoginError> {
         let admin: Admin = self.app.load(username).await.map_err(unavailable)?;
         if admin.exists() {
@@ -618,41 +630,44 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                 role,
             });
         }
-        let user: User = self.app.load(username).await.map_err(unavailable)?;
-        let hash = user.password_hash.clone().filter(|_| user.exists());
-        let verified = self.gateway.verify_password(password, hash).await;
-        let failure = if !user.exists() {
-            Some("unknown user".to_string())
-        } else if !verified {
-            Some("wrong password".to_string())
-        } else if !user.enabled {
-            Some("account disabled".to_string())
-        } else {
-            let groups = self.gateway.groups_of(&user).await.map_err(unavailable)?;
-            let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
-            self.gateway
-                .conditions(
-                    &user.username,
-                    &rules,
-                    client.protocol,
-                    Some(&client.remote_addr),
-                    LoginMethod::Password,
-                )
-                .err()
-                .map(|refusal| refusal.to_string())
-        };
-        if let Some(reason) = failure {
-            return Err(self
-                .fail(client, username, LoginMethod::Password, false, &reason)
-                .await);
-        }
         let actor = Actor {
             actor: username.to_string(),
             user: Some(username.to_string()),
             protocol: Some(client.protocol.as_str().to_string()),
             ..Actor::default()
         };
-        self.gateway.rehash(&actor, user, password).await;
+        let checked = self
+            .gateway
+            .check_password(&actor, username, password, code, false)
+            .await?;
+        let failure = match checked {
+            PasswordCheck::Passed(user) => {
+                let groups = self.gateway.groups_of(&user).await.map_err(unavailable)?;
+                let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
+                let has_totp = user.totp.as_ref().is_some_and(|t| t.confirmed);
+                if rules.require_totp == Some(true) && !has_totp {
+                    Some("second factor required but not enrolled".to_string())
+                } else {
+                    self.gateway
+                        .conditions(
+                            &user.username,
+                            &rules,
+                            client.protocol,
+                            Some(&client.remote_addr),
+                            LoginMethod::Password,
+                        )
+                        .err()
+                        .map(|refusal| refusal.to_string())
+                }
+            }
+            PasswordCheck::NeedsCode(_) => Some("second factor code missing".to_string()),
+            PasswordCheck::Failed(reason) => Some(reason),
+        };
+        if let Some(reason) = failure {
+            return Err(self
+                .fail(client, username, LoginMethod::Password, false, &reason)
+                .await);
+        }
         self.record_login(client, username, LoginMethod::Password, false, None)
             .await;
         Ok(Principal::User {
@@ -787,6 +802,10 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
                     email: u.email,
                     folders: folder_records(&u.folders),
                     access: u.access,
+                    used_bytes: u.used_bytes,
+                    used_files: u.used_files,
+                    directory_dn: u.directory_dn,
+                    totp: u.totp,
                 };
                 (
                     u.username,
@@ -916,9 +935,10 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             .open_profile(&user.profile)
             .await
             .map_err(api_error)?;
+        let usage = self.usage_of(&user.username).await?;
         Ok(Versioned {
             version,
-            value: user_record(&user, profile),
+            value: user_record(&user, profile, usage),
         })
     }
 
@@ -1463,6 +1483,34 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
         self.run::<Mount>(by, name, expected, MountCommand::Delete)
             .await
             .map(drop)
+    }
+
+    async fn enroll_totp(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<TotpEnrolmentRecord, ApiError> {
+        let admin = writer(by)?;
+        let enrolled = self.app.enroll_totp(admin, name).await.map_err(api_error)?;
+        Ok(TotpEnrolmentRecord {
+            secret: enrolled.secret,
+            uri: enrolled.uri,
+            qr_png: enrolled.qr_png,
+            recovery_codes: enrolled.recovery_codes,
+        })
+    }
+
+    async fn confirm_totp(&self, by: &Principal, name: &str, code: &str) -> Result<(), ApiError> {
+        let admin = writer(by)?;
+        self.app
+            .confirm_totp(admin, name, code)
+            .await
+            .map_err(api_error)
+    }
+
+    async fn disable_totp(&self, by: &Principal, name: &str) -> Result<(), ApiError> {
+        let admin = writer(by)?;
+        self.app.disable_totp(admin, name).await.map_err(api_error)
     }
 
     async fn check_mount(

@@ -12,7 +12,9 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tollgate_domain::policy::{NamedRules, Permission, Rule, evaluate};
 use tollgate_domain::session::{FileOperation, Protocol, SessionCommand};
-use tollgate_domain::transfer::{Direction, Transfer, TransferCommand, TransferContext};
+use tollgate_domain::transfer::{
+    Direction, Transfer, TransferCommand, TransferContext, UsageChange,
+};
 use tollgate_domain::user::User;
 use tollgate_domain::{PathError, VirtualPath};
 use tollgate_ports::inbound::{
@@ -26,6 +28,7 @@ use crate::Tollgate;
 use crate::aggregates::Actor;
 use crate::bandwidth::Bucket;
 use crate::namespace::Namespace;
+use crate::quota::{Quota, QuotaRefusal, Reservation};
 
 /// What a logged-in user may do and reach: the rules of their policies,
 /// their namespace and their bandwidth.
@@ -40,6 +43,8 @@ pub(crate) struct Grants {
 pub(crate) struct Limits {
     pub(crate) upload: Option<Arc<Bucket>>,
     pub(crate) download: Option<Arc<Bucket>>,
+    /// The user's storage quota, if any.
+    pub(crate) quota: Option<Quota>,
 }
 
 /// How much a re-hash reads at a time.
@@ -62,6 +67,8 @@ const NAMESPACE_RULE: &str = "namespace";
 /// The rule name recorded when a client tries to remove, rename or replace
 /// a virtual folder itself.
 const FOLDER_RULE: &str = "virtual-folder";
+/// The rule recorded for an upload refused because its user is at their quota.
+const QUOTA_RULE: &str = "quota";
 
 fn map_storage(err: StorageError) -> FileOpError {
     match err.kind {
@@ -207,6 +214,20 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         target: Option<&VirtualPath>,
         result: Result<T, StorageError>,
     ) -> Result<T, FileOpError> {
+        self.outcome_with(operation, path, target, None, result)
+            .await
+    }
+
+    /// `outcome` of an operation that changes what the user stores by
+    /// `usage` when it succeeds.
+    async fn outcome_with<T>(
+        &self,
+        operation: FileOperation,
+        path: &VirtualPath,
+        target: Option<&VirtualPath>,
+        usage: Option<UsageChange>,
+        result: Result<T, StorageError>,
+    ) -> Result<T, FileOpError> {
         let (path_text, target_text) = (path.to_string(), target.map(ToString::to_string));
         match result {
             Ok(value) => {
@@ -214,8 +235,12 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
                     operation,
                     path: path_text,
                     target: target_text,
+                    usage,
                 })
                 .await;
+                if let Some(change) = usage {
+                    self.app.inner.quotas.committed(&self.user.username, change);
+                }
                 Ok(value)
             }
             Err(err) => {
@@ -285,6 +310,14 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
             tracing::error!(error = %err, "cannot record a denied transfer");
         }
         FileOpError::Denied
+    }
+
+    /// Refuses (and records, as denied by the `quota` rule) an upload its
+    /// user has no room for.
+    async fn over_quota(&self, path: &VirtualPath) -> FileOpError {
+        self.deny_transfer(path, Direction::Upload, QUOTA_RULE.to_string())
+            .await;
+        FileOpError::QuotaExceeded
     }
 
     async fn start_transfer(
@@ -415,8 +448,10 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         self.protect_folders(FileOperation::Remove, &path, None)
             .await?;
         let at = self.namespace.resolve(&path);
+        let usage = file_size(at.storage.stat(at.root, &at.path).await).map(UsageChange::removed);
         let res = at.storage.remove(at.root, &at.path).await;
-        self.outcome(FileOperation::Remove, &path, None, res).await
+        self.outcome_with(FileOperation::Remove, &path, None, usage, res)
+            .await
     }
 
     async fn rename(&self, from: &str, to: &str) -> Result<(), FileOpError> {
@@ -431,14 +466,17 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             .await?;
         self.protect_folders(FileOperation::Rename, &from, Some(&to))
             .await?;
+        let mut usage = None;
         let res = if self.namespace.same_place(&from, &to) {
             let (at, dest) = (self.namespace.resolve(&from), self.namespace.resolve(&to));
+            // A file the rename replaces is no longer stored.
+            usage = file_size(at.storage.stat(at.root, &dest.path).await).map(UsageChange::removed);
             at.storage.rename(at.root, &at.path, &dest.path).await
         } else {
             // Across backends a rename would be a copy: not done implicitly.
             Err(StorageError::of(StorageErrorKind::Unsupported))
         };
-        self.outcome(FileOperation::Rename, &from, Some(&to), res)
+        self.outcome_with(FileOperation::Rename, &from, Some(&to), usage, res)
             .await
     }
 
@@ -519,6 +557,20 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
                 .deny_transfer(&path, Direction::Upload, decision.rule)
                 .await);
         }
+        let previous = existing.as_ref().map(|meta| meta.size);
+        let reservation = match self.limits.quota {
+            None => None,
+            Some(quota) => match self.app.reserve(&self.user.username, quota, previous).await {
+                Ok(reservation) => Some(reservation),
+                Err(QuotaRefusal::Exceeded) => {
+                    return Err(self.over_quota(&path).await);
+                }
+                Err(QuotaRefusal::Unavailable(err)) => {
+                    tracing::error!(error = %err, "cannot read a user's storage usage");
+                    return Err(FileOpError::Unavailable);
+                }
+            },
+        };
         let in_place =
             existing.is_some() && matches!(mode, UploadMode::Resume | UploadMode::Append);
         let write_mode = if in_place {
@@ -552,6 +604,11 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             bytes: 0,
             append_at: (mode == UploadMode::Append).then_some(size),
             limit: self.limits.upload.clone(),
+            username: self.user.username.clone(),
+            previous,
+            reservation,
+            size,
+            refused: None,
         }))
     }
 }
@@ -668,6 +725,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Download for DownloadTransfe
             size,
             sha256: hash.finish(size),
             duration_ms,
+            usage: None,
         })
         .await;
         Ok(())
@@ -701,6 +759,15 @@ struct UploadTransfer<R: PersistedEventRepository + Clone + 'static> {
     append_at: Option<u64>,
     /// The user's upload bandwidth, if limited.
     limit: Option<Arc<Bucket>>,
+    username: String,
+    /// The size of the file the upload replaces or extends.
+    previous: Option<u64>,
+    /// Room against the user's quota, if they have one.
+    reservation: Option<Reservation>,
+    /// How large the file is as far as the writes so far go.
+    size: u64,
+    /// Why a write was refused: the upload can then only fail.
+    refused: Option<FileOpError>,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> UploadTransfer<R> {
@@ -716,6 +783,20 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), FileOpError> {
         let offset = self.append_at.unwrap_or(offset);
         let len = data.len() as u64;
+        if let Some(err) = &self.refused {
+            return Err(err.clone());
+        }
+        let end = offset.saturating_add(len);
+        if let Some(reservation) = &mut self.reservation
+            && let Err(err) = reservation.grow_to(end.max(self.size))
+        {
+            // The upload can only fail now: its room goes back at once,
+            // not when the client gets round to closing the handle.
+            self.reservation = None;
+            self.refused = Some(err.clone());
+            return Err(err);
+        }
+        self.size = self.size.max(end);
         if let Some(limit) = &self.limit {
             limit.take(len).await;
         }
@@ -752,6 +833,19 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
         let mut handle = self.handle.take().expect("a transfer is finished once");
         let hash = std::mem::replace(&mut self.hash, StreamHash::new());
         let bytes = self.bytes;
+        if let Some(err) = self.refused.take() {
+            let duration_ms = log.elapsed_ms();
+            if let Err(err) = handle.abort().await {
+                tracing::warn!(error = ?err, "cannot discard a refused upload");
+            }
+            log.end(TransferCommand::Fail {
+                bytes,
+                error: err.to_string(),
+                duration_ms,
+            })
+            .await;
+            return Err(err);
+        }
         // Hash before commit so that a file is only visible with its digest
         // known; a write pattern other than sequential-from-zero is hashed
         // by reading back the staged content.
@@ -769,13 +863,17 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
         match handle.commit().await {
             Ok(size) => {
                 let duration_ms = log.elapsed_ms();
+                let usage = UsageChange::written(size, self.previous);
+                let app = log.app.clone();
                 log.end(TransferCommand::Complete {
                     bytes,
                     size,
                     sha256: Some(digest),
                     duration_ms,
+                    usage: Some(usage),
                 })
                 .await;
+                app.inner.quotas.committed(&self.username, usage);
                 Ok(())
             }
             Err(err) => {
@@ -800,6 +898,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
             log.abort(self.bytes, reason).await;
         }
     }
+}
+
+/// The size of what a stat found, if it is a file.
+fn file_size(stat: Result<FileMeta, StorageError>) -> Option<u64> {
+    stat.ok()
+        .filter(|meta| meta.kind == FileKind::File)
+        .map(|meta| meta.size)
 }
 
 /// Feeds the first `size` bytes of a write handle's content to `hash`.

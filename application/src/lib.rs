@@ -16,6 +16,7 @@ mod aggregates;
 mod api;
 mod bandwidth;
 mod defender;
+mod directory;
 mod error;
 mod files;
 mod lifecycle;
@@ -27,7 +28,9 @@ mod passwords;
 mod privacy;
 mod publish;
 mod queries;
+mod quota;
 mod retention;
+mod second_factor;
 mod sessions;
 mod subscribers;
 mod tree;
@@ -40,18 +43,20 @@ use tokio::sync::Notify;
 use tollgate_ports::api::AdminApi;
 use tollgate_ports::outbound::{
     AuditStore, CheckpointSigner, Clock, DeliveryLog, EventLog, EventProducer, FileStorage,
-    MountBackends, PasswordHasher, ProjectionStore, SecretBox, SubjectCipher, SubjectKeyStore,
-    TokenSigner, WebhookSender,
+    MountBackends, OneTimePasswords, PasswordHasher, ProjectionStore, SecretBox, SubjectCipher,
+    SubjectKeyStore, TokenSigner, WebhookSender,
 };
 
 pub use admin::{FIRST_ADMIN, NewUser, UserView};
 pub use defender::DefenderPolicy;
+pub use directory::DirectoryLogins;
 pub use error::AppError;
 pub use lifecycle::RunInfo;
 pub use passwords::PasswordPolicy;
 pub use privacy::{ERASED, PrivacyPolicy};
 pub use queries::{EventFilter, EventSummary, VerifyReport};
 pub use retention::{ExportedRange, PruneReport};
+pub use second_factor::TotpEnrolment;
 pub use sessions::Gateway;
 pub use subscribers::{SubscriberStatus, TransferView};
 pub use tree::{BundleHead, CheckpointPolicy};
@@ -113,6 +118,10 @@ pub struct Dependencies<R> {
     pub retry_policy: RetryPolicy,
     /// Produces to Kafka.
     pub kafka: Arc<dyn EventProducer>,
+    /// Time-based one-time passwords of second factors.
+    pub otp: Arc<dyn OneTimePasswords>,
+    /// Logins through a directory, when one is configured.
+    pub directory: Option<DirectoryLogins>,
 }
 
 /// The application: cheap to clone, shared by every adapter.
@@ -144,6 +153,10 @@ pub(crate) struct Inner<R> {
     pub(crate) defender: defender::Defender,
     /// The users' bandwidth limits in force.
     pub(crate) buckets: bandwidth::Buckets,
+    /// The usage ledgers of users with a storage quota.
+    pub(crate) quotas: quota::Quotas,
+    /// The TOTP steps taken per user.
+    pub(crate) replays: second_factor::Replays,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
@@ -159,6 +172,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 run: std::sync::OnceLock::new(),
                 defender: defender::Defender::default(),
                 buckets: bandwidth::Buckets::default(),
+                quotas: quota::Quotas::default(),
+                replays: second_factor::Replays::default(),
             }),
         }
     }

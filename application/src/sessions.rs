@@ -1,6 +1,7 @@
 //! Sessions and logins: the `Sessions` inbound port.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -21,8 +22,11 @@ use tollgate_ports::outbound::{
 };
 
 use crate::aggregates::Actor;
+use crate::directory::DirectoryLogin;
 use crate::files::{Grants, Limits, UserFiles};
 use crate::namespace::{Folder, Namespace, effective_folders};
+use crate::quota::Quota;
+use crate::second_factor::split_code;
 use crate::{AppError, Tollgate};
 
 /// The protocol-facing application: opens sessions and logs users in.
@@ -31,6 +35,36 @@ pub struct Gateway<R> {
     /// A hash of a random password, verified against when the user does not
     /// exist, so that an unknown user costs as much time as a wrong password.
     dummy_hash: std::sync::OnceLock<String>,
+    /// SSH sessions whose first factor passed, waiting for a second
+    /// factor code (keyboard-interactive), by session id.
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+/// A login waiting for its second factor.
+#[derive(Debug, Clone)]
+struct Pending {
+    username: String,
+    method: LoginMethod,
+    key_fingerprint: Option<String>,
+}
+
+/// What a password login's credentials prove.
+pub(crate) enum PasswordCheck {
+    /// Every factor the user has passed.
+    Passed(User),
+    /// The password passed; a second factor code must follow.
+    NeedsCode(User),
+    /// Refused, with the reason to record.
+    Failed(String),
+}
+
+/// Whether a login still owes its second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SecondFactor {
+    /// Checked already, or not needed (a token).
+    Done,
+    /// To be asked for (SSH keyboard-interactive) if the user has one.
+    Ask,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
@@ -38,7 +72,103 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         Gateway {
             app,
             dummy_hash: std::sync::OnceLock::new(),
+            pending: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Checks a password login of `username`: through the directory for a
+    /// user it decides about, else against the stored hash (upgraded if
+    /// old); then the account's state; then the second factor of a user
+    /// who has one: `code`, else six digits appended to the password,
+    /// else (with `ask`) `NeedsCode`.
+    pub(crate) async fn check_password(
+        &self,
+        actor: &Actor,
+        username: &str,
+        password: &str,
+        code: Option<&str>,
+        ask: bool,
+    ) -> Result<PasswordCheck, LoginError> {
+        let user: User = self.app.load(username).await.map_err(log_unavailable)?;
+        let has_totp = user.exists() && user.totp.as_ref().is_some_and(|t| t.confirmed);
+        let (password, code) = match code {
+            Some(code) => (password, Some(code)),
+            None if has_totp && !ask => match split_code(password) {
+                Some((password, code)) => (password, Some(code)),
+                None => (password, None),
+            },
+            None => (password, None),
+        };
+        let failed = |reason: &str| Ok(PasswordCheck::Failed(reason.to_string()));
+        let local = self.app.directory_for(&user).is_none();
+        let user = match self.app.directory_for(&user) {
+            Some(logins) => match self
+                .app
+                .directory_login(logins, actor, user, username, password)
+                .await
+                .map_err(log_unavailable)?
+            {
+                DirectoryLogin::User(user) => *user,
+                DirectoryLogin::Refused(reason) => return failed(reason),
+            },
+            None => {
+                let hash = user.password_hash.clone().filter(|_| user.exists());
+                let verified = self.verify_password(password, hash).await;
+                if !user.exists() {
+                    return failed("unknown user");
+                }
+                if !verified {
+                    return failed("wrong password");
+                }
+                user
+            }
+        };
+        if !user.enabled {
+            return failed("account disabled");
+        }
+        if has_totp {
+            match code {
+                Some(code) => {
+                    if let Err(reason) = self.app.check_second_factor(actor, &user, code).await {
+                        return failed(reason);
+                    }
+                }
+                None if ask => return Ok(PasswordCheck::NeedsCode(user)),
+                None => return failed("second factor code missing"),
+            }
+        }
+        let user = if local {
+            self.rehash(actor, user, password).await
+        } else {
+            user
+        };
+        Ok(PasswordCheck::Passed(user))
+    }
+
+    /// Keeps a login whose first factor passed until its code comes.
+    fn await_code(
+        &self,
+        session_id: &str,
+        username: &str,
+        method: LoginMethod,
+        key_fingerprint: Option<String>,
+    ) -> LoginError {
+        tracing::info!(
+            session_id,
+            username,
+            ?method,
+            "first factor accepted, second factor asked"
+        );
+        let pending = Pending {
+            username: username.to_string(),
+            method,
+            key_fingerprint,
+        };
+        self.pending
+            .lock()
+            .expect("pending logins are never poisoned")
+            .insert(session_id.to_string(), pending);
+        LoginError::SecondFactorRequired
     }
 
     async fn session(&self, session_id: &str) -> Result<Session, LoginError> {
@@ -96,6 +226,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         user: User,
         method: LoginMethod,
         key_fingerprint: Option<String>,
+        second: SecondFactor,
     ) -> Result<Arc<dyn FileOps>, LoginError> {
         let groups = self.groups_of(&user).await.map_err(log_unavailable)?;
         let protocol = session
@@ -116,10 +247,21 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
                 )
                 .await);
         }
+        let has_totp = user.totp.as_ref().is_some_and(|t| t.confirmed);
+        if rules.require_totp == Some(true) && !has_totp {
+            let reason = "second factor required but not enrolled";
+            return Err(self
+                .fail(session_id, &session, &user.username, method, reason)
+                .await);
+        }
+        if has_totp && second == SecondFactor::Ask {
+            return Err(self.await_code(session_id, &user.username, method, key_fingerprint));
+        }
         let buckets = &self.app.inner.buckets;
         let limits = Limits {
             upload: buckets.of(&user.username, true, rules.upload_bytes_per_sec),
             download: buckets.of(&user.username, false, rules.download_bytes_per_sec),
+            quota: Quota::of(rules.quota_bytes, rules.quota_files),
         };
         let policies = self
             .policies_of(&user, &groups)
@@ -423,37 +565,79 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
         password: &str,
     ) -> Result<Arc<dyn FileOps>, LoginError> {
         let session = self.session(session_id).await?;
-        let user: User = self.app.load(username).await.map_err(log_unavailable)?;
         let method = LoginMethod::Password;
-        let hash = if user.exists() {
-            user.password_hash.clone()
-        } else {
-            None
+        let actor = session_actor(session_id, &session, Some(username));
+        // SSH asks for a second factor by keyboard-interactive; the other
+        // protocols take it appended to the password.
+        let ask = matches!(session.protocol, Some(Protocol::Sftp | Protocol::Scp));
+        let user = match self
+            .check_password(&actor, username, password, None, ask)
+            .await?
+        {
+            PasswordCheck::Passed(user) => user,
+            PasswordCheck::NeedsCode(user) => {
+                return Err(self.await_code(session_id, &user.username, method, None));
+            }
+            PasswordCheck::Failed(reason) => {
+                return Err(self
+                    .fail(session_id, &session, username, method, &reason)
+                    .await);
+            }
         };
-        let verified = self.verify_password(password, hash).await;
-        if !user.exists() {
-            return Err(self
-                .fail(session_id, &session, username, method, "unknown user")
-                .await);
-        }
-        if !verified {
-            return Err(self
-                .fail(session_id, &session, username, method, "wrong password")
-                .await);
-        }
-        if !user.enabled {
-            return Err(self
-                .fail(session_id, &session, username, method, "account disabled")
-                .await);
-        }
         if user.ftp_require_tls && session.protocol == Some(Protocol::Ftp) {
             return Err(self
                 .fail(session_id, &session, username, method, "tls required")
                 .await);
         }
+        self.succeed(session_id, session, user, method, None, SecondFactor::Done)
+            .await
+    }
+
+    async fn login_code(
+        &self,
+        session_id: &str,
+        username: &str,
+        code: &str,
+    ) -> Result<Arc<dyn FileOps>, LoginError> {
+        let session = self.session(session_id).await?;
+        let pending = self
+            .pending
+            .lock()
+            .expect("pending logins are never poisoned")
+            .get(session_id)
+            .cloned()
+            .filter(|p| p.username == username);
+        let Some(pending) = pending else {
+            return Err(self
+                .fail(
+                    session_id,
+                    &session,
+                    username,
+                    LoginMethod::Password,
+                    "second factor code without a first factor",
+                )
+                .await);
+        };
+        let user: User = self.app.load(username).await.map_err(log_unavailable)?;
         let actor = session_actor(session_id, &session, Some(username));
-        let user = self.rehash(&actor, user, password).await;
-        self.succeed(session_id, session, user, method, None).await
+        if let Err(reason) = self.app.check_second_factor(&actor, &user, code).await {
+            return Err(self
+                .fail(session_id, &session, username, pending.method, reason)
+                .await);
+        }
+        self.pending
+            .lock()
+            .expect("pending logins are never poisoned")
+            .remove(session_id);
+        self.succeed(
+            session_id,
+            session,
+            user,
+            pending.method,
+            pending.key_fingerprint,
+            SecondFactor::Done,
+        )
+        .await
     }
 
     async fn offer_public_key(&self, session_id: &str, username: &str, public_key: &str) -> bool {
@@ -506,8 +690,15 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
                 .fail(session_id, &session, username, method, "key not authorized")
                 .await);
         };
-        self.succeed(session_id, session, user, method, fingerprint(&key))
-            .await
+        self.succeed(
+            session_id,
+            session,
+            user,
+            method,
+            fingerprint(&key),
+            SecondFactor::Ask,
+        )
+        .await
     }
 
     async fn login_certificate(
@@ -537,8 +728,15 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
             certificate.serial,
             certificate.ca_fingerprint
         );
-        self.succeed(session_id, session, user, method, Some(recorded))
-            .await
+        self.succeed(
+            session_id,
+            session,
+            user,
+            method,
+            Some(recorded),
+            SecondFactor::Ask,
+        )
+        .await
     }
 
     async fn login_token(
@@ -582,11 +780,16 @@ impl<R: PersistedEventRepository + Clone + 'static> Sessions for Gateway<R> {
                 .fail(session_id, &session, &username, method, "account disabled")
                 .await);
         }
-        self.succeed(session_id, session, user, method, None).await
+        self.succeed(session_id, session, user, method, None, SecondFactor::Done)
+            .await
     }
 
     async fn close(&self, session_id: &str, reason: &str) {
         self.app.inner.live.closed(session_id);
+        self.pending
+            .lock()
+            .expect("pending logins are never poisoned")
+            .remove(session_id);
         let Ok(session) = self.session(session_id).await else {
             return;
         };

@@ -15,11 +15,12 @@ use tollgate_domain::api_key::ApiKey;
 use tollgate_domain::group::Group;
 use tollgate_domain::mount::Mount;
 use tollgate_domain::policy::Policy;
-use tollgate_domain::transfer::{TransferEvent, TransferState};
+use tollgate_domain::session::SessionEvent;
+use tollgate_domain::transfer::{TransferEvent, TransferState, UsageChange};
 use tollgate_domain::user::UserEvent;
 use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreErrorKind};
 
-use crate::admin::UserView;
+use crate::admin::{TOTP_ENABLED, TOTP_PENDING, UserView};
 use crate::{AppError, Tollgate};
 
 pub(crate) const USERS: &str = "users";
@@ -159,35 +160,40 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
         };
         let key = &event.aggregate_id;
         let time = event_time(event);
-        if let UserEvent::UserCreated {
-            username,
-            password_hash,
-            public_keys,
-            home,
-            groups,
-            policies,
-            ftp_require_tls,
-            profile,
-            folders,
-        } = parsed
-        {
-            let view = UserView {
+        let created = match parsed.clone() {
+            UserEvent::UserCreated {
                 username,
+                password_hash,
+                public_keys,
                 home,
-                enabled: true,
-                has_password: password_hash.is_some(),
-                public_keys: public_keys.iter().map(|k| k.to_openssh()).collect(),
                 groups,
                 policies,
+                ftp_require_tls,
+                profile,
+                folders,
+            } => Some(UserView {
+                has_password: password_hash.is_some(),
+                public_keys: public_keys.iter().map(|k| k.to_openssh()).collect(),
                 ftp_require_tls,
                 full_name: profile.full_name,
                 email: profile.email,
                 folders,
-                access: Default::default(),
-                created_at: time.clone(),
-                updated_at: time,
-                version: event.sequence,
-            };
+                ..UserView::new(username, home, groups, policies, &time)
+            }),
+            UserEvent::UserProvisioned {
+                username,
+                dn,
+                home,
+                groups,
+                policies,
+            } => Some(UserView {
+                directory_dn: Some(dn),
+                ..UserView::new(username, home, groups, policies, &time)
+            }),
+            _ => None,
+        };
+        if let Some(mut view) = created {
+            view.version = event.sequence;
             self.put(USERS, key, Some(&view));
             return Ok(());
         }
@@ -195,7 +201,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             return Ok(());
         };
         match parsed {
-            UserEvent::UserCreated { .. } => unreachable!("handled above"),
+            UserEvent::UserCreated { .. } | UserEvent::UserProvisioned { .. } => {
+                unreachable!("handled above")
+            }
+            UserEvent::UserTotpEnrolled { .. } => view.totp = Some(TOTP_PENDING.to_string()),
+            UserEvent::UserTotpConfirmed {} => view.totp = Some(TOTP_ENABLED.to_string()),
+            UserEvent::UserTotpDisabled {} => view.totp = None,
+            UserEvent::UserRecoveryCodeUsed { .. } => {}
             UserEvent::UserPasswordChanged { .. } => view.has_password = true,
             UserEvent::UserPublicKeysChanged { public_keys } => {
                 view.public_keys = public_keys.iter().map(|k| k.to_openssh()).collect();
@@ -220,6 +232,35 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
         view.version = event.sequence;
         self.put(USERS, key, Some(&view));
         Ok(())
+    }
+
+    /// Adds a usage change to what the user's view says they store.
+    async fn add_usage(&mut self, username: &str, change: UsageChange) -> Result<(), AppError> {
+        let Some(mut view) = self.get::<UserView>(USERS, username).await? else {
+            return Ok(());
+        };
+        let add = |used: u64, delta: i64| {
+            u64::try_from(i128::from(used) + i128::from(delta)).unwrap_or(0)
+        };
+        view.used_bytes = add(view.used_bytes, change.bytes);
+        view.used_files = add(view.used_files, change.files);
+        self.put(USERS, username, Some(&view));
+        Ok(())
+    }
+
+    /// A file operation's usage change, counted for the session's user.
+    async fn apply_session(&mut self, event: &LoggedEvent) -> Result<(), AppError> {
+        let Some(SessionEvent::FileOperationPerformed {
+            usage: Some(change),
+            ..
+        }) = payload::<SessionEvent>(event)
+        else {
+            return Ok(());
+        };
+        let Some(username) = event.metadata.get("user").and_then(|u| u.as_str()) else {
+            return Ok(());
+        };
+        self.add_usage(username, change).await
     }
 
     async fn apply_transfer(&mut self, event: &LoggedEvent) -> Result<(), AppError> {
@@ -251,8 +292,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 bytes,
                 size,
                 sha256,
+                usage,
                 ..
             } => {
+                if let (Some(change), Some(context)) = (usage, &view.context) {
+                    self.add_usage(&context.username, change).await?;
+                }
                 view.state = Some(TransferState::Completed);
                 view.bytes = bytes;
                 view.size = Some(size);
@@ -316,6 +361,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                         .await?
                 }
                 "transfer" => batch.apply_transfer(event).await?,
+                "session" => batch.apply_session(event).await?,
                 _ => {}
             }
         }

@@ -138,6 +138,16 @@ pub struct AccessRules {
     /// bytes a second.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_bytes_per_sec: Option<u64>,
+    /// The files the user stores, at most this many bytes together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_bytes: Option<u64>,
+    /// The files the user stores, at most this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_files: Option<u64>,
+    /// Whether logins need a TOTP second factor (a user without one
+    /// enrolled is refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_totp: Option<bool>,
 }
 
 /// Why a login is refused by its access conditions (the recorded reason).
@@ -209,6 +219,15 @@ impl AccessRules {
             }
             if rules.download_bytes_per_sec.is_none() {
                 rules.download_bytes_per_sec = group.download_bytes_per_sec;
+            }
+            if rules.quota_bytes.is_none() {
+                rules.quota_bytes = group.quota_bytes;
+            }
+            if rules.quota_files.is_none() {
+                rules.quota_files = group.quota_files;
+            }
+            if rules.require_totp.is_none() {
+                rules.require_totp = group.require_totp;
             }
         }
         rules

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::AggregateRoot;
+use crate::transfer::UsageChange;
 
 /// The protocol a session speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -123,6 +124,7 @@ pub enum SessionCommand {
         operation: FileOperation,
         path: String,
         target: Option<String>,
+        usage: Option<UsageChange>,
     },
     RecordDenial {
         operation: FileOperation,
@@ -169,6 +171,10 @@ pub enum SessionEvent {
         operation: FileOperation,
         path: String,
         target: Option<String>,
+        /// How a removal (or a rename over a file) changed what the user
+        /// stores.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<UsageChange>,
     },
     FileOperationDenied {
         operation: FileOperation,
@@ -289,10 +295,12 @@ impl AggregateRoot for Session {
                 operation,
                 path,
                 target,
+                usage,
             } => SessionEvent::FileOperationPerformed {
                 operation,
                 path,
                 target,
+                usage,
             },
             SessionCommand::RecordDenial {
                 operation,

@@ -27,6 +27,36 @@ pub struct TransferContext {
     pub direction: Direction,
 }
 
+/// How an operation changed what a user stores: bytes and files added
+/// (negative when removed or replaced by something smaller).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageChange {
+    /// Bytes added.
+    pub bytes: i64,
+    /// Files added.
+    pub files: i64,
+}
+
+impl UsageChange {
+    /// The change of writing a file of `size` bytes over `previous` (the
+    /// size of the file it replaces, `None` for a new file).
+    pub fn written(size: u64, previous: Option<u64>) -> UsageChange {
+        let signed = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        UsageChange {
+            bytes: signed(size) - previous.map_or(0, signed),
+            files: i64::from(previous.is_none()),
+        }
+    }
+
+    /// The change of removing a file of `size` bytes.
+    pub fn removed(size: u64) -> UsageChange {
+        UsageChange {
+            bytes: -i64::try_from(size).unwrap_or(i64::MAX),
+            files: -1,
+        }
+    }
+}
+
 /// Where a transfer stands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,6 +97,7 @@ pub enum TransferCommand {
         size: u64,
         sha256: Option<String>,
         duration_ms: u64,
+        usage: Option<UsageChange>,
     },
     Fail {
         bytes: u64,
@@ -101,6 +132,9 @@ pub enum TransferEvent {
         size: u64,
         sha256: Option<String>,
         duration_ms: u64,
+        /// For an upload, how it changed what the user stores.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<UsageChange>,
     },
     TransferFailed {
         path: String,
@@ -174,12 +208,14 @@ impl AggregateRoot for Transfer {
                 size,
                 sha256,
                 duration_ms,
+                usage,
             } => TransferEvent::TransferCompleted {
                 path: self.path(),
                 bytes,
                 size,
                 sha256,
                 duration_ms,
+                usage,
             },
             TransferCommand::Fail {
                 bytes,

@@ -44,6 +44,26 @@ pub struct User {
     /// The conditions of the user's logins.
     #[serde(default)]
     pub access: AccessRules,
+    /// For a user provisioned from a directory (LDAP, Active Directory),
+    /// the entry's distinguished name: the directory checks their
+    /// password and says their groups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_dn: Option<String>,
+    /// The user's time-based one-time password second factor, once
+    /// enrolled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totp: Option<Totp>,
+}
+
+/// A TOTP second factor (RFC 6238).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totp {
+    /// The shared secret, sealed by the application (never in clear here).
+    pub secret: String,
+    /// Whether a code proved the enrolment: only then is it required.
+    pub confirmed: bool,
+    /// Hashes of the recovery codes not used yet.
+    pub recovery_codes: Vec<String>,
 }
 
 /// A user's personal details, as sealed values.
@@ -116,6 +136,36 @@ pub enum UserCommand {
     /// Several changes committed together (absent fields stay); an
     /// enabled state equal to the current one is no change.
     Update(UserUpdate),
+    /// Creates a user on their first login through a directory.
+    Provision {
+        /// Login name.
+        username: String,
+        /// The directory entry.
+        dn: String,
+        /// Storage root.
+        home: String,
+        /// Groups, as the directory maps them.
+        groups: Vec<String>,
+        /// Directly attached policies.
+        policies: Vec<String>,
+    },
+    /// Enrols a TOTP second factor, unconfirmed until `ConfirmTotp`;
+    /// replaces an unconfirmed one.
+    EnrollTotp {
+        /// The sealed secret.
+        secret: String,
+        /// Hashes of the recovery codes.
+        recovery_codes: Vec<String>,
+    },
+    /// A code proved the enrolment: from now on logins need one.
+    ConfirmTotp,
+    /// Removes the second factor.
+    DisableTotp,
+    /// A recovery code replaced a TOTP code at a login; it is spent.
+    UseRecoveryCode {
+        /// The code's hash.
+        hash: String,
+    },
 }
 
 /// The changes of one `UserCommand::Update`.
@@ -181,11 +231,32 @@ pub enum UserEvent {
     UserAccessChanged {
         access: AccessRules,
     },
+    /// Created on a first login through a directory.
+    UserProvisioned {
+        username: String,
+        dn: String,
+        home: String,
+        groups: Vec<String>,
+        policies: Vec<String>,
+    },
+    /// `secret` is sealed; `recovery_codes` are hashes.
+    UserTotpEnrolled {
+        secret: String,
+        recovery_codes: Vec<String>,
+    },
+    UserTotpConfirmed {},
+    UserTotpDisabled {},
+    /// `hash` is the spent recovery code's hash.
+    UserRecoveryCodeUsed {
+        hash: String,
+    },
 }
 crate::domain_event!(UserEvent, "1", {
     UserCreated, UserPasswordChanged, UserPublicKeysChanged, UserGroupsChanged,
     UserPoliciesChanged, UserEnabled, UserDisabled, UserDeleted, UserFtpSecurityChanged,
     UserProfileChanged, UserErased, UserFoldersChanged, UserAccessChanged,
+    UserProvisioned, UserTotpEnrolled, UserTotpConfirmed, UserTotpDisabled,
+    UserRecoveryCodeUsed,
 });
 
 fn is_empty(profile: &UserProfile) -> bool {
@@ -225,8 +296,11 @@ pub enum UserError {
     /// The access conditions are malformed.
     #[error("{0}")]
     Access(String),
+    /// The second factor is not in a state the command needs.
+    #[error("{0}")]
+    Totp(&'static str),
 }
-crate::refusal!(UserError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, NoCredentials => Invalid, NoHome => Invalid, Unchanged => Conflict, Folders => Invalid, Access => Invalid });
+crate::refusal!(UserError, { AlreadyExists => AlreadyExists, NotFound => NotFound, InvalidName => Invalid, NoCredentials => Invalid, NoHome => Invalid, Unchanged => Conflict, Folders => Invalid, Access => Invalid, Totp => Conflict });
 
 impl User {
     /// Whether the user exists (created and not deleted).
@@ -317,6 +391,31 @@ impl AggregateRoot for User {
         if let UserCommand::Erase { key_ids } = command {
             return self.decide_erase(key_ids);
         }
+        if let UserCommand::Provision {
+            username,
+            dn,
+            home,
+            groups,
+            policies,
+        } = command
+        {
+            if self.exists() {
+                return Err(UserError::AlreadyExists);
+            }
+            if !valid_name(&username) {
+                return Err(UserError::InvalidName { name: username });
+            }
+            if home.trim().is_empty() {
+                return Err(UserError::NoHome);
+            }
+            return Ok(vec![UserEvent::UserProvisioned {
+                username,
+                dn,
+                home,
+                groups,
+                policies,
+            }]);
+        }
         if !matches!(command, UserCommand::Create { .. }) && !self.exists() {
             return Err(UserError::NotFound);
         }
@@ -380,7 +479,38 @@ impl AggregateRoot for User {
             }
             UserCommand::Disable => UserEvent::UserDisabled {},
             UserCommand::Delete => UserEvent::UserDeleted {},
-            UserCommand::Update(_) | UserCommand::Erase { .. } => {
+            UserCommand::EnrollTotp { .. } if self.totp.as_ref().is_some_and(|t| t.confirmed) => {
+                return Err(UserError::Totp(
+                    "a second factor is enrolled: disable it first",
+                ));
+            }
+            UserCommand::EnrollTotp {
+                secret,
+                recovery_codes,
+            } => UserEvent::UserTotpEnrolled {
+                secret,
+                recovery_codes,
+            },
+            UserCommand::ConfirmTotp => match &self.totp {
+                Some(totp) if !totp.confirmed => UserEvent::UserTotpConfirmed {},
+                Some(_) => return Err(UserError::Totp("the second factor is confirmed already")),
+                None => return Err(UserError::Totp("no second factor is enrolled")),
+            },
+            UserCommand::DisableTotp if self.totp.is_none() => {
+                return Err(UserError::Totp("no second factor is enrolled"));
+            }
+            UserCommand::DisableTotp => UserEvent::UserTotpDisabled {},
+            UserCommand::UseRecoveryCode { hash } => {
+                let unused = self
+                    .totp
+                    .as_ref()
+                    .is_some_and(|t| t.recovery_codes.contains(&hash));
+                if !unused {
+                    return Err(UserError::Totp("no such recovery code"));
+                }
+                UserEvent::UserRecoveryCodeUsed { hash }
+            }
+            UserCommand::Update(_) | UserCommand::Erase { .. } | UserCommand::Provision { .. } => {
                 unreachable!("handled above")
             }
         };
@@ -414,7 +544,47 @@ impl AggregateRoot for User {
                     erased: false,
                     folders,
                     access: AccessRules::default(),
+                    directory_dn: None,
+                    totp: None,
                 };
+            }
+            UserEvent::UserProvisioned {
+                username,
+                dn,
+                home,
+                groups,
+                policies,
+            } => {
+                *self = User {
+                    username,
+                    home,
+                    groups,
+                    policies,
+                    enabled: true,
+                    directory_dn: Some(dn),
+                    ..User::default()
+                };
+            }
+            UserEvent::UserTotpEnrolled {
+                secret,
+                recovery_codes,
+            } => {
+                self.totp = Some(Totp {
+                    secret,
+                    confirmed: false,
+                    recovery_codes,
+                })
+            }
+            UserEvent::UserTotpConfirmed {} => {
+                if let Some(totp) = &mut self.totp {
+                    totp.confirmed = true;
+                }
+            }
+            UserEvent::UserTotpDisabled {} => self.totp = None,
+            UserEvent::UserRecoveryCodeUsed { hash } => {
+                if let Some(totp) = &mut self.totp {
+                    totp.recovery_codes.retain(|h| *h != hash);
+                }
             }
             UserEvent::UserPasswordChanged { password_hash } => {
                 self.password_hash = Some(password_hash)

@@ -121,6 +121,14 @@ pub struct UserRecord {
     pub email: Option<String>,
     pub folders: Vec<FolderRecord>,
     pub access: AccessRules,
+    /// Bytes the user stores (completed uploads less removals).
+    pub used_bytes: u64,
+    /// Files the user stores.
+    pub used_files: u64,
+    /// The directory entry of a user provisioned from a directory.
+    pub directory_dn: Option<String>,
+    /// The second factor: `pending` until confirmed, `enabled`; none.
+    pub totp: Option<String>,
 }
 
 /// What creating a user takes.
@@ -310,6 +318,16 @@ pub struct CreatedApiKey {
     pub record: ApiKeyRecord,
     /// The value to send in `X-Api-Key`.
     pub key: String,
+}
+
+/// A TOTP enrolment, shown once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct TotpEnrolmentRecord {
+    pub secret: String,
+    pub uri: String,
+    pub qr_png: Vec<u8>,
+    pub recovery_codes: Vec<String>,
 }
 
 /// An issued bearer token.
@@ -547,12 +565,14 @@ pub struct Sample {
 #[allow(missing_docs)]
 pub trait AdminApi: Send + Sync {
     /// Password login of an administrator, or else of a user. Every failure
-    /// is recorded as `LoginFailed`.
+    /// is recorded as `LoginFailed`. A user with a second factor gives its
+    /// `code`, or appends it to the password.
     async fn login_password(
         &self,
         client: &ClientInfo,
         username: &str,
         password: &str,
+        code: Option<&str>,
     ) -> Result<Principal, LoginError>;
     /// A short-lived bearer token for the principal.
     async fn issue_token(&self, principal: &Principal) -> Result<IssuedToken, ApiError>;
@@ -739,6 +759,17 @@ pub trait AdminApi: Send + Sync {
         name: &str,
         expected: Option<u64>,
     ) -> Result<(), ApiError>;
+    /// Enrols a TOTP second factor for a user (unconfirmed until a code
+    /// confirms it); the secret and recovery codes are shown only here.
+    async fn enroll_totp(
+        &self,
+        by: &Principal,
+        name: &str,
+    ) -> Result<TotpEnrolmentRecord, ApiError>;
+    /// Confirms a user's enrolment with a current code.
+    async fn confirm_totp(&self, by: &Principal, name: &str, code: &str) -> Result<(), ApiError>;
+    /// Removes a user's second factor.
+    async fn disable_totp(&self, by: &Principal, name: &str) -> Result<(), ApiError>;
     /// Reaches a mount's storage now; `Ok(Err(..))` says why it did not answer.
     async fn check_mount(
         &self,

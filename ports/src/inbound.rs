@@ -48,6 +48,10 @@ pub enum LoginError {
     /// The service cannot decide now (store unavailable).
     #[error("authentication unavailable")]
     Unavailable,
+    /// The first factor passed; the user has a second one, whose code
+    /// must follow (`Sessions::login_code`, SSH keyboard-interactive).
+    #[error("second factor required")]
+    SecondFactorRequired,
 }
 
 /// The kinds of file operation failure, as a protocol must answer them.
@@ -111,12 +115,24 @@ pub trait Sessions: Send + Sync {
     fn banned(&self, remote_addr: &str) -> bool;
     /// Records a new connection and returns its session id.
     async fn open(&self, client: ClientInfo) -> Result<String, LoginError>;
-    /// Password login. Every failure is recorded as `LoginFailed`.
+    /// Password login. Every failure is recorded as `LoginFailed`. For a
+    /// user with a second factor, SSH gets `SecondFactorRequired` (then
+    /// `login_code`); other protocols take the code appended to the
+    /// password.
     async fn login_password(
         &self,
         session_id: &str,
         username: &str,
         password: &str,
+    ) -> Result<Arc<dyn FileOps>, LoginError>;
+    /// The second factor code of a login whose first factor (password,
+    /// key or certificate) answered `SecondFactorRequired` in this
+    /// session: a TOTP code or a recovery code. Every failure is recorded.
+    async fn login_code(
+        &self,
+        session_id: &str,
+        username: &str,
+        code: &str,
     ) -> Result<Arc<dyn FileOps>, LoginError>;
     /// Whether `username` may log in with this public key (OpenSSH
     /// `type base64`), asked before the client proves possession. A refused

@@ -191,7 +191,7 @@ async fn logins_meet_their_access_conditions_on_every_protocol() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bandwidth_limits_pace_sftp_and_http_transfers() {
+async fn bandwidth_limits_pace_transfers_on_every_protocol() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let api = Https::start("sqlite").await;
     let root = api.bearer(ROOT, PASSWORD).await;
@@ -251,6 +251,41 @@ async fn bandwidth_limits_pace_sftp_and_http_transfers() {
         "HTTP download: {:?}",
         started.elapsed()
     );
+
+    let started = std::time::Instant::now();
+    let res = api
+        .client
+        .get(format!("{}/dav/big.bin", api.base))
+        .basic_auth("hal", Some(PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.bytes().await.unwrap() == data,
+        "the WebDAV download is whole"
+    );
+    assert!(
+        started.elapsed() >= least,
+        "WebDAV download: {:?}",
+        started.elapsed()
+    );
+
+    let ftp_addr = api.server.ftp_addr;
+    let (back, elapsed) = tokio::task::spawn_blocking(move || {
+        let mut ftp = suppaftp::FtpStream::connect(ftp_addr).unwrap();
+        ftp.login("hal", PASSWORD).unwrap();
+        ftp.transfer_type(suppaftp::types::FileType::Binary)
+            .unwrap();
+        let started = std::time::Instant::now();
+        let back = ftp.retr_as_buffer("big.bin").unwrap().into_inner();
+        let elapsed = started.elapsed();
+        let _ = ftp.quit();
+        (back, elapsed)
+    })
+    .await
+    .unwrap();
+    assert!(back == data, "the FTP download is whole");
+    assert!(elapsed >= least, "FTP download: {elapsed:?}");
 
     // Lifting the limit applies to the next session.
     set_access(&api, &root, "hal", json!({})).await;

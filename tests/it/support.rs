@@ -360,9 +360,18 @@ pub(crate) async fn open_sftp(conn: &Connection) -> SftpSession {
 
 /// Connects and logs in with the test password.
 pub(crate) async fn sftp(addr: SocketAddr, user: &str) -> (Connection, SftpSession) {
+    sftp_as(addr, user, PASSWORD).await
+}
+
+/// Connects and logs in with `password`.
+pub(crate) async fn sftp_as(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+) -> (Connection, SftpSession) {
     let mut conn = connect(addr).await;
     assert!(
-        login_password(&mut conn, user, PASSWORD).await,
+        login_password(&mut conn, user, password).await,
         "login of {user}"
     );
     let session = open_sftp(&conn).await;

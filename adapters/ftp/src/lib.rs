@@ -176,7 +176,11 @@ impl Authenticator for ConnectionAuth {
                     username: username.to_string(),
                 })
             }
-            Err(LoginError::Denied) => Err(AuthenticationError::BadPassword),
+            // FTP cannot prompt: a second factor code comes appended to
+            // the password, so a login still owing one is refused.
+            Err(LoginError::Denied | LoginError::SecondFactorRequired) => {
+                Err(AuthenticationError::BadPassword)
+            }
             Err(LoginError::Unavailable) => {
                 Err(AuthenticationError::new("authentication unavailable"))
             }

@@ -7,7 +7,7 @@ use tollgate_domain::admin::Role;
 use tollgate_ports::api::{
     AdminRecord, ApiKeyRecord, BanRecord, EventRecord, FolderRecord, GroupRecord,
     MountCheckFailure, MountRecord, PolicyRecord, RuleRecord, SessionRecord, StorageRecord,
-    TransferRecord, UserRecord,
+    TotpEnrolmentRecord, TransferRecord, UserRecord,
 };
 
 /// An administrator's role.
@@ -146,6 +146,17 @@ pub(crate) struct Access {
     /// bytes a second (every protocol).
     #[oai(skip_serializing_if_is_none, validator(minimum(value = "1")))]
     pub(crate) download_bytes_per_sec: Option<u64>,
+    /// The files the user stores, at most this many bytes together
+    /// (checked before and during every upload).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) quota_bytes: Option<u64>,
+    /// The files the user stores, at most this many.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) quota_files: Option<u64>,
+    /// Whether logins need a TOTP second factor: a user without one
+    /// enrolled and confirmed is refused.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) require_totp: Option<bool>,
 }
 
 fn minutes(text: &str) -> Result<u16, String> {
@@ -197,6 +208,9 @@ impl TryFrom<Access> for AccessRules {
                 .collect::<Result<_, String>>()?,
             upload_bytes_per_sec: access.upload_bytes_per_sec,
             download_bytes_per_sec: access.download_bytes_per_sec,
+            quota_bytes: access.quota_bytes,
+            quota_files: access.quota_files,
+            require_totp: access.require_totp,
         })
     }
 }
@@ -228,6 +242,9 @@ impl From<AccessRules> for Access {
                 .collect(),
             upload_bytes_per_sec: rules.upload_bytes_per_sec,
             download_bytes_per_sec: rules.download_bytes_per_sec,
+            quota_bytes: rules.quota_bytes,
+            quota_files: rules.quota_files,
+            require_totp: rules.require_totp,
         }
     }
 }
@@ -262,6 +279,20 @@ pub(crate) struct User {
     pub(crate) folders: Vec<Folder>,
     /// The conditions of the user's own logins.
     pub(crate) access: Access,
+    /// Bytes the user stores: completed uploads less removals, kept from
+    /// the event log (what `quota_bytes` is checked against).
+    pub(crate) used_bytes: u64,
+    /// Files the user stores, likewise (checked against `quota_files`).
+    pub(crate) used_files: u64,
+    /// For a user provisioned from a directory on their first login, the
+    /// directory entry (the directory checks their password and says
+    /// their groups).
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) directory_dn: Option<String>,
+    /// The TOTP second factor: `pending` until a code confirms the
+    /// enrolment, then `enabled`; absent without one.
+    #[oai(skip_serializing_if_is_none)]
+    pub(crate) totp: Option<String>,
     /// The version to send in `If-Match`.
     pub(crate) version: u64,
 }
@@ -281,6 +312,10 @@ impl User {
             email: record.email,
             folders: folders_of(record.folders),
             access: record.access.into(),
+            used_bytes: record.used_bytes,
+            used_files: record.used_files,
+            directory_dn: record.directory_dn,
+            totp: record.totp,
             version,
         }
     }
@@ -1227,6 +1262,40 @@ impl Mount {
             version,
         }
     }
+}
+
+/// A TOTP enrolment: what the user's authenticator app needs, and the
+/// recovery codes, shown only here.
+#[derive(Debug, Object)]
+pub(crate) struct TotpEnrolment {
+    /// The secret, base32 (for manual entry).
+    pub(crate) secret: String,
+    /// The `otpauth://totp/...` URI.
+    pub(crate) uri: String,
+    /// The URI as a QR code: a PNG image, base64.
+    pub(crate) qr_png: String,
+    /// Single-use codes that stand in for a TOTP code (stored hashed).
+    pub(crate) recovery_codes: Vec<String>,
+}
+
+impl From<TotpEnrolmentRecord> for TotpEnrolment {
+    fn from(record: TotpEnrolmentRecord) -> TotpEnrolment {
+        use base64::Engine;
+        TotpEnrolment {
+            secret: record.secret,
+            uri: record.uri,
+            qr_png: base64::engine::general_purpose::STANDARD.encode(record.qr_png),
+            recovery_codes: record.recovery_codes,
+        }
+    }
+}
+
+/// A code that confirms a TOTP enrolment.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub(crate) struct TotpCode {
+    /// The current six-digit code of the enrolled secret.
+    pub(crate) code: String,
 }
 
 /// The outcome of reaching a mount's storage.

@@ -160,7 +160,9 @@ impl From<ApiError> for Problem {
 impl From<LoginError> for Problem {
     fn from(err: LoginError) -> Problem {
         match err {
-            LoginError::Denied => Problem::unauthorized("the credentials were not accepted"),
+            LoginError::Denied | LoginError::SecondFactorRequired => {
+                Problem::unauthorized("the credentials were not accepted")
+            }
             LoginError::Unavailable => Problem::Unavailable(Json(details(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "authentication is unavailable",

@@ -127,6 +127,14 @@ enum ApiKeyCreated {
     Created(Json<dto::CreatedApiKey>),
 }
 
+/// A TOTP enrolment.
+#[derive(ApiResponse)]
+enum TotpEnrolled {
+    /// The secret, its QR code and the recovery codes, shown only here.
+    #[oai(status = 201)]
+    Created(Json<dto::TotpEnrolment>),
+}
+
 /// A created subscription.
 #[derive(ApiResponse)]
 enum SubscriptionCreated {
@@ -372,17 +380,31 @@ fn export_stream(
 #[OpenApi(prefix_path = "/api/v1")]
 impl Api {
     /// Exchange basic credentials (an administrator's or a user's) for a
-    /// short-lived bearer token.
+    /// short-lived bearer token. A user with a TOTP second factor gives
+    /// the current code in `X-Tollgate-OTP` (or appended to the password);
+    /// a recovery code goes in the header too.
     #[oai(
         path = "/token",
         method = "post",
         tag = "Tag::Auth",
         operation_id = "createToken"
     )]
-    async fn token(&self, req: &Request, auth: BasicAuth) -> Result<Json<dto::Token>, Problem> {
+    async fn token(
+        &self,
+        req: &Request,
+        auth: BasicAuth,
+        /// The user's TOTP or recovery code.
+        #[oai(name = "X-Tollgate-OTP")]
+        otp: Header<Option<String>>,
+    ) -> Result<Json<dto::Token>, Problem> {
         let principal = self
             .port
-            .login_password(&client(req), &auth.0.username, &auth.0.password)
+            .login_password(
+                &client(req),
+                &auth.0.username,
+                &auth.0.password,
+                otp.0.as_deref(),
+            )
             .await?;
         let token = self.port.issue_token(&principal).await?;
         Ok(Json(dto::Token {
@@ -1154,6 +1176,62 @@ impl Api {
         let by = self.principal(req, &auth).await?;
         let expected = expected(if_match.0.as_deref())?;
         self.port.delete_mount(&by, &name.0, expected).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Enrol a TOTP second factor for a user (replacing one not yet
+    /// confirmed). Logins need a code once the enrolment is confirmed.
+    #[oai(
+        path = "/users/:name/totp",
+        method = "post",
+        tag = "Tag::Users",
+        operation_id = "enrollTotp"
+    )]
+    async fn enroll_totp(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+    ) -> Result<TotpEnrolled, Problem> {
+        let by = self.principal(req, &auth).await?;
+        let enrolled = self.port.enroll_totp(&by, &name.0).await?;
+        Ok(TotpEnrolled::Created(Json(enrolled.into())))
+    }
+
+    /// Confirm a user's TOTP enrolment with a current code.
+    #[oai(
+        path = "/users/:name/totp/confirm",
+        method = "post",
+        tag = "Tag::Users",
+        operation_id = "confirmTotp"
+    )]
+    async fn confirm_totp(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+        body: Json<dto::TotpCode>,
+    ) -> Result<NoContent, Problem> {
+        let by = self.principal(req, &auth).await?;
+        self.port.confirm_totp(&by, &name.0, &body.0.code).await?;
+        Ok(NoContent::Done)
+    }
+
+    /// Remove a user's second factor.
+    #[oai(
+        path = "/users/:name/totp",
+        method = "delete",
+        tag = "Tag::Users",
+        operation_id = "disableTotp"
+    )]
+    async fn disable_totp(
+        &self,
+        req: &Request,
+        auth: Auth,
+        name: Path<String>,
+    ) -> Result<NoContent, Problem> {
+        let by = self.principal(req, &auth).await?;
+        self.port.disable_totp(&by, &name.0).await?;
         Ok(NoContent::Done)
     }
 

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tollgate_domain::session::Protocol;
-use tollgate_ports::inbound::{ClientInfo, FileOps, Sessions};
+use tollgate_ports::inbound::{ClientInfo, FileOps, LoginError, Sessions};
 
 pub use certificates::{CertificateTrust, Revocations};
 
@@ -149,6 +149,7 @@ impl russh::server::Server for Factory {
             session_id: None,
             files: None,
             channels: HashMap::new(),
+            awaiting_code: None,
             watcher: None,
         }
     }
@@ -170,6 +171,8 @@ struct Connection {
     session_id: Option<String>,
     files: Option<Arc<dyn FileOps>>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// The user whose first factor passed, owing a second factor code.
+    awaiting_code: Option<String>,
     /// Stops the disconnect watcher when the connection goes.
     watcher: Option<tokio_util::sync::DropGuard>,
 }
@@ -226,6 +229,26 @@ fn auth_methods() -> MethodSet {
     methods
 }
 
+/// The first factor passed and the user has a second one: only
+/// keyboard-interactive may follow, where the code is asked for.
+fn ask_code() -> Auth {
+    let mut methods = MethodSet::empty();
+    methods.push(MethodKind::KeyboardInteractive);
+    Auth::Reject {
+        proceed_with_methods: Some(methods),
+        partial_success: true,
+    }
+}
+
+/// The keyboard-interactive prompt for a second factor code.
+fn code_prompt() -> Auth {
+    Auth::Partial {
+        name: "Second factor".into(),
+        instructions: "Enter the code of your authenticator app or a recovery code.".into(),
+        prompts: vec![("Verification code: ".into(), false)].into(),
+    }
+}
+
 /// A refusal that lets the client try again, with any method, until the
 /// attempt limit; a bare reject would withdraw the method just tried.
 fn retry() -> Auth {
@@ -240,6 +263,22 @@ fn openssh_key(key: &russh::keys::PublicKey) -> Option<String> {
 }
 
 impl Connection {
+    /// The answer to a login attempt of `user`.
+    fn answer(&mut self, user: &str, login: Result<Arc<dyn FileOps>, LoginError>) -> Auth {
+        match login {
+            Ok(files) => {
+                self.awaiting_code = None;
+                self.files = Some(files);
+                Auth::Accept
+            }
+            Err(LoginError::SecondFactorRequired) => {
+                self.awaiting_code = Some(user.to_string());
+                ask_code()
+            }
+            Err(_) => retry(),
+        }
+    }
+
     /// Ends the connection of a banned address before any credential is
     /// looked at.
     fn refuse_banned(&self) -> Result<(), russh::Error> {
@@ -264,17 +303,39 @@ impl russh::server::Handler for Connection {
         let Some(session_id) = self.session_id().await else {
             return Ok(retry());
         };
-        match self
+        let login = self
             .sessions
             .login_password(&session_id, user, password)
-            .await
-        {
-            Ok(files) => {
-                self.files = Some(files);
-                Ok(Auth::Accept)
-            }
-            Err(_) => Ok(retry()),
+            .await;
+        Ok(self.answer(user, login))
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<russh::server::Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        self.refuse_banned()?;
+        if self.awaiting_code.as_deref() != Some(user) {
+            return Ok(retry());
         }
+        let Some(mut response) = response else {
+            return Ok(code_prompt());
+        };
+        let Some(session_id) = self.session_id().await else {
+            return Ok(retry());
+        };
+        let code = response
+            .next()
+            .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+            .unwrap_or_default();
+        let login = self.sessions.login_code(&session_id, user, &code).await;
+        Ok(match self.answer(user, login) {
+            // A wrong code: the first factor stands; ask again.
+            Auth::Reject { .. } => ask_code(),
+            auth => auth,
+        })
     }
 
     async fn auth_publickey_offered(
@@ -317,17 +378,11 @@ impl russh::server::Handler for Connection {
             return Ok(retry());
         };
         let login = self.certificates.judge(user, certificate);
-        match self
+        let login = self
             .sessions
             .login_certificate(&session_id, user, &login)
-            .await
-        {
-            Ok(files) => {
-                self.files = Some(files);
-                Ok(Auth::Accept)
-            }
-            Err(_) => Ok(retry()),
-        }
+            .await;
+        Ok(self.answer(user, login))
     }
 
     async fn auth_publickey(
@@ -342,17 +397,11 @@ impl russh::server::Handler for Connection {
         let Some(key) = openssh_key(key.public_key) else {
             return Ok(retry());
         };
-        match self
+        let login = self
             .sessions
             .login_public_key(&session_id, user, &key)
-            .await
-        {
-            Ok(files) => {
-                self.files = Some(files);
-                Ok(Auth::Accept)
-            }
-            Err(_) => Ok(retry()),
-        }
+            .await;
+        Ok(self.answer(user, login))
     }
 
     async fn channel_open_session(

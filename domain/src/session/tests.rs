@@ -42,6 +42,7 @@ fn file_operations_need_a_login() {
         operation: FileOperation::Mkdir,
         path: "/d".into(),
         target: None,
+        usage: None,
     };
     check::<Session>(
         vec![opened()],
@@ -54,8 +55,8 @@ fn file_operations_need_a_login() {
         vec![opened(), logged_in()],
         op(),
         expect![[r#"
-        FileOperationPerformed { operation: Mkdir, path: "/d", target: None }
-    "#]],
+            FileOperationPerformed { operation: Mkdir, path: "/d", target: None, usage: None }
+        "#]],
     );
 }
 

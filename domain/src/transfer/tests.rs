@@ -30,13 +30,14 @@ fn a_started_transfer_completes_once() {
         size: 3,
         sha256: Some("ab".into()),
         duration_ms: 5,
+        usage: Some(UsageChange::written(3, None)),
     };
     check::<Transfer>(
         vec![started()],
         complete(),
         expect![[r#"
-        TransferCompleted { path: "/a.txt", bytes: 3, size: 3, sha256: Some("ab"), duration_ms: 5 }
-    "#]],
+            TransferCompleted { path: "/a.txt", bytes: 3, size: 3, sha256: Some("ab"), duration_ms: 5, usage: Some(UsageChange { bytes: 3, files: 1 }) }
+        "#]],
     );
     let done = TransferEvent::TransferCompleted {
         path: "/a.txt".into(),
@@ -44,6 +45,7 @@ fn a_started_transfer_completes_once() {
         size: 3,
         sha256: None,
         duration_ms: 5,
+        usage: None,
     };
     check::<Transfer>(
         vec![started(), done],
@@ -88,5 +90,30 @@ fn a_denied_transfer_cannot_start() {
         expect![[r#"
         error: transfer already exists
     "#]],
+    );
+}
+
+#[test]
+fn usage_changes_count_bytes_and_files() {
+    assert_eq!(
+        UsageChange::written(10, None),
+        UsageChange {
+            bytes: 10,
+            files: 1
+        }
+    );
+    assert_eq!(
+        UsageChange::written(4, Some(10)),
+        UsageChange {
+            bytes: -6,
+            files: 0
+        }
+    );
+    assert_eq!(
+        UsageChange::removed(7),
+        UsageChange {
+            bytes: -7,
+            files: -1
+        }
     );
 }
