@@ -10,108 +10,32 @@
 #        MODES    ("default tuned")           see sftp_throughput.sh; tuned = -B 261120 -R 64
 #        REPEAT   (3)                         runs per server, cipher and mode; the table shows medians
 #        TOLLGATE_BIN (target/release/tollgate; built with `cargo build --release` when missing)
-#        BUILD_JOBS   (cargo's default)       -j for that build
+#        BUILD_JOBS   (1)                     -j for that build
 #
 # A benchmark, not a test: no thresholds. It exits non-zero only when a transfer fails,
 # a sha256 does not match, or a server does not offer a requested cipher (that cell then
 # reads "failed" and a note names the server's offer). MB/s is 10^6 bytes per second.
 set -euo pipefail
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PEERS=$REPO/../shared/peers
-[ -d "$PEERS" ] || { echo "peer harness not found: $PEERS" >&2; exit 2; }
-PEERS=$(cd "$PEERS" && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SIZE_MB=${SIZE_MB:-1024}
 CIPHERS=${CIPHERS:-${CIPHER:-aes128-gcm@openssh.com}}
 MODES=${MODES:-default tuned}
 REPEAT=${REPEAT:-3}
-BIN=${TOLLGATE_BIN:-$REPO/target/release/tollgate}
 
-# ---------------------------------------------------------------- prerequisites
-if [ ! -x "$BIN" ]; then
-  echo "# building $BIN" >&2
-  (cd "$REPO" && cargo build --release ${BUILD_JOBS:+-j "$BUILD_JOBS"} --bin tollgate) >&2
-fi
-[ -x "$BIN" ] || { echo "no tollgate binary at $BIN" >&2; exit 2; }
-if [ ! -x /usr/sbin/sshd ] || ! command -v sshpass >/dev/null || ! command -v bc >/dev/null; then
-  echo "# installing the peer clients and servers (install_clients.sh)" >&2
-  "$PEERS/install_clients.sh" >&2
-fi
-command -v jq >/dev/null || { echo "jq is needed (apt-get install jq)" >&2; exit 2; }
+# Prerequisites, then Tollgate and OpenSSH's sshd (bench/lib.sh); both are stopped on exit.
+bench_setup
+bench_start bench
 
-# Connection settings of the OpenSSH peer (SSHD_PORT, PEER_USER, PEER_PASS, PEERS_DIR, ...).
-# shellcheck source=/dev/null
-set +u; source "$PEERS/env.sh"; set -u   # env.sh reads unset variables such as $RCLONE
-
-# ---------------------------------------------------------------- servers
-while IFS= read -r v; do
-  [ "$v" = TOLLGATE_LOG ] || unset "$v"
-done < <(compgen -e | grep '^TOLLGATE_' || true)
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-bench.XXXXXX")
-export TOLLGATE_DATA_DIR=$TMP/data
-TG_PID=
-SSHD_STARTED=0
-cleanup() {
-  local rc=$?
-  if [ -n "$TG_PID" ] && kill -0 "$TG_PID" 2>/dev/null; then
-    kill "$TG_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$TG_PID" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$TG_PID" 2>/dev/null || true
-    wait "$TG_PID" 2>/dev/null || true
-  fi
-  # Stop sshd only when this script started it (stop_bg: the recorded PID only).
-  if [ "$SSHD_STARTED" = 1 ]; then
-    stop_bg sshd >&2 || true
-    rm -f "$PEERS_DIR/pids/sshd.real.pid"
-  fi
-  rm -rf "$TMP"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-TG_USER=bench
-TG_PASS="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-"$BIN" policy add bench --rule "/=list,download,upload,overwrite,delete,rename,create_dirs,remove_dirs,chmod_chtimes" >/dev/null
-"$BIN" user add "$TG_USER" --password "$TG_PASS" --policy bench >/dev/null
-mkdir -p "$TOLLGATE_DATA_DIR/homes/$TG_USER"
-"$BIN" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.err" &
-TG_PID=$!
-TG_ADDR=
-for _ in $(seq 300); do                      # up to 30 s
-  if [ -s "$TMP/serve.out" ]; then
-    TG_ADDR=$(jq -r 'select(.listening == "sftp") | .address' "$TMP/serve.out" 2>/dev/null | head -1 || true)
-    [ -n "$TG_ADDR" ] && break
-  fi
-  kill -0 "$TG_PID" 2>/dev/null || break
-  sleep 0.1
-done
-[ -n "$TG_ADDR" ] || { echo "tollgate did not start:" >&2; cat "$TMP/serve.out" "$TMP/serve.err" >&2; exit 1; }
-TG_PORT=${TG_ADDR##*:}
-
-if is_running sshd; then
-  echo "# sshd already running (pid $(cat "$PEERS_DIR/pids/sshd.pid")); it is left running afterwards" >&2
-else
-  "$PEERS/start_openssh.sh" >&2
-  SSHD_STARTED=1
-fi
-
-echo "# tollgate $("$BIN" --version 2>/dev/null | awk '{print $NF}') on $TG_ADDR (user $TG_USER); $(/usr/sbin/sshd -V 2>&1 | head -1 | cut -d, -f1) on 127.0.0.1:$SSHD_PORT (user $PEER_USER)"
+echo "# $(versions "user $PEER_USER")"
 echo "# size=${SIZE_MB}MiB ciphers=\"$CIPHERS\" modes=\"$MODES\" repeat=$REPEAT"
 
 # ---------------------------------------------------------------- measurements
 # run_tp NAME CIPHER MODE PORT USER PASSWORD : one sftp_throughput.sh call; its last line in $TMP/NAME.last
 FAILURES=0
 NOTES=()
-# not_offered PORT CIPHER : prints the server's cipher offer when it does not offer CIPHER
-# (a key exchange only; the client has no authentication method to try)
-not_offered() {
-  ssh -T -oBatchMode=yes -oStrictHostKeyChecking=no -oUserKnownHostsFile=/dev/null -oLogLevel=INFO \
-    -oConnectTimeout=10 -oPubkeyAuthentication=no -oPasswordAuthentication=no -oKbdInteractiveAuthentication=no \
-    -oPreferredAuthentications=publickey -c "$2" -p "$1" probe@127.0.0.1 true 2>&1 </dev/null \
-    | grep -o 'no matching cipher found.*' || true
-}
 run_tp() {
   local name=$1 cipher=$2 mode=$3 port=$4 user=$5 pass=$6 rc=0 offer
   echo "# $name: cipher=$cipher mode=$mode" >&2
@@ -142,9 +66,6 @@ figures() {
 }
 shas() { awk -v mode="$2" '{ n = split($0, seg, / \| /)
     for (i = 2; i <= n; i++) if (seg[i] ~ ("^mode=" mode " ")) { s = seg[i]; sub(/.*sha=/, "", s); print s } }' "$1" | sort -u | paste -sd, -; }
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "failed"; exit }
-    if (NR % 2) printf "%.1f", v[(NR + 1) / 2]; else printf "%.1f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-ratio() { awk -v t="$1" -v o="$2" 'BEGIN { if (o + 0 > 0 && t + 0 > 0) printf "%.2f", t / o; else print "n/a" }'; }
 
 ROWS=()
 for cipher in $CIPHERS; do

@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Many small files over SFTP: Tollgate (release build) side by side with OpenSSH's sshd
+# (internal-sftp, the chrooted $PEER_USER as bench/sftp.sh uses). SESSIONS OpenSSH `sftp -b`
+# clients run at once, password login (sshpass), each uploading FILES random files of FILE_KB
+# KiB into a directory of its own; then the other server, same files.
+#
+# Figures per run:
+# * files/s   = all files / wall time of the whole run (from starting the clients, logins
+#               included, until the last one has exited)
+# * per-file latency: in batch mode sftp echoes each command ("sftp> put ...") to its
+#               line-buffered stdout before running it, so a reader that stamps each line as it
+#               arrives ($EPOCHREALTIME, no process started) gives the time from one put's start
+#               to the next command's, which is that put's latency (a stat of the target, open,
+#               write, close). A final `pwd`, answered by the client alone, closes the last put.
+#               This costs nothing per file, where `!date +%s%N` lines between the puts (which
+#               batch mode also runs) would start a shell and date for each file, about 6 ms
+#               on this machine, which is more than the put itself. The readers run at a
+#               real-time priority (chrt -f): at a normal one, with every core busy, a reader
+#               falls behind, finds several lines waiting and stamps them all at once, which
+#               showed as put latencies of 0.03 ms. Where chrt is refused, a note says so.
+# * login     = time from starting a client to its first command
+# * server CPU seconds (user + system, the whole run, work finished after the last client
+#   included) and peak RSS: see bench/lib.sh for how each server is measured.
+# After each run, the files on the server's disk are checked: the count in each session's
+# directory, every size, and every SHA-256 against the source.
+#
+# Usage: bench/sftp_files.sh
+# Env:   SESSIONS (32)   concurrent sftp clients
+#        FILES    (100)  files per session
+#        FILE_KB  (4)    size of each file, KiB
+#        REPEAT   (3)    runs per server; the table shows medians (peak RSS: the largest)
+#        CIPHER   (negotiated)  e.g. aes128-gcm@openssh.com
+#        TOLLGATE_BIN (target/release/tollgate; built with `cargo build --release` when missing)
+#        BUILD_JOBS   (1)       -j for that build
+#
+# A benchmark, not a test: no thresholds. It exits non-zero when a client fails or the files on
+# a server are not all there with the right content.
+set -euo pipefail
+
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SESSIONS=${SESSIONS:-32}
+FILES=${FILES:-100}
+FILE_KB=${FILE_KB:-4}
+REPEAT=${REPEAT:-3}
+CIPHER=${CIPHER:-}
+for v in SESSIONS FILES FILE_KB REPEAT; do
+  case ${!v} in ''|*[!0-9]*|0) echo "$v must be a positive integer" >&2; exit 2 ;; esac
+done
+
+bench_setup
+bench_start filesbench --measure-sshd
+OPENSSH_DATA=$SFTP_CHROOT/$PEER_USER/data
+client_opts "$CIPHER"
+
+# The source files, the same for every session, and their SHA-256 sums.
+mkdir -p "$TMP/src"
+for i in $(seq -f '%04g' "$FILES"); do
+  head -c $((FILE_KB * 1024)) /dev/urandom >"$TMP/src/f$i"
+done
+(cd "$TMP/src" && sha256sum f*) >"$TMP/src.sums"
+
+echo "# $(versions "user $PEER_USER")"
+echo "# sessions=$SESSIONS files=$FILES file_kb=$FILE_KB repeat=$REPEAT cipher=${CIPHER:-negotiated}"
+
+# The reader that stamps a client's output lines (see the top of this file).
+# shellcheck disable=SC2016  # $EPOCHREALTIME and $line belong to the reader's shell
+STAMPER=(bash -c 'while IFS= read -r line; do printf "%s %s\n" "$EPOCHREALTIME" "$line"; done')
+STAMPER_NOTE=
+if chrt -f 50 true 2>/dev/null; then
+  STAMPER=(chrt -f 50 "${STAMPER[@]}")
+else
+  STAMPER_NOTE="the line readers could not get a real-time priority (chrt -f): with busy cores, latencies may be stamped late"
+fi
+
+# session SERVER USER PASSWORD PORT BATCH OUT : one client; OUT.stamps gets its start time and
+# its stdout lines, each behind the time it arrived; OUT.rc its exit status
+session() {
+  local start=$EPOCHREALTIME
+  {
+    echo "$start start"
+    { local rc=0
+      SSHPASS=$3 sshpass -e sftp -q "${CLIENT_OPTS[@]}" -P "$4" -b "$5" "$2@127.0.0.1" </dev/null 2>"$6.err" || rc=$?
+      echo "$rc" >"$6.rc"
+    } | "${STAMPER[@]}"
+  } >"$6.stamps"
+}
+
+# check_files DIR : the session directory holds the FILES files with the sources' content
+check_files() {
+  local n
+  [ -d "$1" ] || { echo "no directory $1"; return 1; }
+  n=$(find "$1" -maxdepth 1 -type f | wc -l)
+  [ "$n" -eq "$FILES" ] || { echo "$1 holds $n files, not $FILES"; return 1; }
+  n=$(find "$1" -maxdepth 1 -type f ! -size "$((FILE_KB * 1024))c" | wc -l)
+  [ "$n" -eq 0 ] || { echo "$1: $n files are not $((FILE_KB * 1024)) bytes"; return 1; }
+  (cd "$1" && sha256sum --quiet -c "$TMP/src.sums" >/dev/null 2>&1) || { echo "$1: content differs"; return 1; }
+}
+
+FAILURES=0
+mkdir -p "$TMP/results"
+# run_one SERVER RUN : one run of all sessions against SERVER; a line of figures in
+# $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib
+run_one() {
+  local server=$1 run=$2 user pass port base out s dir t0 t1 secs bad=0 why clients=()
+  case $server in
+    tollgate) user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME ;;
+    openssh) user=$PEER_USER pass=$PEER_PASS port=$SSHD_PORT base=$OPENSSH_DATA ;;
+  esac
+  out=$TMP/run-$server-$run
+  mkdir -p "$out"
+  for s in $(seq -f '%02g' "$SESSIONS"); do
+    dir=files-$$-r$run-s$s
+    [ "$server" = tollgate ] || CLEANUP_PATHS+=("$base/$dir")
+    {
+      echo "mkdir $dir"
+      for i in $(seq -f '%04g' "$FILES"); do echo "put $TMP/src/f$i $dir/f$i"; done
+      echo pwd
+    } >"$out/s$s.batch"
+  done
+
+  measure_start "$server"
+  t0=$EPOCHREALTIME
+  for s in $(seq -f '%02g' "$SESSIONS"); do
+    session "$server" "$user" "$pass" "$port" "$out/s$s.batch" "$out/s$s" &
+    clients+=("$!")
+  done
+  wait "${clients[@]}" || true   # not a bare wait: the memory sampler runs in the background too
+  t1=$EPOCHREALTIME
+  measure_stop "$server"
+  secs=$(elapsed "$t0" "$t1")
+
+  for s in $(seq -f '%02g' "$SESSIONS"); do
+    if [ "$(cat "$out/s$s.rc" 2>/dev/null)" != 0 ]; then
+      echo "#   $server session $s: sftp exited $(cat "$out/s$s.rc" 2>/dev/null || echo '?'):" \
+        "$(head -c 300 "$out/s$s.err" | tr '\n' ' ')" >&2
+      bad=1
+    elif ! why=$(check_files "$base/files-$$-r$run-s$s"); then
+      echo "#   $server session $s: $why" >&2
+      bad=1
+    fi
+  done
+  # Latencies (ms) of every put, and each session's login time (s).
+  for s in $(seq -f '%02g' "$SESSIONS"); do
+    awk -v lat="$out/latency" -v login="$out/login" '
+      $2 == "start" { start = $1; next }
+      $2 == "sftp>" && !seen++ { printf "%.6f\n", $1 - start >> login }
+      put != "" { printf "%.3f\n", ($1 - put) * 1000 >> lat; put = "" }
+      $2 == "sftp>" && $3 == "put" { put = $1 }' "$out/s$s.stamps"
+  done
+  local n
+  n=$(wc -l <"$out/latency" 2>/dev/null || echo 0)
+  if [ "$n" -ne $((SESSIONS * FILES)) ]; then
+    echo "#   $server: $n put latencies, not $((SESSIONS * FILES))" >&2
+    bad=1
+  fi
+  if [ "$bad" = 1 ]; then
+    FAILURES=$((FAILURES + 1))
+    echo "# $server run $run: FAILED (${secs}s)" >&2
+    return 0
+  fi
+  local files_s p50 p99 login cpu
+  files_s=$(awk -v n=$((SESSIONS * FILES)) -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
+  p50=$(percentile 50 <"$out/latency")
+  p99=$(percentile 99 <"$out/latency")
+  login=$(median2 <"$out/login")
+  cpu=-
+  [ -z "$CPU_US" ] || cpu=$(awk -v us="$CPU_US" 'BEGIN { printf "%.2f", us / 1e6 }')
+  echo "$files_s $p50 $p99 $login $cpu ${HWM_KIB:--} ${SUM_KIB:--}" >>"$TMP/results/$server"
+  echo "# $server run $run: $((SESSIONS * FILES)) files in ${secs}s = $files_s files/s; put p50 $p50 ms," \
+    "p99 $p99 ms, max $(percentile 100 <"$out/latency") ms; login median ${login}s, max" \
+    "$(percentile 100 <"$out/login")s; server CPU ${cpu}s; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
+    "processes $(mib "$SUM_KIB") MiB); files checked" >&2
+}
+
+# percentile P : the P-th percentile (nearest rank) of the numbers on stdin, 3 decimals
+percentile() {
+  sort -g | awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "failed"; exit }
+    r = int((p / 100) * NR); if (r < (p / 100) * NR) r++; if (r < 1) r = 1; printf "%.2f", v[r] }'
+}
+
+for run in $(seq "$REPEAT"); do
+  for server in openssh tollgate; do
+    echo "# run $run: $server" >&2
+    run_one "$server" "$run"
+  done
+done
+
+# ---------------------------------------------------------------- table
+col() { if [ -f "$TMP/results/$1" ]; then awk -v n="$2" '$n != "-" { print $n }' "$TMP/results/$1"; fi; }
+row() { printf '%-40s %10s %10s %17s  %s\n' "$@"; }
+# line NAME FIELD REDUCE BETTER [SCALE] : one row of the table
+line() {
+  local o t
+  o=$(col openssh "$2" | $3); t=$(col tollgate "$2" | $3)
+  if [ "${5:-}" = mib ]; then o=$(mib "$o"); t=$(mib "$t"); fi
+  row "$1" "$o" "$t" "$(ratio "$t" "$o")" "$4"
+}
+echo
+row test OpenSSH Tollgate "Tollgate/OpenSSH" "better"
+line "files/s" 1 median "higher"
+line "put latency p50, ms" 2 median2 "lower"
+line "put latency p99, ms" 3 median2 "lower"
+line "login (to first command), median s" 4 median2 "lower"
+line "server CPU, s per run" 5 median2 "lower"
+line "server peak RSS, largest process, MiB" 6 largest "lower" mib
+line "server peak RSS, sum of processes, MiB" 7 largest "lower" mib
+echo "($SESSIONS concurrent \`sftp -b\` sessions x $FILES files x $FILE_KB KiB, $((SESSIONS * FILES)) files per run;" \
+  "median of $REPEAT run(s), peak RSS the largest;"
+echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
+echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process)"
+[ -z "$PEAK_NOTE" ] || echo "note: $PEAK_NOTE"
+[ -z "$STAMPER_NOTE" ] || echo "note: $STAMPER_NOTE"
+[ -n "$SSHD_CG" ] || echo "note: no cgroup v2 hierarchy to put sshd in: OpenSSH's CPU and RSS are n/a"
+[ "$FAILURES" -eq 0 ]
