@@ -93,3 +93,44 @@ fn unknown_or_malformed_hashes_are_not_recognised_and_never_verify() {
         assert!(!Argon2Hasher.verify("s3cret", hash), "{hash:?}");
     }
 }
+
+#[test]
+fn more_verifications_at_once_than_cores_all_finish_with_the_right_answer() {
+    let hash = Argon2Hasher.hash("many at once").unwrap();
+    let cheap = other_params_hash("password");
+    let results: Vec<bool> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|i| {
+                let (hash, cheap) = (&hash, &cheap);
+                scope.spawn(move || match i % 3 {
+                    0 => Argon2Hasher.verify("many at once", hash),
+                    1 => !Argon2Hasher.verify("not this one", hash),
+                    // Other parameters take memory of another size.
+                    _ => Argon2Hasher.verify("password", cheap),
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert!(results.iter().all(|ok| *ok), "{results:?}");
+}
+
+/// An Argon2id hash with parameters other than ours: m=64 KiB, t=3, p=2.
+fn other_params_hash(password: &str) -> String {
+    let argon2 = argon2::Argon2::new(
+        argon2::Algorithm::Argon2id,
+        argon2::Version::V0x13,
+        argon2::Params::new(64, 3, 2, None).unwrap(),
+    );
+    argon2::password_hash::PasswordHasher::hash_password(&argon2, password.as_bytes())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn an_argon2_hash_with_other_parameters_verifies() {
+    let hash = other_params_hash("other params");
+    assert!(hash.contains("m=64,t=3,p=2"), "{hash}");
+    assert!(Argon2Hasher.verify("other params", &hash));
+    assert!(!Argon2Hasher.verify("other paramz", &hash));
+}
