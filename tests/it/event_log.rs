@@ -662,3 +662,54 @@ async fn server_runs_and_subscriber_failures_are_events() {
         db.close().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commands_keep_positions_gapless_and_a_conflict_takes_no_other_with_it() {
+    for kind in database_kinds() {
+        let (app, db, _dir) = open(kind).await;
+        let app = Arc::new(app);
+        // Many distinct commands at once, and several racing to create the
+        // same policy: the losers of the race fail alone.
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = if i % 8 == 0 {
+                    "contested".to_string()
+                } else {
+                    format!("q{i}")
+                };
+                app.create_policy("test", &name, &["/=list".to_string()])
+                    .await
+                    .is_ok()
+            }));
+        }
+        let mut created = 0;
+        for task in tasks {
+            created += usize::from(task.await.unwrap());
+        }
+        assert_eq!(
+            created,
+            56 + 1,
+            "{kind}: every distinct policy, one contested"
+        );
+        let events = db.read_after(0, 1000).await.unwrap();
+        let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
+        assert_eq!(
+            positions,
+            (1..=positions.len() as u64).collect::<Vec<_>>(),
+            "{kind}: gapless"
+        );
+        let policies: BTreeSet<&str> = events
+            .iter()
+            .filter(|e| e.event_type == "PolicyCreated")
+            .map(|e| e.aggregate_id.as_str())
+            .collect();
+        assert_eq!(policies.len(), 57, "{kind}");
+        let contested = events
+            .iter()
+            .filter(|e| e.aggregate_id == "contested")
+            .count();
+        assert_eq!(contested, 1, "{kind}: the contested policy is created once");
+    }
+}
