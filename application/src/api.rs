@@ -644,21 +644,16 @@ impl<R: PersistedEventRepository + Clone + 'static> AdminApi for AdminService<R>
             PasswordCheck::Passed(user) => {
                 let groups = self.gateway.groups_of(&user).await.map_err(unavailable)?;
                 let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
-                let has_totp = user.totp.as_ref().is_some_and(|t| t.confirmed);
-                if rules.require_totp == Some(true) && !has_totp {
-                    Some("second factor required but not enrolled".to_string())
-                } else {
-                    self.gateway
-                        .conditions(
-                            &user.username,
-                            &rules,
-                            client.protocol,
-                            Some(&client.remote_addr),
-                            LoginMethod::Password,
-                        )
-                        .err()
-                        .map(|refusal| refusal.to_string())
-                }
+                self.gateway
+                    .conditions(
+                        &user,
+                        &rules,
+                        client.protocol,
+                        Some(&client.remote_addr),
+                        LoginMethod::Password,
+                    )
+                    .err()
+                    .map(|refusal| refusal.to_string())
             }
             PasswordCheck::NeedsCode(_) => Some("second factor code missing".to_string()),
             PasswordCheck::Failed(reason) => Some(reason),

@@ -90,7 +90,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         ask: bool,
     ) -> Result<PasswordCheck, LoginError> {
         let user: User = self.app.load(username).await.map_err(log_unavailable)?;
-        let has_totp = user.exists() && user.totp.as_ref().is_some_and(|t| t.confirmed);
+        let has_totp = user.exists() && user.has_totp();
         let (password, code) = match code {
             Some(code) => (password, Some(code)),
             None if has_totp && !ask => match split_code(password) {
@@ -100,8 +100,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             None => (password, None),
         };
         let failed = |reason: &str| Ok(PasswordCheck::Failed(reason.to_string()));
-        let local = self.app.directory_for(&user).is_none();
-        let user = match self.app.directory_for(&user) {
+        let directory = self.app.directory_for(&user);
+        let local = directory.is_none();
+        let user = match directory {
             Some(logins) => match self
                 .app
                 .directory_login(logins, actor, user, username, password)
@@ -234,9 +235,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             .expect("a session that reaches a login was opened");
         let address = self.app.inner.live.get(session_id).map(|r| r.remote_addr);
         let rules = AccessRules::effective(&user.access, groups.iter().map(|g| &g.access));
-        if let Err(refusal) =
-            self.conditions(&user.username, &rules, protocol, address.as_deref(), method)
-        {
+        if let Err(refusal) = self.conditions(&user, &rules, protocol, address.as_deref(), method) {
             return Err(self
                 .fail(
                     session_id,
@@ -247,14 +246,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
                 )
                 .await);
         }
-        let has_totp = user.totp.as_ref().is_some_and(|t| t.confirmed);
-        if rules.require_totp == Some(true) && !has_totp {
-            let reason = "second factor required but not enrolled";
-            return Err(self
-                .fail(session_id, &session, &user.username, method, reason)
-                .await);
-        }
-        if has_totp && second == SecondFactor::Ask {
+        if user.has_totp() && second == SecondFactor::Ask {
             return Err(self.await_code(session_id, &user.username, method, key_fingerprint));
         }
         let buckets = &self.app.inner.buckets;
@@ -316,12 +308,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
         )))
     }
 
-    /// The access conditions in force for `username` (their own or their
+    /// The access conditions in force for `user` (their own or their
     /// groups', `AccessRules::effective`), checked for a login over
     /// `protocol` from `address` (`ip:port`, in clear).
     pub(crate) fn conditions(
         &self,
-        username: &str,
+        user: &User,
         rules: &AccessRules,
         protocol: Protocol,
         address: Option<&str>,
@@ -341,7 +333,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Gateway<R> {
             source,
             weekday: u8::try_from(now.weekday().num_days_from_monday()).unwrap_or(0),
             minute: u16::try_from(now.hour() * 60 + now.minute()).unwrap_or(0),
-            sessions: live.sessions_of(username),
+            sessions: live.sessions_of(&user.username),
+            second_factor: user.has_totp(),
         };
         rules.check(&context)
     }

@@ -168,6 +168,9 @@ pub enum AccessRefusal {
     /// The user already has the most sessions allowed.
     #[error("too many sessions")]
     Sessions,
+    /// The rules require a second factor the user has not enrolled.
+    #[error("second factor required but not enrolled")]
+    SecondFactor,
 }
 
 /// What a login attempt brings to the check.
@@ -185,6 +188,8 @@ pub struct LoginContext {
     pub minute: u16,
     /// The user's sessions already open.
     pub sessions: usize,
+    /// Whether the user has a confirmed second factor.
+    pub second_factor: bool,
 }
 
 impl AccessRules {
@@ -274,6 +279,9 @@ impl AccessRules {
             && context.sessions >= max as usize
         {
             return Err(AccessRefusal::Sessions);
+        }
+        if self.require_totp == Some(true) && !context.second_factor {
+            return Err(AccessRefusal::SecondFactor);
         }
         Ok(())
     }

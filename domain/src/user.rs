@@ -307,6 +307,11 @@ impl User {
     pub fn exists(&self) -> bool {
         !self.username.is_empty() && !self.deleted
     }
+
+    /// Whether a confirmed TOTP second factor guards the user's logins.
+    pub fn has_totp(&self) -> bool {
+        self.totp.as_ref().is_some_and(|t| t.confirmed)
+    }
 }
 
 impl User {
@@ -479,7 +484,7 @@ impl AggregateRoot for User {
             }
             UserCommand::Disable => UserEvent::UserDisabled {},
             UserCommand::Delete => UserEvent::UserDeleted {},
-            UserCommand::EnrollTotp { .. } if self.totp.as_ref().is_some_and(|t| t.confirmed) => {
+            UserCommand::EnrollTotp { .. } if self.has_totp() => {
                 return Err(UserError::Totp(
                     "a second factor is enrolled: disable it first",
                 ));

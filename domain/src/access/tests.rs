@@ -9,6 +9,7 @@ fn context() -> LoginContext {
         weekday: 2,
         minute: 9 * 60,
         sessions: 0,
+        second_factor: false,
     }
 }
 
@@ -156,4 +157,19 @@ fn malformed_windows_are_refused() {
         };
         assert!(rules.validate().is_err(), "{window:?}");
     }
+}
+
+#[test]
+fn a_required_second_factor_refuses_users_without_one() {
+    let rules = AccessRules {
+        require_totp: Some(true),
+        ..AccessRules::default()
+    };
+    assert_eq!(rules.check(&context()), Err(AccessRefusal::SecondFactor));
+    let enrolled = LoginContext {
+        second_factor: true,
+        ..context()
+    };
+    assert_eq!(rules.check(&enrolled), Ok(()));
+    assert_eq!(AccessRules::default().check(&context()), Ok(()));
 }
