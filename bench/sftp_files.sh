@@ -30,6 +30,8 @@
 #        FILE_KB  (4)    size of each file, KiB
 #        REPEAT   (3)    runs per server; the table shows medians (peak RSS: the largest)
 #        CIPHER   (negotiated)  e.g. aes128-gcm@openssh.com
+#        SERVERS  (openssh tollgate)  which servers to run, in this order (e.g. `tollgate` alone
+#                 while profiling it)
 #        TOLLGATE_BIN (target/release/tollgate; built with `cargo build --release` when missing)
 #        BUILD_JOBS   (1)       -j for that build
 #
@@ -181,7 +183,7 @@ percentile() {
 }
 
 for run in $(seq "$REPEAT"); do
-  for server in openssh tollgate; do
+  for server in ${SERVERS:-openssh tollgate}; do
     echo "# run $run: $server" >&2
     run_one "$server" "$run"
   done

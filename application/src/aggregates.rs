@@ -104,10 +104,55 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         T: AggregateRoot,
         T::Command: Send,
     {
+        self.execute_from(id, actor, expected, None, command).await
+    }
+
+    /// Like `execute`, for a caller that already holds the aggregate's
+    /// state and version (it created the aggregate, or made its last
+    /// change): the first attempt commits on that state without reading
+    /// the aggregate's events back. Should another writer have moved the
+    /// aggregate on, the commit loses the optimistic-concurrency race and
+    /// the command is decided again on the state loaded from the log.
+    /// A new aggregate is `(T::default(), 0)`.
+    pub(crate) async fn execute_known<T>(
+        &self,
+        id: &str,
+        actor: &Actor,
+        known: (T, u64),
+        command: impl Fn() -> T::Command,
+    ) -> Result<(T, u64), AppError>
+    where
+        T: AggregateRoot,
+        T::Command: Send,
+    {
+        self.execute_from(id, actor, None, Some(known), command)
+            .await
+    }
+
+    async fn execute_from<T>(
+        &self,
+        id: &str,
+        actor: &Actor,
+        expected: Option<u64>,
+        mut known: Option<(T, u64)>,
+        command: impl Fn() -> T::Command,
+    ) -> Result<(T, u64), AppError>
+    where
+        T: AggregateRoot,
+        T::Command: Send,
+    {
         let store =
             PersistedEventStore::<R, Agg<T>>::new_event_store(self.inner.deps.repository.clone());
         for _ in 0..CONFLICT_RETRIES {
-            let mut context = store.load_aggregate(id).await?;
+            let mut context = match known.take() {
+                Some((state, version)) => cqrs_es::persist::EventStoreAggregateContext {
+                    aggregate_id: id.to_string(),
+                    aggregate: Agg(state),
+                    current_sequence: usize::try_from(version).unwrap_or(usize::MAX),
+                    current_snapshot: None,
+                },
+                None => store.load_aggregate(id).await?,
+            };
             let current = context.current_sequence as u64;
             if expected.is_some_and(|v| v != current) {
                 return Err(AppError::VersionMismatch { current });

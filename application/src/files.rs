@@ -11,7 +11,7 @@ use cqrs_es::persist::PersistedEventRepository;
 use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use tollgate_domain::policy::{NamedRules, Permission, Rule, evaluate};
-use tollgate_domain::session::{FileOperation, Protocol, SessionCommand};
+use tollgate_domain::session::{FileOperation, Protocol, Session, SessionCommand};
 use tollgate_domain::transfer::{
     Direction, Transfer, TransferCommand, TransferContext, UsageChange,
 };
@@ -59,6 +59,10 @@ pub(crate) struct UserFiles<R> {
     limits: Limits,
     protocol: Protocol,
     remote_addr: String,
+    /// The session aggregate as this session's last recorded operation
+    /// left it, so that recording the next one need not read back every
+    /// event of the session (see `Tollgate::execute_known`).
+    known_session: Arc<tokio::sync::Mutex<Option<(Session, u64)>>>,
 }
 
 /// The rule name recorded when a path tries to leave the namespace.
@@ -118,6 +122,7 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
             limits,
             protocol,
             remote_addr,
+            known_session: Arc::default(),
         }
     }
 
@@ -132,14 +137,25 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
     }
 
     async fn record(&self, command: SessionCommand) {
-        if let Err(err) = self
-            .app
-            .execute::<tollgate_domain::session::Session>(&self.session_id, &self.actor(), || {
-                command.clone()
-            })
-            .await
-        {
-            tracing::error!(session_id = %self.session_id, error = %err, "cannot record a file operation");
+        let mut known = self.known_session.lock().await;
+        let (id, actor) = (&self.session_id, self.actor());
+        let res = match known.take() {
+            Some(state) => {
+                self.app
+                    .execute_known(id, &actor, state, || command.clone())
+                    .await
+            }
+            None => {
+                self.app
+                    .execute_at::<Session>(id, &actor, None, || command.clone())
+                    .await
+            }
+        };
+        match res {
+            Ok(state) => *known = Some(state),
+            Err(err) => {
+                tracing::error!(session_id = %self.session_id, error = %err, "cannot record a file operation");
+            }
         }
     }
 
@@ -301,9 +317,11 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         let id = uuid::Uuid::now_v7().to_string();
         let res = self
             .app
-            .execute::<Transfer>(&id, &self.actor(), || TransferCommand::Deny {
-                context: context.clone(),
-                rule: rule.clone(),
+            .execute_known(&id, &self.actor(), (Transfer::default(), 0), || {
+                TransferCommand::Deny {
+                    context: context.clone(),
+                    rule: rule.clone(),
+                }
             })
             .await;
         if let Err(err) = res {
@@ -326,24 +344,30 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         direction: Direction,
         offset: u64,
     ) -> Result<TransferLog<R>, FileOpError> {
-        let log = TransferLog {
-            app: self.app.clone(),
-            id: uuid::Uuid::now_v7().to_string(),
-            actor: self.actor(),
-            started: Instant::now(),
-        };
+        let (id, actor) = (uuid::Uuid::now_v7().to_string(), self.actor());
+        let started = Instant::now();
         let context = self.transfer_context(path, direction);
-        log.app
-            .execute::<Transfer>(&log.id, &log.actor, || TransferCommand::Start {
-                context: context.clone(),
-                offset,
+        // A fresh id: nothing to read back before the first event.
+        let known = self
+            .app
+            .execute_known(&id, &actor, (Transfer::default(), 0), || {
+                TransferCommand::Start {
+                    context: context.clone(),
+                    offset,
+                }
             })
             .await
             .map_err(|err| {
                 tracing::error!(error = %err, "cannot record a transfer start");
                 FileOpError::Internal
             })?;
-        Ok(log)
+        Ok(TransferLog {
+            app: self.app.clone(),
+            id,
+            actor,
+            started,
+            known,
+        })
     }
 }
 
@@ -367,6 +391,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             limits: self.limits.clone(),
             protocol,
             remote_addr: self.remote_addr.clone(),
+            known_session: self.known_session.clone(),
         })
     }
 
@@ -619,6 +644,8 @@ struct TransferLog<R> {
     id: String,
     actor: Actor,
     started: Instant,
+    /// The transfer as its start left it: only this log changes it after.
+    known: (Transfer, u64),
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
@@ -629,7 +656,7 @@ impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
     async fn end(self, command: TransferCommand) {
         if let Err(err) = self
             .app
-            .execute::<Transfer>(&self.id, &self.actor, || command.clone())
+            .execute_known(&self.id, &self.actor, self.known, || command.clone())
             .await
         {
             tracing::error!(transfer_id = %self.id, error = %err, "cannot record a transfer outcome");

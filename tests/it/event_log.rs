@@ -713,3 +713,44 @@ async fn concurrent_commands_keep_positions_gapless_and_a_conflict_takes_no_othe
         assert_eq!(contested, 1, "{kind}: the contested policy is created once");
     }
 }
+
+/// A projector batch read before a rebuild's reset (which empties the read
+/// models and forgets the checkpoint) must not land after it: it would put
+/// the checkpoint past events whose documents the reset removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_batch_from_before_a_reset_is_refused() {
+    use tollgate_ports::outbound::{DocChange, ProjectionStore, StoreErrorKind};
+    for kind in database_kinds() {
+        let (_app, db, _dir) = open(kind).await;
+        let store: Arc<dyn ProjectionStore> = Arc::new(db.clone());
+        let doc = |key: &str| DocChange {
+            projection: "test_docs".to_string(),
+            key: key.to_string(),
+            doc: Some(serde_json::json!({ "key": key })),
+        };
+        store.commit("tester", 0, 5, &[doc("a")]).await.unwrap();
+        store.commit("tester", 5, 7, &[]).await.unwrap();
+        let stale = store.commit("tester", 5, 9, &[doc("b")]).await.unwrap_err();
+        assert_eq!(stale.kind, StoreErrorKind::Conflict, "{kind}");
+
+        store.reset("tester", &["test_docs"]).await.unwrap();
+        let late = store.commit("tester", 7, 9, &[doc("b")]).await.unwrap_err();
+        assert_eq!(
+            late.kind,
+            StoreErrorKind::Conflict,
+            "{kind}: a batch from before the reset landed"
+        );
+        assert_eq!(store.checkpoint("tester").await.unwrap(), 0, "{kind}");
+        assert!(
+            store.get("test_docs", "b").await.unwrap().is_none(),
+            "{kind}"
+        );
+
+        // Projecting again from the start is accepted.
+        store
+            .commit("tester", 0, 9, &[doc("a"), doc("b")])
+            .await
+            .unwrap();
+        assert_eq!(store.checkpoint("tester").await.unwrap(), 9, "{kind}");
+    }
+}

@@ -73,7 +73,7 @@ impl Database {
     /// Closes the connection pools.
     pub async fn close(&self) {
         match self {
-            Database::Sqlite(db) => db.pool().close().await,
+            Database::Sqlite(db) => db.close().await,
             Database::Postgres(db) => db.pool().close().await,
         }
     }

@@ -24,6 +24,8 @@ const EVENT_COLUMNS: &str = "position, event_id::text, aggregate_type, aggregate
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Where writes go: the same pool (PostgreSQL takes concurrent writers).
+    writer: PgPool,
     events: SharedPgRepository,
 }
 
@@ -41,7 +43,11 @@ impl PostgresStore {
             .await
             .map_err(ConnectError::Migrate)?;
         let events = Arc::new(PostgresEventRepository::new(pool.clone()));
-        Ok(PostgresStore { pool, events })
+        Ok(PostgresStore {
+            writer: pool.clone(),
+            pool,
+            events,
+        })
     }
 
     /// The connection pool (tests use it to play the attacker).

@@ -65,7 +65,7 @@ macro_rules! log_stores {
     ) -> Result<(), StoreError> {
         // Writing first takes SQLite's write lock at once (a transaction
         // that reads first cannot upgrade once another writer committed).
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         let numbered: Vec<(i64, &String)> = leaves
             .iter()
             .enumerate()
@@ -128,7 +128,7 @@ macro_rules! log_stores {
         &self,
         checkpoint: &tollgate_ports::outbound::CheckpointRecord,
     ) -> Result<(), StoreError> {
-        insert_checkpoint(&self.pool, checkpoint).await
+        insert_checkpoint(&self.writer, checkpoint).await
     }
 
     pub(crate) async fn latest_checkpoint(&self) -> Result<Option<tollgate_ports::outbound::CheckpointRecord>, StoreError> {
@@ -190,7 +190,7 @@ macro_rules! log_stores {
     pub(crate) async fn append_seals(&self, seals: &[Seal]) -> Result<(), StoreError> {
         // One statement per chunk: a round trip per row is what a sealer
         // following a busy log cannot afford on PostgreSQL.
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         for chunk in seals.chunks(crate::shared::INSERT_CHUNK) {
             let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
                 "INSERT INTO audit_seals (position, event_id, hash) ",
@@ -232,20 +232,27 @@ macro_rules! log_stores {
         to: u64,
         changes: &[DocChange],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         // Compare-and-set: a subscriber running in two processes must not
-        // move the checkpoint backwards or apply a batch twice.
-        let moved = sqlx::query(
+        // move the checkpoint backwards or apply a batch twice. No row is
+        // position 0, so only a batch read from the start may create it: a
+        // batch read before a reset (which deletes the row) must not land
+        // after it.
+        let sql = if from == 0 {
             "INSERT INTO subscriber_checkpoints (subscriber, position) VALUES ($1, $2)
              ON CONFLICT (subscriber) DO UPDATE SET position = excluded.position
-             WHERE subscriber_checkpoints.position = $3",
-        )
-        .bind(subscriber)
-        .bind(to_i64(to))
-        .bind(to_i64(from))
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
+             WHERE subscriber_checkpoints.position = $3"
+        } else {
+            "UPDATE subscriber_checkpoints SET position = $2
+             WHERE subscriber = $1 AND position = $3"
+        };
+        let moved = sqlx::query(sql)
+            .bind(subscriber)
+            .bind(to_i64(to))
+            .bind(to_i64(from))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
         if moved.rows_affected() == 0 {
             return Err(moved_checkpoint(subscriber));
         }
@@ -305,7 +312,7 @@ macro_rules! log_stores {
     }
 
     pub(crate) async fn prune(&self, pruned_by: &str, positions: &[u64]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         for chunk in positions.chunks(crate::shared::INSERT_CHUNK) {
             let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
                 "INSERT INTO audit_pruned (position, pruned_by) ",
@@ -366,7 +373,7 @@ macro_rules! log_stores {
                     .push_bind(a.time.clone())
                     .push_bind(a.redelivery);
             });
-            insert.build().execute(&self.pool).await.map_err(map_err)?;
+            insert.build().execute(&self.writer).await.map_err(map_err)?;
         }
         Ok(())
     }
@@ -413,7 +420,7 @@ macro_rules! log_stores {
             .bind(&key.key_id)
             .bind(&key.subject)
             .bind(&key.wrapped)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -427,7 +434,7 @@ macro_rules! log_stores {
         sqlx::query("UPDATE subject_keys SET subject = $1 WHERE key_id = $2")
             .bind(subject)
             .bind(key_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -463,7 +470,7 @@ macro_rules! log_stores {
         let mut ids: Vec<String> =
             sqlx::query_scalar("DELETE FROM subject_keys WHERE subject = $1 RETURNING key_id")
                 .bind(subject)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.writer)
                 .await
                 .map_err(map_err)?;
         ids.sort();
@@ -475,7 +482,7 @@ macro_rules! log_stores {
         subscriber: &str,
         projections: &[&str],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        let mut tx = self.writer.begin().await.map_err(map_err)?;
         sqlx::query("DELETE FROM subscriber_checkpoints WHERE subscriber = $1")
             .bind(subscriber)
             .execute(&mut *tx)

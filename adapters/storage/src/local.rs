@@ -284,18 +284,22 @@ impl FileStorage for LocalStorage {
                 .truncate(false)
                 .open(written)
                 .map_err(map_err)?;
-            if staging.is_some() {
+            let len = if staging.is_some() {
                 // New files get the usual 0644, not the staging file's umask result.
                 let mode = std::fs::metadata(&target)
                     .map(|m| m.permissions().mode())
                     .unwrap_or(0o644);
                 file.set_permissions(std::fs::Permissions::from_mode(mode))
                     .map_err(map_err)?;
-            }
+                0
+            } else {
+                file.metadata().map_err(map_err)?.len()
+            };
             Ok(LocalWrite {
                 file: Arc::new(file),
                 target,
                 staging,
+                len,
             })
         })
         .await?;
@@ -324,6 +328,9 @@ struct LocalWrite {
     file: Arc<File>,
     target: PathBuf,
     staging: Option<PathBuf>,
+    /// The file's length: what it held when opened, extended by each write
+    /// (only this handle writes a staging file or an upload in place).
+    len: u64,
 }
 
 fn remove_staging(staging: &Path) {
@@ -338,7 +345,10 @@ fn remove_staging(staging: &Path) {
 impl WriteHandle for LocalWrite {
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
         let file = self.file.clone();
-        blocking(move || file.write_all_at(&data, offset).map_err(map_err)).await
+        let end = offset.saturating_add(data.len() as u64);
+        blocking(move || file.write_all_at(&data, offset).map_err(map_err)).await?;
+        self.len = self.len.max(end);
+        Ok(())
     }
 
     async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError> {
@@ -347,8 +357,7 @@ impl WriteHandle for LocalWrite {
     }
 
     async fn size(&mut self) -> Result<u64, StorageError> {
-        let file = self.file.clone();
-        blocking(move || file.metadata().map(|m| m.len()).map_err(map_err)).await
+        Ok(self.len)
     }
 
     async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
