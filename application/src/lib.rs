@@ -141,6 +141,10 @@ pub(crate) struct Inner<R> {
     pub(crate) deps: Dependencies<R>,
     /// Woken after every local commit so subscribers need not wait for a poll.
     pub(crate) committed: Notify,
+    /// Woken when the projector has applied a change to a webhook
+    /// subscription, so the delivery supervisor re-reads the list then
+    /// (and on its poll) rather than after every commit.
+    pub(crate) subscriptions_projected: Notify,
     /// The connections open on this process.
     pub(crate) live: live::Live,
     /// Counters for the metrics endpoint.
@@ -166,6 +170,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             inner: Arc::new(Inner {
                 deps,
                 committed: Notify::new(),
+                subscriptions_projected: Notify::new(),
                 live: live::Live::default(),
                 metrics: metrics::Metrics::default(),
                 tree: tokio::sync::Mutex::new(None),

@@ -379,7 +379,15 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .commit(PROJECTOR, checkpoint, last, &changes)
             .await
         {
-            Ok(()) => Ok(events.len()),
+            Ok(()) => {
+                if changes
+                    .iter()
+                    .any(|c| c.projection == crate::webhooks::SUBSCRIPTIONS)
+                {
+                    self.inner.subscriptions_projected.notify_waiters();
+                }
+                Ok(events.len())
+            }
             // Another process projected this batch first; the next call
             // starts from its checkpoint.
             Err(err) if err.kind == StoreErrorKind::Conflict => Ok(events.len()),

@@ -147,7 +147,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let mut running: HashMap<String, (tokio::task::JoinHandle<()>, watch::Sender<bool>)> =
             HashMap::new();
         loop {
-            let notified = self.inner.committed.notified();
+            let notified = self.inner.subscriptions_projected.notified();
             match self.enabled_subscriptions().await {
                 Ok(enabled) => {
                     running.retain(|name, (task, stop)| {

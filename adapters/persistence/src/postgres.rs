@@ -24,8 +24,6 @@ const EVENT_COLUMNS: &str = "position, event_id::text, aggregate_type, aggregate
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: PgPool,
-    /// Where writes go: the same pool (PostgreSQL takes concurrent writers).
-    writer: PgPool,
     events: SharedPgRepository,
 }
 
@@ -43,16 +41,18 @@ impl PostgresStore {
             .await
             .map_err(ConnectError::Migrate)?;
         let events = Arc::new(PostgresEventRepository::new(pool.clone()));
-        Ok(PostgresStore {
-            writer: pool.clone(),
-            pool,
-            events,
-        })
+        Ok(PostgresStore { pool, events })
     }
 
     /// The connection pool (tests use it to play the attacker).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// A connection for writes: any of the pool's (PostgreSQL takes
+    /// concurrent writers).
+    async fn write(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        self.pool.acquire().await
     }
 
     pub(crate) async fn get_events<A: Aggregate>(

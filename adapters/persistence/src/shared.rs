@@ -3,7 +3,8 @@
 //! accept, and only the pool and row types differ.
 
 /// Implements the log, audit-seal and projection methods on a store with a
-/// `pool` field, plus the row decoders, for one database.
+/// `pool` field for reads and a `write()` method that lends the connection
+/// writes go through, plus the row decoders, for one database.
 macro_rules! log_stores {
     ($store:ty, $row:ty, $columns:expr, $event_id_is:expr) => {
         impl $store {
@@ -65,7 +66,8 @@ macro_rules! log_stores {
     ) -> Result<(), StoreError> {
         // Writing first takes SQLite's write lock at once (a transaction
         // that reads first cannot upgrade once another writer committed).
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut conn = self.write().await.map_err(map_err)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
         let numbered: Vec<(i64, &String)> = leaves
             .iter()
             .enumerate()
@@ -128,7 +130,7 @@ macro_rules! log_stores {
         &self,
         checkpoint: &tollgate_ports::outbound::CheckpointRecord,
     ) -> Result<(), StoreError> {
-        insert_checkpoint(&self.writer, checkpoint).await
+        insert_checkpoint(&mut *self.write().await.map_err(map_err)?, checkpoint).await
     }
 
     pub(crate) async fn latest_checkpoint(&self) -> Result<Option<tollgate_ports::outbound::CheckpointRecord>, StoreError> {
@@ -190,7 +192,8 @@ macro_rules! log_stores {
     pub(crate) async fn append_seals(&self, seals: &[Seal]) -> Result<(), StoreError> {
         // One statement per chunk: a round trip per row is what a sealer
         // following a busy log cannot afford on PostgreSQL.
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut conn = self.write().await.map_err(map_err)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
         for chunk in seals.chunks(crate::shared::INSERT_CHUNK) {
             let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
                 "INSERT INTO audit_seals (position, event_id, hash) ",
@@ -232,7 +235,8 @@ macro_rules! log_stores {
         to: u64,
         changes: &[DocChange],
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut conn = self.write().await.map_err(map_err)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
         // Compare-and-set: a subscriber running in two processes must not
         // move the checkpoint backwards or apply a batch twice. No row is
         // position 0, so only a batch read from the start may create it: a
@@ -312,7 +316,8 @@ macro_rules! log_stores {
     }
 
     pub(crate) async fn prune(&self, pruned_by: &str, positions: &[u64]) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut conn = self.write().await.map_err(map_err)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
         for chunk in positions.chunks(crate::shared::INSERT_CHUNK) {
             let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
                 "INSERT INTO audit_pruned (position, pruned_by) ",
@@ -357,6 +362,7 @@ macro_rules! log_stores {
         &self,
         attempts: &[tollgate_ports::outbound::DeliveryAttempt],
     ) -> Result<(), StoreError> {
+        let mut conn = self.write().await.map_err(map_err)?;
         for chunk in attempts.chunks(crate::shared::INSERT_CHUNK / 2) {
             let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
                 "INSERT INTO webhook_deliveries (subscription, event_id, position, attempt, \
@@ -373,7 +379,7 @@ macro_rules! log_stores {
                     .push_bind(a.time.clone())
                     .push_bind(a.redelivery);
             });
-            insert.build().execute(&self.writer).await.map_err(map_err)?;
+            insert.build().execute(&mut *conn).await.map_err(map_err)?;
         }
         Ok(())
     }
@@ -420,7 +426,7 @@ macro_rules! log_stores {
             .bind(&key.key_id)
             .bind(&key.subject)
             .bind(&key.wrapped)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await.map_err(map_err)?)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -434,7 +440,7 @@ macro_rules! log_stores {
         sqlx::query("UPDATE subject_keys SET subject = $1 WHERE key_id = $2")
             .bind(subject)
             .bind(key_id)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await.map_err(map_err)?)
             .await
             .map_err(map_err)?;
         Ok(())
@@ -470,7 +476,7 @@ macro_rules! log_stores {
         let mut ids: Vec<String> =
             sqlx::query_scalar("DELETE FROM subject_keys WHERE subject = $1 RETURNING key_id")
                 .bind(subject)
-                .fetch_all(&self.writer)
+                .fetch_all(&mut *self.write().await.map_err(map_err)?)
                 .await
                 .map_err(map_err)?;
         ids.sort();
@@ -482,7 +488,8 @@ macro_rules! log_stores {
         subscriber: &str,
         projections: &[&str],
     ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(map_err)?;
+        let mut conn = self.write().await.map_err(map_err)?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
         sqlx::query("DELETE FROM subscriber_checkpoints WHERE subscriber = $1")
             .bind(subscriber)
             .execute(&mut *tx)

@@ -2,6 +2,7 @@
 //! `PersistedEventRepository`.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
@@ -10,7 +11,8 @@ use serde_json::Value;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
+use tokio::sync::{Mutex, MutexGuard};
 use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreError};
 
 use crate::{ConnectError, EventRow, corrupt, map_err, moved_checkpoint, replay, to_i64, to_u64};
@@ -21,12 +23,13 @@ const EVENT_COLUMNS: &str = "position, event_id, aggregate_type, aggregate_id, s
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// Where every write goes: one connection, so writers queue here in
-    /// order instead of meeting at SQLite's write lock, whose busy handler
-    /// polls with sleeps growing to 100 ms (appends waited up to half a
-    /// second under 32 concurrent sessions). Reads use `pool` and, in WAL
-    /// mode, never wait for the writer.
-    writer: SqlitePool,
+    /// The connection every write goes through, held rather than pooled:
+    /// writers queue on its lock in order instead of meeting at SQLite's
+    /// write lock, whose busy handler polls with sleeps growing to 100 ms
+    /// (appends waited up to half a second under 32 concurrent sessions),
+    /// and no ping follows each use as it does on a pool's release. Reads
+    /// use `pool` and, in WAL mode, never wait for the writer.
+    writer: Arc<Mutex<SqliteConnection>>,
 }
 
 impl SqliteStore {
@@ -55,13 +58,11 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(ConnectError::Migrate)?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .map_err(ConnectError::Database)?;
-        Ok(SqliteStore { pool, writer })
+        let writer = options.connect().await.map_err(ConnectError::Database)?;
+        Ok(SqliteStore {
+            pool,
+            writer: Arc::new(Mutex::new(writer)),
+        })
     }
 
     /// The connection pool (tests use it to play the attacker).
@@ -69,9 +70,13 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Closes both pools.
+    /// The connection for writes, once every earlier writer is done.
+    async fn write(&self) -> Result<MutexGuard<'_, SqliteConnection>, sqlx::Error> {
+        Ok(self.writer.lock().await)
+    }
+
+    /// Closes the pool; the writer closes with the last clone of the store.
     pub async fn close(&self) {
-        self.writer.close().await;
         self.pool.close().await;
     }
 
@@ -135,36 +140,21 @@ impl SqliteStore {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        let unknown = |e: sqlx::Error| PersistenceError::UnknownError(Box::new(e));
-        let mut tx = self
-            .writer
-            .begin()
+        let mut conn = self.writer.lock().await;
+        if let [event] = events {
+            // One statement is its own transaction: no BEGIN and COMMIT
+            // round trips for the usual command of one event.
+            return insert_event(&mut *conn, event).await;
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         for event in events {
-            let res = sqlx::query(
-                "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-                 VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(&event.aggregate_type)
-            .bind(&event.aggregate_id)
-            .bind(i64::try_from(event.sequence).unwrap_or(i64::MAX))
-            .bind(&event.event_type)
-            .bind(&event.event_version)
-            .bind(event.payload.to_string())
-            .bind(event.metadata.to_string())
-            .execute(&mut *tx)
-            .await;
-            match res {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                    return Err(PersistenceError::OptimisticLockError);
-                }
-                Err(err) => return Err(unknown(err)),
-            }
+            insert_event(&mut *tx, event).await?;
         }
-        tx.commit().await.map_err(unknown)
+        tx.commit()
+            .await
+            .map_err(|e| PersistenceError::UnknownError(Box::new(e)))
     }
 
     pub(crate) async fn stream_events<A: Aggregate>(
@@ -194,6 +184,35 @@ impl SqliteStore {
             })
             .collect::<Result<_, _>>()?;
         Ok(replay(events).await)
+    }
+}
+
+/// Appends one event at the next position; a taken sequence number of its
+/// aggregate is an optimistic-concurrency conflict.
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    event: &SerializedEvent,
+) -> Result<(), PersistenceError> {
+    let res = sqlx::query(
+        "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(&event.aggregate_type)
+    .bind(&event.aggregate_id)
+    .bind(i64::try_from(event.sequence).unwrap_or(i64::MAX))
+    .bind(&event.event_type)
+    .bind(&event.event_version)
+    .bind(event.payload.to_string())
+    .bind(event.metadata.to_string())
+    .execute(conn)
+    .await;
+    match res {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            Err(PersistenceError::OptimisticLockError)
+        }
+        Err(err) => Err(PersistenceError::UnknownError(Box::new(err))),
     }
 }
 
