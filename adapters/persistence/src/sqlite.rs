@@ -144,13 +144,13 @@ impl SqliteStore {
         if let [event] = events {
             // One statement is its own transaction: no BEGIN and COMMIT
             // round trips for the usual command of one event.
-            return insert_event(&mut *conn, event).await;
+            return insert_event(&mut conn, event).await;
         }
         let mut tx = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
         for event in events {
-            insert_event(&mut *tx, event).await?;
+            insert_event(&mut tx, event).await?;
         }
         tx.commit()
             .await
