@@ -2,11 +2,12 @@
 //! file next to the target and renamed over it on commit, so a file is only
 //! ever visible under its name complete.
 
+use std::collections::HashMap;
 use std::fs::{File, FileTimes, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
@@ -22,12 +23,48 @@ const STAGING_PREFIX: &str = ".tollgate-part-";
 
 /// Users' namespaces as directories on local disk.
 #[derive(Debug, Clone, Default)]
-pub struct LocalStorage;
+pub struct LocalStorage {
+    /// Each root as `canonicalize` found it, the first time it was used:
+    /// every operation resolves its path under a root, and resolving the
+    /// root again each time cost a readlink per component. Should a root
+    /// later be swapped for a symlink, paths under it resolve elsewhere and
+    /// are refused as outside the cached root.
+    roots: Arc<RwLock<HashMap<String, PathBuf>>>,
+}
 
 impl LocalStorage {
     /// The local disk adapter.
     pub fn new() -> Self {
-        LocalStorage
+        LocalStorage::default()
+    }
+
+    fn root(&self, root: &str) -> Result<PathBuf, StorageError> {
+        let known = self
+            .roots
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(root)
+            .cloned();
+        if let Some(real) = known {
+            return Ok(real);
+        }
+        let real = std::fs::canonicalize(root).map_err(map_err)?;
+        self.roots
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(root.to_string(), real.clone());
+        Ok(real)
+    }
+
+    /// The real path of `path` under `root`, refused when it (or, with
+    /// `follow`, what it points to) is outside the root.
+    fn resolve(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+        follow: bool,
+    ) -> Result<PathBuf, StorageError> {
+        resolve_under(&self.root(root)?, path, follow)
     }
 }
 
@@ -97,14 +134,13 @@ fn meta_of(meta: &std::fs::Metadata) -> FileMeta {
 
 /// Resolves `path` under `root`. The parent directory must lie inside the
 /// root once symlinks are resolved; with `follow`, so must the target.
-fn resolve(root: &str, path: &VirtualPath, follow: bool) -> Result<PathBuf, StorageError> {
+fn resolve_under(root: &Path, path: &VirtualPath, follow: bool) -> Result<PathBuf, StorageError> {
     if path.components().any(|c| c.starts_with(STAGING_PREFIX)) {
         return Err(denied());
     }
-    let root = std::fs::canonicalize(root).map_err(map_err)?;
     let full = root.join(path.relative());
     if path.is_root() {
-        return Ok(root);
+        return Ok(root.to_path_buf());
     }
     let parent = full.parent().expect("a non-root path has a parent");
     let real_parent = std::fs::canonicalize(parent).map_err(map_err)?;
@@ -152,7 +188,7 @@ impl FileStorage for LocalStorage {
     }
 
     async fn stat(&self, root: &str, path: &VirtualPath) -> Result<FileMeta, StorageError> {
-        let full = resolve(root, path, false)?;
+        let full = self.resolve(root, path, false)?;
         blocking(move || {
             std::fs::symlink_metadata(&full)
                 .map(|m| meta_of(&m))
@@ -162,7 +198,7 @@ impl FileStorage for LocalStorage {
     }
 
     async fn list(&self, root: &str, path: &VirtualPath) -> Result<Vec<DirEntry>, StorageError> {
-        let dir = resolve(root, path, true)?;
+        let dir = self.resolve(root, path, true)?;
         blocking(move || {
             let mut entries = Vec::new();
             for entry in std::fs::read_dir(&dir).map_err(map_err)? {
@@ -186,17 +222,17 @@ impl FileStorage for LocalStorage {
     }
 
     async fn mkdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {
-        let full = resolve(root, path, false)?;
+        let full = self.resolve(root, path, false)?;
         blocking(move || std::fs::create_dir(&full).map_err(map_err)).await
     }
 
     async fn rmdir(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {
-        let full = resolve(root, path, false)?;
+        let full = self.resolve(root, path, false)?;
         blocking(move || std::fs::remove_dir(&full).map_err(map_err)).await
     }
 
     async fn remove(&self, root: &str, path: &VirtualPath) -> Result<(), StorageError> {
-        let full = resolve(root, path, false)?;
+        let full = self.resolve(root, path, false)?;
         blocking(move || {
             if std::fs::symlink_metadata(&full).map_err(map_err)?.is_dir() {
                 return Err(StorageError::of(StorageErrorKind::Conflict));
@@ -212,8 +248,8 @@ impl FileStorage for LocalStorage {
         from: &VirtualPath,
         to: &VirtualPath,
     ) -> Result<(), StorageError> {
-        let source = resolve(root, from, false)?;
-        let target = resolve(root, to, false)?;
+        let source = self.resolve(root, from, false)?;
+        let target = self.resolve(root, to, false)?;
         blocking(move || {
             std::fs::symlink_metadata(&source).map_err(map_err)?;
             if std::fs::symlink_metadata(&target).is_ok() {
@@ -231,7 +267,7 @@ impl FileStorage for LocalStorage {
         atime: i64,
         mtime: i64,
     ) -> Result<(), StorageError> {
-        let full = resolve(root, path, true)?;
+        let full = self.resolve(root, path, true)?;
         let at = |secs: i64| UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
         let times = FileTimes::new()
             .set_accessed(at(atime))
@@ -249,7 +285,7 @@ impl FileStorage for LocalStorage {
         root: &str,
         path: &VirtualPath,
     ) -> Result<Box<dyn ReadHandle>, StorageError> {
-        let full = resolve(root, path, true)?;
+        let full = self.resolve(root, path, true)?;
         let file = blocking(move || File::open(&full).map_err(map_err)).await?;
         Ok(Box::new(LocalRead {
             file: Arc::new(file),
@@ -265,7 +301,7 @@ impl FileStorage for LocalStorage {
         if path.is_root() {
             return Err(StorageError::of(StorageErrorKind::Conflict));
         }
-        let target = resolve(root, path, true)?;
+        let target = self.resolve(root, path, true)?;
         let handle = blocking(move || {
             let staging = match mode {
                 WriteMode::InPlace => None,
