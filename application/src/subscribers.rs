@@ -46,6 +46,8 @@ const TREE: &str = "audit-tree";
 const BATCH: u32 = 500;
 /// Another process (the CLI, another node) may commit without waking us.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long subscribers let commits gather while the log is busy.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// How far one subscriber has read the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -449,11 +451,12 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 (TREE, self.grow_tree().await),
                 (PROJECTOR, self.project_pending().await),
             ];
-            let mut busy = false;
+            let (mut busy, mut full) = (false, false);
             for (subscriber, result) in results {
                 match result {
                     Ok(n) => {
                         busy |= n > 0;
+                        full |= n >= BATCH as usize;
                         if failing.contains(&subscriber) {
                             failing.retain(|s| *s != subscriber);
                             self.record_subscriber_recovery(subscriber).await;
@@ -469,6 +472,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 }
             }
             if busy {
+                // Commits are streaming in: let a few milliseconds' worth
+                // gather before the next round, which costs about as much
+                // for one event as for hundreds. The first commit after a
+                // quiet spell is still followed at once.
+                if !full {
+                    tokio::time::sleep(GATHER).await;
+                }
                 continue;
             }
             tokio::select! {

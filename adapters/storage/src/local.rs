@@ -138,6 +138,31 @@ fn resolve_under(root: &Path, path: &VirtualPath, follow: bool) -> Result<PathBu
     if path.components().any(|c| c.starts_with(STAGING_PREFIX)) {
         return Err(denied());
     }
+    // The usual case, no symlink on the way: one lstat per component below
+    // the (canonical) root says so, where canonicalizing the parent and the
+    // path took a readlink for every component from `/`. Components are
+    // plain names (a `VirtualPath` holds no `.` or `..`), so without a
+    // symlink the joined path is the real one.
+    let mut walked = root.to_path_buf();
+    let mut components = path.components().peekable();
+    while let Some(component) = components.next() {
+        walked.push(component);
+        match std::fs::symlink_metadata(&walked) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return resolve_links(root, path, follow);
+            }
+            Ok(_) => {}
+            // A missing last component is a name to create.
+            Err(err) if err.kind() == ErrorKind::NotFound && components.peek().is_none() => {}
+            Err(err) => return Err(map_err(err)),
+        }
+    }
+    Ok(walked)
+}
+
+/// `resolve_under` for a path with a symlink on the way: the parent's real
+/// path, and with `follow` the target's, must stay under the root.
+fn resolve_links(root: &Path, path: &VirtualPath, follow: bool) -> Result<PathBuf, StorageError> {
     let full = root.join(path.relative());
     if path.is_root() {
         return Ok(root.to_path_buf());

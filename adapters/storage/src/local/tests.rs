@@ -130,3 +130,46 @@ async fn local_disk_passes_the_storage_contract() {
     let root = dir.path().join("home");
     crate::contract::run(&LocalStorage::new(), root.to_str().unwrap()).await;
 }
+
+#[tokio::test]
+async fn symlinks_within_the_root_are_followed_and_dangling_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    std::fs::write(dir.path().join("real/file"), b"inside").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("alias")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling")).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let storage = LocalStorage::new();
+
+    let meta = storage.stat(root, &vp("/alias/file")).await.unwrap();
+    assert_eq!(meta.size, 6);
+    let mut write = storage
+        .open_write(root, &vp("/alias/new"), WriteMode::Replace)
+        .await
+        .unwrap();
+    write
+        .write_at(0, Bytes::from_static(b"via alias"))
+        .await
+        .unwrap();
+    write.commit().await.unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("real/new")).unwrap(),
+        b"via alias"
+    );
+
+    let dangling = storage
+        .open_write(root, &vp("/dangling"), WriteMode::Replace)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(dangling.kind, StorageErrorKind::PermissionDenied);
+    assert!(!dir.path().join("gone").exists());
+
+    // A file where a directory is expected is a conflict, not a new name.
+    let under_file = storage
+        .open_write(root, &vp("/real/file/x"), WriteMode::Replace)
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(under_file.kind, StorageErrorKind::Conflict);
+}
