@@ -12,7 +12,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row, SqliteConnection, SqlitePool};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreError};
 
 use crate::{ConnectError, EventRow, corrupt, map_err, moved_checkpoint, replay, to_i64, to_u64};
@@ -30,7 +30,18 @@ pub struct SqliteStore {
     /// and no ping follows each use as it does on a pool's release. Reads
     /// use `pool` and, in WAL mode, never wait for the writer.
     writer: Arc<Mutex<SqliteConnection>>,
+    /// Event appends waiting for the group committer (see `commit_groups`).
+    appends: mpsc::UnboundedSender<Append>,
 }
+
+/// The events of one command, and where to say whether they were appended.
+struct Append {
+    events: Vec<SerializedEvent>,
+    done: oneshot::Sender<Result<(), PersistenceError>>,
+}
+
+/// Appends of different commands committed together, at most.
+const GROUP: usize = 256;
 
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database at `url`.
@@ -58,10 +69,15 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(ConnectError::Migrate)?;
-        let writer = options.connect().await.map_err(ConnectError::Database)?;
+        let writer = Arc::new(Mutex::new(
+            options.connect().await.map_err(ConnectError::Database)?,
+        ));
+        let (appends, queue) = mpsc::unbounded_channel();
+        tokio::spawn(commit_groups(writer.clone(), queue));
         Ok(SqliteStore {
             pool,
-            writer: Arc::new(Mutex::new(writer)),
+            writer,
+            appends,
         })
     }
 
@@ -140,21 +156,21 @@ impl SqliteStore {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        let mut conn = self.writer.lock().await;
-        if let [event] = events {
-            // One statement is its own transaction: no BEGIN and COMMIT
-            // round trips for the usual command of one event.
-            return insert_event(&mut conn, event).await;
+        let (done, outcome) = oneshot::channel();
+        let append = Append {
+            events: events.to_vec(),
+            done,
+        };
+        if self.appends.send(append).is_err() {
+            return Err(PersistenceError::ConnectionError(
+                "the event writer has stopped".into(),
+            ));
         }
-        let mut tx = sqlx::Connection::begin(&mut *conn)
-            .await
-            .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-        for event in events {
-            insert_event(&mut tx, event).await?;
-        }
-        tx.commit()
-            .await
-            .map_err(|e| PersistenceError::UnknownError(Box::new(e)))
+        outcome.await.unwrap_or_else(|_| {
+            Err(PersistenceError::UnknownError(
+                "the event writer stopped before answering".into(),
+            ))
+        })
     }
 
     pub(crate) async fn stream_events<A: Aggregate>(
@@ -185,6 +201,105 @@ impl SqliteStore {
             .collect::<Result<_, _>>()?;
         Ok(replay(events).await)
     }
+}
+
+/// Commits event appends as they come, each group of those waiting in one
+/// transaction: under many concurrent commands one WAL sync serves many of
+/// them. Each command stays all-or-nothing on its own: a one-event append is
+/// one INSERT, which SQLite undoes alone when it fails (its transaction goes
+/// on); a longer one runs inside a savepoint. A command that lost an
+/// optimistic-concurrency race is refused alone; any other failure fails the
+/// whole group, rolled back. Positions follow the order of the queue.
+async fn commit_groups(
+    writer: Arc<Mutex<SqliteConnection>>,
+    mut queue: mpsc::UnboundedReceiver<Append>,
+) {
+    let mut group = Vec::with_capacity(GROUP);
+    while queue.recv_many(&mut group, GROUP).await > 0 {
+        let mut conn = writer.lock().await;
+        let outcomes = if let [only] = group.as_slice()
+            && only.events.len() == 1
+        {
+            // Alone: one statement is its own transaction.
+            vec![insert_event(&mut conn, &only.events[0]).await]
+        } else {
+            commit_group(&mut conn, &group).await
+        };
+        drop(conn);
+        for (append, outcome) in group.drain(..).zip(outcomes) {
+            let _ = append.done.send(outcome);
+        }
+    }
+}
+
+/// One transaction for `group`; the outcome of each append, in order.
+async fn commit_group(
+    conn: &mut SqliteConnection,
+    group: &[Append],
+) -> Vec<Result<(), PersistenceError>> {
+    let failed_all = |err: &sqlx::Error| {
+        group
+            .iter()
+            .map(|_| {
+                Err(PersistenceError::UnknownError(
+                    format!("the group of appends failed: {err}").into(),
+                ))
+            })
+            .collect()
+    };
+    if let Err(err) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        return failed_all(&err);
+    }
+    let mut outcomes = Vec::with_capacity(group.len());
+    for append in group {
+        let outcome = match append.events.as_slice() {
+            [event] => insert_event(conn, event).await,
+            events => append_in_savepoint(conn, events).await,
+        };
+        if let Err(PersistenceError::UnknownError(err)) = &outcome {
+            let err = sqlx::Error::Protocol(err.to_string());
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return failed_all(&err);
+        }
+        outcomes.push(outcome);
+    }
+    match sqlx::query("COMMIT").execute(&mut *conn).await {
+        Ok(_) => outcomes,
+        Err(err) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            failed_all(&err)
+        }
+    }
+}
+
+/// The events of one command inside the group's transaction, all or none.
+async fn append_in_savepoint(
+    conn: &mut SqliteConnection,
+    events: &[SerializedEvent],
+) -> Result<(), PersistenceError> {
+    let unknown = |e: sqlx::Error| PersistenceError::UnknownError(Box::new(e));
+    sqlx::query("SAVEPOINT command")
+        .execute(&mut *conn)
+        .await
+        .map_err(unknown)?;
+    for event in events {
+        if let Err(err) = insert_event(conn, event).await {
+            sqlx::query("ROLLBACK TO command")
+                .execute(&mut *conn)
+                .await
+                .map_err(unknown)?;
+            sqlx::query("RELEASE command")
+                .execute(&mut *conn)
+                .await
+                .map_err(unknown)?;
+            return Err(err);
+        }
+    }
+    sqlx::query("RELEASE command")
+        .execute(&mut *conn)
+        .await
+        .map_err(unknown)?;
+    Ok(())
 }
 
 /// Appends one event at the next position; a taken sequence number of its
