@@ -169,14 +169,14 @@ fn resolve_links(root: &Path, path: &VirtualPath, follow: bool) -> Result<PathBu
     }
     let parent = full.parent().expect("a non-root path has a parent");
     let real_parent = std::fs::canonicalize(parent).map_err(map_err)?;
-    if !real_parent.starts_with(&root) {
+    if !real_parent.starts_with(root) {
         return Err(denied());
     }
     let name = full.file_name().expect("a non-root path has a file name");
     let full = real_parent.join(name);
     if follow {
         match std::fs::canonicalize(&full) {
-            Ok(real) if !real.starts_with(&root) => return Err(denied()),
+            Ok(real) if !real.starts_with(root) => return Err(denied()),
             Ok(real) => return Ok(real),
             Err(err) if err.kind() == ErrorKind::NotFound => {
                 // A dangling symlink must not be written through either.
