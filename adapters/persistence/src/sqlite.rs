@@ -248,6 +248,9 @@ async fn commit_group(
             .collect()
     };
     if let Err(err) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        // Should a transaction have been left open, the next group starts
+        // clean (with none open this fails harmlessly).
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         return failed_all(&err);
     }
     let mut outcomes = Vec::with_capacity(group.len());
