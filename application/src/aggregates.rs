@@ -113,20 +113,20 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// the aggregate's events back. Should another writer have moved the
     /// aggregate on, the commit loses the optimistic-concurrency race and
     /// the command is decided again on the state loaded from the log.
-    /// A new aggregate is `(T::default(), 0)`.
+    /// A new aggregate is `Some((T::default(), 0))`; `None` loads it first,
+    /// as `execute` does.
     pub(crate) async fn execute_known<T>(
         &self,
         id: &str,
         actor: &Actor,
-        known: (T, u64),
+        known: Option<(T, u64)>,
         command: impl Fn() -> T::Command,
     ) -> Result<(T, u64), AppError>
     where
         T: AggregateRoot,
         T::Command: Send,
     {
-        self.execute_from(id, actor, None, Some(known), command)
-            .await
+        self.execute_from(id, actor, None, known, command).await
     }
 
     async fn execute_from<T>(

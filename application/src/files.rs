@@ -138,19 +138,12 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
 
     async fn record(&self, command: SessionCommand) {
         let mut known = self.known_session.lock().await;
-        let (id, actor) = (&self.session_id, self.actor());
-        let res = match known.take() {
-            Some(state) => {
-                self.app
-                    .execute_known(id, &actor, state, || command.clone())
-                    .await
-            }
-            None => {
-                self.app
-                    .execute_at::<Session>(id, &actor, None, || command.clone())
-                    .await
-            }
-        };
+        let res = self
+            .app
+            .execute_known(&self.session_id, &self.actor(), known.take(), || {
+                command.clone()
+            })
+            .await;
         match res {
             Ok(state) => *known = Some(state),
             Err(err) => {
@@ -317,7 +310,7 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         let id = uuid::Uuid::now_v7().to_string();
         let res = self
             .app
-            .execute_known(&id, &self.actor(), (Transfer::default(), 0), || {
+            .execute_known(&id, &self.actor(), Some((Transfer::default(), 0)), || {
                 TransferCommand::Deny {
                     context: context.clone(),
                     rule: rule.clone(),
@@ -350,7 +343,7 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         // A fresh id: nothing to read back before the first event.
         let known = self
             .app
-            .execute_known(&id, &actor, (Transfer::default(), 0), || {
+            .execute_known(&id, &actor, Some((Transfer::default(), 0)), || {
                 TransferCommand::Start {
                     context: context.clone(),
                     offset,
@@ -656,7 +649,7 @@ impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
     async fn end(self, command: TransferCommand) {
         if let Err(err) = self
             .app
-            .execute_known(&self.id, &self.actor, self.known, || command.clone())
+            .execute_known(&self.id, &self.actor, Some(self.known), || command.clone())
             .await
         {
             tracing::error!(transfer_id = %self.id, error = %err, "cannot record a transfer outcome");

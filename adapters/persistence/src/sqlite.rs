@@ -237,7 +237,7 @@ async fn commit_group(
     conn: &mut SqliteConnection,
     group: &[Append],
 ) -> Vec<Result<(), PersistenceError>> {
-    let failed_all = |err: &sqlx::Error| {
+    let failed_all = |err: &dyn std::fmt::Display| {
         group
             .iter()
             .map(|_| {
@@ -260,9 +260,8 @@ async fn commit_group(
             events => append_in_savepoint(conn, events).await,
         };
         if let Err(PersistenceError::UnknownError(err)) = &outcome {
-            let err = sqlx::Error::Protocol(err.to_string());
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return failed_all(&err);
+            return failed_all(err);
         }
         outcomes.push(outcome);
     }

@@ -160,13 +160,11 @@ fn resolve_under(root: &Path, path: &VirtualPath, follow: bool) -> Result<PathBu
     Ok(walked)
 }
 
-/// `resolve_under` for a path with a symlink on the way: the parent's real
-/// path, and with `follow` the target's, must stay under the root.
+/// `resolve_under` for a path with a symlink on the way (so not the root):
+/// the parent's real path, and with `follow` the target's, must stay under
+/// the root.
 fn resolve_links(root: &Path, path: &VirtualPath, follow: bool) -> Result<PathBuf, StorageError> {
     let full = root.join(path.relative());
-    if path.is_root() {
-        return Ok(root.to_path_buf());
-    }
     let parent = full.parent().expect("a non-root path has a parent");
     let real_parent = std::fs::canonicalize(parent).map_err(map_err)?;
     if !real_parent.starts_with(root) {
@@ -407,9 +405,20 @@ impl WriteHandle for LocalWrite {
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
         let file = self.file.clone();
         let end = offset.saturating_add(data.len() as u64);
-        blocking(move || file.write_all_at(&data, offset).map_err(map_err)).await?;
-        self.len = self.len.max(end);
-        Ok(())
+        match blocking(move || file.write_all_at(&data, offset).map_err(map_err)).await {
+            Ok(()) => {
+                self.len = self.len.max(end);
+                Ok(())
+            }
+            Err(err) => {
+                // Part of the data may have landed: the length is the file's.
+                let file = self.file.clone();
+                if let Ok(len) = blocking(move || file.metadata().map_err(map_err)).await {
+                    self.len = len.len();
+                }
+                Err(err)
+            }
+        }
     }
 
     async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError> {
@@ -423,7 +432,7 @@ impl WriteHandle for LocalWrite {
 
     async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
         blocking(move || {
-            let size = self.file.metadata().map_err(map_err)?.len();
+            let size = self.len;
             self.file.sync_all().map_err(map_err)?;
             if let Some(staging) = &self.staging
                 && let Err(err) = std::fs::rename(staging, &self.target)
