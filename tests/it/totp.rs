@@ -134,14 +134,17 @@ async fn ssh_asks_for_the_code_by_keyboard_interactive_after_a_password_or_key()
         !answer(&mut conn, "tess", &spent).await,
         "the confirming step or older"
     );
-    assert!(answer(&mut conn, "tess", &code_at(&secret, now() + 30)).await);
+    let taken = code_at(&secret, now() + 30);
+    assert!(answer(&mut conn, "tess", &taken).await);
     let sftp = open_sftp(&conn).await;
     sftp.create_dir("/in").await.unwrap();
 
-    // The same code again, in another session: refused (used once).
+    // The same code again, in another session: refused (used once). The
+    // very code, not one computed anew: past a step boundary that would be
+    // the next step's, which is fresh.
     let mut again = connect(api.server.addr).await;
     assert!(!login_password(&mut again, "tess", PASSWORD).await);
-    assert!(!answer(&mut again, "tess", &code_at(&secret, now() + 30)).await);
+    assert!(!answer(&mut again, "tess", &taken).await);
 
     // A key, then a recovery code; a spent recovery code is refused.
     let mut conn = connect(api.server.addr).await;
