@@ -27,6 +27,7 @@ use tollgate_ports::outbound::{
 use crate::Tollgate;
 use crate::aggregates::Actor;
 use crate::bandwidth::Bucket;
+use crate::error::AppError;
 use crate::namespace::Namespace;
 use crate::quota::{Quota, QuotaRefusal, Reservation};
 
@@ -331,36 +332,53 @@ impl<R: PersistedEventRepository + Clone + 'static> UserFiles<R> {
         FileOpError::QuotaExceeded
     }
 
+    /// Records a transfer's start and returns its log once the start is
+    /// committed: nothing is read before its start is on record.
     async fn start_transfer(
         &self,
         path: &VirtualPath,
         direction: Direction,
         offset: u64,
     ) -> Result<TransferLog<R>, FileOpError> {
+        let mut log = self.begin_transfer(path, direction, offset);
+        log.confirm().await?;
+        Ok(log)
+    }
+
+    /// Sends a transfer's start to the event log and returns its log at
+    /// once, the start still committing: an upload stages its first bytes
+    /// meanwhile, and `confirm` waits for the start before anything of the
+    /// transfer becomes visible or is recorded after it.
+    fn begin_transfer(
+        &self,
+        path: &VirtualPath,
+        direction: Direction,
+        offset: u64,
+    ) -> TransferLog<R> {
         let (id, actor) = (uuid::Uuid::now_v7().to_string(), self.actor());
         let started = Instant::now();
         let context = self.transfer_context(path, direction);
+        let (app, start_id, start_actor) = (self.app.clone(), id.clone(), actor.clone());
         // A fresh id: nothing to read back before the first event.
-        let known = self
-            .app
-            .execute_known(&id, &actor, Some((Transfer::default(), 0)), || {
-                TransferCommand::Start {
+        let start = tokio::spawn(async move {
+            app.execute_known(
+                &start_id,
+                &start_actor,
+                Some((Transfer::default(), 0)),
+                || TransferCommand::Start {
                     context: context.clone(),
                     offset,
-                }
-            })
+                },
+            )
             .await
-            .map_err(|err| {
-                tracing::error!(error = %err, "cannot record a transfer start");
-                FileOpError::Internal
-            })?;
-        Ok(TransferLog {
+        });
+        TransferLog {
             app: self.app.clone(),
             id,
             actor,
             started,
-            known,
-        })
+            known: Known::Pending(start),
+        }
     }
 }
 
@@ -614,7 +632,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         } else {
             0
         };
-        let log = self.start_transfer(&path, Direction::Upload, size).await?;
+        let log = self.begin_transfer(&path, Direction::Upload, size);
         Ok(Box::new(UploadTransfer {
             log: Some(log),
             handle: Some(handle),
@@ -637,8 +655,16 @@ struct TransferLog<R> {
     id: String,
     actor: Actor,
     started: Instant,
-    /// The transfer as its start left it: only this log changes it after.
-    known: (Transfer, u64),
+    known: Known,
+}
+
+/// The transfer as its start left it: only its log changes it after.
+enum Known {
+    /// The start's commit, still running.
+    Pending(tokio::task::JoinHandle<Result<(Transfer, u64), AppError>>),
+    Started((Transfer, u64)),
+    /// The start could not be recorded: the transfer has no record.
+    Unrecorded,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
@@ -646,10 +672,38 @@ impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    async fn end(self, command: TransferCommand) {
+    /// Waits for the start to be committed; an error when it could not be.
+    async fn confirm(&mut self) -> Result<(), FileOpError> {
+        if let Known::Pending(start) = &mut self.known {
+            self.known = match start.await {
+                Ok(Ok(known)) => Known::Started(known),
+                Ok(Err(err)) => {
+                    tracing::error!(transfer_id = %self.id, error = %err, "cannot record a transfer start");
+                    Known::Unrecorded
+                }
+                Err(err) => {
+                    tracing::error!(transfer_id = %self.id, error = %err, "the recording of a transfer start was lost");
+                    Known::Unrecorded
+                }
+            };
+        }
+        match self.known {
+            Known::Started(_) => Ok(()),
+            _ => Err(FileOpError::Internal),
+        }
+    }
+
+    async fn end(mut self, command: TransferCommand) {
+        if self.confirm().await.is_err() {
+            // Without its start on record an outcome would name an unknown transfer.
+            return;
+        }
+        let Known::Started(known) = std::mem::replace(&mut self.known, Known::Unrecorded) else {
+            return;
+        };
         if let Err(err) = self
             .app
-            .execute_known(&self.id, &self.actor, Some(self.known), || command.clone())
+            .execute_known(&self.id, &self.actor, Some(known), || command.clone())
             .await
         {
             tracing::error!(transfer_id = %self.id, error = %err, "cannot record a transfer outcome");
@@ -849,8 +903,15 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
     }
 
     async fn finish(mut self: Box<Self>) -> Result<(), FileOpError> {
-        let log = self.log.take().expect("a transfer is finished once");
+        let mut log = self.log.take().expect("a transfer is finished once");
         let mut handle = self.handle.take().expect("a transfer is finished once");
+        // An upload whose start is not on record is never committed.
+        if let Err(err) = log.confirm().await {
+            if let Err(err) = handle.abort().await {
+                tracing::warn!(error = ?err, "cannot discard an unrecorded upload");
+            }
+            return Err(err);
+        }
         let hash = std::mem::replace(&mut self.hash, StreamHash::new());
         let bytes = self.bytes;
         if let Some(err) = self.refused.take() {
