@@ -173,3 +173,100 @@ async fn symlinks_within_the_root_are_followed_and_dangling_ones_refused() {
         .unwrap();
     assert_eq!(under_file.kind, StorageErrorKind::Conflict);
 }
+
+/// A deterministic byte pattern, different for each `seed`.
+fn bytes_of(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[tokio::test]
+async fn gathered_writes_land_in_order_with_out_of_order_ones_between() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let storage = LocalStorage::new();
+    let mut handle = storage
+        .open_write(root, &vp("/g.bin"), WriteMode::Replace)
+        .await
+        .unwrap();
+    // What the file must hold, written the same way.
+    let mut model = vec![0u8; 0];
+    let mut write = async |handle: &mut Box<dyn WriteHandle>, offset: usize, data: Vec<u8>| {
+        if model.len() < offset + data.len() {
+            model.resize(offset + data.len(), 0);
+        }
+        model[offset..offset + data.len()].copy_from_slice(&data);
+        handle
+            .write_at(offset as u64, Bytes::from(data))
+            .await
+            .unwrap();
+        model.clone()
+    };
+    // Sequential 32 KiB writes past several gathers' worth, a rewrite of
+    // bytes still gathered, one of bytes already on disk, a gap, and one
+    // write larger than a gather.
+    let mut offset = 0;
+    for seed in 0..20u8 {
+        write(&mut handle, offset, bytes_of(seed, 32 * 1024)).await;
+        offset += 32 * 1024;
+    }
+    write(&mut handle, offset - 100, bytes_of(50, 300)).await;
+    write(&mut handle, 10, bytes_of(51, 1000)).await;
+    write(&mut handle, offset + 5000, bytes_of(52, 4096)).await;
+    let model = write(&mut handle, 2_000_000, bytes_of(53, 600 * 1024)).await;
+    assert_eq!(handle.size().await.unwrap(), model.len() as u64);
+    // A read sees every write so far, gathered or not.
+    assert_eq!(
+        handle.read_at(offset as u64 - 200, 400).await.unwrap(),
+        model[offset - 200..offset + 200]
+    );
+    assert_eq!(handle.commit().await.unwrap(), model.len() as u64);
+    assert!(std::fs::read(dir.path().join("g.bin")).unwrap() == model);
+}
+
+#[tokio::test]
+async fn sequential_reads_are_read_ahead_and_others_read_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let data = bytes_of(9, 1_000_003);
+    std::fs::write(dir.path().join("r.bin"), &data).unwrap();
+    let storage = LocalStorage::new();
+    let mut handle = storage.open_read(root, &vp("/r.bin")).await.unwrap();
+    let mut got = Vec::new();
+    let mut offset = 0usize;
+    while offset < data.len() {
+        let chunk = handle.read_at(offset as u64, 32 * 1024).await.unwrap();
+        assert!(!chunk.is_empty(), "no early end at {offset}");
+        assert_eq!(chunk, data[offset..offset + chunk.len()], "at {offset}");
+        offset += chunk.len();
+        got.extend_from_slice(&chunk);
+        if offset == 320 * 1024 {
+            // A read back, inside and before what was read ahead.
+            assert_eq!(
+                handle.read_at(300 * 1024, 4096).await.unwrap(),
+                data[300 * 1024..304 * 1024]
+            );
+            assert_eq!(handle.read_at(5, 10).await.unwrap(), data[5..15]);
+        }
+    }
+    assert_eq!(got.len(), data.len());
+    assert!(
+        handle
+            .read_at(offset as u64, 32 * 1024)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Content changed after a read ahead is seen beyond the buffered part.
+    let mut handle = storage.open_read(root, &vp("/r.bin")).await.unwrap();
+    handle.read_at(0, 1024).await.unwrap();
+    handle.read_at(1024, 1024).await.unwrap();
+    let grown = bytes_of(10, 2_000_000);
+    std::fs::write(dir.path().join("r.bin"), &grown).unwrap();
+    assert_eq!(
+        handle.read_at(1_500_000, 1024).await.unwrap(),
+        grown[1_500_000..1_501_024]
+    );
+}
