@@ -714,6 +714,67 @@ async fn concurrent_commands_keep_positions_gapless_and_a_conflict_takes_no_othe
     }
 }
 
+/// A command whose event the database refuses (here a trigger, as a
+/// constraint would) fails alone, whatever commands it was committed with.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_event_takes_no_other_command_with_it() {
+    for kind in database_kinds() {
+        let (app, db, _dir) = open(kind).await;
+        let refuse: &[&str] = if kind == "sqlite" {
+            &["CREATE TRIGGER refuse_some BEFORE INSERT ON events \
+               WHEN NEW.aggregate_id LIKE 'refused%' \
+               BEGIN SELECT RAISE(ABORT, 'refused by the database'); END"]
+        } else {
+            &[
+                "CREATE FUNCTION refuse_some() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.aggregate_id LIKE 'refused%' THEN \
+                 RAISE EXCEPTION 'refused by the database'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER refuse_some BEFORE INSERT ON events \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_some()",
+            ]
+        };
+        for statement in refuse {
+            sql(&db, statement).await.unwrap();
+        }
+        let app = Arc::new(app);
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let app = app.clone();
+            tasks.push(tokio::spawn(async move {
+                let name = if i % 8 == 0 {
+                    format!("refused{i}")
+                } else {
+                    format!("r{i}")
+                };
+                (
+                    name.clone(),
+                    app.create_policy("test", &name, &["/=list".to_string()])
+                        .await
+                        .is_ok(),
+                )
+            }));
+        }
+        for task in tasks {
+            let (name, created) = task.await.unwrap();
+            assert_eq!(created, !name.starts_with("refused"), "{kind}: {name}");
+        }
+        let events = db.read_after(0, 1000).await.unwrap();
+        let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
+        assert_eq!(
+            positions,
+            (1..=positions.len() as u64).collect::<Vec<_>>(),
+            "{kind}: gapless"
+        );
+        let policies = events
+            .iter()
+            .filter(|e| e.event_type == "PolicyCreated")
+            .count();
+        assert_eq!(policies, 56, "{kind}");
+        db.close().await;
+    }
+}
+
 /// A projector batch read before a rebuild's reset (which empties the read
 /// models and forgets the checkpoint) must not land after it: it would put
 /// the checkpoint past events whose documents the reset removed.

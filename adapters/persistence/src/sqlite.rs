@@ -207,8 +207,9 @@ impl SqliteStore {
 /// transaction: under many concurrent commands one WAL sync serves many of
 /// them. Each command stays all-or-nothing on its own: a one-event append is
 /// one INSERT, which SQLite undoes alone when it fails (its transaction goes
-/// on); a longer one runs inside a savepoint. A command that lost an
-/// optimistic-concurrency race is refused alone; any other failure fails the
+/// on); a longer one runs inside a savepoint. A command whose statement the
+/// database refuses (it lost an optimistic-concurrency race, or a constraint
+/// or trigger refused an event) fails alone; any other failure fails the
 /// whole group, rolled back. Positions follow the order of the queue.
 async fn commit_groups(
     writer: Arc<Mutex<SqliteConnection>>,
@@ -221,13 +222,35 @@ async fn commit_groups(
             && only.events.len() == 1
         {
             // Alone: one statement is its own transaction.
-            vec![insert_event(&mut conn, &only.events[0]).await]
+            vec![
+                insert_event(&mut conn, &only.events[0])
+                    .await
+                    .map_err(Into::into),
+            ]
         } else {
             commit_group(&mut conn, &group).await
         };
         drop(conn);
         for (append, outcome) in group.drain(..).zip(outcomes) {
             let _ = append.done.send(outcome);
+        }
+    }
+}
+
+/// Why an append did not land.
+enum AppendError {
+    /// The database refused the statement and undid it alone: the
+    /// transaction goes on.
+    Refused(PersistenceError),
+    /// Anything else: the transaction may be gone.
+    Failed(sqlx::Error),
+}
+
+impl From<AppendError> for PersistenceError {
+    fn from(err: AppendError) -> Self {
+        match err {
+            AppendError::Refused(err) => err,
+            AppendError::Failed(err) => PersistenceError::UnknownError(Box::new(err)),
         }
     }
 }
@@ -259,11 +282,14 @@ async fn commit_group(
             [event] => insert_event(conn, event).await,
             events => append_in_savepoint(conn, events).await,
         };
-        if let Err(PersistenceError::UnknownError(err)) = &outcome {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return failed_all(err);
+        match outcome {
+            Ok(()) => outcomes.push(Ok(())),
+            Err(AppendError::Refused(err)) => outcomes.push(Err(err)),
+            Err(AppendError::Failed(err)) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return failed_all(&err);
+            }
         }
-        outcomes.push(outcome);
     }
     match sqlx::query("COMMIT").execute(&mut *conn).await {
         Ok(_) => outcomes,
@@ -278,38 +304,42 @@ async fn commit_group(
 async fn append_in_savepoint(
     conn: &mut SqliteConnection,
     events: &[SerializedEvent],
-) -> Result<(), PersistenceError> {
-    let unknown = |e: sqlx::Error| PersistenceError::UnknownError(Box::new(e));
+) -> Result<(), AppendError> {
     sqlx::query("SAVEPOINT command")
         .execute(&mut *conn)
         .await
-        .map_err(unknown)?;
+        .map_err(AppendError::Failed)?;
     for event in events {
         if let Err(err) = insert_event(conn, event).await {
             sqlx::query("ROLLBACK TO command")
                 .execute(&mut *conn)
                 .await
-                .map_err(unknown)?;
+                .map_err(AppendError::Failed)?;
             sqlx::query("RELEASE command")
                 .execute(&mut *conn)
                 .await
-                .map_err(unknown)?;
+                .map_err(AppendError::Failed)?;
             return Err(err);
         }
     }
     sqlx::query("RELEASE command")
         .execute(&mut *conn)
         .await
-        .map_err(unknown)?;
+        .map_err(AppendError::Failed)?;
     Ok(())
 }
+
+/// SQLite's primary result code for a statement a constraint refused
+/// (unique, check, not null, foreign key, or a trigger's `RAISE(ABORT)`):
+/// the statement is undone and its transaction goes on.
+const SQLITE_CONSTRAINT: i32 = 19;
 
 /// Appends one event at the next position; a taken sequence number of its
 /// aggregate is an optimistic-concurrency conflict.
 async fn insert_event(
     conn: &mut SqliteConnection,
     event: &SerializedEvent,
-) -> Result<(), PersistenceError> {
+) -> Result<(), AppendError> {
     let res = sqlx::query(
         "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
          VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -327,9 +357,19 @@ async fn insert_event(
     match res {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            Err(PersistenceError::OptimisticLockError)
+            Err(AppendError::Refused(PersistenceError::OptimisticLockError))
         }
-        Err(err) => Err(PersistenceError::UnknownError(Box::new(err))),
+        Err(sqlx::Error::Database(db))
+            if db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| code & 0xff == SQLITE_CONSTRAINT) =>
+        {
+            Err(AppendError::Refused(PersistenceError::UnknownError(
+                Box::new(sqlx::Error::Database(db)),
+            )))
+        }
+        Err(err) => Err(AppendError::Failed(err)),
     }
 }
 
