@@ -706,3 +706,92 @@ async fn the_sftp_channel_ends_with_exit_status_zero() {
     );
     server.stop().await;
 }
+
+/// Makes the event log refuse (or, `false`, accept again) every
+/// `TransferStarted` event, as a failing database would.
+async fn refuse_transfer_starts(server: &TestServer, refuse: bool) {
+    let url = &server.config.database.url;
+    let statements: &[&str] = match (url.starts_with("sqlite:"), refuse) {
+        (true, true) => &["CREATE TRIGGER refuse_starts BEFORE INSERT ON events \
+             WHEN NEW.event_type = 'TransferStarted' \
+             BEGIN SELECT RAISE(ABORT, 'the database refuses this event'); END"],
+        (true, false) => &["DROP TRIGGER refuse_starts"],
+        (false, true) => &[
+            "CREATE FUNCTION refuse_starts() RETURNS trigger AS $$ BEGIN \
+             IF NEW.event_type = 'TransferStarted' THEN \
+             RAISE EXCEPTION 'the database refuses this event'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_starts BEFORE INSERT ON events \
+             FOR EACH ROW EXECUTE FUNCTION refuse_starts()",
+        ],
+        (false, false) => &[
+            "DROP TRIGGER refuse_starts ON events",
+            "DROP FUNCTION refuse_starts()",
+        ],
+    };
+    if url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(url)
+            .await
+            .expect("database reachable");
+        for statement in statements {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .expect("trigger");
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(url)
+            .await
+            .expect("database reachable");
+        for statement in statements {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .expect("trigger");
+        }
+        pool.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_start_cannot_be_recorded_fails_and_leaves_no_file() {
+    for_each_database(|server| async move {
+        let home = server.add_user("hugo", &[]).await;
+        std::fs::write(home.join("kept.txt"), b"old content").unwrap();
+        let (_conn, session) = sftp(server.addr, "hugo").await;
+        refuse_transfer_starts(&server, true).await;
+        for name in ["new.bin", "kept.txt"] {
+            // The server may refuse at the open or at the close, never
+            // accept the upload.
+            let uploaded = async {
+                let mut file = session.create(name).await.ok()?;
+                file.write_all(&[9u8; 70_000]).await.ok()?;
+                file.shutdown().await.ok()
+            }
+            .await;
+            assert!(
+                uploaded.is_none(),
+                "{name}: an unrecorded upload is refused"
+            );
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, vec!["kept.txt"], "no file and no staging file");
+        assert_eq!(
+            std::fs::read(home.join("kept.txt")).unwrap(),
+            b"old content"
+        );
+
+        refuse_transfer_starts(&server, false).await;
+        write_file(&session, "new.bin", b"recorded").await;
+        assert_eq!(std::fs::read(home.join("new.bin")).unwrap(), b"recorded");
+        let completed = server.wait_for_event("hugo", "TransferCompleted").await;
+        assert_eq!(completed.len(), 1, "{completed:?}");
+        server
+    })
+    .await;
+}
