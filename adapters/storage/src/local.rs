@@ -407,7 +407,9 @@ impl ReadHandle for LocalRead {
             self.next = Some(offset + data.len() as u64);
             return Ok(data);
         }
-        let ahead = self.next == Some(offset) && len < GATHER;
+        // Small requests only: a client asking for nearly as much is
+        // answered as it asks.
+        let ahead = self.next == Some(offset) && len <= GATHER / 4;
         let file = self.file.clone();
         let size = if ahead { GATHER } else { len };
         let data = blocking(move || read_at(&file, offset, size)).await?;
@@ -553,15 +555,18 @@ impl WriteHandle for LocalWrite {
         .await
     }
 
-    async fn abort(self: Box<Self>) -> Result<(), StorageError> {
-        if let Some(staging) = self.staging {
-            blocking(move || {
-                remove_staging(&staging);
-                Ok(())
-            })
-            .await?;
+    async fn abort(mut self: Box<Self>) -> Result<(), StorageError> {
+        match self.staging.take() {
+            Some(staging) => {
+                blocking(move || {
+                    remove_staging(&staging);
+                    Ok(())
+                })
+                .await
+            }
+            // An aborted upload in place keeps what it wrote, to be resumed.
+            None => self.flush().await,
         }
-        Ok(())
     }
 }
 

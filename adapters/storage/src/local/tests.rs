@@ -223,6 +223,21 @@ async fn gathered_writes_land_in_order_with_out_of_order_ones_between() {
     );
     assert_eq!(handle.commit().await.unwrap(), model.len() as u64);
     assert!(std::fs::read(dir.path().join("g.bin")).unwrap() == model);
+
+    // An aborted upload in place keeps every write, gathered ones included.
+    let mut handle = storage
+        .open_write(root, &vp("/g.bin"), WriteMode::InPlace)
+        .await
+        .unwrap();
+    let mut model = model;
+    for seed in 0..3u8 {
+        let at = model.len();
+        let data = bytes_of(60 + seed, 32 * 1024);
+        model.extend_from_slice(&data);
+        handle.write_at(at as u64, Bytes::from(data)).await.unwrap();
+    }
+    handle.abort().await.unwrap();
+    assert!(std::fs::read(dir.path().join("g.bin")).unwrap() == model);
 }
 
 #[tokio::test]
