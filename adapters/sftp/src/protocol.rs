@@ -42,8 +42,8 @@ const MAX_HANDLES: usize = 1024;
 const FILE_QUEUE: usize = 128;
 /// Replies waiting for the writer.
 const REPLY_QUEUE: usize = 256;
-/// Small replies are gathered into one channel write up to this size.
-const COALESCE: usize = 64 * 1024;
+/// Replies are gathered into one channel write up to this size.
+const COALESCE: usize = 256 * 1024;
 
 const FXP_READ: u8 = 5;
 const FXP_WRITE: u8 = 6;
@@ -261,8 +261,9 @@ fn parse_write(mut body: Bytes) -> Option<(String, u64, Bytes)> {
     body.is_empty().then_some((handle, offset, data))
 }
 
-/// Sends replies in the order they are queued, gathering small ones into
-/// one channel write; gives the writer back when the queue ends.
+/// Sends replies in the order they are queued, gathering those waiting into
+/// one channel write of up to `COALESCE` bytes or one reply; gives the
+/// writer back when the queue ends.
 async fn write_replies<W: AsyncWrite + Unpin>(
     mut writer: W,
     mut queue: mpsc::Receiver<Reply>,
@@ -279,12 +280,11 @@ async fn write_replies<W: AsyncWrite + Unpin>(
                     out.put_u8(FXP_DATA);
                     out.put_u32(id);
                     out.put_u32(len - 9);
-                    if writer.write_all(&out).await.is_err()
-                        || writer.write_all(&data).await.is_err()
-                    {
-                        return None;
-                    }
-                    out.clear();
+                    // Copied behind the header: the channel cuts what it is
+                    // given into packets of the client's largest size, so
+                    // replies written one after the other fill every packet,
+                    // where a header written alone was a packet of its own.
+                    out.extend_from_slice(&data);
                 }
                 Reply::Packet(packet) => match Bytes::try_from(packet) {
                     Ok(encoded) => out.extend_from_slice(&encoded),
