@@ -370,6 +370,9 @@ impl FileStorage for LocalStorage {
 /// reader, or gathers of a sequential writer: clients ask for 32 KiB at a
 /// time, and a trip costs more than the copy of that much.
 const GATHER: u32 = 256 * 1024;
+/// The largest request that is read ahead or gathered; larger ones are
+/// served as they come.
+const SMALL: u32 = GATHER / 4;
 
 struct LocalRead {
     file: Arc<File>,
@@ -407,9 +410,7 @@ impl ReadHandle for LocalRead {
             self.next = Some(offset + data.len() as u64);
             return Ok(data);
         }
-        // Small requests only: a client asking for nearly as much is
-        // answered as it asks.
-        let ahead = self.next == Some(offset) && len <= GATHER / 4;
+        let ahead = self.next == Some(offset) && len <= SMALL;
         let file = self.file.clone();
         let size = if ahead { GATHER } else { len };
         let data = blocking(move || read_at(&file, offset, size)).await?;
@@ -487,7 +488,8 @@ impl LocalWrite {
 #[async_trait]
 impl WriteHandle for LocalWrite {
     /// Small sequential writes are gathered in memory and handed to the
-    /// file together, up to `GATHER` bytes at a time; an error writing them
+    /// file together, up to `GATHER` bytes at a time (a large one goes as
+    /// it is, uncopied); an error writing them
     /// is reported by the write, read or commit that hands them over.
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
         let end = offset.saturating_add(data.len() as u64);
@@ -499,7 +501,7 @@ impl WriteHandle for LocalWrite {
             return Ok(());
         }
         self.flush().await?;
-        if data.len() < GATHER as usize {
+        if data.len() <= SMALL as usize {
             self.gathered_at = offset;
             self.gathered.extend_from_slice(&data);
             self.len = self.len.max(end);
