@@ -663,6 +663,38 @@ async fn server_runs_and_subscriber_failures_are_events() {
     }
 }
 
+/// Creates the policies `names` all at once; whether each was created.
+async fn create_policies_at_once(app: &Arc<tollgate::App>, names: Vec<String>) -> Vec<bool> {
+    let tasks: Vec<_> = names
+        .into_iter()
+        .map(|name| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                app.create_policy("test", &name, &["/=list".to_string()])
+                    .await
+                    .is_ok()
+            })
+        })
+        .collect();
+    let mut created = Vec::new();
+    for task in tasks {
+        created.push(task.await.unwrap());
+    }
+    created
+}
+
+/// Every event in the log, checked to sit at gapless positions from 1.
+async fn gapless_events(db: &Database, kind: &str) -> Vec<LoggedEvent> {
+    let events = db.read_after(0, 1000).await.unwrap();
+    let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
+    assert_eq!(
+        positions,
+        (1..=positions.len() as u64).collect::<Vec<_>>(),
+        "{kind}: gapless"
+    );
+    events
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_commands_keep_positions_gapless_and_a_conflict_takes_no_other_with_it() {
     for kind in database_kinds() {
@@ -670,36 +702,22 @@ async fn concurrent_commands_keep_positions_gapless_and_a_conflict_takes_no_othe
         let app = Arc::new(app);
         // Many distinct commands at once, and several racing to create the
         // same policy: the losers of the race fail alone.
-        let mut tasks = Vec::new();
-        for i in 0..64 {
-            let app = app.clone();
-            tasks.push(tokio::spawn(async move {
-                let name = if i % 8 == 0 {
+        let names = (0..64)
+            .map(|i| {
+                if i % 8 == 0 {
                     "contested".to_string()
                 } else {
                     format!("q{i}")
-                };
-                app.create_policy("test", &name, &["/=list".to_string()])
-                    .await
-                    .is_ok()
-            }));
-        }
-        let mut created = 0;
-        for task in tasks {
-            created += usize::from(task.await.unwrap());
-        }
+                }
+            })
+            .collect();
+        let created = create_policies_at_once(&app, names).await;
         assert_eq!(
-            created,
+            created.iter().filter(|c| **c).count(),
             56 + 1,
             "{kind}: every distinct policy, one contested"
         );
-        let events = db.read_after(0, 1000).await.unwrap();
-        let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
-        assert_eq!(
-            positions,
-            (1..=positions.len() as u64).collect::<Vec<_>>(),
-            "{kind}: gapless"
-        );
+        let events = gapless_events(&db, kind).await;
         let policies: BTreeSet<&str> = events
             .iter()
             .filter(|e| e.event_type == "PolicyCreated")
@@ -738,34 +756,20 @@ async fn a_refused_event_takes_no_other_command_with_it() {
             sql(&db, statement).await.unwrap();
         }
         let app = Arc::new(app);
-        let mut tasks = Vec::new();
-        for i in 0..64 {
-            let app = app.clone();
-            tasks.push(tokio::spawn(async move {
-                let name = if i % 8 == 0 {
+        let names: Vec<String> = (0..64)
+            .map(|i| {
+                if i % 8 == 0 {
                     format!("refused{i}")
                 } else {
                     format!("r{i}")
-                };
-                (
-                    name.clone(),
-                    app.create_policy("test", &name, &["/=list".to_string()])
-                        .await
-                        .is_ok(),
-                )
-            }));
-        }
-        for task in tasks {
-            let (name, created) = task.await.unwrap();
+                }
+            })
+            .collect();
+        let created = create_policies_at_once(&app, names.clone()).await;
+        for (name, created) in names.iter().zip(created) {
             assert_eq!(created, !name.starts_with("refused"), "{kind}: {name}");
         }
-        let events = db.read_after(0, 1000).await.unwrap();
-        let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
-        assert_eq!(
-            positions,
-            (1..=positions.len() as u64).collect::<Vec<_>>(),
-            "{kind}: gapless"
-        );
+        let events = gapless_events(&db, kind).await;
         let policies = events
             .iter()
             .filter(|e| e.event_type == "PolicyCreated")

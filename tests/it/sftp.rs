@@ -729,28 +729,23 @@ async fn refuse_transfer_starts(server: &TestServer, refuse: bool) {
             "DROP FUNCTION refuse_starts()",
         ],
     };
+    // The same statements through either database's own pool type.
+    macro_rules! execute {
+        ($pool:expr) => {{
+            let pool = $pool.await.expect("database reachable");
+            for statement in statements {
+                sqlx::query(statement)
+                    .execute(&pool)
+                    .await
+                    .expect("trigger");
+            }
+            pool.close().await;
+        }};
+    }
     if url.starts_with("sqlite:") {
-        let pool = sqlx::SqlitePool::connect(url)
-            .await
-            .expect("database reachable");
-        for statement in statements {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .expect("trigger");
-        }
-        pool.close().await;
+        execute!(sqlx::SqlitePool::connect(url));
     } else {
-        let pool = sqlx::PgPool::connect(url)
-            .await
-            .expect("database reachable");
-        for statement in statements {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .expect("trigger");
-        }
-        pool.close().await;
+        execute!(sqlx::PgPool::connect(url));
     }
 }
 

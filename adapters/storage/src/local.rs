@@ -473,15 +473,18 @@ impl LocalWrite {
                 self.gathered = data;
                 Ok(())
             }
-            Err(err) => {
-                // Part of the data may have landed: the length is the file's.
-                let file = self.file.clone();
-                if let Ok(len) = blocking(move || file.metadata().map_err(map_err)).await {
-                    self.len = len.len();
-                }
-                Err(err)
-            }
+            Err(err) => Err(self.failed_write(err).await),
         }
+    }
+
+    /// After a failed write: part of the data may have landed, so the
+    /// length is read back from the file.
+    async fn failed_write(&mut self, err: StorageError) -> StorageError {
+        let file = self.file.clone();
+        if let Ok(meta) = blocking(move || file.metadata().map_err(map_err)).await {
+            self.len = meta.len();
+        }
+        err
     }
 }
 
@@ -489,8 +492,8 @@ impl LocalWrite {
 impl WriteHandle for LocalWrite {
     /// Small sequential writes are gathered in memory and handed to the
     /// file together, up to `GATHER` bytes at a time (a large one goes as
-    /// it is, uncopied); an error writing them
-    /// is reported by the write, read or commit that hands them over.
+    /// it is, uncopied); an error writing them is reported by the write,
+    /// read or commit that hands them over.
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
         let end = offset.saturating_add(data.len() as u64);
         let gathered_end = self.gathered_at + self.gathered.len() as u64;
@@ -513,14 +516,7 @@ impl WriteHandle for LocalWrite {
                 self.len = self.len.max(end);
                 Ok(())
             }
-            Err(err) => {
-                // Part of the data may have landed: the length is the file's.
-                let file = self.file.clone();
-                if let Ok(len) = blocking(move || file.metadata().map_err(map_err)).await {
-                    self.len = len.len();
-                }
-                Err(err)
-            }
+            Err(err) => Err(self.failed_write(err).await),
         }
     }
 
