@@ -694,10 +694,9 @@ impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
     }
 
     async fn end(mut self, command: TransferCommand) {
-        if self.confirm().await.is_err() {
-            // Without its start on record an outcome would name an unknown transfer.
-            return;
-        }
+        // Without its start on record an outcome would name an unknown
+        // transfer: nothing is recorded then (`confirm` logged why).
+        let _ = self.confirm().await;
         let Known::Started(known) = std::mem::replace(&mut self.known, Known::Unrecorded) else {
             return;
         };

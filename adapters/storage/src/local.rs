@@ -498,14 +498,12 @@ impl WriteHandle for LocalWrite {
         let end = offset.saturating_add(data.len() as u64);
         let gathered_end = self.gathered_at + self.gathered.len() as u64;
         let fits = self.gathered.len() + data.len() <= GATHER as usize;
-        if !self.gathered.is_empty() && offset == gathered_end && fits {
-            self.gathered.extend_from_slice(&data);
-            self.len = self.len.max(end);
-            return Ok(());
-        }
-        self.flush().await?;
-        if data.len() <= SMALL as usize {
+        let continues = !self.gathered.is_empty() && offset == gathered_end && fits;
+        if !continues {
+            self.flush().await?;
             self.gathered_at = offset;
+        }
+        if continues || data.len() <= SMALL as usize {
             self.gathered.extend_from_slice(&data);
             self.len = self.len.max(end);
             return Ok(());

@@ -174,13 +174,6 @@ async fn symlinks_within_the_root_are_followed_and_dangling_ones_refused() {
     assert_eq!(under_file.kind, StorageErrorKind::Conflict);
 }
 
-/// A deterministic byte pattern, different for each `seed`.
-fn bytes_of(seed: u8, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
-}
-
 #[tokio::test]
 async fn gathered_writes_land_in_order_with_out_of_order_ones_between() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,13 +201,28 @@ async fn gathered_writes_land_in_order_with_out_of_order_ones_between() {
     // write larger than a gather.
     let mut offset = 0;
     for seed in 0..20u8 {
-        write(&mut handle, offset, bytes_of(seed, 32 * 1024)).await;
+        write(
+            &mut handle,
+            offset,
+            crate::contract::pattern(seed, 32 * 1024),
+        )
+        .await;
         offset += 32 * 1024;
     }
-    write(&mut handle, offset - 100, bytes_of(50, 300)).await;
-    write(&mut handle, 10, bytes_of(51, 1000)).await;
-    write(&mut handle, offset + 5000, bytes_of(52, 4096)).await;
-    let model = write(&mut handle, 2_000_000, bytes_of(53, 600 * 1024)).await;
+    write(&mut handle, offset - 100, crate::contract::pattern(50, 300)).await;
+    write(&mut handle, 10, crate::contract::pattern(51, 1000)).await;
+    write(
+        &mut handle,
+        offset + 5000,
+        crate::contract::pattern(52, 4096),
+    )
+    .await;
+    let model = write(
+        &mut handle,
+        2_000_000,
+        crate::contract::pattern(53, 600 * 1024),
+    )
+    .await;
     assert_eq!(handle.size().await.unwrap(), model.len() as u64);
     // A read sees every write so far, gathered or not.
     assert_eq!(
@@ -232,7 +240,7 @@ async fn gathered_writes_land_in_order_with_out_of_order_ones_between() {
     let mut model = model;
     for seed in 0..3u8 {
         let at = model.len();
-        let data = bytes_of(60 + seed, 32 * 1024);
+        let data = crate::contract::pattern(60 + seed, 32 * 1024);
         model.extend_from_slice(&data);
         handle.write_at(at as u64, Bytes::from(data)).await.unwrap();
     }
@@ -244,7 +252,7 @@ async fn gathered_writes_land_in_order_with_out_of_order_ones_between() {
 async fn sequential_reads_are_read_ahead_and_others_read_as_asked() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
-    let data = bytes_of(9, 1_000_003);
+    let data = crate::contract::pattern(9, 1_000_003);
     std::fs::write(dir.path().join("r.bin"), &data).unwrap();
     let storage = LocalStorage::new();
     let mut handle = storage.open_read(root, &vp("/r.bin")).await.unwrap();
@@ -278,7 +286,7 @@ async fn sequential_reads_are_read_ahead_and_others_read_as_asked() {
     let mut handle = storage.open_read(root, &vp("/r.bin")).await.unwrap();
     handle.read_at(0, 1024).await.unwrap();
     handle.read_at(1024, 1024).await.unwrap();
-    let grown = bytes_of(10, 2_000_000);
+    let grown = crate::contract::pattern(10, 2_000_000);
     std::fs::write(dir.path().join("r.bin"), &grown).unwrap();
     assert_eq!(
         handle.read_at(1_500_000, 1024).await.unwrap(),
