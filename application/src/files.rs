@@ -569,16 +569,33 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             return Err(FileOpError::Conflict("is a directory"));
         }
         let at = self.namespace.resolve(&path);
-        let existing = match at.storage.stat(at.root, &at.path).await {
-            Ok(meta) => Some(meta),
-            Err(err) if err.kind == StorageErrorKind::NotFound => None,
-            Err(err) => return Err(map_storage(err)),
+        // An upload that replaces whatever is there, by a user who may both
+        // create and overwrite it, opens its staging file before knowing
+        // whether the file exists: one trip to the backend for both.
+        let replaces_early = matches!(mode, UploadMode::Truncate | UploadMode::CreateNew)
+            && self.decide(Permission::Upload, &path).allowed
+            && self.decide(Permission::Overwrite, &path).allowed;
+        let (existing, mut staged) = if replaces_early {
+            let replacing = at
+                .storage
+                .stat_and_replace(at.root, &at.path)
+                .await
+                .map_err(map_storage)?;
+            (replacing.existing, Some(replacing.handle))
+        } else {
+            let existing = match at.storage.stat(at.root, &at.path).await {
+                Ok(meta) => Some(meta),
+                Err(err) if err.kind == StorageErrorKind::NotFound => None,
+                Err(err) => return Err(map_storage(err)),
+            };
+            (existing, None)
         };
         if let Some(meta) = &existing {
             if meta.kind == FileKind::Dir {
                 return Err(FileOpError::Conflict("is a directory"));
             }
             if mode == UploadMode::CreateNew {
+                discard_staged(staged.take()).await;
                 return Err(FileOpError::AlreadyExists);
             }
         }
@@ -589,6 +606,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         };
         let decision = self.decide(permission, &path);
         if !decision.allowed {
+            discard_staged(staged.take()).await;
             return Err(self
                 .deny_transfer(&path, Direction::Upload, decision.rule)
                 .await);
@@ -599,9 +617,11 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             Some(quota) => match self.app.reserve(&self.user.username, quota, previous).await {
                 Ok(reservation) => Some(reservation),
                 Err(QuotaRefusal::Exceeded) => {
+                    discard_staged(staged.take()).await;
                     return Err(self.over_quota(&path).await);
                 }
                 Err(QuotaRefusal::Unavailable(err)) => {
+                    discard_staged(staged.take()).await;
                     tracing::error!(error = %err, "cannot read a user's storage usage");
                     return Err(FileOpError::Unavailable);
                 }
@@ -609,16 +629,20 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
         };
         let in_place =
             existing.is_some() && matches!(mode, UploadMode::Resume | UploadMode::Append);
-        let write_mode = if in_place {
-            WriteMode::InPlace
-        } else {
-            WriteMode::Replace
+        let mut handle = match staged {
+            Some(staged) => staged.map_err(map_storage)?,
+            None => {
+                let write_mode = if in_place {
+                    WriteMode::InPlace
+                } else {
+                    WriteMode::Replace
+                };
+                at.storage
+                    .open_write(at.root, &at.path, write_mode)
+                    .await
+                    .map_err(map_storage)?
+            }
         };
-        let mut handle = at
-            .storage
-            .open_write(at.root, &at.path, write_mode)
-            .await
-            .map_err(map_storage)?;
         let mut hash = StreamHash::new();
         let size = if in_place {
             // Hash what is there now, so that a resume or append continuing
@@ -646,6 +670,15 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             size,
             refused: None,
         }))
+    }
+}
+
+/// Removes a staging file opened for an upload that was then refused.
+async fn discard_staged(staged: Option<Result<Box<dyn WriteHandle>, StorageError>>) {
+    if let Some(Ok(handle)) = staged
+        && let Err(err) = handle.abort().await
+    {
+        tracing::warn!(error = ?err, "cannot discard the staging file of a refused upload");
     }
 }
 

@@ -391,6 +391,38 @@ pub trait FileStorage: Send + Sync {
         path: &VirtualPath,
         mode: WriteMode,
     ) -> Result<Box<dyn WriteHandle>, StorageError>;
+    /// For a writer that replaces whatever a path holds: what `stat` says of
+    /// it (`None` when it does not exist) and, unless it is a directory, a
+    /// file staged to replace it as `open_write` with `WriteMode::Replace`
+    /// opens one. A backend that can do both in one trip overrides this; a
+    /// staged file has no visible effect until it is committed.
+    async fn stat_and_replace(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+    ) -> Result<Replacing, StorageError> {
+        let existing = match self.stat(root, path).await {
+            Ok(meta) => Some(meta),
+            Err(err) if err.kind == StorageErrorKind::NotFound => None,
+            Err(err) => return Err(err),
+        };
+        let handle = match &existing {
+            Some(meta) if meta.kind == FileKind::Dir => {
+                Err(StorageError::of(StorageErrorKind::Conflict))
+            }
+            _ => self.open_write(root, path, WriteMode::Replace).await,
+        };
+        Ok(Replacing { existing, handle })
+    }
+}
+
+/// What `FileStorage::stat_and_replace` found and opened.
+pub struct Replacing {
+    /// The path's metadata, if it exists.
+    pub existing: Option<FileMeta>,
+    /// The staged replacement, or why there is none (`Conflict` for a
+    /// directory).
+    pub handle: Result<Box<dyn WriteHandle>, StorageError>,
 }
 
 /// A mount as the backends see it: its storage and, for an encrypted

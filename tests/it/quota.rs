@@ -30,6 +30,16 @@ async fn usage(api: &Https, root: &str, user: &str) -> (u64, u64) {
 }
 
 /// An FTP upload's reply code (226 when it was stored).
+/// The names in a directory, staging files included, sorted.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 async fn ftp_put(addr: std::net::SocketAddr, user: &str, name: &str, data: Vec<u8>) -> u32 {
     let (user, name) = (user.to_string(), name.to_string());
     tokio::task::spawn_blocking(move || {
@@ -134,12 +144,18 @@ async fn uploads_past_a_quota_fail_cleanly_on_every_protocol() {
         file.shutdown().await.unwrap();
     }
     assert_eq!(usage(&api, &root, "quinn").await, (600 * KIB as u64 + 2, 3));
+    let before = names(&home);
     let refused = sftp.create("/f3").await;
     assert!(
         format!("{:?}", refused.err()).contains("quota exceeded"),
         "a fourth file"
     );
     assert!(!home.join("f3").exists());
+    assert_eq!(
+        names(&home),
+        before,
+        "an upload refused when it opens leaves nothing, staged or not"
+    );
     let denied = api.server.wait_for_event("quinn", "TransferDenied").await;
     assert!(
         denied

@@ -134,7 +134,7 @@ async fn a_user_uploads_lists_downloads_renames_and_removes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_resume_at_an_offset_and_append() {
     for_each_database(|server| async move {
-        server.add_user("bob", &[]).await;
+        let home = server.add_user("bob", &[]).await;
         let (_conn, session) = sftp(server.addr, "bob").await;
         write_file(&session, "log.txt", b"hello ").await;
 
@@ -165,6 +165,25 @@ async fn uploads_resume_at_an_offset_and_append() {
             ),
             StatusCode::NoSuchFile
         );
+        // So does an exclusive create of a file that exists; it leaves the
+        // file, and nothing else, in the home.
+        assert_eq!(
+            refused(
+                session
+                    .open_with_flags(
+                        "log.txt",
+                        OpenFlags::WRITE | OpenFlags::CREATE | OpenFlags::EXCLUDE
+                    )
+                    .await
+            ),
+            StatusCode::Failure
+        );
+        let names: Vec<String> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["log.txt"], "no staging file is left behind");
+        assert_eq!(session.read("log.txt").await.unwrap(), b"hello world!");
 
         server.app().catch_up().await.unwrap();
         let mut uploads: Vec<_> = server

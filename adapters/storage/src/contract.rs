@@ -1,7 +1,8 @@
 //! The storage port's behaviour, as one suite every backend must pass.
 //!
 //! `run` drives a backend through the port only: not-found, already-exists,
-//! directories, range reads, replacing and resumed writes, rename, delete,
+//! directories, range reads, replacing and resumed writes, a stat with a
+//! staged replacement, rename, delete,
 //! listing and a file larger than any buffer or part size. The local and
 //! encrypted backends run it under `cargo test`; the object stores and the
 //! SFTP proxy run it in scripts/ci against real emulators and servers.
@@ -130,6 +131,7 @@ pub async fn run(storage: &dyn FileStorage, root: &str) {
     files_and_directories(storage, root).await;
     range_reads(storage, root).await;
     replacing_and_resuming(storage, root).await;
+    staged_replacements(storage, root).await;
     rename_and_delete(storage, root).await;
     large_file(storage, root).await;
 }
@@ -393,6 +395,62 @@ async fn replacing_and_resuming(storage: &dyn FileStorage, root: &str) {
             .size,
         100_000
     );
+}
+
+/// `stat_and_replace`: what a stat finds, and a replacement staged as a
+/// replacing `open_write` stages one.
+async fn staged_replacements(storage: &dyn FileStorage, root: &str) {
+    let old = get(storage, root, "/resume.bin", 65_536).await;
+    let replacing = storage
+        .stat_and_replace(root, &vp("/resume.bin"))
+        .await
+        .expect("stat_and_replace an existing file");
+    let existing = replacing.existing.expect("the existing file is found");
+    assert_eq!(
+        existing,
+        storage.stat(root, &vp("/resume.bin")).await.expect("stat"),
+        "stat_and_replace describes the file as stat does"
+    );
+    let mut handle = replacing.handle.expect("a replacement is staged");
+    write_all(handle.as_mut(), 0, b"staged").await;
+    assert_eq!(
+        get(storage, root, "/resume.bin", 65_536).await,
+        old,
+        "the old content stays visible while a replacement is staged"
+    );
+    assert_eq!(handle.commit().await.expect("commit the replacement"), 6);
+    assert_eq!(get(storage, root, "/resume.bin", 65_536).await, b"staged");
+
+    let replacing = storage
+        .stat_and_replace(root, &vp("/docs/fresh.txt"))
+        .await
+        .expect("stat_and_replace a missing file");
+    assert!(replacing.existing.is_none(), "a missing file is not found");
+    let mut handle = replacing.handle.expect("a new file is staged");
+    write_all(handle.as_mut(), 0, b"fresh").await;
+    handle.abort().await.expect("abort the staged file");
+    expect_kind(
+        "a staged file aborted",
+        storage.stat(root, &vp("/docs/fresh.txt")).await,
+        StorageErrorKind::NotFound,
+    )
+    .await;
+
+    let replacing = storage
+        .stat_and_replace(root, &vp("/docs"))
+        .await
+        .expect("stat_and_replace a directory");
+    assert_eq!(
+        replacing.existing.map(|meta| meta.kind),
+        Some(FileKind::Dir),
+        "a directory is found as one"
+    );
+    expect_kind(
+        "a directory's replacement",
+        replacing.handle,
+        StorageErrorKind::Conflict,
+    )
+    .await;
 }
 
 async fn read_back(handle: &mut dyn WriteHandle, start: u64, len: usize) -> Vec<u8> {

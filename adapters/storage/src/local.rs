@@ -14,8 +14,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tollgate_domain::VirtualPath;
 use tollgate_ports::outbound::{
-    DirEntry, FileKind, FileMeta, FileStorage, ReadHandle, StorageError, StorageErrorKind,
-    WriteHandle, WriteMode,
+    DirEntry, FileKind, FileMeta, FileStorage, ReadHandle, Replacing, StorageError,
+    StorageErrorKind, WriteHandle, WriteMode,
 };
 
 /// Names with this prefix are staging files: hidden and unreachable.
@@ -323,46 +323,52 @@ impl FileStorage for LocalStorage {
             return Err(StorageError::of(StorageErrorKind::Conflict));
         }
         let target = self.resolve(root, path, true)?;
-        let handle = blocking(move || {
-            let staging = match mode {
-                WriteMode::InPlace => None,
-                WriteMode::Replace => {
-                    let dir = target.parent().expect("a file target has a parent");
-                    Some(dir.join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4())))
+        let handle = blocking(move || LocalWrite::open(target, mode)).await?;
+        Ok(Box::new(handle))
+    }
+
+    /// One trip to the blocking pool for the stat and the staging file that
+    /// an upload opens one after the other.
+    async fn stat_and_replace(
+        &self,
+        root: &str,
+        path: &VirtualPath,
+    ) -> Result<Replacing, StorageError> {
+        let real_root = self.root(root)?;
+        let path = path.clone();
+        blocking(move || {
+            let at = match resolve_under(&real_root, &path, false) {
+                Ok(at) => at,
+                // A missing directory on the way: nothing to stat, nowhere
+                // to stage, as `stat` and `open_write` would each say.
+                Err(err) if err.kind == StorageErrorKind::NotFound => {
+                    return Ok(Replacing {
+                        existing: None,
+                        handle: Err(err),
+                    });
                 }
+                Err(err) => return Err(err),
             };
-            let written = staging.as_deref().unwrap_or(&target);
-            // Never truncate: a staging file is new, and an in-place write
-            // keeps the content it resumes or appends to.
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(written)
-                .map_err(map_err)?;
-            let len = if staging.is_some() {
-                // New files get the usual 0644, not the staging file's umask result.
-                let mode = std::fs::metadata(&target)
-                    .map(|m| m.permissions().mode())
-                    .unwrap_or(0o644);
-                file.set_permissions(std::fs::Permissions::from_mode(mode))
-                    .map_err(map_err)?;
-                0
-            } else {
-                file.metadata().map_err(map_err)?.len()
+            let existing = match std::fs::symlink_metadata(&at) {
+                Ok(meta) => Some(meta),
+                Err(err) if err.kind() == ErrorKind::NotFound => None,
+                Err(err) => return Err(map_err(err)),
             };
-            Ok(LocalWrite {
-                file: Arc::new(file),
-                target,
-                staging,
-                len,
-                gathered: Vec::new(),
-                gathered_at: 0,
+            let handle = match &existing {
+                Some(meta) if meta.is_dir() => Err(StorageError::of(StorageErrorKind::Conflict)),
+                // Written through the link, checked as `open_write` checks it.
+                Some(meta) if meta.file_type().is_symlink() => {
+                    resolve_under(&real_root, &path, true)
+                        .and_then(|target| LocalWrite::open(target, WriteMode::Replace))
+                }
+                _ => LocalWrite::open(at, WriteMode::Replace),
+            };
+            Ok(Replacing {
+                existing: existing.as_ref().map(meta_of),
+                handle: handle.map(|handle| Box::new(handle) as Box<dyn WriteHandle>),
             })
         })
-        .await?;
-        Ok(Box::new(handle))
+        .await
     }
 }
 
@@ -454,6 +460,47 @@ fn remove_staging(staging: &Path) {
 }
 
 impl LocalWrite {
+    /// Opens `target` for writing, through a new staging file beside it
+    /// when `mode` is `Replace`.
+    fn open(target: PathBuf, mode: WriteMode) -> Result<LocalWrite, StorageError> {
+        let staging = match mode {
+            WriteMode::InPlace => None,
+            WriteMode::Replace => {
+                let dir = target.parent().expect("a file target has a parent");
+                Some(dir.join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4())))
+            }
+        };
+        let written = staging.as_deref().unwrap_or(&target);
+        // Never truncate: a staging file is new, and an in-place write
+        // keeps the content it resumes or appends to.
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(written)
+            .map_err(map_err)?;
+        let len = if staging.is_some() {
+            // New files get the usual 0644, not the staging file's umask result.
+            let mode = std::fs::metadata(&target)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0o644);
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(map_err)?;
+            0
+        } else {
+            file.metadata().map_err(map_err)?.len()
+        };
+        Ok(LocalWrite {
+            file: Arc::new(file),
+            target,
+            staging,
+            len,
+            gathered: Vec::new(),
+            gathered_at: 0,
+        })
+    }
+
     /// Hands the gathered writes to the file.
     async fn flush(&mut self) -> Result<(), StorageError> {
         if self.gathered.is_empty() {

@@ -293,3 +293,105 @@ async fn sequential_reads_are_read_ahead_and_others_read_as_asked() {
         grown[1_500_000..1_501_024]
     );
 }
+
+#[tokio::test]
+async fn a_stat_with_a_staged_replacement_answers_as_the_two_calls_do() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"s").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    std::fs::write(dir.path().join("real/file"), b"inside").unwrap();
+    std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("alias")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("real/file"), dir.path().join("link")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("gone"), dir.path().join("dangling")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("away")).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let storage = LocalStorage::new();
+
+    let kind = |err: &StorageError| err.kind;
+    for path in [
+        "/",
+        "/real",
+        "/real/file",
+        "/real/new",
+        "/alias/file",
+        "/alias/new",
+        "/link",
+        "/dangling",
+        "/out/new",
+        "/away",
+        "/missing/new",
+        "/real/file/under",
+    ] {
+        let stat = storage.stat(root, &vp(path)).await;
+        let replacing = storage.stat_and_replace(root, &vp(path)).await;
+        let replacing = match (stat, replacing) {
+            (Ok(meta), Ok(replacing)) => {
+                assert_eq!(replacing.existing.as_ref(), Some(&meta), "{path}: found");
+                replacing
+            }
+            (Err(err), Ok(replacing)) if err.kind == StorageErrorKind::NotFound => {
+                assert_eq!(replacing.existing, None, "{path}: not found");
+                replacing
+            }
+            (Err(stat), Err(both)) => {
+                assert_eq!(stat.kind, both.kind, "{path}: the stat's error");
+                continue;
+            }
+            (stat, both) => panic!(
+                "{path}: stat gave {:?}, stat_and_replace {:?}",
+                stat.map_err(|err| err.kind),
+                both.map(|replacing| replacing.existing)
+                    .map_err(|err| err.kind)
+            ),
+        };
+        if replacing.existing.as_ref().map(|meta| meta.kind) == Some(FileKind::Dir) {
+            assert_eq!(
+                replacing.handle.err().map(|err| err.kind),
+                Some(StorageErrorKind::Conflict),
+                "{path}: a directory is not replaced"
+            );
+            continue;
+        }
+        let opened = storage
+            .open_write(root, &vp(path), WriteMode::Replace)
+            .await;
+        match (opened, replacing.handle) {
+            (Ok(opened), Ok(mut staged)) => {
+                opened.abort().await.unwrap();
+                let data = format!("replaced {path}");
+                staged
+                    .write_at(0, Bytes::from(data.clone().into_bytes()))
+                    .await
+                    .unwrap();
+                staged.commit().await.unwrap();
+                assert_eq!(
+                    crate::contract::get(&storage, root, path, 4096).await,
+                    data.as_bytes(),
+                    "{path}: the replacement landed where open_write writes"
+                );
+            }
+            (Err(opened), Err(staged)) => {
+                assert_eq!(kind(&opened), kind(&staged), "{path}: the open's error");
+            }
+            (opened, staged) => panic!(
+                "{path}: open_write gave {:?}, the staged replacement {:?}",
+                opened.map(|_| ()).map_err(|err| err.kind),
+                staged.map(|_| ()).map_err(|err| err.kind)
+            ),
+        }
+    }
+    assert_eq!(
+        std::fs::read(dir.path().join("real/file")).unwrap(),
+        b"replaced /link",
+        "a link's target is replaced through it"
+    );
+    assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"s");
+    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("real"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["file", "new"], "no staging file is left behind");
+}
