@@ -203,16 +203,16 @@ impl SqliteStore {
     }
 }
 
-/// Commits event appends as they come, each group of those waiting in one
-/// transaction: under many concurrent commands one WAL sync serves many of
-/// them. A group is first tried as one statement; when SQLite refuses that,
-/// nothing of it is left and the group goes again command by command, each
-/// command all-or-nothing on its own: a one-event append is
-/// one INSERT, which SQLite undoes alone when it fails (its transaction goes
-/// on); a longer one runs inside a savepoint. A command whose statement the
-/// database refuses (it lost an optimistic-concurrency race, or a constraint
-/// or trigger refused an event) fails alone; any other failure fails the
-/// whole group, rolled back. Positions follow the order of the queue.
+/// Commits event appends as they come, each group of those waiting at once:
+/// under many concurrent commands one WAL sync serves many of them. A
+/// command's events are one INSERT, which SQLite applies or undoes as a
+/// whole. A group is first tried as one INSERT of all its events; when
+/// SQLite refuses that, nothing of it is left and the group goes again in
+/// one transaction, an INSERT per command, each undone alone when it fails
+/// (the transaction goes on). A command whose statement the database
+/// refuses (it lost an optimistic-concurrency race, or a constraint or
+/// trigger refused an event) fails alone; any other failure fails the whole
+/// group, rolled back. Positions follow the order of the queue.
 async fn commit_groups(
     writer: Arc<Mutex<SqliteConnection>>,
     mut queue: mpsc::UnboundedReceiver<Append>,
@@ -220,16 +220,17 @@ async fn commit_groups(
     let mut group = Vec::with_capacity(GROUP);
     while queue.recv_many(&mut group, GROUP).await > 0 {
         let mut conn = writer.lock().await;
-        let outcomes = if let [only] = group.as_slice()
-            && only.events.len() == 1
-        {
+        let outcomes = if let [only] = group.as_slice() {
             // Alone: one statement is its own transaction.
             vec![
-                insert_event(&mut conn, &only.events[0])
+                insert_events(&mut conn, &only.events)
                     .await
                     .map_err(Into::into),
             ]
-        } else if insert_group(&mut conn, &group).await.is_ok() {
+        } else if insert_events(&mut conn, group.iter().flat_map(|a| &a.events))
+            .await
+            .is_ok()
+        {
             group.iter().map(|_| Ok(())).collect()
         } else {
             // Refused or failed as a whole (and undone as a whole): each
@@ -261,45 +262,8 @@ impl From<AppendError> for PersistenceError {
     }
 }
 
-/// Every event of `group` in one statement, which SQLite applies or undoes
-/// as a whole: one trip to the connection's worker thread and one WAL sync
-/// for the group, where a transaction around one INSERT per event costs a
-/// trip per event and two more. The events travel as one JSON array (so the
-/// statement is the same, prepared once, whatever the group's size), each
-/// value as the text or number a bound parameter would be. The positions
-/// follow on from the last one taken, which SQLite reads before it inserts
-/// any row (the SELECT reads the table it inserts into, so its rows are
-/// gathered first).
-async fn insert_group(conn: &mut SqliteConnection, group: &[Append]) -> Result<(), sqlx::Error> {
-    let rows: Vec<Value> = group
-        .iter()
-        .flat_map(|append| &append.events)
-        .map(|event| {
-            serde_json::json!([
-                uuid::Uuid::new_v4().to_string(),
-                event.aggregate_type,
-                event.aggregate_id,
-                i64::try_from(event.sequence).unwrap_or(i64::MAX),
-                event.event_type,
-                event.event_version,
-                event.payload.to_string(),
-                event.metadata.to_string(),
-            ])
-        })
-        .collect();
-    sqlx::query(
-        "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT last + 1 + e.key, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3,
-                e.value ->> 4, e.value ->> 5, e.value ->> 6, e.value ->> 7
-         FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), json_each($1) AS e",
-    )
-    .bind(Value::Array(rows).to_string())
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
-/// One transaction for `group`; the outcome of each append, in order.
+/// One transaction for `group`, an INSERT per command; the outcome of each
+/// append, in order.
 async fn commit_group(
     conn: &mut SqliteConnection,
     group: &[Append],
@@ -322,11 +286,7 @@ async fn commit_group(
     }
     let mut outcomes = Vec::with_capacity(group.len());
     for append in group {
-        let outcome = match append.events.as_slice() {
-            [event] => insert_event(conn, event).await,
-            events => append_in_savepoint(conn, events).await,
-        };
-        match outcome {
+        match insert_events(conn, &append.events).await {
             Ok(()) => outcomes.push(Ok(())),
             Err(AppendError::Refused(err)) => outcomes.push(Err(err)),
             Err(AppendError::Failed(err)) => {
@@ -344,58 +304,46 @@ async fn commit_group(
     }
 }
 
-/// The events of one command inside the group's transaction, all or none.
-async fn append_in_savepoint(
-    conn: &mut SqliteConnection,
-    events: &[SerializedEvent],
-) -> Result<(), AppendError> {
-    sqlx::query("SAVEPOINT command")
-        .execute(&mut *conn)
-        .await
-        .map_err(AppendError::Failed)?;
-    for event in events {
-        if let Err(err) = insert_event(conn, event).await {
-            sqlx::query("ROLLBACK TO command")
-                .execute(&mut *conn)
-                .await
-                .map_err(AppendError::Failed)?;
-            sqlx::query("RELEASE command")
-                .execute(&mut *conn)
-                .await
-                .map_err(AppendError::Failed)?;
-            return Err(err);
-        }
-    }
-    sqlx::query("RELEASE command")
-        .execute(&mut *conn)
-        .await
-        .map_err(AppendError::Failed)?;
-    Ok(())
-}
-
 /// SQLite's primary result code for a statement a constraint refused
 /// (unique, check, not null, foreign key, or a trigger's `RAISE(ABORT)`):
 /// the statement is undone and its transaction goes on.
 const SQLITE_CONSTRAINT: i32 = 19;
 
-/// Appends one event at the next position; a taken sequence number of its
-/// aggregate is an optimistic-concurrency conflict.
-async fn insert_event(
+/// Appends `events` at the next positions in one statement, which SQLite
+/// applies or undoes as a whole: one trip to the connection's worker thread
+/// however many there are. They travel as one JSON array (so the statement
+/// is the same, prepared once, whatever their number), each value as the
+/// text or number a bound parameter would be. The positions follow on from
+/// the last one taken, which SQLite reads before it inserts any row (the
+/// SELECT reads the table it inserts into, so its rows are gathered first).
+/// A taken sequence number of an aggregate is an optimistic-concurrency
+/// conflict.
+async fn insert_events<'a>(
     conn: &mut SqliteConnection,
-    event: &SerializedEvent,
+    events: impl IntoIterator<Item = &'a SerializedEvent>,
 ) -> Result<(), AppendError> {
+    let rows: Vec<Value> = events
+        .into_iter()
+        .map(|event| {
+            serde_json::json!([
+                uuid::Uuid::new_v4().to_string(),
+                event.aggregate_type,
+                event.aggregate_id,
+                i64::try_from(event.sequence).unwrap_or(i64::MAX),
+                event.event_type,
+                event.event_version,
+                event.payload.to_string(),
+                event.metadata.to_string(),
+            ])
+        })
+        .collect();
     let res = sqlx::query(
         "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         VALUES ((SELECT COALESCE(MAX(position), 0) + 1 FROM events), ?, ?, ?, ?, ?, ?, ?, ?)",
+         SELECT last + 1 + e.key, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3,
+                e.value ->> 4, e.value ->> 5, e.value ->> 6, e.value ->> 7
+         FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), json_each($1) AS e",
     )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(&event.aggregate_type)
-    .bind(&event.aggregate_id)
-    .bind(i64::try_from(event.sequence).unwrap_or(i64::MAX))
-    .bind(&event.event_type)
-    .bind(&event.event_version)
-    .bind(event.payload.to_string())
-    .bind(event.metadata.to_string())
+    .bind(Value::Array(rows).to_string())
     .execute(conn)
     .await;
     match res {
