@@ -21,7 +21,7 @@ use tollgate_ports::inbound::{
     DirEntry, DirPages, Download, FileMeta, FileOpError, FileOps, Upload, UploadMode,
 };
 use tollgate_ports::outbound::{
-    FileKind, ReadHandle, StorageError, StorageErrorKind, WriteHandle, WriteMode,
+    FileKind, ReadHandle, StorageError, StorageErrorKind, WriteHandle, WriteMode, found,
 };
 
 use crate::Tollgate;
@@ -583,11 +583,7 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
                 .map_err(map_storage)?;
             (replacing.existing, Some(replacing.handle))
         } else {
-            let existing = match at.storage.stat(at.root, &at.path).await {
-                Ok(meta) => Some(meta),
-                Err(err) if err.kind == StorageErrorKind::NotFound => None,
-                Err(err) => return Err(map_storage(err)),
-            };
+            let existing = found(at.storage.stat(at.root, &at.path).await).map_err(map_storage)?;
             (existing, None)
         };
         if let Some(meta) = &existing {

@@ -401,11 +401,7 @@ pub trait FileStorage: Send + Sync {
         root: &str,
         path: &VirtualPath,
     ) -> Result<Replacing, StorageError> {
-        let existing = match self.stat(root, path).await {
-            Ok(meta) => Some(meta),
-            Err(err) if err.kind == StorageErrorKind::NotFound => None,
-            Err(err) => return Err(err),
-        };
+        let existing = found(self.stat(root, path).await)?;
         let handle = match &existing {
             Some(meta) if meta.kind == FileKind::Dir => {
                 Err(StorageError::of(StorageErrorKind::Conflict))
@@ -413,6 +409,15 @@ pub trait FileStorage: Send + Sync {
             _ => self.open_write(root, path, WriteMode::Replace).await,
         };
         Ok(Replacing { existing, handle })
+    }
+}
+
+/// What a `stat` found: `None` when the path does not exist.
+pub fn found(stat: Result<FileMeta, StorageError>) -> Result<Option<FileMeta>, StorageError> {
+    match stat {
+        Ok(meta) => Ok(Some(meta)),
+        Err(err) if err.kind == StorageErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
     }
 }
 
