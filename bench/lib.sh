@@ -10,6 +10,10 @@
 #                          audit sealing and SHA-256 on) with the user TG_USER/TG_PASS, and OpenSSH's
 #                          sshd started by the harness's start_openssh.sh; both are stopped on exit.
 #                          --measure-sshd also puts sshd into a cgroup of its own (see below)
+#                          With OWN_FS=1 set before it, TMP holds a new ext4 filesystem (own_fs) and
+#                          Tollgate's data directory is on it
+#   openssh_dir_on_own_fs  OPENSSH_OWN_DIR, a directory on that filesystem bind-mounted into the
+#                          OpenSSH user's data directory, for files the sftp clients write there
 #   not_offered, median, ratio, client_opts, server_cpu_us, settle, reset_peak, mem_sampler, ...
 #
 # How the servers' resources are measured (server_cpu_us, settle, mem_sampler):
@@ -64,6 +68,9 @@ SSHD_CG_HOME=
 SAMPLER_PID=
 TMP=
 CLEANUP_PATHS=()   # files and directories the benchmark left on a peer's disk
+OWN_FS_DIR=        # where own_fs mounted the bench's filesystem
+OWN_FS_BINDS=()    # bind mounts of directories on it
+OPENSSH_OWN_DIR=
 
 bench_cleanup() {
   local rc=$?
@@ -90,8 +97,22 @@ bench_cleanup() {
     for _ in $(seq 50); do rmdir "$SSHD_CG" 2>/dev/null && break; sleep 0.2; done
     [ ! -d "$SSHD_CG" ] || echo "# cgroup $SSHD_CG not removed: $(tr '\n' ' ' <"$SSHD_CG/cgroup.procs")" >&2
   fi
+  local m
+  for m in "${OWN_FS_BINDS[@]}"; do
+    umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true
+    rmdir "$m" 2>/dev/null || true
+  done
+  if [ -n "$OWN_FS_DIR" ]; then
+    # A server that has just exited may still hold a file for a moment.
+    for _ in $(seq 25); do umount "$OWN_FS_DIR" 2>/dev/null && break; sleep 0.2; done
+    if mountpoint -q "$OWN_FS_DIR"; then
+      echo "# $OWN_FS_DIR still busy; detached lazily" >&2
+      umount -l "$OWN_FS_DIR" 2>/dev/null || true
+    fi
+  fi
   [ ${#CLEANUP_PATHS[@]} -eq 0 ] || rm -rf "${CLEANUP_PATHS[@]}"
-  [ -z "$TMP" ] || rm -rf "$TMP"
+  # Never remove TMP while a filesystem is still mounted in it.
+  if [ -n "$TMP" ] && ! { [ -n "$OWN_FS_DIR" ] && mountpoint -q "$OWN_FS_DIR"; }; then rm -rf "$TMP"; fi
   exit "$rc"
 }
 
@@ -105,6 +126,10 @@ bench_start() {
   trap bench_cleanup EXIT
   trap 'exit 130' INT
   trap 'exit 143' TERM
+  if [ "${OWN_FS:-0}" = 1 ]; then
+    own_fs "$TMP/fs"
+    export TOLLGATE_DATA_DIR=$TMP/fs/tollgate
+  fi
 
   TG_USER=bench
   TG_PASS="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -140,6 +165,34 @@ bench_start() {
     ( [ -z "$SSHD_CG" ] || echo "$BASHPID" >"$SSHD_CG/cgroup.procs"; exec "$PEERS/start_openssh.sh" ) >&2
     SSHD_PID=$(cat "$PEERS_DIR/pids/sshd.pid")
   fi
+}
+
+# own_fs DIR : a new ext4 filesystem (default options, journal included) on a sparse image in TMP,
+# mounted on DIR and unmounted on exit. ext4 without a journal, as some machines' root filesystem
+# is, will not hand out an inode freed in the last minutes and walks past each one while it looks
+# for a free inode; right after a run has deleted thousands of files, creating a file then costs
+# many times what it normally does. On a filesystem of its own a run finds none of those, whatever
+# ran before it. Needs root (mount, a loop device); exits with a message when that fails.
+own_fs() {
+  local img=$TMP/fs.img
+  mkdir -p "$1"
+  truncate -s "${OWN_FS_GB:-8}G" "$img"
+  # shellcheck disable=SC2086  # OWN_FS_MKFS holds several options
+  mkfs.ext4 -q -F ${OWN_FS_MKFS:-} "$img" >&2 || { echo "mkfs.ext4 failed on $img" >&2; exit 2; }
+  mount -o loop "$img" "$1" || { echo "cannot mount a filesystem image (needs root and a loop device); run with OWN_FS=0" >&2; exit 2; }
+  OWN_FS_DIR=$1
+}
+
+# openssh_dir_on_own_fs USER DATA_DIR : sets OPENSSH_OWN_DIR to the name of a directory in DATA_DIR,
+# owned by USER, that is a bind mount of a new directory on the bench's own filesystem (not to be
+# called in a subshell: the mount must be recorded for bench_cleanup)
+openssh_dir_on_own_fs() {
+  local name=bench-$$ target=$OWN_FS_DIR/openssh
+  mkdir -p "$target" "$2/$name"
+  chown "$1" "$target" "$2/$name"
+  mount --bind "$target" "$2/$name" || { echo "cannot bind-mount $target on $2/$name" >&2; exit 2; }
+  OWN_FS_BINDS+=("$2/$name")
+  OPENSSH_OWN_DIR=$name
 }
 
 # versions OPENSSH_USERS : one line naming both servers, where they listen and who logs in

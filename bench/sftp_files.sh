@@ -19,6 +19,12 @@
 #               falls behind, finds several lines waiting and stamps them all at once, which
 #               showed as put latencies of 0.03 ms. Where chrt is refused, a note says so.
 # * login     = time from starting a client to its first command
+# * START=together: every batch begins by reading one byte from a FIFO (`!dd`, run once per
+#               session), and the bench writes the bytes only when every client has reached that
+#               line, i.e. has logged in. All sessions then put at once, whatever each server's
+#               login takes; files/s is then files / time from that signal to the last exit.
+#               With START=staggered (the default) each client begins as soon as it has logged
+#               in, so a server whose logins are slow has fewer sessions putting at one time.
 # * server CPU seconds (user + system, the whole run, work finished after the last client
 #   included) and peak RSS: see bench/lib.sh for how each server is measured.
 # After each run, the files on the server's disk are checked: the count in each session's
@@ -30,6 +36,12 @@
 #        FILE_KB  (4)    size of each file, KiB
 #        REPEAT   (3)    runs per server; the table shows medians (peak RSS: the largest)
 #        CIPHER   (negotiated)  e.g. aes128-gcm@openssh.com
+#        START    (staggered)   or together: see above
+#        OWN_FS   (1)    1: both servers' files go to a new ext4 filesystem of the bench's own (a
+#                 loop-mounted image, see own_fs in bench/lib.sh), so that files deleted by earlier
+#                 runs cannot slow this one down; needs root. 0: Tollgate's under TMPDIR, OpenSSH's
+#                 in its user's data directory
+#        OWN_FS_MKFS  ()  extra mkfs.ext4 options for that filesystem (e.g. `-O ^has_journal`)
 #        SERVERS  (openssh tollgate)  which servers to run, in this order (e.g. `tollgate` alone
 #                 while profiling it)
 #        TOLLGATE_BIN (target/release/tollgate; built with `cargo build --release` when missing)
@@ -47,13 +59,21 @@ FILES=${FILES:-100}
 FILE_KB=${FILE_KB:-4}
 REPEAT=${REPEAT:-3}
 CIPHER=${CIPHER:-}
+START=${START:-staggered}
+case $START in staggered|together) ;; *) echo "START must be staggered or together" >&2; exit 2 ;; esac
 for v in SESSIONS FILES FILE_KB REPEAT; do
   case ${!v} in ''|*[!0-9]*|0) echo "$v must be a positive integer" >&2; exit 2 ;; esac
 done
 
+export OWN_FS=${OWN_FS:-1}
 bench_setup
 bench_start filesbench --measure-sshd
 OPENSSH_DATA=$SFTP_CHROOT/$PEER_USER/data
+OPENSSH_PREFIX=   # where the OpenSSH clients' directories go, relative to their login directory
+if [ "$OWN_FS" = 1 ]; then
+  openssh_dir_on_own_fs "$PEER_USER" "$OPENSSH_DATA"
+  OPENSSH_PREFIX=$OPENSSH_OWN_DIR/
+fi
 client_opts "$CIPHER"
 
 # The source files, the same for every session, and their SHA-256 sums.
@@ -64,7 +84,7 @@ done
 (cd "$TMP/src" && sha256sum f*) >"$TMP/src.sums"
 
 echo "# $(versions "user $PEER_USER")"
-echo "# sessions=$SESSIONS files=$FILES file_kb=$FILE_KB repeat=$REPEAT cipher=${CIPHER:-negotiated}"
+echo "# sessions=$SESSIONS files=$FILES file_kb=$FILE_KB repeat=$REPEAT cipher=${CIPHER:-negotiated} start=$START own_fs=$OWN_FS"
 
 # The reader that stamps a client's output lines (see the top of this file).
 # shellcheck disable=SC2016  # $EPOCHREALTIME and $line belong to the reader's shell
@@ -105,32 +125,48 @@ mkdir -p "$TMP/results"
 # run_one SERVER RUN : one run of all sessions against SERVER; a line of figures in
 # $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib
 run_one() {
-  local server=$1 run=$2 user pass port base out s dir t0 t1 secs bad=0 why clients=()
+  local server=$1 run=$2 user pass port base prefix= out s dir t0 t1 secs bad=0 why clients=()
   case $server in
     tollgate) user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME ;;
-    openssh) user=$PEER_USER pass=$PEER_PASS port=$SSHD_PORT base=$OPENSSH_DATA ;;
+    openssh) user=$PEER_USER pass=$PEER_PASS port=$SSHD_PORT base=$OPENSSH_DATA/$OPENSSH_PREFIX prefix=$OPENSSH_PREFIX ;;
   esac
   out=$TMP/run-$server-$run
   mkdir -p "$out"
   for s in $(seq -f '%02g' "$SESSIONS"); do
-    dir=files-$$-r$run-s$s
-    [ "$server" = tollgate ] || CLEANUP_PATHS+=("$base/$dir")
+    dir=${prefix}files-$$-r$run-s$s
+    [ "$server" = tollgate ] || [ "$OWN_FS" = 1 ] || CLEANUP_PATHS+=("$OPENSSH_DATA/$dir")
     {
+      [ "$START" = staggered ] || echo "!dd if=$out/go of=/dev/null bs=1 count=1 status=none"
       echo "mkdir $dir"
       for i in $(seq -f '%04g' "$FILES"); do echo "put $TMP/src/f$i $dir/f$i"; done
       echo pwd
     } >"$out/s$s.batch"
   done
 
+  if [ "$START" = together ]; then
+    # Held open for reading and writing, the FIFO keeps the bytes written to it until a client
+    # reads its one, however late that client opens it.
+    mkfifo "$out/go"
+    exec 3<>"$out/go"
+  fi
   measure_start "$server"
   t0=$EPOCHREALTIME
   for s in $(seq -f '%02g' "$SESSIONS"); do
     session "$server" "$user" "$pass" "$port" "$out/s$s.batch" "$out/s$s" &
     clients+=("$!")
   done
+  if [ "$START" = together ]; then
+    for s in $(seq -f '%02g' "$SESSIONS"); do
+      # Logged in once its first command is echoed; a client that failed never gets there.
+      until grep -q 'sftp>' "$out/s$s.stamps" 2>/dev/null || [ -e "$out/s$s.rc" ]; do sleep 0.02; done
+    done
+    t0=$EPOCHREALTIME
+    printf '%*s' "$SESSIONS" '' >&3
+  fi
   wait "${clients[@]}" || true   # not a bare wait: the memory sampler runs in the background too
   t1=$EPOCHREALTIME
   measure_stop "$server"
+  [ "$START" = staggered ] || exec 3>&-
   secs=$(elapsed "$t0" "$t1")
 
   for s in $(seq -f '%02g' "$SESSIONS"); do
@@ -210,7 +246,12 @@ line "server peak RSS, largest process, MiB" 6 largest "lower" mib
 line "server peak RSS, sum of processes, MiB" 7 largest "lower" mib
 echo "($SESSIONS concurrent \`sftp -b\` sessions x $FILES files x $FILE_KB KiB, $((SESSIONS * FILES)) files per run;" \
   "median of $REPEAT run(s), peak RSS the largest;"
-echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
+if [ "$START" = together ]; then
+  echo " start=together: files/s = files / time from the start signal (all sessions logged in) to the last exit;"
+  echo " CPU = user+system of all the server's processes, logins included;"
+else
+  echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
+fi
 echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process)"
 [ -z "$PEAK_NOTE" ] || echo "note: $PEAK_NOTE"
 [ -z "$STAMPER_NOTE" ] || echo "note: $STAMPER_NOTE"
