@@ -271,10 +271,16 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
         };
         let key = &event.aggregate_id;
         let time = event_time(event);
-        let mut view = self
-            .get::<TransferView>(TRANSFERS, key)
-            .await?
-            .unwrap_or_default();
+        // A transfer's first event starts its view: there is nothing to
+        // read (a batch projected again after a lost commit lost its
+        // documents with it), and a busy log would pay a query per file.
+        let mut view = if event.sequence == 1 {
+            TransferView::default()
+        } else {
+            self.get::<TransferView>(TRANSFERS, key)
+                .await?
+                .unwrap_or_default()
+        };
         view.id = key.clone();
         match parsed {
             TransferEvent::TransferStarted { context, offset } => {
