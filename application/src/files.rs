@@ -569,13 +569,15 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             return Err(FileOpError::Conflict("is a directory"));
         }
         let at = self.namespace.resolve(&path);
+        let may_upload = self.decide(Permission::Upload, &path);
+        let may_overwrite = self.decide(Permission::Overwrite, &path);
         // An upload that replaces whatever is there, by a user who may both
         // create and overwrite it, opens its staging file before knowing
         // whether the file exists: one trip to the backend for both.
         let replaces_early = matches!(mode, UploadMode::Truncate | UploadMode::CreateNew)
-            && self.decide(Permission::Upload, &path).allowed
-            && self.decide(Permission::Overwrite, &path).allowed;
-        let (existing, mut staged) = if replaces_early {
+            && may_upload.allowed
+            && may_overwrite.allowed;
+        let (existing, staged) = if replaces_early {
             let replacing = at
                 .storage
                 .stat_and_replace(at.root, &at.path)
@@ -586,42 +588,47 @@ impl<R: PersistedEventRepository + Clone + 'static> FileOps for UserFiles<R> {
             let existing = found(at.storage.stat(at.root, &at.path).await).map_err(map_storage)?;
             (existing, None)
         };
-        if let Some(meta) = &existing {
-            if meta.kind == FileKind::Dir {
-                return Err(FileOpError::Conflict("is a directory"));
-            }
-            if mode == UploadMode::CreateNew {
-                discard_staged(staged.take()).await;
-                return Err(FileOpError::AlreadyExists);
-            }
-        }
-        let permission = if existing.is_some() {
-            Permission::Overwrite
-        } else {
-            Permission::Upload
-        };
-        let decision = self.decide(permission, &path);
-        if !decision.allowed {
-            discard_staged(staged.take()).await;
-            return Err(self
-                .deny_transfer(&path, Direction::Upload, decision.rule)
-                .await);
-        }
-        let previous = existing.as_ref().map(|meta| meta.size);
-        let reservation = match self.limits.quota {
-            None => None,
-            Some(quota) => match self.app.reserve(&self.user.username, quota, previous).await {
-                Ok(reservation) => Some(reservation),
-                Err(QuotaRefusal::Exceeded) => {
-                    discard_staged(staged.take()).await;
-                    return Err(self.over_quota(&path).await);
+        // Every refusal from here on discards the staged file, if any.
+        let checked = async {
+            if let Some(meta) = &existing {
+                if meta.kind == FileKind::Dir {
+                    return Err(FileOpError::Conflict("is a directory"));
                 }
-                Err(QuotaRefusal::Unavailable(err)) => {
-                    discard_staged(staged.take()).await;
-                    tracing::error!(error = %err, "cannot read a user's storage usage");
-                    return Err(FileOpError::Unavailable);
+                if mode == UploadMode::CreateNew {
+                    return Err(FileOpError::AlreadyExists);
                 }
-            },
+            }
+            let decision = if existing.is_some() {
+                may_overwrite
+            } else {
+                may_upload
+            };
+            if !decision.allowed {
+                return Err(self
+                    .deny_transfer(&path, Direction::Upload, decision.rule)
+                    .await);
+            }
+            let previous = existing.as_ref().map(|meta| meta.size);
+            let reservation = match self.limits.quota {
+                None => None,
+                Some(quota) => match self.app.reserve(&self.user.username, quota, previous).await {
+                    Ok(reservation) => Some(reservation),
+                    Err(QuotaRefusal::Exceeded) => return Err(self.over_quota(&path).await),
+                    Err(QuotaRefusal::Unavailable(err)) => {
+                        tracing::error!(error = %err, "cannot read a user's storage usage");
+                        return Err(FileOpError::Unavailable);
+                    }
+                },
+            };
+            Ok((previous, reservation))
+        }
+        .await;
+        let (previous, reservation) = match checked {
+            Ok(checked) => checked,
+            Err(err) => {
+                discard_staged(staged).await;
+                return Err(err);
+            }
         };
         let in_place =
             existing.is_some() && matches!(mode, UploadMode::Resume | UploadMode::Append);
