@@ -135,6 +135,26 @@ fn meta_of(meta: &std::fs::Metadata) -> FileMeta {
 /// Resolves `path` under `root`. The parent directory must lie inside the
 /// root once symlinks are resolved; with `follow`, so must the target.
 fn resolve_under(root: &Path, path: &VirtualPath, follow: bool) -> Result<PathBuf, StorageError> {
+    walk_under(root, path, follow).map(|(full, _)| full)
+}
+
+/// What resolving a path learnt of its last component.
+enum Walked {
+    /// Its `lstat`, taken on the way: no symlink was met.
+    Found(std::fs::Metadata),
+    /// It does not exist (nor was a symlink met).
+    Missing(std::io::Error),
+    /// A symlink on the way, or the root itself: not looked at.
+    Unknown,
+}
+
+/// `resolve_under`, keeping what the walk found at the end of the path,
+/// so that a stat need not repeat the walk's last `lstat`.
+fn walk_under(
+    root: &Path,
+    path: &VirtualPath,
+    follow: bool,
+) -> Result<(PathBuf, Walked), StorageError> {
     if path.components().any(|c| c.starts_with(STAGING_PREFIX)) {
         return Err(denied());
     }
@@ -144,20 +164,23 @@ fn resolve_under(root: &Path, path: &VirtualPath, follow: bool) -> Result<PathBu
     // plain names (a `VirtualPath` holds no `.` or `..`), so without a
     // symlink the joined path is the real one.
     let mut walked = root.to_path_buf();
+    let mut last = Walked::Unknown;
     let mut components = path.components().peekable();
     while let Some(component) = components.next() {
         walked.push(component);
         match std::fs::symlink_metadata(&walked) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return resolve_links(root, path, follow);
+                return Ok((resolve_links(root, path, follow)?, Walked::Unknown));
             }
-            Ok(_) => {}
+            Ok(meta) => last = Walked::Found(meta),
             // A missing last component is a name to create.
-            Err(err) if err.kind() == ErrorKind::NotFound && components.peek().is_none() => {}
+            Err(err) if err.kind() == ErrorKind::NotFound && components.peek().is_none() => {
+                last = Walked::Missing(err);
+            }
             Err(err) => return Err(map_err(err)),
         }
     }
-    Ok(walked)
+    Ok((walked, last))
 }
 
 /// `resolve_under` for a path with a symlink on the way (so not the root):
@@ -211,7 +234,14 @@ impl FileStorage for LocalStorage {
     }
 
     async fn stat(&self, root: &str, path: &VirtualPath) -> Result<FileMeta, StorageError> {
-        let full = self.resolve(root, path, false)?;
+        // Resolving the path took an `lstat` of each component, the last
+        // one included: unless a symlink was on the way, that is the answer,
+        // with no trip to the blocking pool for the same call again.
+        let full = match walk_under(&self.root(root)?, path, false)? {
+            (_, Walked::Found(meta)) => return Ok(meta_of(&meta)),
+            (_, Walked::Missing(err)) => return Err(map_err(err)),
+            (full, Walked::Unknown) => full,
+        };
         blocking(move || {
             std::fs::symlink_metadata(&full)
                 .map(|m| meta_of(&m))
@@ -337,8 +367,8 @@ impl FileStorage for LocalStorage {
         let real_root = self.root(root)?;
         let path = path.clone();
         blocking(move || {
-            let at = match resolve_under(&real_root, &path, false) {
-                Ok(at) => at,
+            let (at, walked) = match walk_under(&real_root, &path, false) {
+                Ok(walked) => walked,
                 // A missing directory on the way: nothing to stat, nowhere
                 // to stage, as `stat` and `open_write` would each say.
                 Err(err) if err.kind == StorageErrorKind::NotFound => {
@@ -349,10 +379,14 @@ impl FileStorage for LocalStorage {
                 }
                 Err(err) => return Err(err),
             };
-            let existing = match std::fs::symlink_metadata(&at) {
-                Ok(meta) => Some(meta),
-                Err(err) if err.kind() == ErrorKind::NotFound => None,
-                Err(err) => return Err(map_err(err)),
+            let existing = match walked {
+                Walked::Found(meta) => Some(meta),
+                Walked::Missing(_) => None,
+                Walked::Unknown => match std::fs::symlink_metadata(&at) {
+                    Ok(meta) => Some(meta),
+                    Err(err) if err.kind() == ErrorKind::NotFound => None,
+                    Err(err) => return Err(map_err(err)),
+                },
             };
             let handle = match &existing {
                 Some(meta) if meta.is_dir() => Err(StorageError::of(StorageErrorKind::Conflict)),

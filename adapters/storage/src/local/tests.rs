@@ -395,3 +395,43 @@ async fn a_stat_with_a_staged_replacement_answers_as_the_two_calls_do() {
     left.sort();
     assert_eq!(left, ["file", "new"], "no staging file is left behind");
 }
+
+#[tokio::test]
+async fn a_stat_answers_from_the_walk_what_an_lstat_says() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
+    std::fs::write(dir.path().join("a/b/file"), b"twelve bytes").unwrap();
+    std::os::unix::fs::symlink("file", dir.path().join("a/b/link")).unwrap();
+    let root = dir.path().to_str().unwrap();
+    let storage = LocalStorage::new();
+
+    for path in ["/a", "/a/b", "/a/b/file", "/a/b/link", "/"] {
+        let real = dir.path().join(path.trim_start_matches('/'));
+        let expected = meta_of(&std::fs::symlink_metadata(&real).unwrap());
+        assert_eq!(
+            storage.stat(root, &vp(path)).await.unwrap(),
+            expected,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        storage.stat(root, &vp("/a/b/none")).await.unwrap_err().kind,
+        StorageErrorKind::NotFound
+    );
+    assert_eq!(
+        storage
+            .stat(root, &vp("/a/none/file"))
+            .await
+            .unwrap_err()
+            .kind,
+        StorageErrorKind::NotFound
+    );
+    assert_eq!(
+        storage
+            .stat(root, &vp("/a/b/file/under"))
+            .await
+            .unwrap_err()
+            .kind,
+        StorageErrorKind::Conflict
+    );
+}
