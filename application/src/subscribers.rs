@@ -18,7 +18,9 @@ use tollgate_domain::policy::Policy;
 use tollgate_domain::session::SessionEvent;
 use tollgate_domain::transfer::{TransferEvent, TransferState, UsageChange};
 use tollgate_domain::user::UserEvent;
-use tollgate_ports::outbound::{DocChange, LoggedEvent, Seal, StoreErrorKind};
+use tollgate_ports::outbound::{
+    DocChange, EventLog, LoggedEvent, Seal, StoreError, StoreErrorKind,
+};
 
 use crate::admin::{TOTP_ENABLED, TOTP_PENDING, UserView};
 use crate::{AppError, Tollgate};
@@ -43,11 +45,43 @@ pub(crate) struct Projected<T> {
 const PROJECTOR: &str = "projector";
 const SEALER: &str = "audit-sealer";
 const TREE: &str = "audit-tree";
-const BATCH: u32 = 500;
+pub(crate) const BATCH: u32 = 500;
 /// Another process (the CLI, another node) may commit without waking us.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// How long subscribers let commits gather while the log is busy.
 const GATHER: Duration = Duration::from_millis(5);
+
+/// One read of the log that the subscribers of a round share: they usually
+/// stand at the same position, so the events are read and parsed once,
+/// not once each.
+#[derive(Default)]
+pub(crate) struct Reading {
+    /// Up to `BATCH` events after the position they were read from.
+    read: Option<(u64, Vec<LoggedEvent>)>,
+}
+
+impl Reading {
+    /// The next events after `after`, at most `BATCH`: from the shared read
+    /// when it covers them, else read now (and shared from then on). A
+    /// subscriber at the end of a full read reads on from there, so none
+    /// is held back by another.
+    pub(crate) async fn after(
+        &mut self,
+        log: &dyn EventLog,
+        after: u64,
+    ) -> Result<&[LoggedEvent], StoreError> {
+        let covers = self.read.as_ref().is_some_and(|(from, events)| {
+            *from <= after
+                && (events.len() < BATCH as usize
+                    || events.last().is_some_and(|last| last.position > after))
+        });
+        if !covers {
+            self.read = Some((after, log.read_after(after, BATCH).await?));
+        }
+        let (_, events) = self.read.as_ref().expect("read above");
+        Ok(&events[events.partition_point(|event| event.position <= after)..])
+    }
+}
 
 /// How far one subscriber has read the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -334,9 +368,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Projects the next batch of events into the read models; returns how
     /// many events it processed.
     pub async fn project_pending(&self) -> Result<usize, AppError> {
+        self.project_from(&mut Reading::default()).await
+    }
+
+    /// `project_pending`, reading the log through `reading`.
+    async fn project_from(&self, reading: &mut Reading) -> Result<usize, AppError> {
         let deps = &self.inner.deps;
         let checkpoint = deps.projections.checkpoint(PROJECTOR).await?;
-        let events = deps.log.read_after(checkpoint, BATCH).await?;
+        let events = reading.after(deps.log.as_ref(), checkpoint).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(0);
         };
@@ -344,7 +383,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             app: self,
             docs: HashMap::new(),
         };
-        for event in &events {
+        for event in events {
             match event.aggregate_type.as_str() {
                 "user" => batch.apply_user(event).await?,
                 "policy" => batch.apply_aggregate::<Policy>(POLICIES, event).await?,
@@ -406,6 +445,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Seals the next batch of events into the audit hash chain; returns
     /// how many it sealed.
     pub async fn seal_pending(&self) -> Result<usize, AppError> {
+        self.seal_from(&mut Reading::default()).await
+    }
+
+    /// `seal_pending`, reading the log through `reading`.
+    async fn seal_from(&self, reading: &mut Reading) -> Result<usize, AppError> {
         let deps = &self.inner.deps;
         let last = deps.audit.last_seal().await?;
         let (after, mut previous) = match &last {
@@ -417,9 +461,9 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             }
             None => (0, tollgate_audit::GENESIS),
         };
-        let events = deps.log.read_after(after, BATCH).await?;
+        let events = reading.after(deps.log.as_ref(), after).await?;
         let mut seals = Vec::with_capacity(events.len());
-        for event in &events {
+        for event in events {
             previous = tollgate_audit::chain(&previous, &crate::queries::record(event));
             seals.push(Seal {
                 position: event.position,
@@ -452,10 +496,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         let mut failing: Vec<&'static str> = Vec::new();
         loop {
             let notified = self.inner.committed.notified();
+            let mut reading = Reading::default();
             let results = [
-                (SEALER, self.seal_pending().await),
-                (TREE, self.grow_tree().await),
-                (PROJECTOR, self.project_pending().await),
+                (SEALER, self.seal_from(&mut reading).await),
+                (TREE, self.grow_tree_from(&mut reading).await),
+                (PROJECTOR, self.project_from(&mut reading).await),
             ];
             let (mut busy, mut full) = (false, false);
             for (subscriber, result) in results {
@@ -568,5 +613,105 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .collect();
         views.sort_by(|a, b| b.started_at.cmp(&a.started_at));
         Ok(views)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use tollgate_ports::outbound::{EventLog, LoggedEvent, StoreError};
+
+    use super::{BATCH, Reading};
+
+    /// A log of `head` events that counts the reads it answers.
+    struct Log {
+        head: u64,
+        reads: Mutex<Vec<u64>>,
+    }
+
+    #[async_trait]
+    impl EventLog for Log {
+        async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError> {
+            self.reads.lock().unwrap().push(after);
+            Ok((after + 1..=self.head.min(after + u64::from(limit)))
+                .map(|position| LoggedEvent {
+                    position,
+                    event_id: position.to_string(),
+                    aggregate_type: "session".into(),
+                    aggregate_id: "s".into(),
+                    sequence: position,
+                    event_type: "Opened".into(),
+                    event_version: "1".into(),
+                    payload: serde_json::Value::Null,
+                    metadata: serde_json::Value::Null,
+                })
+                .collect())
+        }
+        async fn head(&self) -> Result<u64, StoreError> {
+            Ok(self.head)
+        }
+        async fn position_of(&self, _: &str) -> Result<Option<u64>, StoreError> {
+            Ok(None)
+        }
+    }
+
+    fn positions(events: &[LoggedEvent]) -> Vec<u64> {
+        events.iter().map(|e| e.position).collect()
+    }
+
+    #[tokio::test]
+    async fn subscribers_at_or_ahead_of_the_read_share_it() {
+        let log = Log {
+            head: 10,
+            reads: Mutex::new(Vec::new()),
+        };
+        let mut reading = Reading::default();
+        assert_eq!(
+            positions(reading.after(&log, 4).await.unwrap()),
+            (5..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            positions(reading.after(&log, 4).await.unwrap()),
+            (5..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            positions(reading.after(&log, 8).await.unwrap()),
+            vec![9, 10]
+        );
+        assert!(reading.after(&log, 10).await.unwrap().is_empty());
+        assert_eq!(*log.reads.lock().unwrap(), vec![4]);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_behind_the_read_reads_for_itself() {
+        let log = Log {
+            head: 10,
+            reads: Mutex::new(Vec::new()),
+        };
+        let mut reading = Reading::default();
+        reading.after(&log, 6).await.unwrap();
+        assert_eq!(
+            positions(reading.after(&log, 2).await.unwrap()),
+            (3..=10).collect::<Vec<_>>()
+        );
+        assert_eq!(*log.reads.lock().unwrap(), vec![6, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_past_a_full_read_reads_on() {
+        let head = u64::from(BATCH) * 2;
+        let log = Log {
+            head,
+            reads: Mutex::new(Vec::new()),
+        };
+        let mut reading = Reading::default();
+        assert_eq!(reading.after(&log, 0).await.unwrap().len(), BATCH as usize);
+        // Ahead by the whole read, which may stop short of the head.
+        let next = reading.after(&log, u64::from(BATCH)).await.unwrap();
+        assert_eq!(next.first().map(|e| e.position), Some(u64::from(BATCH) + 1));
+        assert_eq!(next.len(), BATCH as usize);
+        assert_eq!(*log.reads.lock().unwrap(), vec![0, u64::from(BATCH)]);
     }
 }

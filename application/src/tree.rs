@@ -15,10 +15,9 @@ use tollgate_ports::api::{ConsistencyProof, InclusionProof};
 use tollgate_ports::outbound::{CheckpointRecord, StoreErrorKind};
 
 use crate::aggregates::Actor;
+use crate::subscribers::Reading;
 use crate::{AppError, Tollgate};
 
-/// How many records one step of the tree subscriber takes.
-const BATCH: u32 = 500;
 /// How many leaves are read per query when building a proof.
 const LEAF_PAGE: u32 = 10_000;
 
@@ -119,6 +118,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Appends the next records' leaves and writes a checkpoint when one
     /// is due; returns how many leaves and checkpoints it wrote.
     pub async fn grow_tree(&self) -> Result<usize, AppError> {
+        self.grow_tree_from(&mut Reading::default()).await
+    }
+
+    /// `grow_tree`, reading the log through `reading`.
+    pub(crate) async fn grow_tree_from(&self, reading: &mut Reading) -> Result<usize, AppError> {
         let deps = &self.inner.deps;
         let mut guard = self.inner.tree.lock().await;
         if guard.is_none() {
@@ -126,10 +130,10 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         }
         let state = guard.as_mut().expect("loaded above");
         let after = state.frontier.size();
-        let events = deps.log.read_after(after, BATCH).await?;
+        let events = reading.after(deps.log.as_ref(), after).await?;
         let mut frontier = state.frontier.clone();
         let mut leaves = Vec::with_capacity(events.len());
-        for event in &events {
+        for event in events {
             let leaf = tollgate_audit::leaf_of(&crate::queries::record(event));
             frontier.push(leaf);
             leaves.push(hex::encode(leaf));
