@@ -631,6 +631,13 @@ mod tests {
         reads: Mutex<Vec<u64>>,
     }
 
+    fn log(head: u64) -> Log {
+        Log {
+            head,
+            reads: Mutex::new(Vec::new()),
+        }
+    }
+
     #[async_trait]
     impl EventLog for Log {
         async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError> {
@@ -663,10 +670,7 @@ mod tests {
 
     #[tokio::test]
     async fn subscribers_at_or_ahead_of_the_read_share_it() {
-        let log = Log {
-            head: 10,
-            reads: Mutex::new(Vec::new()),
-        };
+        let log = log(10);
         let mut reading = Reading::default();
         assert_eq!(
             positions(reading.after(&log, 4).await.unwrap()),
@@ -686,10 +690,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_subscriber_behind_the_read_reads_for_itself() {
-        let log = Log {
-            head: 10,
-            reads: Mutex::new(Vec::new()),
-        };
+        let log = log(10);
         let mut reading = Reading::default();
         reading.after(&log, 6).await.unwrap();
         assert_eq!(
@@ -702,10 +703,7 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_past_a_full_read_reads_on() {
         let head = u64::from(BATCH) * 2;
-        let log = Log {
-            head,
-            reads: Mutex::new(Vec::new()),
-        };
+        let log = log(head);
         let mut reading = Reading::default();
         assert_eq!(reading.after(&log, 0).await.unwrap().len(), BATCH as usize);
         // Ahead by the whole read, which may stop short of the head.

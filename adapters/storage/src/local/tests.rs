@@ -414,24 +414,12 @@ async fn a_stat_answers_from_the_walk_what_an_lstat_says() {
             "{path}"
         );
     }
-    assert_eq!(
-        storage.stat(root, &vp("/a/b/none")).await.unwrap_err().kind,
-        StorageErrorKind::NotFound
-    );
-    assert_eq!(
-        storage
-            .stat(root, &vp("/a/none/file"))
-            .await
-            .unwrap_err()
-            .kind,
-        StorageErrorKind::NotFound
-    );
-    assert_eq!(
-        storage
-            .stat(root, &vp("/a/b/file/under"))
-            .await
-            .unwrap_err()
-            .kind,
-        StorageErrorKind::Conflict
-    );
+    for (path, kind) in [
+        ("/a/b/none", StorageErrorKind::NotFound),
+        ("/a/none/file", StorageErrorKind::NotFound),
+        ("/a/b/file/under", StorageErrorKind::Conflict),
+    ] {
+        let err = storage.stat(root, &vp(path)).await.unwrap_err();
+        assert_eq!(err.kind, kind, "{path}");
+    }
 }
