@@ -140,10 +140,58 @@ fn payload<E: serde::de::DeserializeOwned>(event: &LoggedEvent) -> Option<E> {
     }
 }
 
+/// The views of the transfers still running, as the projector's last
+/// commit left them, so that a transfer's later events need not read its
+/// view back: with many short transfers that read was a query per file.
+/// They stand for the stored documents only while the checkpoint is where
+/// that commit put it; any other checkpoint (another process projected, the
+/// read models were reset) or a failed commit forgets them all.
+#[derive(Default)]
+pub(crate) struct RunningViews {
+    /// The checkpoint the views belong to.
+    at: Option<u64>,
+    views: HashMap<String, Value>,
+}
+
+/// Running transfers remembered at most; past that, their views are read
+/// back as before.
+const RUNNING_VIEWS: usize = 65_536;
+
+impl RunningViews {
+    /// Before a batch read after `checkpoint`: the views stand only if the
+    /// last commit left the checkpoint there.
+    fn resume_at(&mut self, checkpoint: u64) {
+        if self.at != Some(checkpoint) {
+            self.at = None;
+            self.views.clear();
+        }
+    }
+
+    /// After a commit at `at`: remembers the views of transfers still
+    /// running and forgets those of transfers that ended.
+    fn committed(&mut self, at: u64, changes: &[DocChange], running: &HashMap<String, bool>) {
+        for change in changes.iter().filter(|c| c.projection == TRANSFERS) {
+            match (running.get(&change.key), &change.doc) {
+                (Some(true), Some(doc)) if self.views.len() < RUNNING_VIEWS => {
+                    self.views.insert(change.key.clone(), doc.clone());
+                }
+                _ => {
+                    self.views.remove(&change.key);
+                }
+            }
+        }
+        self.at = Some(at);
+    }
+}
+
 /// A batch's view of the documents it touches.
 struct Batch<'a, R> {
     app: &'a Tollgate<R>,
     docs: HashMap<(&'static str, String), Option<Value>>,
+    /// Views of running transfers from earlier batches.
+    remembered: &'a mut RunningViews,
+    /// Whether each transfer this batch touched is still running.
+    running: HashMap<String, bool>,
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
@@ -154,7 +202,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
     ) -> Result<Option<T>, AppError> {
         let slot = (projection, key.to_string());
         if !self.docs.contains_key(&slot) {
-            let doc = self.app.inner.deps.projections.get(projection, key).await?;
+            let remembered = match projection {
+                TRANSFERS => self.remembered.views.remove(key),
+                _ => None,
+            };
+            let doc = match remembered {
+                Some(doc) => Some(doc),
+                None => self.app.inner.deps.projections.get(projection, key).await?,
+            };
             self.docs.insert(slot.clone(), doc);
         }
         match &self.docs[&slot] {
@@ -359,6 +414,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 view.ended_at = Some(time);
             }
         }
+        self.running
+            .insert(key.clone(), view.state == Some(TransferState::Running));
         self.put(TRANSFERS, key, Some(&view));
         Ok(())
     }
@@ -368,20 +425,32 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// Projects the next batch of events into the read models; returns how
     /// many events it processed.
     pub async fn project_pending(&self) -> Result<usize, AppError> {
-        self.project_from(&mut Reading::default()).await
+        self.project_from(&mut Reading::default(), &mut RunningViews::default())
+            .await
     }
 
-    /// `project_pending`, reading the log through `reading`.
-    async fn project_from(&self, reading: &mut Reading) -> Result<usize, AppError> {
+    /// `project_pending`, reading the log through `reading` and carrying
+    /// the views of running transfers from one batch to the next.
+    async fn project_from(
+        &self,
+        reading: &mut Reading,
+        remembered: &mut RunningViews,
+    ) -> Result<usize, AppError> {
         let deps = &self.inner.deps;
         let checkpoint = deps.projections.checkpoint(PROJECTOR).await?;
+        remembered.resume_at(checkpoint);
         let events = reading.after(deps.log.as_ref(), checkpoint).await?;
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(0);
         };
+        // Until this batch commits, the remembered views may not match the
+        // stored ones.
+        remembered.at = None;
         let mut batch = Batch {
             app: self,
             docs: HashMap::new(),
+            remembered: &mut *remembered,
+            running: HashMap::new(),
         };
         for event in events {
             match event.aggregate_type.as_str() {
@@ -421,12 +490,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 doc,
             })
             .collect();
+        let running = batch.running;
         match deps
             .projections
             .commit(PROJECTOR, checkpoint, last, &changes)
             .await
         {
             Ok(()) => {
+                remembered.committed(last, &changes, &running);
                 if changes
                     .iter()
                     .any(|c| c.projection == crate::webhooks::SUBSCRIPTIONS)
@@ -494,13 +565,17 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// and polling for commits made by other processes.
     pub async fn run_subscribers(&self, mut shutdown: watch::Receiver<bool>) {
         let mut failing: Vec<&'static str> = Vec::new();
+        let mut running_views = RunningViews::default();
         loop {
             let notified = self.inner.committed.notified();
             let mut reading = Reading::default();
             let results = [
                 (SEALER, self.seal_from(&mut reading).await),
                 (TREE, self.grow_tree_from(&mut reading).await),
-                (PROJECTOR, self.project_from(&mut reading).await),
+                (
+                    PROJECTOR,
+                    self.project_from(&mut reading, &mut running_views).await,
+                ),
             ];
             let (mut busy, mut full) = (false, false);
             for (subscriber, result) in results {
@@ -621,9 +696,9 @@ mod tests {
     use std::sync::Mutex;
 
     use async_trait::async_trait;
-    use tollgate_ports::outbound::{EventLog, LoggedEvent, StoreError};
+    use tollgate_ports::outbound::{DocChange, EventLog, LoggedEvent, StoreError};
 
-    use super::{BATCH, Reading};
+    use super::{BATCH, HashMap, Reading, RunningViews, TRANSFERS, USERS, Value};
 
     /// A log of `head` events that counts the reads it answers.
     struct Log {
@@ -698,6 +773,55 @@ mod tests {
             (3..=10).collect::<Vec<_>>()
         );
         assert_eq!(*log.reads.lock().unwrap(), vec![6, 2]);
+    }
+
+    #[test]
+    fn running_views_are_kept_from_commit_to_commit_and_forgotten_otherwise() {
+        let doc = |key: &str, n: u32| DocChange {
+            projection: TRANSFERS.into(),
+            key: key.into(),
+            doc: Some(serde_json::json!({ "n": n })),
+        };
+        let mut views = RunningViews::default();
+        let running: HashMap<String, bool> =
+            [("a".into(), true), ("b".into(), true), ("c".into(), false)].into();
+        let other = DocChange {
+            projection: USERS.into(),
+            ..doc("a", 9)
+        };
+        views.committed(7, &[doc("a", 1), doc("b", 2), doc("c", 3), other], &running);
+        views.resume_at(7);
+        let kept = |views: &RunningViews| {
+            let mut kept: Vec<(String, Value)> = views
+                .views
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            kept.sort_by(|x, y| x.0.cmp(&y.0));
+            kept
+        };
+        assert_eq!(
+            kept(&views),
+            vec![
+                ("a".into(), serde_json::json!({ "n": 1 })),
+                ("b".into(), serde_json::json!({ "n": 2 }))
+            ],
+            "running transfers are remembered, ended ones and other read models are not"
+        );
+
+        // The next commit ends one of them.
+        let running: HashMap<String, bool> = [("a".into(), false)].into();
+        views.committed(9, &[doc("a", 4)], &running);
+        views.resume_at(9);
+        assert_eq!(
+            kept(&views),
+            vec![("b".into(), serde_json::json!({ "n": 2 }))]
+        );
+
+        // Another process moved the checkpoint: nothing remembered stands.
+        views.resume_at(12);
+        assert!(views.views.is_empty());
+        assert_eq!(views.at, None);
     }
 
     #[tokio::test]

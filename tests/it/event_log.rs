@@ -819,3 +819,61 @@ async fn a_projection_batch_from_before_a_reset_is_refused() {
         assert_eq!(store.checkpoint("tester").await.unwrap(), 9, "{kind}");
     }
 }
+
+/// A projector batch writes its documents a chunk of rows per statement:
+/// every document lands, an existing one is replaced, a removal removes, and
+/// a key changed twice in one batch keeps its last change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_batch_writes_replaces_and_removes_its_documents() {
+    use tollgate_ports::outbound::{DocChange, ProjectionStore};
+    for kind in database_kinds() {
+        let (_app, db, _dir) = open(kind).await;
+        let store: Arc<dyn ProjectionStore> = Arc::new(db.clone());
+        let change = |key: String, doc: Option<u32>| DocChange {
+            projection: "test_docs".to_string(),
+            key,
+            doc: doc.map(|n| serde_json::json!({ "n": n })),
+        };
+        // More documents than one statement carries.
+        let first: Vec<DocChange> = (0..1200)
+            .map(|i| change(format!("k{i}"), Some(i)))
+            .collect();
+        store.commit("tester", 0, 1, &first).await.unwrap();
+
+        let second = vec![
+            change("k1".into(), Some(1001)),
+            change("k2".into(), None),
+            change("k3".into(), Some(3)),
+            change("k3".into(), None),
+            change("k4".into(), None),
+            change("k4".into(), Some(4004)),
+            change("new".into(), Some(7)),
+        ];
+        store.commit("tester", 1, 2, &second).await.unwrap();
+
+        let n = |key: &str| {
+            let store = store.clone();
+            let key = key.to_string();
+            async move {
+                store
+                    .get("test_docs", &key)
+                    .await
+                    .unwrap()
+                    .map(|doc| doc["n"].as_u64().unwrap())
+            }
+        };
+        assert_eq!(n("k0").await, Some(0), "{kind}");
+        assert_eq!(n("k1").await, Some(1001), "{kind}");
+        assert_eq!(n("k2").await, None, "{kind}");
+        assert_eq!(n("k3").await, None, "{kind}");
+        assert_eq!(n("k4").await, Some(4004), "{kind}");
+        assert_eq!(n("k1199").await, Some(1199), "{kind}");
+        assert_eq!(n("new").await, Some(7), "{kind}");
+        assert_eq!(
+            store.list("test_docs").await.unwrap().len(),
+            1200 - 2 + 1,
+            "{kind}"
+        );
+        assert_eq!(store.checkpoint("tester").await.unwrap(), 2, "{kind}");
+    }
+}

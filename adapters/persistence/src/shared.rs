@@ -260,22 +260,43 @@ macro_rules! log_stores {
         if moved.rows_affected() == 0 {
             return Err(moved_checkpoint(subscriber));
         }
-        for change in changes {
-            let query = match &change.doc {
-                Some(doc) => sqlx::query(
-                    "INSERT INTO projection_docs (projection, key, doc) VALUES ($1, $2, $3)
-                     ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc",
-                )
+        // The documents written go in one statement per chunk: a statement
+        // is a round trip to the database, and a busy log changes a
+        // document or two per event. A key changed twice keeps its last
+        // change, as applying them in order would (and one upsert may not
+        // touch a row twice on PostgreSQL).
+        let mut last = std::collections::HashMap::with_capacity(changes.len());
+        for (i, change) in changes.iter().enumerate() {
+            last.insert((change.projection.as_str(), change.key.as_str()), i);
+        }
+        let (written, deleted): (Vec<&DocChange>, Vec<&DocChange>) = changes
+            .iter()
+            .enumerate()
+            .filter(|(i, change)| {
+                last[&(change.projection.as_str(), change.key.as_str())] == *i
+            })
+            .map(|(_, change)| change)
+            .partition(|change| change.doc.is_some());
+        for chunk in written.chunks(crate::shared::INSERT_CHUNK) {
+            let mut upsert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
+                "INSERT INTO projection_docs (projection, key, doc) ",
+            );
+            upsert.push_values(chunk, |mut row, change| {
+                let doc = change.doc.as_ref().map(|doc| doc.to_string());
+                row.push_bind(change.projection.clone())
+                    .push_bind(change.key.clone())
+                    .push_bind(doc);
+            });
+            upsert.push(" ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc");
+            upsert.build().execute(&mut *tx).await.map_err(map_err)?;
+        }
+        for change in deleted {
+            sqlx::query("DELETE FROM projection_docs WHERE projection = $1 AND key = $2")
                 .bind(&change.projection)
                 .bind(&change.key)
-                .bind(doc.to_string()),
-                None => {
-                    sqlx::query("DELETE FROM projection_docs WHERE projection = $1 AND key = $2")
-                        .bind(&change.projection)
-                        .bind(&change.key)
-                }
-            };
-            query.execute(&mut *tx).await.map_err(map_err)?;
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }
