@@ -357,36 +357,65 @@ impl FileStorage for LocalStorage {
         Ok(Box::new(handle))
     }
 
-    /// One trip to the blocking pool for the stat and the staging file that
-    /// an upload opens one after the other.
+    /// The stat an upload begins with, and its staging file: without a
+    /// symlink on the way the path's walk answers the stat (as in `stat`),
+    /// and the staging file is created by the first trip that writes to it
+    /// (at the latest the commit's), so that a small upload makes one trip
+    /// to the blocking pool in all. Through a symlink, one trip for both.
     async fn stat_and_replace(
         &self,
         root: &str,
         path: &VirtualPath,
     ) -> Result<Replacing, StorageError> {
         let real_root = self.root(root)?;
+        let (at, walked) = match walk_under(&real_root, path, false) {
+            Ok(walked) => walked,
+            // A missing directory on the way: nothing to stat, nowhere to
+            // stage, as `stat` and `open_write` would each say.
+            Err(err) if err.kind == StorageErrorKind::NotFound => {
+                return Ok(Replacing {
+                    existing: None,
+                    handle: Err(err),
+                });
+            }
+            Err(err) => return Err(err),
+        };
+        let existing = match walked {
+            Walked::Found(meta) => Some(meta),
+            Walked::Missing(_) => None,
+            Walked::Unknown => {
+                return self
+                    .stat_and_replace_through_links(real_root, path, at)
+                    .await;
+            }
+        };
+        let handle = match &existing {
+            Some(meta) if meta.is_dir() => Err(StorageError::of(StorageErrorKind::Conflict)),
+            Some(meta) => Ok(LocalWrite::staged_later(at, meta.permissions().mode())),
+            None => Ok(LocalWrite::staged_later(at, NEW_FILE_MODE)),
+        };
+        Ok(Replacing {
+            existing: existing.as_ref().map(meta_of),
+            handle: handle.map(|handle| Box::new(handle) as Box<dyn WriteHandle>),
+        })
+    }
+}
+
+impl LocalStorage {
+    /// `stat_and_replace` for a path with a symlink on the way (or the
+    /// root): the stat and the staging file in one trip.
+    async fn stat_and_replace_through_links(
+        &self,
+        real_root: PathBuf,
+        path: &VirtualPath,
+        at: PathBuf,
+    ) -> Result<Replacing, StorageError> {
         let path = path.clone();
         blocking(move || {
-            let (at, walked) = match walk_under(&real_root, &path, false) {
-                Ok(walked) => walked,
-                // A missing directory on the way: nothing to stat, nowhere
-                // to stage, as `stat` and `open_write` would each say.
-                Err(err) if err.kind == StorageErrorKind::NotFound => {
-                    return Ok(Replacing {
-                        existing: None,
-                        handle: Err(err),
-                    });
-                }
-                Err(err) => return Err(err),
-            };
-            let existing = match walked {
-                Walked::Found(meta) => Some(meta),
-                Walked::Missing(_) => None,
-                Walked::Unknown => match std::fs::symlink_metadata(&at) {
-                    Ok(meta) => Some(meta),
-                    Err(err) if err.kind() == ErrorKind::NotFound => None,
-                    Err(err) => return Err(map_err(err)),
-                },
+            let existing = match std::fs::symlink_metadata(&at) {
+                Ok(meta) => Some(meta),
+                Err(err) if err.kind() == ErrorKind::NotFound => None,
+                Err(err) => return Err(map_err(err)),
             };
             let handle = match &existing {
                 Some(meta) if meta.is_dir() => Err(StorageError::of(StorageErrorKind::Conflict)),
@@ -474,9 +503,12 @@ impl ReadHandle for LocalRead {
 }
 
 struct LocalWrite {
-    file: Arc<File>,
+    /// The file written; `None` for a staging file not created yet.
+    file: Option<Arc<File>>,
     target: PathBuf,
     staging: Option<PathBuf>,
+    /// The permissions a staging file gets when it is created.
+    mode: u32,
     /// The file's length: what it held when opened, extended by each write
     /// (only this handle writes a staging file or an upload in place).
     len: u64,
@@ -484,6 +516,9 @@ struct LocalWrite {
     gathered: Vec<u8>,
     gathered_at: u64,
 }
+
+/// The permissions of a new file: the usual 0644, whatever the umask.
+const NEW_FILE_MODE: u32 = 0o644;
 
 fn remove_staging(staging: &Path) {
     if let Err(err) = std::fs::remove_file(staging)
@@ -493,46 +528,123 @@ fn remove_staging(staging: &Path) {
     }
 }
 
+/// Creates a staging file with `mode` (not the umask's result).
+fn create_staging(staging: &Path, mode: u32) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(staging)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// What a trip to the blocking pool needs to reach the file: the open file,
+/// or the staging file to create.
+enum Reach {
+    Open(Arc<File>),
+    Create(PathBuf, u32),
+}
+
+impl Reach {
+    /// On the blocking pool: the file, created if need be.
+    fn file(self) -> Result<Arc<File>, StorageError> {
+        match self {
+            Reach::Open(file) => Ok(file),
+            Reach::Create(staging, mode) => create_staging(&staging, mode)
+                .map(Arc::new)
+                .map_err(map_err),
+        }
+    }
+}
+
 impl LocalWrite {
     /// Opens `target` for writing, through a new staging file beside it
     /// when `mode` is `Replace`.
     fn open(target: PathBuf, mode: WriteMode) -> Result<LocalWrite, StorageError> {
-        let staging = match mode {
-            WriteMode::InPlace => None,
-            WriteMode::Replace => {
-                let dir = target.parent().expect("a file target has a parent");
-                Some(dir.join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4())))
+        match mode {
+            WriteMode::InPlace => {
+                // Never truncate: an in-place write keeps the content it
+                // resumes or appends to.
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&target)
+                    .map_err(map_err)?;
+                let len = file.metadata().map_err(map_err)?.len();
+                Ok(LocalWrite {
+                    file: Some(Arc::new(file)),
+                    target,
+                    staging: None,
+                    mode: NEW_FILE_MODE,
+                    len,
+                    gathered: Vec::new(),
+                    gathered_at: 0,
+                })
             }
-        };
-        let written = staging.as_deref().unwrap_or(&target);
-        // Never truncate: a staging file is new, and an in-place write
-        // keeps the content it resumes or appends to.
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(written)
-            .map_err(map_err)?;
-        let len = if staging.is_some() {
-            // New files get the usual 0644, not the staging file's umask result.
-            let mode = std::fs::metadata(&target)
-                .map(|m| m.permissions().mode())
-                .unwrap_or(0o644);
-            file.set_permissions(std::fs::Permissions::from_mode(mode))
-                .map_err(map_err)?;
-            0
-        } else {
-            file.metadata().map_err(map_err)?.len()
-        };
-        Ok(LocalWrite {
-            file: Arc::new(file),
+            WriteMode::Replace => {
+                let mode = std::fs::metadata(&target)
+                    .map(|m| m.permissions().mode())
+                    .unwrap_or(NEW_FILE_MODE);
+                let mut write = LocalWrite::staged_later(target, mode);
+                let staging = write.staging.as_deref().expect("a replacement is staged");
+                write.file = Some(Arc::new(create_staging(staging, mode).map_err(map_err)?));
+                Ok(write)
+            }
+        }
+    }
+
+    /// A replacement of `target` whose staging file is created by the
+    /// first trip to the blocking pool that writes to it.
+    fn staged_later(target: PathBuf, mode: u32) -> LocalWrite {
+        let dir = target.parent().expect("a file target has a parent");
+        let staging = dir.join(format!("{STAGING_PREFIX}{}", uuid::Uuid::new_v4()));
+        LocalWrite {
+            file: None,
             target,
-            staging,
-            len,
+            staging: Some(staging),
+            mode,
+            len: 0,
             gathered: Vec::new(),
             gathered_at: 0,
+        }
+    }
+
+    fn reach(&self) -> Reach {
+        match (&self.file, &self.staging) {
+            (Some(file), _) => Reach::Open(file.clone()),
+            (None, Some(staging)) => Reach::Create(staging.clone(), self.mode),
+            (None, None) => unreachable!("only a staging file is created late"),
+        }
+    }
+
+    /// Writes `data` at `offset` on the blocking pool, creating the staging
+    /// file first if it is not there yet; gives the data back.
+    async fn write_out<D: AsRef<[u8]> + Send + 'static>(
+        &mut self,
+        data: D,
+        offset: u64,
+    ) -> Result<D, StorageError> {
+        let reach = self.reach();
+        let written = blocking(move || {
+            let file = reach.file()?;
+            let written = file.write_all_at(data.as_ref(), offset).map_err(map_err);
+            Ok((file, written.map(|()| data)))
         })
+        .await;
+        match written {
+            Ok((file, written)) => {
+                self.file = Some(file);
+                match written {
+                    Ok(data) => Ok(data),
+                    Err(err) => Err(self.failed_write(err).await),
+                }
+            }
+            // The staging file could not be created: nothing was written.
+            Err(err) => Err(err),
+        }
     }
 
     /// Hands the gathered writes to the file.
@@ -540,29 +652,20 @@ impl LocalWrite {
         if self.gathered.is_empty() {
             return Ok(());
         }
-        let (file, at) = (self.file.clone(), self.gathered_at);
         let data = std::mem::take(&mut self.gathered);
-        match blocking(move || {
-            file.write_all_at(&data, at).map_err(map_err)?;
-            Ok(data)
-        })
-        .await
-        {
-            Ok(mut data) => {
-                // Keep the buffer for the next writes.
-                data.clear();
-                self.gathered = data;
-                Ok(())
-            }
-            Err(err) => Err(self.failed_write(err).await),
-        }
+        let mut data = self.write_out(data, self.gathered_at).await?;
+        // Keep the buffer for the next writes.
+        data.clear();
+        self.gathered = data;
+        Ok(())
     }
 
     /// After a failed write: part of the data may have landed, so the
     /// length is read back from the file.
     async fn failed_write(&mut self, err: StorageError) -> StorageError {
-        let file = self.file.clone();
-        if let Ok(meta) = blocking(move || file.metadata().map_err(map_err)).await {
+        if let Some(file) = self.file.clone()
+            && let Ok(meta) = blocking(move || file.metadata().map_err(map_err)).await
+        {
             self.len = meta.len();
         }
         err
@@ -589,20 +692,18 @@ impl WriteHandle for LocalWrite {
             self.len = self.len.max(end);
             return Ok(());
         }
-        let file = self.file.clone();
-        match blocking(move || file.write_all_at(&data, offset).map_err(map_err)).await {
-            Ok(()) => {
-                self.len = self.len.max(end);
-                Ok(())
-            }
-            Err(err) => Err(self.failed_write(err).await),
-        }
+        self.write_out(data, offset).await?;
+        self.len = self.len.max(end);
+        Ok(())
     }
 
     async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError> {
         self.flush().await?;
-        let file = self.file.clone();
-        blocking(move || read_at(&file, offset, len)).await
+        match self.file.clone() {
+            Some(file) => blocking(move || read_at(&file, offset, len)).await,
+            // Nothing written yet: an empty file.
+            None => Ok(Bytes::new()),
+        }
     }
 
     async fn size(&mut self) -> Result<u64, StorageError> {
@@ -610,14 +711,17 @@ impl WriteHandle for LocalWrite {
     }
 
     async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
+        let reach = self.reach();
         blocking(move || {
             let write = || {
+                let file = reach.file()?;
                 if !self.gathered.is_empty() {
-                    self.file.write_all_at(&self.gathered, self.gathered_at)?;
+                    file.write_all_at(&self.gathered, self.gathered_at)
+                        .map_err(map_err)?;
                 }
-                self.file.sync_all()?;
+                file.sync_all().map_err(map_err)?;
                 match &self.staging {
-                    Some(staging) => std::fs::rename(staging, &self.target),
+                    Some(staging) => std::fs::rename(staging, &self.target).map_err(map_err),
                     None => Ok(()),
                 }
             };
@@ -625,7 +729,7 @@ impl WriteHandle for LocalWrite {
                 if let Some(staging) = &self.staging {
                     remove_staging(staging);
                 }
-                return Err(map_err(err));
+                return Err(err);
             }
             Ok(self.len)
         })
@@ -633,8 +737,10 @@ impl WriteHandle for LocalWrite {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), StorageError> {
-        match self.staging.take() {
-            Some(staging) => {
+        match (self.staging.take(), &self.file) {
+            // Never created: nothing to remove.
+            (Some(_), None) => Ok(()),
+            (Some(staging), Some(_)) => {
                 blocking(move || {
                     remove_staging(&staging);
                     Ok(())
@@ -642,7 +748,7 @@ impl WriteHandle for LocalWrite {
                 .await
             }
             // An aborted upload in place keeps what it wrote, to be resumed.
-            None => self.flush().await,
+            (None, _) => self.flush().await,
         }
     }
 }

@@ -423,3 +423,114 @@ async fn a_stat_answers_from_the_walk_what_an_lstat_says() {
         assert_eq!(err.kind, kind, "{path}");
     }
 }
+
+/// The names in a directory, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let storage = LocalStorage::new();
+    std::fs::write(dir.path().join("kept"), b"old").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("kept"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+
+    // A small upload: gathered in memory, then created, written, synced
+    // and renamed by the commit.
+    let mut small = storage
+        .stat_and_replace(root, &vp("/kept"))
+        .await
+        .unwrap()
+        .handle
+        .unwrap();
+    small.write_at(0, Bytes::from_static(b"new")).await.unwrap();
+    assert_eq!(names_in(dir.path()), ["kept"], "nothing staged on disk yet");
+    assert_eq!(small.read_at(0, 16).await.unwrap(), &b"new"[..]);
+    let staged = names_in(dir.path());
+    assert_eq!(
+        staged.len(),
+        2,
+        "a read-back hands the bytes to a staging file"
+    );
+    assert_eq!(small.commit().await.unwrap(), 3);
+    assert_eq!(std::fs::read(dir.path().join("kept")).unwrap(), b"new");
+    let mode = std::fs::metadata(dir.path().join("kept"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "a replacement keeps the file's permissions"
+    );
+
+    // Nothing written at all: the commit still leaves an empty new file, 0644.
+    let empty = storage
+        .stat_and_replace(root, &vp("/empty"))
+        .await
+        .unwrap()
+        .handle
+        .unwrap();
+    assert_eq!(empty.commit().await.unwrap(), 0);
+    let meta = std::fs::metadata(dir.path().join("empty")).unwrap();
+    assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o644));
+
+    // A large write goes to disk at once, through a staging file created for it.
+    let mut large = storage
+        .stat_and_replace(root, &vp("/large"))
+        .await
+        .unwrap()
+        .handle
+        .unwrap();
+    let data = Bytes::from(vec![7u8; GATHER as usize]);
+    large.write_at(0, data.clone()).await.unwrap();
+    assert_eq!(names_in(dir.path()).len(), 3, "the large write is staged");
+    large.abort().await.unwrap();
+    assert_eq!(names_in(dir.path()), ["empty", "kept"]);
+
+    // An upload aborted before its bytes reached the disk leaves nothing.
+    let mut aborted = storage
+        .stat_and_replace(root, &vp("/aborted"))
+        .await
+        .unwrap()
+        .handle
+        .unwrap();
+    aborted.write_at(0, Bytes::from_static(b"x")).await.unwrap();
+    aborted.abort().await.unwrap();
+    assert_eq!(names_in(dir.path()), ["empty", "kept"]);
+}
+
+#[tokio::test]
+async fn a_staged_replacement_whose_directory_went_away_fails_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let storage = LocalStorage::new();
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    let mut handle = storage
+        .stat_and_replace(root, &vp("/docs/report"))
+        .await
+        .unwrap()
+        .handle
+        .unwrap();
+    handle
+        .write_at(0, Bytes::from_static(b"data"))
+        .await
+        .unwrap();
+    std::fs::remove_dir(dir.path().join("docs")).unwrap();
+    assert_eq!(
+        handle.commit().await.unwrap_err().kind,
+        StorageErrorKind::NotFound
+    );
+    assert!(names_in(dir.path()).is_empty());
+}
