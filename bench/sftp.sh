@@ -3,6 +3,12 @@
 # with the same harness, ../shared/peers/sftp_throughput.sh (OpenSSH `sftp -b`, password auth,
 # random file up then down, sha256 checked), back to back for each cipher and mode.
 #
+# Beside the throughput: the server's CPU time per GiB moved (user + system, logins included)
+# and its peak RSS, measured around each sftp_throughput.sh call, which moves the file up and
+# down REPEAT times; so both figures cover uploads and downloads together, and the upload and
+# download rows of a cipher and mode show the same ones. bench/lib.sh says how each server is
+# measured (OpenSSH: every sshd process, in a cgroup of its own).
+#
 # Usage: bench/sftp.sh
 # Env:   SIZE_MB  (1024)                      size of the random file
 #        CIPHERS  (CIPHER, else aes128-gcm@openssh.com)  space-separated, e.g.
@@ -27,7 +33,7 @@ REPEAT=${REPEAT:-3}
 
 # Prerequisites, then Tollgate and OpenSSH's sshd (bench/lib.sh); both are stopped on exit.
 bench_setup
-bench_start bench
+bench_start bench --measure-sshd
 
 echo "# $(versions "user $PEER_USER")"
 echo "# size=${SIZE_MB}MiB ciphers=\"$CIPHERS\" modes=\"$MODES\" repeat=$REPEAT"
@@ -47,8 +53,16 @@ run_tp() {
     FAILURES=$((FAILURES + 1))
     return 0
   fi
+  measure_start "${name%%_*}"
   SIZE_MB=$SIZE_MB CIPHER=$cipher MODES=$mode REPEAT=$REPEAT KEY='' \
     "$PEERS/sftp_throughput.sh" 127.0.0.1 "$port" "$user" "$pass" >"$TMP/$name.log" 2>&1 || rc=$?
+  measure_stop "${name%%_*}"
+  # CPU seconds per GiB moved: REPEAT uploads and REPEAT downloads of SIZE_MB each.
+  local cpu=-
+  [ -z "$CPU_US" ] || cpu=$(awk -v us="$CPU_US" -v mb="$SIZE_MB" -v n="$REPEAT" \
+    'BEGIN { printf "%.2f", us / 1e6 * 1024 / (2 * n * mb) }')
+  echo "$cpu ${HWM_KIB:--}" >"$TMP/$name.res"
+  echo "#   server CPU $cpu s/GiB, peak RSS $(mib "$HWM_KIB") MiB" >&2
   sed 's/^/#   /' "$TMP/$name.log" >&2
   tail -n 1 "$TMP/$name.log" > "$TMP/$name.last"
   if [ "$rc" -ne 0 ]; then FAILURES=$((FAILURES + 1)); echo "# $name: sftp_throughput.sh exited $rc" >&2; fi
@@ -78,7 +92,9 @@ for cipher in $CIPHERS; do
       t=$(figures "$TMP/tollgate_$tag.last" "$mode" "$dir" | median)
       [ "$dir" = up ] && what=upload || what=download
       note="sha openssh=$(shas "$TMP/openssh_$tag.last" "$mode") tollgate=$(shas "$TMP/tollgate_$tag.last" "$mode")"
-      ROWS+=("$cipher $mode $what|$o|$t|$(ratio "$t" "$o")|$note")
+      read -r ocpu orss <"$TMP/openssh_$tag.res" 2>/dev/null || ocpu=- orss=-
+      read -r tcpu trss <"$TMP/tollgate_$tag.res" 2>/dev/null || tcpu=- trss=-
+      ROWS+=("$cipher $mode $what|$o|$t|$(ratio "$t" "$o")|$ocpu|$tcpu|$(mib "$orss")|$(mib "$trss")|$note")
     done
     echo "# openssh:  $(cat "$TMP/openssh_$tag.last")"
     echo "# tollgate: $(cat "$TMP/tollgate_$tag.last")"
@@ -86,11 +102,18 @@ for cipher in $CIPHERS; do
 done
 
 echo
-printf '%-48s %14s %15s %16s  %s\n' "test" "OpenSSH MB/s" "Tollgate MB/s" "Tollgate/OpenSSH" "notes"
+printf '%-48s %14s %15s %16s %12s %13s %12s %13s  %s\n' "test" "OpenSSH MB/s" "Tollgate MB/s" \
+  "Tollgate/OpenSSH" "OpenSSH CPU" "Tollgate CPU" "OpenSSH RSS" "Tollgate RSS" "notes"
 for row in "${ROWS[@]}"; do
-  IFS='|' read -r test o t r note <<<"$row"
-  printf '%-48s %14s %15s %16s  %s\n' "$test" "$o" "$t" "$r" "$note"
+  IFS='|' read -r test o t r ocpu tcpu orss trss note <<<"$row"
+  printf '%-48s %14s %15s %16s %12s %13s %12s %13s  %s\n' "$test" "$o" "$t" "$r" \
+    "$ocpu" "$tcpu" "$orss" "$trss" "$note"
 done
-echo "(median of $REPEAT run(s) each, ${SIZE_MB} MiB, MB/s = 10^6 B/s)"
+echo "(median of $REPEAT run(s) each, ${SIZE_MB} MiB, MB/s = 10^6 B/s;"
+echo " CPU = the server's user+system seconds per GiB moved, uploads and downloads of that cipher and"
+echo " mode together, logins included; RSS = the server's peak RSS in MiB over them: Tollgate's VmHWM,"
+echo " OpenSSH's largest VmHWM of any of its processes)"
+[ -z "$PEAK_NOTE" ] || echo "note: $PEAK_NOTE"
+[ -n "$SSHD_CG" ] || echo "note: no cgroup v2 hierarchy to put sshd in: OpenSSH's CPU and RSS are n/a"
 if [ ${#NOTES[@]} -gt 0 ]; then printf '%s\n' "${NOTES[@]}" | sort -u | sed 's/^/note: /'; fi
 [ "$FAILURES" -eq 0 ]
