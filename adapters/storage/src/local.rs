@@ -507,6 +507,9 @@ struct LocalWrite {
     file: Option<Arc<File>>,
     target: PathBuf,
     staging: Option<PathBuf>,
+    /// Whether a staging file may be on disk: set before the trip that
+    /// creates it, which may finish after its caller has gone.
+    staged: bool,
     /// The permissions a staging file gets when it is created.
     mode: u32,
     /// The file's length: what it held when opened, extended by each write
@@ -528,14 +531,18 @@ fn remove_staging(staging: &Path) {
     }
 }
 
-/// Creates a staging file with `mode` (not the umask's result).
+/// Creates a staging file with `mode` (not the umask's result); on an
+/// error, no file is left.
 fn create_staging(staging: &Path, mode: u32) -> std::io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(staging)?;
-    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    if let Err(err) = file.set_permissions(std::fs::Permissions::from_mode(mode)) {
+        remove_staging(staging);
+        return Err(err);
+    }
     Ok(file)
 }
 
@@ -578,6 +585,7 @@ impl LocalWrite {
                     file: Some(Arc::new(file)),
                     target,
                     staging: None,
+                    staged: false,
                     mode: NEW_FILE_MODE,
                     len,
                     gathered: Vec::new(),
@@ -591,6 +599,7 @@ impl LocalWrite {
                 let mut write = LocalWrite::staged_later(target, mode);
                 let staging = write.staging.as_deref().expect("a replacement is staged");
                 write.file = Some(Arc::new(create_staging(staging, mode).map_err(map_err)?));
+                write.staged = true;
                 Ok(write)
             }
         }
@@ -605,6 +614,7 @@ impl LocalWrite {
             file: None,
             target,
             staging: Some(staging),
+            staged: false,
             mode,
             len: 0,
             gathered: Vec::new(),
@@ -612,10 +622,15 @@ impl LocalWrite {
         }
     }
 
-    fn reach(&self) -> Reach {
+    /// What the next trip to the blocking pool writes to; from here on, a
+    /// staging file may be on disk.
+    fn reach(&mut self) -> Reach {
         match (&self.file, &self.staging) {
             (Some(file), _) => Reach::Open(file.clone()),
-            (None, Some(staging)) => Reach::Create(staging.clone(), self.mode),
+            (None, Some(staging)) => {
+                self.staged = true;
+                Reach::Create(staging.clone(), self.mode)
+            }
             (None, None) => unreachable!("only a staging file is created late"),
         }
     }
@@ -642,8 +657,11 @@ impl LocalWrite {
                     Err(err) => Err(self.failed_write(err).await),
                 }
             }
-            // The staging file could not be created: nothing was written.
-            Err(err) => Err(err),
+            // The staging file could not be created: nothing is on disk.
+            Err(err) => {
+                self.len = 0;
+                Err(err)
+            }
         }
     }
 
@@ -710,7 +728,7 @@ impl WriteHandle for LocalWrite {
         Ok(self.len)
     }
 
-    async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
+    async fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
         let reach = self.reach();
         blocking(move || {
             let write = || {
@@ -737,10 +755,10 @@ impl WriteHandle for LocalWrite {
     }
 
     async fn abort(mut self: Box<Self>) -> Result<(), StorageError> {
-        match (self.staging.take(), &self.file) {
+        match (self.staging.take(), self.staged) {
             // Never created: nothing to remove.
-            (Some(_), None) => Ok(()),
-            (Some(staging), Some(_)) => {
+            (Some(_), false) => Ok(()),
+            (Some(staging), true) => {
                 blocking(move || {
                     remove_staging(&staging);
                     Ok(())

@@ -388,12 +388,11 @@ async fn a_stat_with_a_staged_replacement_answers_as_the_two_calls_do() {
         "a link's target is replaced through it"
     );
     assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"s");
-    let mut left: Vec<String> = std::fs::read_dir(dir.path().join("real"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
-        .collect();
-    left.sort();
-    assert_eq!(left, ["file", "new"], "no staging file is left behind");
+    assert_eq!(
+        names_in(&dir.path().join("real")),
+        ["file", "new"],
+        "no staging file is left behind"
+    );
 }
 
 #[tokio::test]
@@ -434,6 +433,16 @@ fn names_in(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The replacement `stat_and_replace` stages for `path`.
+async fn staged(storage: &LocalStorage, root: &str, path: &str) -> Box<dyn WriteHandle> {
+    storage
+        .stat_and_replace(root, &vp(path))
+        .await
+        .unwrap()
+        .handle
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
     let dir = tempfile::tempdir().unwrap();
@@ -448,18 +457,13 @@ async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
 
     // A small upload: gathered in memory, then created, written, synced
     // and renamed by the commit.
-    let mut small = storage
-        .stat_and_replace(root, &vp("/kept"))
-        .await
-        .unwrap()
-        .handle
-        .unwrap();
+    let mut small = staged(&storage, root, "/kept").await;
     small.write_at(0, Bytes::from_static(b"new")).await.unwrap();
     assert_eq!(names_in(dir.path()), ["kept"], "nothing staged on disk yet");
     assert_eq!(small.read_at(0, 16).await.unwrap(), &b"new"[..]);
-    let staged = names_in(dir.path());
+    let on_disk = names_in(dir.path());
     assert_eq!(
-        staged.len(),
+        on_disk.len(),
         2,
         "a read-back hands the bytes to a staging file"
     );
@@ -476,23 +480,13 @@ async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
     );
 
     // Nothing written at all: the commit still leaves an empty new file, 0644.
-    let empty = storage
-        .stat_and_replace(root, &vp("/empty"))
-        .await
-        .unwrap()
-        .handle
-        .unwrap();
+    let empty = staged(&storage, root, "/empty").await;
     assert_eq!(empty.commit().await.unwrap(), 0);
     let meta = std::fs::metadata(dir.path().join("empty")).unwrap();
     assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (0, 0o644));
 
     // A large write goes to disk at once, through a staging file created for it.
-    let mut large = storage
-        .stat_and_replace(root, &vp("/large"))
-        .await
-        .unwrap()
-        .handle
-        .unwrap();
+    let mut large = staged(&storage, root, "/large").await;
     let data = Bytes::from(vec![7u8; GATHER as usize]);
     large.write_at(0, data.clone()).await.unwrap();
     assert_eq!(names_in(dir.path()).len(), 3, "the large write is staged");
@@ -500,12 +494,7 @@ async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
     assert_eq!(names_in(dir.path()), ["empty", "kept"]);
 
     // An upload aborted before its bytes reached the disk leaves nothing.
-    let mut aborted = storage
-        .stat_and_replace(root, &vp("/aborted"))
-        .await
-        .unwrap()
-        .handle
-        .unwrap();
+    let mut aborted = staged(&storage, root, "/aborted").await;
     aborted.write_at(0, Bytes::from_static(b"x")).await.unwrap();
     aborted.abort().await.unwrap();
     assert_eq!(names_in(dir.path()), ["empty", "kept"]);
@@ -517,12 +506,7 @@ async fn a_staged_replacement_whose_directory_went_away_fails_and_leaves_nothing
     let root = dir.path().to_str().unwrap();
     let storage = LocalStorage::new();
     std::fs::create_dir(dir.path().join("docs")).unwrap();
-    let mut handle = storage
-        .stat_and_replace(root, &vp("/docs/report"))
-        .await
-        .unwrap()
-        .handle
-        .unwrap();
+    let mut handle = staged(&storage, root, "/docs/report").await;
     handle
         .write_at(0, Bytes::from_static(b"data"))
         .await
@@ -532,5 +516,23 @@ async fn a_staged_replacement_whose_directory_went_away_fails_and_leaves_nothing
         handle.commit().await.unwrap_err().kind,
         StorageErrorKind::NotFound
     );
+    assert!(names_in(dir.path()).is_empty());
+
+    // A write that cannot create the staging file: the gathered bytes are
+    // gone with it, and the size says so.
+    std::fs::create_dir(dir.path().join("docs")).unwrap();
+    let mut handle = staged(&storage, root, "/docs/report").await;
+    handle
+        .write_at(0, Bytes::from_static(b"data"))
+        .await
+        .unwrap();
+    std::fs::remove_dir(dir.path().join("docs")).unwrap();
+    let large = Bytes::from(vec![1u8; GATHER as usize]);
+    assert_eq!(
+        handle.write_at(4, large).await.unwrap_err().kind,
+        StorageErrorKind::NotFound
+    );
+    assert_eq!(handle.size().await.unwrap(), 0);
+    handle.abort().await.unwrap();
     assert!(names_in(dir.path()).is_empty());
 }
