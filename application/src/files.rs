@@ -918,7 +918,14 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
         let (written, ()) = tokio::join!(handle.write_at(offset, data.clone()), async {
             hash.feed(offset, &data)
         });
-        written.map_err(map_storage)?;
+        if let Err(err) = written {
+            // Bytes this upload accepted earlier may be among those lost
+            // (a backend gathers small writes and hands them over later),
+            // so it can only fail now, however the client goes on.
+            let err = map_storage(err);
+            self.refused = Some(err.clone());
+            return Err(err);
+        }
         if let Some(next) = &mut self.append_at {
             *next += len;
         }

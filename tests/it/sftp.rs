@@ -809,3 +809,68 @@ async fn an_upload_whose_start_cannot_be_recorded_fails_and_leaves_no_file() {
     })
     .await;
 }
+
+/// A write the storage could not take fails the whole upload: the bytes
+/// gathered before it may be among those lost, so the CLOSE is refused,
+/// nothing appears, and the transfer is recorded as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_write_failed_is_never_committed() {
+    for_each_database(|server| async move {
+        let home = server.add_user("erin", &[]).await;
+        let (_conn, session) = sftp(server.addr, "erin").await;
+        session.create_dir("docs").await.unwrap();
+        let mut file = session.create("docs/partial.bin").await.unwrap();
+        file.write_all(b"head").await.unwrap();
+
+        // The directory goes away under the upload, so the bytes gathered
+        // so far cannot reach a staging file.
+        std::fs::remove_dir(home.join("docs")).unwrap();
+        // (The client pipelines its WRITEs and may report the failed one
+        // here or when it waits for their replies.)
+        let chunk = vec![7u8; 64 * 1024];
+        for _ in 0..8 {
+            if file.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        // Each wait reports one failed WRITE; all are answered before the
+        // CLOSE goes out.
+        let mut failures = 0;
+        while file.flush().await.is_err() {
+            failures += 1;
+            assert!(failures <= 16, "more failed WRITEs than were sent");
+        }
+        assert!(
+            failures > 0,
+            "a WRITE reports that the bytes could not be stored"
+        );
+
+        // The directory is back before the CLOSE: still nothing may be
+        // committed, as "head" was lost.
+        std::fs::create_dir(home.join("docs")).unwrap();
+        assert!(file.shutdown().await.is_err(), "the CLOSE is refused");
+        assert!(!home.join("docs/partial.bin").exists());
+        assert!(
+            std::fs::read_dir(home.join("docs"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+
+        server.app().catch_up().await.unwrap();
+        let transfer = server
+            .app()
+            .list_transfers()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.context.as_ref().unwrap().path == "/docs/partial.bin")
+            .expect("the upload is on record");
+        assert_eq!(
+            transfer.state,
+            Some(tollgate_domain::transfer::TransferState::Failed)
+        );
+        server
+    })
+    .await;
+}
