@@ -500,18 +500,24 @@ async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
     assert_eq!(names_in(dir.path()), ["empty", "kept"]);
 }
 
-#[tokio::test]
-async fn a_staged_replacement_whose_directory_went_away_fails_and_leaves_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_str().unwrap();
-    let storage = LocalStorage::new();
-    std::fs::create_dir(dir.path().join("docs")).unwrap();
-    let mut handle = staged(&storage, root, "/docs/report").await;
+/// A replacement of `/docs/report` holding four gathered bytes, whose
+/// directory is then removed.
+async fn orphaned(storage: &LocalStorage, dir: &Path) -> Box<dyn WriteHandle> {
+    std::fs::create_dir(dir.join("docs")).unwrap();
+    let mut handle = staged(storage, dir.to_str().unwrap(), "/docs/report").await;
     handle
         .write_at(0, Bytes::from_static(b"data"))
         .await
         .unwrap();
-    std::fs::remove_dir(dir.path().join("docs")).unwrap();
+    std::fs::remove_dir(dir.join("docs")).unwrap();
+    handle
+}
+
+#[tokio::test]
+async fn a_staged_replacement_whose_directory_went_away_fails_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = LocalStorage::new();
+    let handle = orphaned(&storage, dir.path()).await;
     assert_eq!(
         handle.commit().await.unwrap_err().kind,
         StorageErrorKind::NotFound
@@ -520,13 +526,7 @@ async fn a_staged_replacement_whose_directory_went_away_fails_and_leaves_nothing
 
     // A write that cannot create the staging file: the gathered bytes are
     // gone with it, and the size says so.
-    std::fs::create_dir(dir.path().join("docs")).unwrap();
-    let mut handle = staged(&storage, root, "/docs/report").await;
-    handle
-        .write_at(0, Bytes::from_static(b"data"))
-        .await
-        .unwrap();
-    std::fs::remove_dir(dir.path().join("docs")).unwrap();
+    let mut handle = orphaned(&storage, dir.path()).await;
     let large = Bytes::from(vec![1u8; GATHER as usize]);
     assert_eq!(
         handle.write_at(4, large).await.unwrap_err().kind,
