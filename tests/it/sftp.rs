@@ -874,3 +874,35 @@ async fn an_upload_whose_write_failed_is_never_committed() {
     })
     .await;
 }
+
+/// A download's SHA-256, computed beside the replies a batch at a time,
+/// covers every byte in order, the last partial batch included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_records_the_digest_of_the_whole_file() {
+    for_each_database(|server| async move {
+        server.add_user("fay", &[]).await;
+        let (_conn, session) = sftp(server.addr, "fay").await;
+        // Several hashing batches and a part of one more.
+        let data: Vec<u8> = (0..700_001u32).map(|i| (i % 251) as u8).collect();
+        write_file(&session, "big.bin", &data).await;
+        assert_eq!(session.read("big.bin").await.unwrap(), data);
+
+        server.app().catch_up().await.unwrap();
+        let downloads: Vec<_> = server
+            .app()
+            .list_transfers()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| {
+                t.context.as_ref().unwrap().direction
+                    == tollgate_domain::transfer::Direction::Download
+            })
+            .collect();
+        assert_eq!(downloads.len(), 1, "{downloads:?}");
+        assert_eq!(downloads[0].bytes, data.len() as u64);
+        assert_eq!(downloads[0].sha256.as_deref(), Some(&sha256_hex(&data)[..]));
+        server
+    })
+    .await;
+}
