@@ -24,6 +24,23 @@ where
     }
 }
 
+/// The server's transfers in `direction`, once the read models have
+/// caught up with the log.
+async fn transfers(
+    server: &TestServer,
+    direction: tollgate_domain::transfer::Direction,
+) -> Vec<tollgate_application::TransferView> {
+    server.app().catch_up().await.unwrap();
+    server
+        .app()
+        .list_transfers()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.context.as_ref().unwrap().direction == direction)
+        .collect()
+}
+
 async fn write_file(session: &russh_sftp::client::SftpSession, path: &str, data: &[u8]) {
     let mut file = session.create(path).await.expect("create");
     file.write_all(data).await.expect("write");
@@ -185,18 +202,7 @@ async fn uploads_resume_at_an_offset_and_append() {
         assert_eq!(names, ["log.txt"], "no staging file is left behind");
         assert_eq!(session.read("log.txt").await.unwrap(), b"hello world!");
 
-        server.app().catch_up().await.unwrap();
-        let mut uploads: Vec<_> = server
-            .app()
-            .list_transfers()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|t| {
-                t.context.as_ref().unwrap().direction
-                    == tollgate_domain::transfer::Direction::Upload
-            })
-            .collect();
+        let mut uploads = transfers(&server, tollgate_domain::transfer::Direction::Upload).await;
         uploads.sort_by(|a, b| a.started_at.cmp(&b.started_at));
         let summary: Vec<_> = uploads
             .iter()
@@ -857,12 +863,8 @@ async fn an_upload_whose_write_failed_is_never_committed() {
                 .is_none()
         );
 
-        server.app().catch_up().await.unwrap();
-        let transfer = server
-            .app()
-            .list_transfers()
+        let transfer = transfers(&server, tollgate_domain::transfer::Direction::Upload)
             .await
-            .unwrap()
             .into_iter()
             .find(|t| t.context.as_ref().unwrap().path == "/docs/partial.bin")
             .expect("the upload is on record");
@@ -887,18 +889,7 @@ async fn a_download_records_the_digest_of_the_whole_file() {
         write_file(&session, "big.bin", &data).await;
         assert_eq!(session.read("big.bin").await.unwrap(), data);
 
-        server.app().catch_up().await.unwrap();
-        let downloads: Vec<_> = server
-            .app()
-            .list_transfers()
-            .await
-            .unwrap()
-            .into_iter()
-            .filter(|t| {
-                t.context.as_ref().unwrap().direction
-                    == tollgate_domain::transfer::Direction::Download
-            })
-            .collect();
+        let downloads = transfers(&server, tollgate_domain::transfer::Direction::Download).await;
         assert_eq!(downloads.len(), 1, "{downloads:?}");
         assert_eq!(downloads[0].bytes, data.len() as u64);
         assert_eq!(downloads[0].sha256.as_deref(), Some(&sha256_hex(&data)[..]));
