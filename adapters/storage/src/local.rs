@@ -531,6 +531,12 @@ fn remove_staging(staging: &Path) {
     }
 }
 
+/// Syncs the directory holding `path`, making its entries durable.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    File::open(parent)?.sync_all()
+}
+
 /// Creates a staging file with `mode` (not the umask's result); on an
 /// error, no file is left.
 fn create_staging(staging: &Path, mode: u32) -> std::io::Result<File> {
@@ -738,10 +744,13 @@ impl WriteHandle for LocalWrite {
                         .map_err(map_err)?;
                 }
                 file.sync_all().map_err(map_err)?;
-                match &self.staging {
-                    Some(staging) => std::fs::rename(staging, &self.target).map_err(map_err),
-                    None => Ok(()),
+                if let Some(staging) = &self.staging {
+                    std::fs::rename(staging, &self.target).map_err(map_err)?;
                 }
+                // The rename (or the entry of a file created in place) is
+                // the directory's change: synced too, so that a completion
+                // recorded after this cannot name a file a power cut loses.
+                sync_parent(&self.target).map_err(map_err)
             };
             if let Err(err) = write() {
                 if let Some(staging) = &self.staging {
