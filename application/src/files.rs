@@ -729,30 +729,34 @@ impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
         }
     }
 
-    async fn end(mut self, command: TransferCommand) {
+    /// Records the transfer's outcome; an error when it could not be.
+    async fn end(mut self, command: TransferCommand) -> Result<(), FileOpError> {
         // Without its start on record an outcome would name an unknown
         // transfer: nothing is recorded then (`confirm` logged why).
-        let _ = self.confirm().await;
+        self.confirm().await?;
         let Known::Started(known) = std::mem::replace(&mut self.known, Known::Unrecorded) else {
-            return;
+            return Err(FileOpError::Internal);
         };
-        if let Err(err) = self
-            .app
+        self.app
             .execute_known(&self.id, &self.actor, Some(known), || command.clone())
             .await
-        {
-            tracing::error!(transfer_id = %self.id, error = %err, "cannot record a transfer outcome");
-        }
+            .map(drop)
+            .map_err(|err| {
+                tracing::error!(transfer_id = %self.id, error = %err, "cannot record a transfer outcome");
+                FileOpError::Internal
+            })
     }
 
     async fn abort(self, bytes: u64, reason: &str) {
         let duration_ms = self.elapsed_ms();
-        self.end(TransferCommand::Abort {
-            bytes,
-            reason: reason.to_string(),
-            duration_ms,
-        })
-        .await;
+        // An abort answers no client: a failure to record it is logged.
+        let _ = self
+            .end(TransferCommand::Abort {
+                bytes,
+                reason: reason.to_string(),
+                duration_ms,
+            })
+            .await;
     }
 }
 
@@ -909,14 +913,17 @@ impl<R: PersistedEventRepository + Clone + 'static> Download for DownloadTransfe
             None => None,
         };
         let duration_ms = log.elapsed_ms();
-        log.end(TransferCommand::Complete {
-            bytes: self.bytes,
-            size,
-            sha256,
-            duration_ms,
-            usage: None,
-        })
-        .await;
+        // The bytes have reached the client: a completion that could not be
+        // recorded is logged (by `end`), and the close still succeeds.
+        let _ = log
+            .end(TransferCommand::Complete {
+                bytes: self.bytes,
+                size,
+                sha256,
+                duration_ms,
+                usage: None,
+            })
+            .await;
         Ok(())
     }
 
@@ -1041,12 +1048,15 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
             if let Err(err) = handle.abort().await {
                 tracing::warn!(error = ?err, "cannot discard a refused upload");
             }
-            log.end(TransferCommand::Fail {
-                bytes,
-                error: err.to_string(),
-                duration_ms,
-            })
-            .await;
+            // The client is told of the failure whether or not it is
+            // recorded (`end` logs why not).
+            let _ = log
+                .end(TransferCommand::Fail {
+                    bytes,
+                    error: err.to_string(),
+                    duration_ms,
+                })
+                .await;
             return Err(err);
         }
         // Hash before commit so that a file is only visible with its digest
@@ -1068,26 +1078,30 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
                 let duration_ms = log.elapsed_ms();
                 let usage = UsageChange::written(size, self.previous);
                 let app = log.app.clone();
-                log.end(TransferCommand::Complete {
-                    bytes,
-                    size,
-                    sha256: Some(digest),
-                    duration_ms,
-                    usage: Some(usage),
-                })
-                .await;
+                // The file is in place either way; a completion that could
+                // not be recorded is not reported to the client as a success.
+                let recorded = log
+                    .end(TransferCommand::Complete {
+                        bytes,
+                        size,
+                        sha256: Some(digest),
+                        duration_ms,
+                        usage: Some(usage),
+                    })
+                    .await;
                 app.inner.quotas.committed(&self.username, usage);
-                Ok(())
+                recorded
             }
             Err(err) => {
                 let error = map_storage(err);
                 let duration_ms = log.elapsed_ms();
-                log.end(TransferCommand::Fail {
-                    bytes,
-                    error: error.to_string(),
-                    duration_ms,
-                })
-                .await;
+                let _ = log
+                    .end(TransferCommand::Fail {
+                        bytes,
+                        error: error.to_string(),
+                        duration_ms,
+                    })
+                    .await;
                 Err(error)
             }
         }
@@ -1151,12 +1165,13 @@ async fn fail<R: PersistedEventRepository + Clone + 'static>(
         tracing::warn!(error = ?err, "cannot discard a failed upload");
     }
     let duration_ms = log.elapsed_ms();
-    log.end(TransferCommand::Fail {
-        bytes,
-        error: error.to_string(),
-        duration_ms,
-    })
-    .await;
+    let _ = log
+        .end(TransferCommand::Fail {
+            bytes,
+            error: error.to_string(),
+            duration_ms,
+        })
+        .await;
     error
 }
 

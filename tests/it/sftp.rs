@@ -732,33 +732,40 @@ async fn the_sftp_channel_ends_with_exit_status_zero() {
     server.stop().await;
 }
 
-/// Makes the event log refuse (or, `false`, accept again) every
-/// `TransferStarted` event, as a failing database would.
-async fn refuse_transfer_starts(server: &TestServer, refuse: bool) {
+/// Makes the event log refuse (or, `false`, accept again) every event of
+/// `event_type`, as a failing database would.
+async fn refuse_events(server: &TestServer, event_type: &str, refuse: bool) {
     let url = &server.config.database.url;
-    let statements: &[&str] = match (url.starts_with("sqlite:"), refuse) {
-        (true, true) => &["CREATE TRIGGER refuse_starts BEFORE INSERT ON events \
-             WHEN NEW.event_type = 'TransferStarted' \
-             BEGIN SELECT RAISE(ABORT, 'the database refuses this event'); END"],
-        (true, false) => &["DROP TRIGGER refuse_starts"],
-        (false, true) => &[
-            "CREATE FUNCTION refuse_starts() RETURNS trigger AS $$ BEGIN \
-             IF NEW.event_type = 'TransferStarted' THEN \
-             RAISE EXCEPTION 'the database refuses this event'; END IF; \
-             RETURN NEW; END $$ LANGUAGE plpgsql",
-            "CREATE TRIGGER refuse_starts BEFORE INSERT ON events \
-             FOR EACH ROW EXECUTE FUNCTION refuse_starts()",
+    let name = format!("refuse_{event_type}");
+    let statements: Vec<String> = match (url.starts_with("sqlite:"), refuse) {
+        (true, true) => vec![format!(
+            "CREATE TRIGGER {name} BEFORE INSERT ON events \
+             WHEN NEW.event_type = '{event_type}' \
+             BEGIN SELECT RAISE(ABORT, 'the database refuses this event'); END"
+        )],
+        (true, false) => vec![format!("DROP TRIGGER {name}")],
+        (false, true) => vec![
+            format!(
+                "CREATE FUNCTION {name}() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.event_type = '{event_type}' THEN \
+                 RAISE EXCEPTION 'the database refuses this event'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql"
+            ),
+            format!(
+                "CREATE TRIGGER {name} BEFORE INSERT ON events \
+                 FOR EACH ROW EXECUTE FUNCTION {name}()"
+            ),
         ],
-        (false, false) => &[
-            "DROP TRIGGER refuse_starts ON events",
-            "DROP FUNCTION refuse_starts()",
+        (false, false) => vec![
+            format!("DROP TRIGGER {name} ON events"),
+            format!("DROP FUNCTION {name}()"),
         ],
     };
     // The same statements through either database's own pool type.
     macro_rules! execute {
         ($pool:expr) => {{
             let pool = $pool.await.expect("database reachable");
-            for statement in statements {
+            for statement in &statements {
                 sqlx::query(statement)
                     .execute(&pool)
                     .await
@@ -780,7 +787,7 @@ async fn an_upload_whose_start_cannot_be_recorded_fails_and_leaves_no_file() {
         let home = server.add_user("hugo", &[]).await;
         std::fs::write(home.join("kept.txt"), b"old content").unwrap();
         let (_conn, session) = sftp(server.addr, "hugo").await;
-        refuse_transfer_starts(&server, true).await;
+        refuse_events(&server, "TransferStarted", true).await;
         for name in ["new.bin", "kept.txt"] {
             // The server may refuse at the open or at the close, never
             // accept the upload.
@@ -806,11 +813,54 @@ async fn an_upload_whose_start_cannot_be_recorded_fails_and_leaves_no_file() {
             b"old content"
         );
 
-        refuse_transfer_starts(&server, false).await;
+        refuse_events(&server, "TransferStarted", false).await;
         write_file(&session, "new.bin", b"recorded").await;
         assert_eq!(std::fs::read(home.join("new.bin")).unwrap(), b"recorded");
         let completed = server.wait_for_event("hugo", "TransferCompleted").await;
         assert_eq!(completed.len(), 1, "{completed:?}");
+        server
+    })
+    .await;
+}
+
+/// An upload whose completion the event log refuses is not reported as
+/// done: its CLOSE fails (the file, committed first, stays in place), and
+/// the record never shows it completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_completion_cannot_be_recorded_is_not_reported_done() {
+    for_each_database(|server| async move {
+        server.add_user("ivan", &[]).await;
+        let (_conn, session) = sftp(server.addr, "ivan").await;
+        refuse_events(&server, "TransferCompleted", true).await;
+        let mut file = session.create("report.csv").await.unwrap();
+        file.write_all(b"a,b\n").await.unwrap();
+        assert!(
+            file.shutdown().await.is_err(),
+            "the close reports the unrecorded completion"
+        );
+
+        refuse_events(&server, "TransferCompleted", false).await;
+        write_file(&session, "next.csv", b"c,d\n").await;
+        server.wait_for_event("ivan", "TransferCompleted").await;
+        let mut states: Vec<_> = transfers(&server, tollgate_domain::transfer::Direction::Upload)
+            .await
+            .into_iter()
+            .map(|t| (t.context.unwrap().path, t.state))
+            .collect();
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            states,
+            vec![
+                (
+                    "/next.csv".to_string(),
+                    Some(tollgate_domain::transfer::TransferState::Completed)
+                ),
+                (
+                    "/report.csv".to_string(),
+                    Some(tollgate_domain::transfer::TransferState::Running)
+                ),
+            ]
+        );
         server
     })
     .await;
