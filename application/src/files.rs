@@ -758,6 +758,19 @@ impl<R: PersistedEventRepository + Clone + 'static> TransferLog<R> {
             })
             .await;
     }
+
+    /// Records a failure the client is told of whether or not it is
+    /// recorded (`end` logs why not).
+    async fn fail(self, bytes: u64, error: &FileOpError) {
+        let duration_ms = self.elapsed_ms();
+        let _ = self
+            .end(TransferCommand::Fail {
+                bytes,
+                error: error.to_string(),
+                duration_ms,
+            })
+            .await;
+    }
 }
 
 /// SHA-256 of a file computed on the fly while its bytes pass in order
@@ -1044,19 +1057,10 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
         let hash = std::mem::replace(&mut self.hash, StreamHash::new());
         let bytes = self.bytes;
         if let Some(err) = self.refused.take() {
-            let duration_ms = log.elapsed_ms();
             if let Err(err) = handle.abort().await {
                 tracing::warn!(error = ?err, "cannot discard a refused upload");
             }
-            // The client is told of the failure whether or not it is
-            // recorded (`end` logs why not).
-            let _ = log
-                .end(TransferCommand::Fail {
-                    bytes,
-                    error: err.to_string(),
-                    duration_ms,
-                })
-                .await;
+            log.fail(bytes, &err).await;
             return Err(err);
         }
         // Hash before commit so that a file is only visible with its digest
@@ -1094,14 +1098,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
             }
             Err(err) => {
                 let error = map_storage(err);
-                let duration_ms = log.elapsed_ms();
-                let _ = log
-                    .end(TransferCommand::Fail {
-                        bytes,
-                        error: error.to_string(),
-                        duration_ms,
-                    })
-                    .await;
+                log.fail(bytes, &error).await;
                 Err(error)
             }
         }
@@ -1164,14 +1161,7 @@ async fn fail<R: PersistedEventRepository + Clone + 'static>(
     if let Err(err) = handle.abort().await {
         tracing::warn!(error = ?err, "cannot discard a failed upload");
     }
-    let duration_ms = log.elapsed_ms();
-    let _ = log
-        .end(TransferCommand::Fail {
-            bytes,
-            error: error.to_string(),
-            duration_ms,
-        })
-        .await;
+    log.fail(bytes, &error).await;
     error
 }
 
