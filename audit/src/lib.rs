@@ -51,23 +51,32 @@ pub struct Record<'a> {
 /// The canonical bytes of a record: the tag, then each field as a 4-byte
 /// big-endian length and its UTF-8 bytes, in a fixed order.
 pub fn encode(record: &Record<'_>) -> Vec<u8> {
-    let mut out = Vec::with_capacity(256);
+    let mut out = Vec::with_capacity(1024);
     out.extend_from_slice(RECORD_TAG);
-    let mut push = |field: &[u8]| {
-        let len = u32::try_from(field.len()).expect("an event field is smaller than 4 GiB");
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(field);
-    };
-    push(record.position.to_string().as_bytes());
-    push(record.event_id.as_bytes());
-    push(record.aggregate_type.as_bytes());
-    push(record.aggregate_id.as_bytes());
-    push(record.sequence.to_string().as_bytes());
-    push(record.event_type.as_bytes());
-    push(record.event_version.as_bytes());
-    push(canonical_json(record.payload).as_bytes());
-    push(canonical_json(record.metadata).as_bytes());
+    push_text(&mut out, &record.position.to_string());
+    push_text(&mut out, record.event_id);
+    push_text(&mut out, record.aggregate_type);
+    push_text(&mut out, record.aggregate_id);
+    push_text(&mut out, &record.sequence.to_string());
+    push_text(&mut out, record.event_type);
+    push_text(&mut out, record.event_version);
+    push_field(&mut out, |out| canonical::write(record.payload, out));
+    push_field(&mut out, |out| canonical::write(record.metadata, out));
     out
+}
+
+fn push_text(out: &mut Vec<u8>, text: &str) {
+    push_field(out, |out| out.extend_from_slice(text.as_bytes()));
+}
+
+/// Appends one field of a record: its length as 4 bytes big-endian, then
+/// what `write` appends.
+fn push_field(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    write(out);
+    let len = u32::try_from(out.len() - at - 4).expect("an event field is smaller than 4 GiB");
+    out[at..at + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 /// The chain hash of `record` following `previous`:

@@ -71,6 +71,40 @@ fn canonical_json_sorts_keys_at_every_level() {
 }
 
 #[test]
+fn a_record_encodes_to_the_same_bytes_as_ever() {
+    // Escapes, keys that sort differently by bytes than by UTF-16 units,
+    // numbers of each kind, nesting: the bytes every sealed hash and proof
+    // depends on (docs/audit-format.md), fixed here as their SHA-256.
+    let payload = json!({
+        "TransferCompleted": {
+            "path": "/in/a \"quoted\"\nname\u{1}\u{7f}.csv",
+            "\u{ffff}": 1,
+            "\u{10000}": 2,
+            "é": [-1, 0.5, 1e300, u64::MAX, null, true, false, "", {}, []],
+            "bytes": 4096,
+        }
+    });
+    let metadata =
+        json!({"actor": "bench", "remote_addr": "127.0.0.1:50000", "z": {"b": {}, "a": [[]]}});
+    let record = Record {
+        position: 18_446_744_073_709_551_615,
+        event_id: "0194b0c4-3f00-7000-8000-000000000001",
+        aggregate_type: "transfer",
+        aggregate_id: "t-1",
+        sequence: 2,
+        event_type: "TransferCompleted",
+        event_version: "1",
+        payload: &payload,
+        metadata: &metadata,
+    };
+    let digest: [u8; 32] = Sha256::digest(encode(&record)).into();
+    assert_eq!(
+        hex::encode(digest),
+        "172ba1e632d15c85bb5a95283e02e727d8f3c12d9ccfa08121b31bb6f9351a7c"
+    );
+}
+
+#[test]
 fn an_untouched_log_verifies_and_reports_the_unsealed_tail() {
     let records: Vec<Owned> = (1..=5).map(Owned::new).collect();
     let mut seals: Vec<_> = seal_all(&records).into_iter().map(Some).collect();
