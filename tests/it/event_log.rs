@@ -779,6 +779,46 @@ async fn a_refused_event_takes_no_other_command_with_it() {
     }
 }
 
+/// Text that JSON must escape reaches the log as it was given, whether its
+/// command commits alone or in a group with others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn escaped_text_in_an_event_reads_back_unchanged() {
+    let path = "/in/\"quoted\"\\back\u{1}\u{1f}\n\t\u{7f}é\u{2028}\u{10000}";
+    for kind in database_kinds() {
+        let (app, db, _dir) = open(kind).await;
+        let app = Arc::new(app);
+        let alone = app
+            .create_policy("test", "alone", &[format!("{path}=list")])
+            .await;
+        assert!(alone.is_ok(), "{kind}: {alone:?}");
+        let names: Vec<String> = (0..16).map(|i| format!("g{i}")).collect();
+        let grouped = futures::future::join_all(names.iter().map(|name| {
+            let app = app.clone();
+            let rule = format!("{path}/{name}=list");
+            async move { app.create_policy("test", name, &[rule]).await }
+        }))
+        .await;
+        assert!(grouped.iter().all(Result::is_ok), "{kind}: {grouped:?}");
+        let events = gapless_events(&db, kind).await;
+        let texts: Vec<String> = events
+            .iter()
+            .filter(|e| e.event_type == "PolicyCreated")
+            .map(|e| e.payload.to_string())
+            .collect();
+        assert_eq!(texts.len(), 17, "{kind}");
+        let quoted = |text: &str| serde_json::to_string(text).unwrap();
+        assert!(
+            texts.iter().any(|t| t.contains(&quoted(path))),
+            "{kind}: {texts:?}"
+        );
+        for name in &names {
+            let rule = quoted(&format!("{path}/{name}"));
+            assert!(texts.iter().any(|t| t.contains(&rule)), "{kind}: {name}");
+        }
+        db.close().await;
+    }
+}
+
 /// A projector batch read before a rebuild's reset (which empties the read
 /// models and forgets the checkpoint) must not land after it: it would put
 /// the checkpoint past events whose documents the reset removed.
