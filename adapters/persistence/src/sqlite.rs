@@ -358,70 +358,35 @@ async fn insert_events<'a>(
 /// `Value` first cost more than the statement.
 fn event_rows<'a>(events: impl IntoIterator<Item = &'a SerializedEvent>) -> String {
     let mut out = Vec::with_capacity(1024);
+    let (mut payload, mut metadata) = (Vec::new(), Vec::new());
     out.push(b'[');
     for (i, event) in events.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
         let mut id = uuid::Uuid::encode_buffer();
-        let head = (
+        let row = (
             &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id),
             &event.aggregate_type,
             &event.aggregate_id,
             i64::try_from(event.sequence).unwrap_or(i64::MAX),
             &event.event_type,
             &event.event_version,
+            json_text(&mut payload, &event.payload),
+            json_text(&mut metadata, &event.metadata),
         );
-        serde_json::to_writer(&mut out, &head).expect("a JSON array writes to memory");
-        // Reopen the array for the two documents, each a string of its text.
-        out.pop();
-        for document in [&event.payload, &event.metadata] {
-            out.extend_from_slice(b",\"");
-            serde_json::to_writer(JsonStringBody(&mut out), document)
-                .expect("a JSON document writes to memory");
-            out.push(b'"');
-        }
-        out.push(b']');
+        serde_json::to_writer(&mut out, &row).expect("a JSON array writes to memory");
     }
     out.push(b']');
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
-/// Writes what it is given as the inside of a JSON string: quotes,
-/// backslashes and control characters escaped, all else as it is (JSON
-/// text is UTF-8, and escaping ASCII bytes keeps it so).
-struct JsonStringBody<'a>(&'a mut Vec<u8>);
-
-impl std::io::Write for JsonStringBody<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let out = &mut *self.0;
-        let mut plain = 0;
-        for (i, &byte) in buf.iter().enumerate() {
-            let escaped: &[u8] = match byte {
-                b'"' => b"\\\"",
-                b'\\' => b"\\\\",
-                0x00..=0x1f => {
-                    out.extend_from_slice(&buf[plain..i]);
-                    plain = i + 1;
-                    let hex = b"0123456789abcdef";
-                    out.extend_from_slice(b"\\u00");
-                    out.push(hex[usize::from(byte >> 4)]);
-                    out.push(hex[usize::from(byte & 0xf)]);
-                    continue;
-                }
-                _ => continue,
-            };
-            out.extend_from_slice(&buf[plain..i]);
-            out.extend_from_slice(escaped);
-            plain = i + 1;
-        }
-        out.extend_from_slice(&buf[plain..]);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// The JSON text of `document`, written into `buffer` (reused from one
+/// event to the next).
+fn json_text<'b>(buffer: &'b mut Vec<u8>, document: &Value) -> &'b str {
+    buffer.clear();
+    serde_json::to_writer(&mut *buffer, document).expect("a JSON document writes to memory");
+    std::str::from_utf8(buffer).expect("serde_json writes UTF-8")
 }
 
 #[cfg(test)]
