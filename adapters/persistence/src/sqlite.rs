@@ -1,8 +1,9 @@
 //! SQLite: the embedded default. One file, WAL mode, our own
 //! `PersistedEventRepository`.
 
+use std::fmt::Write as _;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cqrs_es::Aggregate;
@@ -36,8 +37,40 @@ pub struct SqliteStore {
 
 /// The events of one command, and where to say whether they were appended.
 struct Append {
-    events: Vec<SerializedEvent>,
+    events: Vec<NewEvent>,
     done: oneshot::Sender<Result<(), PersistenceError>>,
+}
+
+/// An event on its way into the log, as `insert_events` binds it: its id
+/// chosen and its documents already JSON text. The command's own task
+/// writes it, so the committer, which serves every command, only binds.
+struct NewEvent {
+    event_id: String,
+    aggregate_type: String,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: String,
+    metadata: String,
+}
+
+impl NewEvent {
+    fn new(event: &SerializedEvent) -> Self {
+        let text = |document: &Value| {
+            serde_json::to_string(document).expect("a JSON document writes to memory")
+        };
+        NewEvent {
+            event_id: uuid::Uuid::new_v4().hyphenated().to_string(),
+            aggregate_type: event.aggregate_type.clone(),
+            aggregate_id: event.aggregate_id.clone(),
+            sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
+            event_type: event.event_type.clone(),
+            event_version: event.event_version.clone(),
+            payload: text(&event.payload),
+            metadata: text(&event.metadata),
+        }
+    }
 }
 
 /// Appends of different commands committed together, at most.
@@ -158,7 +191,7 @@ impl SqliteStore {
     ) -> Result<(), PersistenceError> {
         let (done, outcome) = oneshot::channel();
         let append = Append {
-            events: events.to_vec(),
+            events: events.iter().map(NewEvent::new).collect(),
             done,
         };
         if self.appends.send(append).is_err() {
@@ -311,26 +344,50 @@ const SQLITE_CONSTRAINT: i32 = 19;
 
 /// Appends `events` at the next positions in one statement, which SQLite
 /// applies or undoes as a whole: one trip to the connection's worker thread
-/// however many there are. They travel as one JSON array (so the statement
-/// is the same, prepared once, whatever their number), each value as the
-/// text or number a bound parameter would be. The positions follow on from
-/// the last one taken, which SQLite reads before it inserts any row (the
-/// SELECT reads the table it inserts into, so its rows are gathered first).
-/// A taken sequence number of an aggregate is an optimistic-concurrency
-/// conflict.
+/// however many there are. The positions follow on from the last one
+/// taken, which SQLite reads before it inserts any row (the SELECT reads the
+/// table it inserts into, so its rows are gathered first). A taken sequence
+/// number of an aggregate is an optimistic-concurrency conflict.
+///
+/// Up to `BOUND_ROWS` events are bound as the rows of a VALUES list
+/// (`bound_insert`); a larger group travels as one JSON array that SQLite
+/// takes apart (`event_rows`), which costs SQLite far more per event.
 async fn insert_events<'a>(
     conn: &mut SqliteConnection,
-    events: impl IntoIterator<Item = &'a SerializedEvent>,
+    events: impl IntoIterator<Item = &'a NewEvent>,
 ) -> Result<(), AppendError> {
-    let res = sqlx::query(
-        "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT last + 1 + e.key, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3,
-                e.value ->> 4, e.value ->> 5, e.value ->> 6, e.value ->> 7
-         FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), json_each($1) AS e",
-    )
-    .bind(event_rows(events))
-    .execute(conn)
-    .await;
+    let events: Vec<&NewEvent> = events.into_iter().collect();
+    let res = if events.len() <= BOUND_ROWS {
+        let rows = events.len().next_power_of_two();
+        let mut query = sqlx::query(bound_insert(rows));
+        for event in &events {
+            query = query
+                .bind(event.event_id.as_str())
+                .bind(event.aggregate_type.as_str())
+                .bind(event.aggregate_id.as_str())
+                .bind(event.sequence)
+                .bind(event.event_type.as_str())
+                .bind(event.event_version.as_str())
+                .bind(event.payload.as_str())
+                .bind(event.metadata.as_str());
+        }
+        for _ in events.len()..rows {
+            for _ in 0..ROW_VALUES {
+                query = query.bind(None::<&str>);
+            }
+        }
+        query.execute(conn).await
+    } else {
+        sqlx::query(
+            "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT last + 1 + e.key, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3,
+                    e.value ->> 4, e.value ->> 5, e.value ->> 6, e.value ->> 7
+             FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), json_each($1) AS e",
+        )
+        .bind(event_rows(&events))
+        .execute(conn)
+        .await
+    };
     match res {
         Ok(_) => Ok(()),
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
@@ -350,43 +407,62 @@ async fn insert_events<'a>(
     }
 }
 
+/// The most events `insert_events` binds into one statement: a power of
+/// two, and few enough that their values stay well within SQLite's limit
+/// on bound parameters (32766).
+const BOUND_ROWS: usize = 2048;
+
+/// Values bound per event: `[event_id, aggregate_type, aggregate_id,
+/// sequence, event_type, event_version, payload, metadata]`.
+const ROW_VALUES: usize = 8;
+
+/// The INSERT of up to `rows` events (a power of two, at most
+/// `BOUND_ROWS`): a VALUES list of that many rows, each its 1-based index
+/// and then the event's values; the rows past the last event are bound NULL
+/// and skipped. A dozen texts serve every size of group, so the connection
+/// keeps each prepared.
+fn bound_insert(rows: usize) -> &'static str {
+    const SIZES: usize = BOUND_ROWS.trailing_zeros() as usize + 1;
+    static TEXTS: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    debug_assert!(rows.is_power_of_two() && rows <= BOUND_ROWS);
+    TEXTS[rows.trailing_zeros() as usize].get_or_init(|| {
+        let mut sql = String::from(
+            "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+             SELECT last + v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9
+             FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), (VALUES ",
+        );
+        for index in 1..=rows {
+            if index > 1 {
+                sql.push(',');
+            }
+            write!(sql, "({index}, ?, ?, ?, ?, ?, ?, ?, ?)").expect("a String takes any text");
+        }
+        sql.push_str(") AS v WHERE v.column2 IS NOT NULL");
+        sql
+    })
+}
+
 /// The events as the JSON array of rows `insert_events` reads with
 /// `json_each`: `[event_id, aggregate_type, aggregate_id, sequence,
 /// event_type, event_version, payload, metadata]`, the payload and metadata
-/// as strings holding their JSON text. Written straight into the text: a
-/// group carries hundreds of events a second, and building each row as a
-/// `Value` first cost more than the statement.
-fn event_rows<'a>(events: impl IntoIterator<Item = &'a SerializedEvent>) -> String {
-    let mut out = Vec::with_capacity(1024);
-    let (mut payload, mut metadata) = (Vec::new(), Vec::new());
-    out.push(b'[');
-    for (i, event) in events.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        let mut id = uuid::Uuid::encode_buffer();
-        let row = (
-            &*uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id),
-            &event.aggregate_type,
-            &event.aggregate_id,
-            i64::try_from(event.sequence).unwrap_or(i64::MAX),
-            &event.event_type,
-            &event.event_version,
-            json_text(&mut payload, &event.payload),
-            json_text(&mut metadata, &event.metadata),
-        );
-        serde_json::to_writer(&mut out, &row).expect("a JSON array writes to memory");
-    }
-    out.push(b']');
-    String::from_utf8(out).expect("serde_json writes UTF-8")
-}
-
-/// The JSON text of `document`, written into `buffer` (reused from one
-/// event to the next).
-fn json_text<'b>(buffer: &'b mut Vec<u8>, document: &Value) -> &'b str {
-    buffer.clear();
-    serde_json::to_writer(&mut *buffer, document).expect("a JSON document writes to memory");
-    std::str::from_utf8(buffer).expect("serde_json writes UTF-8")
+/// as strings holding their JSON text.
+fn event_rows(events: &[&NewEvent]) -> String {
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                &e.event_id,
+                &e.aggregate_type,
+                &e.aggregate_id,
+                e.sequence,
+                &e.event_type,
+                &e.event_version,
+                &e.payload,
+                &e.metadata,
+            )
+        })
+        .collect();
+    serde_json::to_string(&rows).expect("a JSON array writes to memory")
 }
 
 #[cfg(test)]

@@ -25,7 +25,8 @@ fn event_rows_hold_each_document_as_the_string_of_its_text() {
         ),
         event(2, json!({"path": "\\\\\"\"", "empty": {}})),
     ];
-    let rows: Value = serde_json::from_str(&event_rows(&events)).unwrap();
+    let new: Vec<NewEvent> = events.iter().map(NewEvent::new).collect();
+    let rows: Value = serde_json::from_str(&event_rows(&new.iter().collect::<Vec<_>>())).unwrap();
     let rows = rows.as_array().unwrap();
     assert_eq!(rows.len(), 2);
     for (row, event) in rows.iter().zip(&events) {
@@ -41,4 +42,74 @@ fn event_rows_hold_each_document_as_the_string_of_its_text() {
         assert_eq!(row[7].as_str().unwrap(), event.metadata.to_string());
     }
     assert_eq!(event_rows(&[]), "[]");
+}
+
+/// Groups of any size land at the next positions, in order, each event as
+/// it was sent: bound as rows (one event, a number between two powers of
+/// two, the most one statement binds) or as JSON (one more than that). A
+/// group with a taken sequence number leaves nothing behind.
+#[tokio::test]
+async fn groups_of_any_size_append_in_order() {
+    let path = std::env::temp_dir().join(format!("tollgate-groups-{}.db", uuid::Uuid::new_v4()));
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let append = |events: &[SerializedEvent]| {
+        let new: Vec<NewEvent> = events.iter().map(NewEvent::new).collect();
+        let store = store.clone();
+        async move { insert_events(&mut store.write().await.unwrap(), &new).await }
+    };
+    let group = |name: &str, size: usize| -> Vec<SerializedEvent> {
+        (1..=size)
+            .map(|sequence| SerializedEvent {
+                aggregate_id: name.to_string(),
+                ..event(
+                    sequence,
+                    json!({"group": name, "n": sequence, "text": "q\"\\\u{1}é\u{2028}"}),
+                )
+            })
+            .collect()
+    };
+    let mut sent = Vec::new();
+    for (name, size) in [
+        ("one", 1),
+        ("three", 3),
+        ("most", BOUND_ROWS),
+        ("json", BOUND_ROWS + 1),
+    ] {
+        let events = group(name, size);
+        let appended = append(&events).await;
+        assert!(appended.is_ok(), "a group of {size}");
+        sent.extend(events);
+    }
+    let mut clash = group("new", 2);
+    clash.extend(group("three", 1));
+    let refused = append(&clash).await;
+    assert!(matches!(
+        refused,
+        Err(AppendError::Refused(PersistenceError::OptimisticLockError))
+    ));
+
+    let rows = sqlx::query(
+        "SELECT position, aggregate_id, sequence, payload, metadata FROM events ORDER BY position",
+    )
+    .fetch_all(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), sent.len());
+    for (index, (row, event)) in rows.iter().zip(&sent).enumerate() {
+        let position: i64 = row.get("position");
+        assert_eq!(position, i64::try_from(index + 1).unwrap());
+        assert_eq!(row.get::<String, _>("aggregate_id"), event.aggregate_id);
+        assert_eq!(row.get::<i64, _>("sequence"), event.sequence as i64);
+        let payload: Value = serde_json::from_str(row.get("payload")).unwrap();
+        assert_eq!(payload, event.payload);
+        let metadata: Value = serde_json::from_str(row.get("metadata")).unwrap();
+        assert_eq!(metadata, event.metadata);
+    }
+    store.close().await;
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
 }
