@@ -17,6 +17,8 @@
 #        FILES    (200)   files in the measured session
 #        FILE_KB  (4)     size of each file
 #        TOOLS    ("callgrind dhat")
+#        KEEP     ()      a directory to keep each run's tool output in (BUILD-TOOL-N.out, BUILD the
+#                 binary's file name), for callgrind_annotate or DHAT's viewer
 #
 # A measurement, not a test: no thresholds. It exits non-zero when a session fails or the
 # server does not hold every file afterwards.
@@ -73,6 +75,7 @@ count() {
     callgrind) callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }' ;;
     dhat) jq -r '[([.pps[].tb] | add), ([.pps[].tbk] | add)] | "\(.[1]) \(.[0])"' "$out" ;;
   esac
+  [ -z "${KEEP:-}" ] || { mkdir -p "$KEEP" && cp "$out" "$KEEP/$(basename "$bin")-$tool-$n.out"; }
   rm -rf "$dir"
 }
 
