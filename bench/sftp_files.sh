@@ -2,7 +2,11 @@
 # Many small files over SFTP: Tollgate (release build) side by side with OpenSSH's sshd
 # (internal-sftp, the chrooted $PEER_USER as bench/sftp.sh uses). SESSIONS OpenSSH `sftp -b`
 # clients run at once, password login (sshpass), each uploading FILES random files of FILE_KB
-# KiB into a directory of its own; then the other server, same files.
+# KiB into a directory of its own; then the other server, same files. A third run, openssh-fsync,
+# is OpenSSH again with `put -f`: the client asks sftp-server to fsync each file before closing it
+# (the fsync@openssh.com extension), as Tollgate syncs each upload before recording it done. It
+# is the like-for-like figure for durability; Tollgate also syncs the directory after the rename
+# and its event log, which OpenSSH has no counterpart for.
 #
 # Figures per run:
 # * files/s   = all files / wall time of the whole run (from starting the clients, logins
@@ -42,8 +46,8 @@
 #                 runs cannot slow this one down; needs root. 0: Tollgate's under TMPDIR, OpenSSH's
 #                 in its user's data directory
 #        OWN_FS_MKFS  ()  extra mkfs.ext4 options for that filesystem (e.g. `-O ^has_journal`)
-#        SERVERS  (openssh tollgate)  which servers to run, in this order (e.g. `tollgate` alone
-#                 while profiling it)
+#        SERVERS  (openssh openssh-fsync tollgate)  which servers to run, in this order (e.g.
+#                 `tollgate` alone while profiling it)
 #        TOLLGATE_BIN (target/release/tollgate; built with `cargo build --release` when missing)
 #        BUILD_JOBS   (1)       -j for that build
 #
@@ -121,24 +125,29 @@ check_files() {
 }
 
 FAILURES=0
+RAN=   # the servers run, whether or not they failed
 mkdir -p "$TMP/results"
 # run_one SERVER RUN : one run of all sessions against SERVER; a line of figures in
 # $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib
 run_one() {
-  local server=$1 run=$2 user pass port base prefix= out s dir t0 t1 secs bad=0 why clients=()
+  local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=()
   case $server in
-    tollgate) user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME ;;
-    openssh) user=$PEER_USER pass=$PEER_PASS port=$SSHD_PORT base=$OPENSSH_DATA/$OPENSSH_PREFIX prefix=$OPENSSH_PREFIX ;;
+    tollgate) user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME measured=tollgate ;;
+    openssh|openssh-fsync)
+      user=$PEER_USER pass=$PEER_PASS port=$SSHD_PORT base=$OPENSSH_DATA/$OPENSSH_PREFIX
+      prefix=$OPENSSH_PREFIX measured=openssh
+      [ "$server" = openssh ] || put="put -f" ;;
+    *) echo "unknown server $server (openssh, openssh-fsync or tollgate)" >&2; exit 2 ;;
   esac
   out=$TMP/run-$server-$run
   mkdir -p "$out"
   for s in $(seq -f '%02g' "$SESSIONS"); do
-    dir=${prefix}files-$$-r$run-s$s
+    dir=${prefix}files-$$-$server-r$run-s$s
     [ "$server" = tollgate ] || [ "$OWN_FS" = 1 ] || CLEANUP_PATHS+=("$OPENSSH_DATA/$dir")
     {
       [ "$START" = staggered ] || echo "!dd if=$out/go of=/dev/null bs=1 count=1 status=none"
       echo "mkdir $dir"
-      for i in $(seq -f '%04g' "$FILES"); do echo "put $TMP/src/f$i $dir/f$i"; done
+      for i in $(seq -f '%04g' "$FILES"); do echo "$put $TMP/src/f$i $dir/f$i"; done
       echo pwd
     } >"$out/s$s.batch"
   done
@@ -149,7 +158,7 @@ run_one() {
     mkfifo "$out/go"
     exec 3<>"$out/go"
   fi
-  measure_start "$server"
+  measure_start "$measured"
   t0=$EPOCHREALTIME
   for s in $(seq -f '%02g' "$SESSIONS"); do
     session "$server" "$user" "$pass" "$port" "$out/s$s.batch" "$out/s$s" &
@@ -165,7 +174,7 @@ run_one() {
   fi
   wait "${clients[@]}" || true   # not a bare wait: the memory sampler runs in the background too
   t1=$EPOCHREALTIME
-  measure_stop "$server"
+  measure_stop "$measured"
   [ "$START" = staggered ] || exec 3>&-
   secs=$(elapsed "$t0" "$t1")
 
@@ -174,7 +183,7 @@ run_one() {
       echo "#   $server session $s: sftp exited $(cat "$out/s$s.rc" 2>/dev/null || echo '?'):" \
         "$(head -c 300 "$out/s$s.err" | tr '\n' ' ')" >&2
       bad=1
-    elif ! why=$(check_files "$base/files-$$-r$run-s$s"); then
+    elif ! why=$(check_files "$base/files-$$-$server-r$run-s$s"); then
       echo "#   $server session $s: $why" >&2
       bad=1
     fi
@@ -219,24 +228,28 @@ percentile() {
 }
 
 for run in $(seq "$REPEAT"); do
-  for server in ${SERVERS:-openssh tollgate}; do
+  for server in ${SERVERS:-openssh openssh-fsync tollgate}; do
     echo "# run $run: $server" >&2
     run_one "$server" "$run"
+    RAN="$RAN $server"
   done
 done
 
 # ---------------------------------------------------------------- table
 col() { if [ -f "$TMP/results/$1" ]; then awk -v n="$2" '$n != "-" { print $n }' "$TMP/results/$1"; fi; }
-row() { printf '%-40s %10s %10s %17s  %s\n' "$@"; }
+row() { printf '%-40s %10s %12s %10s %17s %20s  %s\n' "$@"; }
+# value SERVER FIELD REDUCE : that server's figure, "failed" when no run of it succeeded, n/a when it
+# did not run
+value() { case " $RAN " in *" $1 "*) col "$1" "$2" | $3 ;; *) echo n/a ;; esac; }
 # line NAME FIELD REDUCE BETTER [SCALE] : one row of the table
 line() {
-  local o t
-  o=$(col openssh "$2" | $3); t=$(col tollgate "$2" | $3)
-  if [ "${5:-}" = mib ]; then o=$(mib "$o"); t=$(mib "$t"); fi
-  row "$1" "$o" "$t" "$(ratio "$t" "$o")" "$4"
+  local o f t
+  o=$(value openssh "$2" "$3"); f=$(value openssh-fsync "$2" "$3"); t=$(value tollgate "$2" "$3")
+  if [ "${5:-}" = mib ]; then o=$(mib "$o"); f=$(mib "$f"); t=$(mib "$t"); fi
+  row "$1" "$o" "$f" "$t" "$(ratio "$t" "$o")" "$(ratio "$t" "$f")" "$4"
 }
 echo
-row test OpenSSH Tollgate "Tollgate/OpenSSH" "better"
+row test OpenSSH "OpenSSH -f" Tollgate "Tollgate/OpenSSH" "Tollgate/OpenSSH -f" "better"
 line "files/s" 1 median "higher"
 line "put latency p50, ms" 2 median2 "lower"
 line "put latency p99, ms" 3 median2 "lower"
@@ -252,7 +265,8 @@ if [ "$START" = together ]; then
 else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
-echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process)"
+echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process;"
+echo " OpenSSH -f = the same sshd with \`put -f\`, each file synced before its close)"
 [ -z "$PEAK_NOTE" ] || echo "note: $PEAK_NOTE"
 [ -z "$STAMPER_NOTE" ] || echo "note: $STAMPER_NOTE"
 [ -n "$SSHD_CG" ] || echo "note: no cgroup v2 hierarchy to put sshd in: OpenSSH's CPU and RSS are n/a"
