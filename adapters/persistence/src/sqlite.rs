@@ -426,10 +426,10 @@ fn bound_insert(rows: usize) -> &'static str {
     static TEXTS: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
     debug_assert!(rows.is_power_of_two() && rows <= BOUND_ROWS);
     TEXTS[rows.trailing_zeros() as usize].get_or_init(|| {
-        let mut sql = String::from(
-            "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+        let mut sql = format!(
+            "INSERT INTO events ({EVENT_COLUMNS})
              SELECT last + v.column1, v.column2, v.column3, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9
-             FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), (VALUES ",
+             FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), (VALUES "
         );
         for index in 1..=rows {
             if index > 1 {
