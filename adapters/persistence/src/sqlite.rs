@@ -378,15 +378,16 @@ async fn insert_events<'a>(
         }
         query.execute(conn).await
     } else {
-        sqlx::query(
-            "INSERT INTO events (position, event_id, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+        let sql = format!(
+            "INSERT INTO events ({EVENT_COLUMNS})
              SELECT last + 1 + e.key, e.value ->> 0, e.value ->> 1, e.value ->> 2, e.value ->> 3,
                     e.value ->> 4, e.value ->> 5, e.value ->> 6, e.value ->> 7
-             FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), json_each($1) AS e",
-        )
-        .bind(event_rows(&events))
-        .execute(conn)
-        .await
+             FROM (SELECT COALESCE(MAX(position), 0) AS last FROM events), json_each($1) AS e"
+        );
+        sqlx::query(&sql)
+            .bind(event_rows(&events))
+            .execute(conn)
+            .await
     };
     match res {
         Ok(_) => Ok(()),
