@@ -183,6 +183,43 @@ own_fs() {
   OWN_FS_DIR=$1
 }
 
+# disk_counters : what the device under the bench's own filesystem has done since it was set up,
+# as "flushes kib_written journal_commits": the block layer's flush requests and sectors written
+# (/sys/block/DEV/stat, fields 16 and 7) and the ext4 journal's transactions
+# (/proc/fs/jbd2/DEV-8/info). Empty without an own filesystem or where the kernel does not say.
+disk_counters() {
+  [ -n "$OWN_FS_DIR" ] || return 0
+  local dev stat commits
+  dev=$(basename "$(findmnt -n -o SOURCE "$OWN_FS_DIR" 2>/dev/null)")
+  [ -n "$dev" ] && [ -r "/sys/block/$dev/stat" ] || return 0
+  read -r -a stat <"/sys/block/$dev/stat"
+  [ "${#stat[@]}" -ge 17 ] || return 0
+  commits=$(awk 'NR == 1 { print $1 }' "/proc/fs/jbd2/$dev-8/info" 2>/dev/null || true)
+  echo "${stat[15]} $((stat[6] / 2)) ${commits:--}"
+}
+
+# disk_mark / disk_delta : the device's work between the two, each begun by syncing the bench's
+# filesystem (syncfs), so that a run starts with nothing of the last one left to write back and
+# the delta includes the write-back of what the run left in the page cache. disk_delta sets
+# DISK_FLUSHES, DISK_KIB and DISK_COMMITS (- where unknown).
+disk_mark() {
+  DISK0=
+  [ -n "$OWN_FS_DIR" ] || return 0
+  sync -f "$OWN_FS_DIR"
+  DISK0=$(disk_counters)
+}
+disk_delta() {
+  DISK_FLUSHES=- DISK_KIB=- DISK_COMMITS=-
+  [ -n "$DISK0" ] || return 0
+  sync -f "$OWN_FS_DIR"
+  local f0 k0 c0 f1 k1 c1
+  read -r f0 k0 c0 <<<"$DISK0"
+  read -r f1 k1 c1 <<<"$(disk_counters)"
+  [ -n "$f1" ] || return 0
+  DISK_FLUSHES=$((f1 - f0)) DISK_KIB=$((k1 - k0))
+  if [ "$c0" != - ] && [ "$c1" != - ]; then DISK_COMMITS=$((c1 - c0)); fi
+}
+
 # openssh_dir_on_own_fs USER DATA_DIR : sets OPENSSH_OWN_DIR to the name of a directory in DATA_DIR,
 # owned by USER, that is a bind mount of a new directory on the bench's own filesystem (not to be
 # called in a subshell: the mount must be recorded for bench_cleanup)

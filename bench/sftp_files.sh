@@ -31,6 +31,11 @@
 #               in, so a server whose logins are slow has fewer sessions putting at one time.
 # * server CPU seconds (user + system, the whole run, work finished after the last client
 #   included) and peak RSS: see bench/lib.sh for how each server is measured.
+# * disk (OWN_FS=1 only), per file: the flush requests the bench filesystem's device received
+#   (each fsync, fdatasync or journal commit that must reach stable storage sends one), the ext4
+#   journal's commits, and the KiB written to the device. Counted from a syncfs before the run to
+#   one after it, so a run starts with nothing of the last one left to write back, and its own
+#   write-back is counted, synced or not. These are what each server's durability costs the disk.
 # After each run, the files on the server's disk are checked: the count in each session's
 # directory, every size, and every SHA-256 against the source.
 #
@@ -158,6 +163,7 @@ run_one() {
     mkfifo "$out/go"
     exec 3<>"$out/go"
   fi
+  disk_mark
   measure_start "$measured"
   t0=$EPOCHREALTIME
   for s in $(seq -f '%02g' "$SESSIONS"); do
@@ -175,6 +181,7 @@ run_one() {
   wait "${clients[@]}" || true   # not a bare wait: the memory sampler runs in the background too
   t1=$EPOCHREALTIME
   measure_stop "$measured"
+  disk_delta
   [ "$START" = staggered ] || exec 3>&-
   secs=$(elapsed "$t0" "$t1")
 
@@ -214,11 +221,18 @@ run_one() {
   login=$(median2 <"$out/login")
   cpu=-
   [ -z "$CPU_US" ] || cpu=$(awk -v us="$CPU_US" 'BEGIN { printf "%.2f", us / 1e6 }')
-  echo "$files_s $p50 $p99 $login $cpu ${HWM_KIB:--} ${SUM_KIB:--}" >>"$TMP/results/$server"
+  echo "$files_s $p50 $p99 $login $cpu ${HWM_KIB:--} ${SUM_KIB:--} $(per_file "$DISK_FLUSHES")" \
+    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB")" >>"$TMP/results/$server"
   echo "# $server run $run: $((SESSIONS * FILES)) files in ${secs}s = $files_s files/s; put p50 $p50 ms," \
     "p99 $p99 ms, max $(percentile 100 <"$out/latency") ms; login median ${login}s, max" \
     "$(percentile 100 <"$out/login")s; server CPU ${cpu}s; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
-    "processes $(mib "$SUM_KIB") MiB); files checked" >&2
+    "processes $(mib "$SUM_KIB") MiB); disk: $DISK_FLUSHES flushes, $DISK_COMMITS journal commits," \
+    "$DISK_KIB KiB written; files checked" >&2
+}
+
+# per_file COUNT : COUNT divided by the files of a run (- stays -)
+per_file() {
+  if [ "$1" = - ]; then echo -; else awk -v v="$1" -v n=$((SESSIONS * FILES)) 'BEGIN { printf "%.3f", v / n }'; fi
 }
 
 # percentile P : the P-th percentile (nearest rank) of the numbers on stdin, 3 decimals
@@ -257,6 +271,11 @@ line "login (to first command), median s" 4 median2 "lower"
 line "server CPU, s per run" 5 median2 "lower"
 line "server peak RSS, largest process, MiB" 6 largest "lower" mib
 line "server peak RSS, sum of processes, MiB" 7 largest "lower" mib
+if [ "$OWN_FS" = 1 ]; then
+  line "disk flushes per file" 8 median2 "lower"
+  line "journal commits per file" 9 median2 "lower"
+  line "KiB written to disk per file" 10 median2 "lower"
+fi
 echo "($SESSIONS concurrent \`sftp -b\` sessions x $FILES files x $FILE_KB KiB, $((SESSIONS * FILES)) files per run;" \
   "median of $REPEAT run(s), peak RSS the largest;"
 if [ "$START" = together ]; then
@@ -266,7 +285,9 @@ else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
 echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process;"
-echo " OpenSSH -f = the same sshd with \`put -f\`, each file synced before its close)"
+echo " OpenSSH -f = the same sshd with \`put -f\`, each file synced before its close;"
+[ "$OWN_FS" = 0 ] || echo " disk = the bench filesystem's device from before the run to after it and a syncfs (write-back included))"
+[ "$OWN_FS" = 1 ] || echo ")"
 [ -z "$PEAK_NOTE" ] || echo "note: $PEAK_NOTE"
 [ -z "$STAMPER_NOTE" ] || echo "note: $STAMPER_NOTE"
 [ -n "$SSHD_CG" ] || echo "note: no cgroup v2 hierarchy to put sshd in: OpenSSH's CPU and RSS are n/a"
