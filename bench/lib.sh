@@ -189,13 +189,13 @@ own_fs() {
 # (/proc/fs/jbd2/DEV-8/info). Empty without an own filesystem or where the kernel does not say.
 disk_counters() {
   [ -n "$OWN_FS_DIR" ] || return 0
-  local dev stat commits
+  local dev fields commits
   dev=$(basename "$(findmnt -n -o SOURCE "$OWN_FS_DIR" 2>/dev/null)")
   [ -n "$dev" ] && [ -r "/sys/block/$dev/stat" ] || return 0
-  read -r -a stat <"/sys/block/$dev/stat"
-  [ "${#stat[@]}" -ge 17 ] || return 0
+  read -r -a fields <"/sys/block/$dev/stat"
+  [ "${#fields[@]}" -ge 17 ] || return 0
   commits=$(awk 'NR == 1 { print $1 }' "/proc/fs/jbd2/$dev-8/info" 2>/dev/null || true)
-  echo "${stat[15]} $((stat[6] / 2)) ${commits:--}"
+  echo "${fields[15]} $((fields[6] / 2)) ${commits:--}"
 }
 
 # disk_mark / disk_delta : the device's work between the two, each begun by syncing the bench's
@@ -265,7 +265,7 @@ median2() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) { print "failed"; e
     if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 largest() { sort -g | tail -n 1 | grep . || echo failed; }
 ratio() { awk -v t="$1" -v o="$2" 'BEGIN { if (o + 0 > 0 && t + 0 > 0) printf "%.2f", t / o; else print "n/a" }'; }
-mib() { awk -v k="$1" 'BEGIN { if (k == "" || k == "-" || k == "failed") print "n/a"; else printf "%.1f", k / 1024 }'; }
+mib() { awk -v k="$1" 'BEGIN { if (k == "" || k == "-" || k == "failed" || k == "n/a") print "n/a"; else printf "%.1f", k / 1024 }'; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 # ---------------------------------------------------------------- server resources

@@ -285,9 +285,9 @@ else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
 echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process;"
-echo " OpenSSH -f = the same sshd with \`put -f\`, each file synced before its close;"
+if [ "$OWN_FS" = 1 ]; then end=";"; else end=")"; fi
+echo " OpenSSH -f = the same sshd with \`put -f\`, each file synced before its close$end"
 [ "$OWN_FS" = 0 ] || echo " disk = the bench filesystem's device from before the run to after it and a syncfs (write-back included))"
-[ "$OWN_FS" = 1 ] || echo ")"
 [ -z "$PEAK_NOTE" ] || echo "note: $PEAK_NOTE"
 [ -z "$STAMPER_NOTE" ] || echo "note: $STAMPER_NOTE"
 [ -n "$SSHD_CG" ] || echo "note: no cgroup v2 hierarchy to put sshd in: OpenSSH's CPU and RSS are n/a"
