@@ -271,7 +271,10 @@ line "login (to first command), median s" 4 median2 "lower"
 line "server CPU, s per run" 5 median2 "lower"
 line "server peak RSS, largest process, MiB" 6 largest "lower" mib
 line "server peak RSS, sum of processes, MiB" 7 largest "lower" mib
-if [ "$OWN_FS" = 1 ]; then
+# The disk rows, where the bench's filesystem has a device whose counters the kernel gives.
+DISK_ROWS=0
+[ "$OWN_FS" != 1 ] || [ -z "$(disk_counters)" ] || DISK_ROWS=1
+if [ "$DISK_ROWS" = 1 ]; then
   line "disk flushes per file" 8 median2 "lower"
   line "journal commits per file" 9 median2 "lower"
   line "KiB written to disk per file" 10 median2 "lower"
@@ -285,9 +288,9 @@ else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
 echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process;"
-if [ "$OWN_FS" = 1 ]; then end=";"; else end=")"; fi
+if [ "$DISK_ROWS" = 1 ]; then end=";"; else end=")"; fi
 echo " OpenSSH -f = the same sshd with \`put -f\`, each file synced before its close$end"
-[ "$OWN_FS" = 0 ] || echo " disk = the bench filesystem's device from before the run to after it and a syncfs (write-back included))"
+[ "$DISK_ROWS" != 1 ] || echo " disk = the bench filesystem's device from before the run to after it and a syncfs (write-back included))"
 [ -z "$PEAK_NOTE" ] || echo "note: $PEAK_NOTE"
 [ -z "$STAMPER_NOTE" ] || echo "note: $STAMPER_NOTE"
 [ -n "$SSHD_CG" ] || echo "note: no cgroup v2 hierarchy to put sshd in: OpenSSH's CPU and RSS are n/a"
