@@ -347,8 +347,12 @@ mem_sampler() {
 }
 
 # measure_start SERVER / measure_stop SERVER : around one measured piece of work. measure_stop
-# settles the server and sets CPU_US (empty when unknown), HWM_KIB and SUM_KIB.
+# settles the server and sets CPU_US (empty when unknown), HWM_KIB and SUM_KIB. measure_start
+# first writes back whatever earlier runs left in the page cache: a server that does not sync
+# its files leaves them to be written during the next run, whichever server that is, and a
+# server that syncs would wait for them at its own sync.
 measure_start() {
+  sync
   reset_peak "$1"
   rm -f "$TMP/mem.stop" "$TMP/mem.out"
   mem_sampler "$1" "$TMP/mem.out" "$TMP/mem.stop" &
