@@ -279,6 +279,31 @@ if scp -O -p "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$SMALL" "$KEY_USER@$HOST:legacy.
    && [ "$(sha "$TMP/back/legacy.bin" 2>/dev/null || echo missing)" = "$(sha "$SMALL")" ]; then
   pass "scp -O up and down exit 0 with the same sha256"
 else fail "scp -O up and down exit 0 with the same sha256" "$(cat "$TMP/legacy.out")"; fi
+# 5 MiB: twenty chunks, each read from the channel while the one before is written (and back).
+rm -f "$TMP/back/legacy-big.bin"
+big_up=0
+scp -O "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$BIG" "$KEY_USER@$HOST:legacy-big.bin" >"$TMP/legacy-big.out" 2>&1 </dev/null || big_up=$?
+# Checked before the download, which is recorded under the same path.
+if [ "$big_up" -eq 0 ] && wait_event ".event_type == \"TransferCompleted\" and .protocol == \"scp\" and .path == \"/legacy-big.bin\" and .sha256 == \"$BIG_SHA\" and .bytes == $((5 * 1048576))" --user "$KEY_USER"; then
+  pass "a 5 MiB scp -O upload is recorded with the file's sha256 and size"
+else fail "a 5 MiB scp -O upload is recorded with the file's sha256 and size" \
+  "rc=$big_up $(cat "$TMP/legacy-big.out") $(events_json --type TransferCompleted | jq -c '{path, protocol, bytes, sha256}')"; fi
+if scp -O "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST:legacy-big.bin" "$TMP/back/legacy-big.bin" >>"$TMP/legacy-big.out" 2>&1 </dev/null \
+   && [ "$(sha "$TMP/back/legacy-big.bin" 2>/dev/null || echo missing)" = "$BIG_SHA" ]; then
+  pass "scp -O downloads the 5 MiB file with the same sha256"
+else fail "scp -O downloads the 5 MiB file with the same sha256" "$(cat "$TMP/legacy-big.out")"; fi
+# An upload cut off mid-way (the client killed while it sends, slowed to 2 Mbit/s) leaves no
+# file and is recorded as aborted.
+scp -O -l 2000 "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$BIG" "$KEY_USER@$HOST:legacy-cut.bin" >"$TMP/legacy-cut.out" 2>&1 </dev/null &
+cut_pid=$!
+sleep 2
+kill "$cut_pid" 2>/dev/null || true
+wait "$cut_pid" 2>/dev/null || true
+if wait_event '.event_type == "TransferAborted" and .protocol == "scp" and .path == "/legacy-cut.bin"' --user "$KEY_USER" \
+   && [ ! -e "$HOME_B/legacy-cut.bin" ] && [ -z "$(find "$HOME_B" -maxdepth 1 -name '.tollgate-part-*')" ]; then
+  pass "an scp -O upload cut off mid-way leaves no file and is recorded as aborted"
+else fail "an scp -O upload cut off mid-way leaves no file and is recorded as aborted" \
+  "$(ls -la "$HOME_B") $(events_json --user "$KEY_USER" | jq -c 'select(.path == "/legacy-cut.bin") | {event_type, detail}')"; fi
 if scp -O -r "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$TMP/scpdir" "$KEY_USER@$HOST:" >"$TMP/legacy-r.out" 2>&1 </dev/null \
    && scp -O -r "${SSH_OPTS[@]}" "${KEY_OPTS[@]}" "$KEY_USER@$HOST:scpdir" "$TMP/back/scpdir" >>"$TMP/legacy-r.out" 2>&1 </dev/null \
    && diff -r "$TMP/scpdir" "$TMP/back/scpdir" >>"$TMP/legacy-r.out" 2>&1; then

@@ -5,13 +5,17 @@
 
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use russh::Channel;
 use russh::server::Msg;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
 use tollgate_ports::inbound::{FileKind, FileOps, UploadMode};
 
 /// Bytes moved per storage call.
 const CHUNK: u64 = 256 * 1024;
+/// Chunks queued between the channel and storage, each way.
+const QUEUE: usize = 4;
 /// The longest control line accepted (`C0644 <size> <name>\n`).
 const MAX_LINE: usize = 4096;
 
@@ -349,34 +353,60 @@ where
         }
     };
     stream.ok().await?;
+    // The data goes to a writer task through a short queue, so that the
+    // next chunk is read from the channel while this one is hashed and
+    // written (the two run on different threads).
+    let (chunks, mut queue) = mpsc::channel::<Bytes>(QUEUE);
+    let writer = tokio::spawn(async move {
+        let mut offset = 0u64;
+        let mut failure = None;
+        while let Some(data) = queue.recv().await {
+            let len = data.len() as u64;
+            // After a failure the rest is only drained, so that the stream
+            // stays in step.
+            if failure.is_none()
+                && let Err(err) = upload.write_at(offset, data).await
+            {
+                failure = Some(err);
+            }
+            offset += len;
+        }
+        (upload, failure)
+    });
     let mut offset = 0u64;
-    let mut failure = None;
-    while offset < size {
+    let mut broken = false;
+    while offset < size && !broken {
         let want = (size - offset).min(CHUNK) as usize;
-        let mut buf = bytes::BytesMut::with_capacity(want);
+        let mut buf = BytesMut::with_capacity(want);
         while buf.len() < want {
             let missing = (want - buf.len()) as u64;
-            if (&mut stream.reader)
-                .take(missing)
-                .read_buf(&mut buf)
-                .await
-                .map_err(|_| Stop::Broken)?
-                == 0
-            {
-                upload
-                    .abort("connection closed before the transfer finished")
-                    .await;
-                return Err(Stop::Broken);
+            match (&mut stream.reader).take(missing).read_buf(&mut buf).await {
+                Ok(n) if n > 0 => {}
+                _ => {
+                    broken = true;
+                    break;
+                }
             }
         }
-        let data = buf.freeze();
-        if failure.is_none()
-            && let Err(err) = upload.write_at(offset, data.clone()).await
-        {
-            // Keep reading so that the stream stays in step.
-            failure = Some(err);
+        if broken {
+            break;
         }
-        offset += data.len() as u64;
+        offset += buf.len() as u64;
+        if chunks.send(buf.freeze()).await.is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    let (upload, failure) = match writer.await {
+        Ok(done) => done,
+        // The upload went with the task; dropping it recorded the abort.
+        Err(_) => return Err(Stop::Broken),
+    };
+    if broken || offset < size {
+        upload
+            .abort("connection closed before the transfer finished")
+            .await;
+        return Err(Stop::Broken);
     }
     if stream.response().await?.is_some() {
         upload.abort("the client reported an error").await;
@@ -478,24 +508,50 @@ where
         download.abort("the client refused the file").await;
         return Ok(false);
     }
-    let mut offset = 0u64;
-    while offset < size {
-        let chunk = match download.read_at(offset, CHUNK as u32).await {
-            Ok(chunk) if !chunk.is_empty() => chunk,
-            // The file shrank or failed mid-way: the promised size cannot be kept.
-            _ => {
-                download.abort("the file changed while it was sent").await;
-                return Err(Stop::Broken);
+    // A reader task keeps the next chunks coming from storage while this
+    // one goes out on the channel.
+    let (chunks, mut queue) = mpsc::channel::<Bytes>(QUEUE);
+    let reader = tokio::spawn(async move {
+        let mut offset = 0u64;
+        while offset < size {
+            match download.read_at(offset, CHUNK as u32).await {
+                Ok(mut chunk) if !chunk.is_empty() => {
+                    chunk.truncate((size - offset).min(chunk.len() as u64) as usize);
+                    offset += chunk.len() as u64;
+                    if chunks.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                // The file shrank or failed mid-way.
+                _ => break,
             }
-        };
-        let take = chunk.len().min((size - offset) as usize);
-        if stream.writer.write_all(&chunk[..take]).await.is_err() {
-            download
-                .abort("connection closed before the transfer finished")
-                .await;
-            return Err(Stop::Broken);
         }
-        offset += take as u64;
+        download
+    });
+    let mut sent = 0u64;
+    let mut closed = false;
+    while let Some(chunk) = queue.recv().await {
+        if stream.writer.write_all(&chunk).await.is_err() {
+            closed = true;
+            break;
+        }
+        sent += chunk.len() as u64;
+    }
+    drop(queue);
+    let Ok(download) = reader.await else {
+        // The download went with the task; dropping it recorded the abort.
+        return Err(Stop::Broken);
+    };
+    if closed {
+        download
+            .abort("connection closed before the transfer finished")
+            .await;
+        return Err(Stop::Broken);
+    }
+    if sent < size {
+        // The promised size cannot be kept.
+        download.abort("the file changed while it was sent").await;
+        return Err(Stop::Broken);
     }
     stream.ok().await?;
     if let Err(err) = download.finish().await {
