@@ -518,7 +518,36 @@ struct LocalWrite {
     /// Writes not yet handed to the file: contiguous, from `gathered_at`.
     gathered: Vec<u8>,
     gathered_at: u64,
+    /// Where the stretch not yet handed to the disk's write-back starts.
+    behind: u64,
 }
+
+/// Once this much has been written past `behind`, its write-back starts at
+/// once. Without it the pages wait in memory until the commit's sync, which
+/// then writes the whole file while the client waits; with it, the disk
+/// writes while the data still arrives and the sync waits for the last
+/// stretch only. The commit's sync still covers every byte.
+const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
+
+/// Starts the write-back of `len` bytes of `file` at `offset` without
+/// waiting for it. Its errors are the commit's sync's to report.
+#[cfg(target_os = "linux")]
+fn start_write_back(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: the descriptor belongs to `file`, which outlives the call;
+    // sync_file_range reads no memory of this process.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+/// Elsewhere the commit's sync writes the file.
+#[cfg(not(target_os = "linux"))]
+fn start_write_back(_file: &File, _offset: u64, _len: u64) {}
 
 /// The permissions of a new file: the usual 0644, whatever the umask.
 const NEW_FILE_MODE: u32 = 0o644;
@@ -596,6 +625,7 @@ impl LocalWrite {
                     len,
                     gathered: Vec::new(),
                     gathered_at: 0,
+                    behind: len,
                 })
             }
             WriteMode::Replace => {
@@ -625,6 +655,7 @@ impl LocalWrite {
             len: 0,
             gathered: Vec::new(),
             gathered_at: 0,
+            behind: 0,
         }
     }
 
@@ -649,9 +680,17 @@ impl LocalWrite {
         offset: u64,
     ) -> Result<D, StorageError> {
         let reach = self.reach();
+        let end = offset.saturating_add(data.as_ref().len() as u64);
+        let behind = (end >= self.behind.saturating_add(WRITE_BEHIND)).then_some(self.behind);
+        if behind.is_some() {
+            self.behind = end;
+        }
         let written = blocking(move || {
             let file = reach.file()?;
             let written = file.write_all_at(data.as_ref(), offset).map_err(map_err);
+            if let (Ok(()), Some(from)) = (&written, behind) {
+                start_write_back(&file, from, end - from);
+            }
             Ok((file, written.map(|()| data)))
         })
         .await;

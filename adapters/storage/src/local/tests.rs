@@ -249,6 +249,38 @@ async fn gathered_writes_land_in_order_with_out_of_order_ones_between() {
 }
 
 #[tokio::test]
+async fn writes_past_the_write_behind_stretches_keep_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    // An upload in place onto a file that already holds bytes: its
+    // stretches are counted from its end.
+    let mut model = crate::contract::pattern(70, 4096);
+    std::fs::write(dir.path().join("w.bin"), &model).unwrap();
+    let storage = LocalStorage::new();
+    let mut handle = storage
+        .open_write(root, &vp("/w.bin"), WriteMode::InPlace)
+        .await
+        .unwrap();
+    let chunk = 1024 * 1024;
+    let stretches = 2 * WRITE_BEHIND as usize + 3 * chunk;
+    for seed in 0..(stretches / chunk) as u8 {
+        let data = crate::contract::pattern(seed, chunk);
+        let at = model.len();
+        model.extend_from_slice(&data);
+        handle.write_at(at as u64, Bytes::from(data)).await.unwrap();
+    }
+    // A rewrite inside a stretch already handed to the write-back.
+    let data = crate::contract::pattern(90, chunk);
+    model[chunk..2 * chunk].copy_from_slice(&data);
+    handle
+        .write_at(chunk as u64, Bytes::from(data))
+        .await
+        .unwrap();
+    assert_eq!(handle.commit().await.unwrap(), model.len() as u64);
+    assert!(std::fs::read(dir.path().join("w.bin")).unwrap() == model);
+}
+
+#[tokio::test]
 async fn sequential_reads_are_read_ahead_and_others_read_as_asked() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
