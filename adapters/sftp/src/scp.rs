@@ -171,6 +171,19 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> ScpStream<R, W> {
         String::from_utf8(buf).map(Some).map_err(|_| Stop::Broken)
     }
 
+    /// Exactly `want` bytes of data; `None` if the stream ends or fails first.
+    async fn chunk(&mut self, want: usize) -> Option<Bytes> {
+        let mut buf = BytesMut::with_capacity(want);
+        while buf.len() < want {
+            let missing = (want - buf.len()) as u64;
+            match (&mut self.reader).take(missing).read_buf(&mut buf).await {
+                Ok(n) if n > 0 => {}
+                _ => return None,
+            }
+        }
+        Some(buf.freeze())
+    }
+
     /// The client's answer to what we sent: `Ok(None)` for success, or
     /// its error message.
     async fn response(&mut self) -> Result<Option<String>, Stop> {
@@ -374,25 +387,13 @@ where
         (upload, failure)
     });
     let mut offset = 0u64;
-    let mut broken = false;
-    while offset < size && !broken {
+    while offset < size {
         let want = (size - offset).min(CHUNK) as usize;
-        let mut buf = BytesMut::with_capacity(want);
-        while buf.len() < want {
-            let missing = (want - buf.len()) as u64;
-            match (&mut stream.reader).take(missing).read_buf(&mut buf).await {
-                Ok(n) if n > 0 => {}
-                _ => {
-                    broken = true;
-                    break;
-                }
-            }
-        }
-        if broken {
+        let Some(data) = stream.chunk(want).await else {
             break;
-        }
-        offset += buf.len() as u64;
-        if chunks.send(buf.freeze()).await.is_err() {
+        };
+        offset += data.len() as u64;
+        if chunks.send(data).await.is_err() {
             break;
         }
     }
@@ -402,7 +403,7 @@ where
         // The upload went with the task; dropping it recorded the abort.
         Err(_) => return Err(Stop::Broken),
     };
-    if broken || offset < size {
+    if offset < size {
         upload
             .abort("connection closed before the transfer finished")
             .await;
