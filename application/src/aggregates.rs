@@ -166,7 +166,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             }
             let version = current + events.len() as u64;
             let metadata = self.metadata(actor);
-            let tally = crate::metrics::tally(&events);
+            let tally = crate::metrics::tally::<T>(&events);
             match store
                 .commit(events.into_iter().map(Ev).collect(), context, metadata)
                 .await

@@ -4,26 +4,17 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use serde_json::Value;
-use tollgate_domain::DomainEvent;
+use tollgate_domain::{AggregateRoot, DomainEvent};
 use tollgate_ports::api::Sample;
 
 /// What one commit adds: each event's type and the bytes it reports.
 pub(crate) type Tally = Vec<(String, Option<u64>)>;
 
 /// The event types and byte counts of events about to be committed.
-pub(crate) fn tally<E: DomainEvent>(events: &[E]) -> Tally {
+pub(crate) fn tally<T: AggregateRoot>(events: &[T::Event]) -> Tally {
     events
         .iter()
-        .map(|event| {
-            let bytes = serde_json::to_value(event).ok().and_then(|v| {
-                v.as_object()
-                    .and_then(|o| o.values().next())
-                    .and_then(|body| body.get("bytes"))
-                    .and_then(Value::as_u64)
-            });
-            (event.event_type(), bytes)
-        })
+        .map(|event| (event.event_type(), T::bytes_moved(event)))
         .collect()
 }
 
@@ -48,9 +39,7 @@ impl Metrics {
         let protocol = protocol.unwrap_or("none").to_string();
         let mut counts = self.counts.lock().expect("metrics lock is never poisoned");
         for (event_type, bytes) in tally {
-            if let Some(bytes) = bytes
-                && event_type.starts_with("Transfer")
-            {
+            if let Some(bytes) = bytes {
                 *counts.bytes.entry(protocol.clone()).or_default() += bytes;
             }
             *counts

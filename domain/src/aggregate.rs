@@ -70,6 +70,11 @@ pub trait AggregateRoot:
     fn decide(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
     /// Folds one event into the state. Must never fail: events are facts.
     fn apply(&mut self, event: Self::Event);
+    /// The bytes an event reports as moved by a transfer; none for events
+    /// that move no file data.
+    fn bytes_moved(_event: &Self::Event) -> Option<u64> {
+        None
+    }
 }
 
 /// Implements [`DomainEvent`] for a serde-tagged enum whose tag is the

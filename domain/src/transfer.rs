@@ -241,6 +241,15 @@ impl AggregateRoot for Transfer {
         Ok(vec![event])
     }
 
+    fn bytes_moved(event: &TransferEvent) -> Option<u64> {
+        match event {
+            TransferEvent::TransferCompleted { bytes, .. }
+            | TransferEvent::TransferFailed { bytes, .. }
+            | TransferEvent::TransferAborted { bytes, .. } => Some(*bytes),
+            TransferEvent::TransferStarted { .. } | TransferEvent::TransferDenied { .. } => None,
+        }
+    }
+
     fn apply(&mut self, event: TransferEvent) {
         match event {
             TransferEvent::TransferStarted { context, .. } => {

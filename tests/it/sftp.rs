@@ -72,6 +72,23 @@ async fn a_user_uploads_lists_downloads_renames_and_removes() {
             Some(data.len() as u64)
         );
         assert_eq!(session.read("docs/report.bin").await.unwrap(), data);
+        // Both uploads and the download, counted for the metrics endpoint.
+        let moved = server
+            .app()
+            .admin_api()
+            .metrics()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.name == "tollgate_transfer_bytes_total")
+            .map(|s| (s.labels, s.value));
+        assert_eq!(
+            moved,
+            Some((
+                vec![("protocol", "sftp".to_string())],
+                (2 * data.len() + b"unicode".len()) as f64
+            ))
+        );
         assert_eq!(
             std::fs::read(home.join("docs/report.bin")).unwrap(),
             data,
