@@ -11,7 +11,7 @@ use tollgate_audit::{Finding, Record, leaf_of};
 use tollgate_persistence::Database;
 use tollgate_ports::outbound::{CheckpointRecord, EventLog, LoggedEvent};
 
-use crate::support::{TestServer, database_kinds, test_config, unhex};
+use crate::support::{TestServer, database_kinds, metric, test_config, unhex};
 
 async fn open(kind: &str) -> (tollgate::App, Database, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -95,14 +95,9 @@ async fn tamper(kind: &str, attack: &[&str]) -> Option<Finding> {
     }
     let report = app.verify_audit().await.unwrap();
     // A failed verification is an alert: counted for the metrics endpoint.
-    let failures = app
-        .admin_api()
-        .metrics()
+    let failures = metric(&app, "tollgate_audit_verification_failures_total")
         .await
-        .unwrap()
-        .into_iter()
-        .find(|s| s.name == "tollgate_audit_verification_failures_total")
-        .map(|s| s.value);
+        .map(|(_, value)| value);
     assert_eq!(failures, Some(1.0), "{kind}");
     // Recorded as a failure of its own type, for alerting on it (the
     // attacker's disabled triggers, which number new events, back on).

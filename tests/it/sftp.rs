@@ -8,8 +8,8 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tollgate_application::EventFilter;
 
 use crate::support::{
-    PASSWORD, TestServer, connect, login_key, login_password, new_key, open_sftp, refused, sftp,
-    sha256_hex,
+    PASSWORD, TestServer, connect, login_key, login_password, metric, new_key, open_sftp, refused,
+    sftp, sha256_hex,
 };
 
 async fn for_each_database<F, Fut>(test: F)
@@ -73,17 +73,8 @@ async fn a_user_uploads_lists_downloads_renames_and_removes() {
         );
         assert_eq!(session.read("docs/report.bin").await.unwrap(), data);
         // Both uploads and the download, counted for the metrics endpoint.
-        let moved = server
-            .app()
-            .admin_api()
-            .metrics()
-            .await
-            .unwrap()
-            .into_iter()
-            .find(|s| s.name == "tollgate_transfer_bytes_total")
-            .map(|s| (s.labels, s.value));
         assert_eq!(
-            moved,
+            metric(server.app(), "tollgate_transfer_bytes_total").await,
             Some((
                 vec![("protocol", "sftp".to_string())],
                 (2 * data.len() + b"unicode".len()) as f64

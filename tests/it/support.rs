@@ -310,6 +310,21 @@ impl client::Handler for TrustingClient {
 
 pub(crate) type Connection = client::Handle<TrustingClient>;
 
+/// The labels and value of metric `name` as the metrics endpoint has it
+/// (its first label set).
+pub(crate) async fn metric(
+    app: &tollgate::App,
+    name: &str,
+) -> Option<(Vec<(&'static str, String)>, f64)> {
+    app.admin_api()
+        .metrics()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| (s.labels, s.value))
+}
+
 pub(crate) async fn connect(addr: SocketAddr) -> Connection {
     let config = Arc::new(client::Config::default());
     client::connect(config, addr, TrustingClient)
