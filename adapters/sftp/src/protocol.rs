@@ -183,6 +183,23 @@ pub(crate) async fn serve(
     let _ = ssh.close(channel_id).await;
 }
 
+/// Exactly `len` bytes; `None` if the stream ends or fails first.
+pub(crate) async fn read_exact_bytes(
+    reader: &mut (impl AsyncRead + Unpin),
+    len: usize,
+) -> Option<Bytes> {
+    // Read into uninitialised capacity: zeroing a buffer that is about to
+    // be overwritten cost as much as a copy.
+    let mut buf = BytesMut::with_capacity(len);
+    while buf.len() < len {
+        let missing = (len - buf.len()) as u64;
+        if (&mut *reader).take(missing).read_buf(&mut buf).await.ok()? == 0 {
+            return None;
+        }
+    }
+    Some(buf.freeze())
+}
+
 /// Reads and decodes one request; `None` at the end of the stream or on an
 /// impossible length.
 async fn read_request(reader: &mut (impl AsyncRead + Unpin)) -> Option<Request> {
@@ -191,16 +208,7 @@ async fn read_request(reader: &mut (impl AsyncRead + Unpin)) -> Option<Request> 
         tracing::warn!(len, "sftp packet length out of bounds; closing the channel");
         return None;
     }
-    // Read into uninitialised capacity: zeroing a buffer that is about to
-    // be overwritten cost as much as a copy.
-    let mut buf = BytesMut::with_capacity(len as usize);
-    while buf.len() < len as usize {
-        let missing = (len as usize - buf.len()) as u64;
-        if (&mut *reader).take(missing).read_buf(&mut buf).await.ok()? == 0 {
-            return None;
-        }
-    }
-    let mut bytes = buf.freeze();
+    let mut bytes = read_exact_bytes(reader, len as usize).await?;
     let id = if bytes.len() >= 5 {
         u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]])
     } else {

@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use russh::Channel;
 use russh::server::Msg;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 use tollgate_ports::inbound::{FileKind, FileOps, UploadMode};
+
+use crate::protocol::read_exact_bytes;
 
 /// Bytes moved per storage call.
 const CHUNK: u64 = 256 * 1024;
@@ -169,19 +171,6 @@ impl<R: tokio::io::AsyncRead + Unpin, W: AsyncWrite + Unpin> ScpStream<R, W> {
             return Err(Stop::Broken);
         }
         String::from_utf8(buf).map(Some).map_err(|_| Stop::Broken)
-    }
-
-    /// Exactly `want` bytes of data; `None` if the stream ends or fails first.
-    async fn chunk(&mut self, want: usize) -> Option<Bytes> {
-        let mut buf = BytesMut::with_capacity(want);
-        while buf.len() < want {
-            let missing = (want - buf.len()) as u64;
-            match (&mut self.reader).take(missing).read_buf(&mut buf).await {
-                Ok(n) if n > 0 => {}
-                _ => return None,
-            }
-        }
-        Some(buf.freeze())
     }
 
     /// The client's answer to what we sent: `Ok(None)` for success, or
@@ -389,7 +378,7 @@ where
     let mut offset = 0u64;
     while offset < size {
         let want = (size - offset).min(CHUNK) as usize;
-        let Some(data) = stream.chunk(want).await else {
+        let Some(data) = read_exact_bytes(&mut stream.reader, want).await else {
             break;
         };
         offset += data.len() as u64;
