@@ -326,6 +326,54 @@ async fn sequential_reads_are_read_ahead_and_others_read_as_asked() {
     );
 }
 
+/// Drops `file`'s pages from the page cache, as memory pressure would.
+#[cfg(target_os = "linux")]
+fn drop_cached(file: &File) {
+    use std::os::fd::AsRawFd;
+    file.sync_all().unwrap();
+    // SAFETY: the descriptor belongs to `file`, which outlives the call;
+    // posix_fadvise reads no memory of this process.
+    #[allow(unsafe_code)]
+    let res = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(res, 0);
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn reads_of_cached_bytes_skip_the_pool_and_others_still_read_every_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let data = crate::contract::pattern(11, 600_001);
+    let path = dir.path().join("c.bin");
+    std::fs::write(&path, &data).unwrap();
+    let file = File::open(&path).unwrap();
+    // Just written, the bytes are cached: read without a trip, exactly.
+    let got = read_cached(&file, 100, GATHER).expect("just-written bytes are cached");
+    assert_eq!(got, data[100..100 + GATHER as usize]);
+    let tail = read_cached(&file, 600_000 - 5, GATHER).expect("cached up to the end");
+    assert_eq!(tail, data[600_000 - 5..]);
+    assert!(read_cached(&file, 700_000, 10).unwrap().is_empty());
+
+    // Pages the kernel would have to read from the disk: where it can
+    // tell (not on a filesystem kept in memory), the cached read declines.
+    drop_cached(&file);
+    if let Some(got) = read_cached(&file, 0, GATHER) {
+        assert_eq!(got, data[..GATHER as usize]);
+    }
+    let storage = LocalStorage::new();
+    let mut handle = storage.open_read(root, &vp("/c.bin")).await.unwrap();
+    let mut offset = 0;
+    while offset < data.len() {
+        let chunk = handle.read_at(offset as u64, 32 * 1024).await.unwrap();
+        assert_eq!(chunk, data[offset..offset + chunk.len()], "at {offset}");
+        assert!(!chunk.is_empty(), "no early end at {offset}");
+        offset += chunk.len();
+        if offset == 256 * 1024 {
+            drop_cached(&file);
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_stat_with_a_staged_replacement_answers_as_the_two_calls_do() {
     let outside = tempfile::tempdir().unwrap();
