@@ -3,7 +3,8 @@
 //! Packets are decoded and encoded with russh-sftp's protocol types, except
 //! READ and WRITE, which are parsed and answered without copying their data.
 //! A reader decodes requests; each open file gets a worker task that serves
-//! its requests in order; one writer sends replies, coalescing small ones.
+//! its requests in order; one writer sends replies, coalescing small ones
+//! and handing the whole packets of large READ data to the channel uncopied.
 //! Requests on different files run concurrently and their replies may
 //! interleave, as SFTP allows (replies carry the request id). Any request
 //! that is not about an open file waits until every earlier file request has
@@ -17,12 +18,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::StreamExt;
-use russh::Channel;
 use russh::server::Msg;
+use russh::{Channel, ChannelWriteHalf};
 use russh_sftp::protocol::{
     Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tollgate_domain::PathError;
@@ -52,7 +53,7 @@ const FXP_DATA: u8 = 103;
 /// A reply ready to be sent.
 enum Reply {
     Packet(Packet),
-    /// SSH_FXP_DATA, sent without copying the data.
+    /// SSH_FXP_DATA; its data is copied only where it shares a packet.
     Data {
         id: u32,
         data: Bytes,
@@ -157,7 +158,8 @@ pub(crate) async fn serve(
     ssh: russh::server::Handle,
 ) {
     let channel_id = channel.id();
-    let (mut reader, writer) = tokio::io::split(channel.into_stream());
+    let (mut read_half, writer) = channel.split();
+    let mut reader = read_half.make_reader();
     let (replies, reply_queue) = mpsc::channel(REPLY_QUEUE);
     let writer = tokio::spawn(write_replies(writer, reply_queue));
     let mut session = SftpSession {
@@ -175,10 +177,9 @@ pub(crate) async fn serve(
     }
     session.shutdown().await;
     drop(session);
-    if let Ok(Some(mut writer)) = writer.await {
-        let _ = writer.flush().await;
-        let _ = ssh.exit_status_request(channel_id, 0).await;
-        let _ = writer.shutdown().await;
+    if let Ok(Some(writer)) = writer.await {
+        let _ = writer.exit_status(0).await;
+        let _ = writer.eof().await;
     }
     let _ = ssh.close(channel_id).await;
 }
@@ -270,51 +271,102 @@ fn parse_write(mut body: Bytes) -> Option<(String, u64, Bytes)> {
 }
 
 /// Sends replies in the order they are queued, gathering those waiting into
-/// one channel write of up to `COALESCE` bytes or one reply; gives the
-/// writer back when the queue ends.
-async fn write_replies<W: AsyncWrite + Unpin>(
-    mut writer: W,
+/// channel writes of up to about `COALESCE` bytes; gives the writer back
+/// when the queue ends.
+async fn write_replies(
+    writer: ChannelWriteHalf<Msg>,
     mut queue: mpsc::Receiver<Reply>,
-) -> Option<W> {
-    let mut out = BytesMut::with_capacity(COALESCE);
+) -> Option<ChannelWriteHalf<Msg>> {
+    let packet = writer.writable_packet_size().await.max(MIN_PACKET);
+    let mut packer = Packer::new(packet);
+    let mut ready = Vec::new();
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(reply) = next.take() {
-            match reply {
-                Reply::Data { id, data } => {
-                    let len =
-                        u32::try_from(data.len() + 9).expect("a READ reply is smaller than 4 GiB");
-                    out.put_u32(len);
-                    out.put_u8(FXP_DATA);
-                    out.put_u32(id);
-                    out.put_u32(len - 9);
-                    // Copied behind the header: the channel cuts what it is
-                    // given into packets of the client's largest size, so
-                    // replies written one after the other fill every packet,
-                    // where a header written alone was a packet of its own.
-                    out.extend_from_slice(&data);
-                }
-                Reply::Packet(packet) => match Bytes::try_from(packet) {
-                    Ok(encoded) => out.extend_from_slice(&encoded),
-                    Err(err) => {
-                        tracing::error!(%err, "cannot encode an sftp reply");
-                        return None;
-                    }
-                },
+            if let Err(err) = packer.add(reply, &mut ready) {
+                tracing::error!(%err, "cannot encode an sftp reply");
+                return None;
             }
-            if out.len() < COALESCE {
+            for chunk in ready.drain(..) {
+                writer.data_bytes(chunk).await.ok()?;
+            }
+            if packer.pending() < COALESCE {
                 next = queue.try_recv().ok();
             }
         }
-        if !out.is_empty() && writer.write_all(&out).await.is_err() {
-            return None;
-        }
-        out.clear();
-        if writer.flush().await.is_err() {
-            return None;
+        if let Some(rest) = packer.take() {
+            writer.data_bytes(rest).await.ok()?;
         }
     }
     Some(writer)
+}
+
+/// Why a reply could not be encoded.
+type EncodeError = <Bytes as TryFrom<Packet>>::Error;
+
+/// The smallest packet size replies are laid out for, whatever the window
+/// left when the writer started.
+const MIN_PACKET: usize = 4096;
+
+/// Lays replies out as the channel's packets will carry them. Headers,
+/// statuses and the ends of READ data are copied together; the whole
+/// packets' worth of READ data between them are handed on as slices of the
+/// data, uncopied. The channel cuts what it is given into packets, so every
+/// packet it sends but the last of a batch is full, as when each reply was
+/// copied behind the one before; a header written alone was a packet of its
+/// own.
+struct Packer {
+    /// The channel's packet size.
+    packet: usize,
+    /// Copied bytes not handed on yet.
+    out: BytesMut,
+}
+
+impl Packer {
+    fn new(packet: usize) -> Self {
+        Packer {
+            packet,
+            out: BytesMut::with_capacity(COALESCE),
+        }
+    }
+
+    /// Adds `reply`, pushing onto `ready`, in order, what can be sent.
+    fn add(&mut self, reply: Reply, ready: &mut Vec<Bytes>) -> Result<(), EncodeError> {
+        match reply {
+            Reply::Data { id, data } => {
+                let len =
+                    u32::try_from(data.len() + 9).expect("a READ reply is smaller than 4 GiB");
+                self.out.put_u32(len);
+                self.out.put_u8(FXP_DATA);
+                self.out.put_u32(id);
+                self.out.put_u32(len - 9);
+                // The data's first bytes complete the packet being gathered;
+                // the whole packets after them go as they are.
+                let room = (self.packet - self.out.len() % self.packet) % self.packet;
+                if data.len() < room + self.packet {
+                    self.out.extend_from_slice(&data);
+                } else {
+                    let whole = room + (data.len() - room) / self.packet * self.packet;
+                    self.out.extend_from_slice(&data[..room]);
+                    ready.push(self.out.split().freeze());
+                    ready.push(data.slice(room..whole));
+                    self.out.extend_from_slice(&data[whole..]);
+                }
+            }
+            Reply::Packet(packet) => self.out.extend_from_slice(&Bytes::try_from(packet)?),
+        }
+        Ok(())
+    }
+
+    /// How many copied bytes wait.
+    fn pending(&self) -> usize {
+        self.out.len()
+    }
+
+    /// The copied bytes waiting, if any.
+    fn take(&mut self) -> Option<Bytes> {
+        (!self.out.is_empty()).then(|| self.out.split().freeze())
+    }
 }
 
 fn status(id: u32, status_code: StatusCode, message: &str) -> Packet {
@@ -764,3 +816,6 @@ async fn set_attributes(
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
