@@ -158,6 +158,18 @@ check "stored 5 MiB file on disk has the same sha256" \
 check "downloaded 5 MiB file has the same sha256" \
   test "$(sha "$TMP/back/random.bin" 2>/dev/null || echo missing)" = "$BIG_SHA"
 check "downloaded Unicode-named file has the same sha256" \
+
+# ---------------------------------------------------------------- request sizes from limits@openssh.com
+# Told no buffer size (-B), OpenSSH's sftp asks the server for its limits and sizes its reads and
+# writes by them; its debug output names the sizes it chose.
+batch limits "get e2e/random.bin $TMP/back/limits.bin"
+SSHPASS=$PASS_PW sshpass -e sftp -vvv "${SSH_OPTS[@]}" "${PW_OPTS[@]}" -b "$TMP/limits.batch" \
+  "$PASS_USER@$HOST" >"$TMP/limits.out" 2>&1 </dev/null || true
+if grep -q 'buffer sizes 261120 / 261120; using 261120 / 261120' "$TMP/limits.out"; then
+  pass "sftp sizes its requests by the server's limits (255 KiB)"
+else fail "sftp sizes its requests by the server's limits (255 KiB)" "$(grep -i -E 'limits|extension|buffer' "$TMP/limits.out")"; fi
+check "a download in 255 KiB reads has the same sha256" \
+  test "$(sha "$TMP/back/limits.bin" 2>/dev/null || echo missing)" = "$BIG_SHA"
   test "$(sha "$TMP/back/$UNAME" 2>/dev/null || echo missing)" = "$(sha "$UNI")"
 
 # ---------------------------------------------------------------- rename, rm, rmdir

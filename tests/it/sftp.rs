@@ -955,3 +955,64 @@ async fn a_download_records_the_digest_of_the_whole_file() {
     })
     .await;
 }
+
+/// `limits@openssh.com` is offered and states the sizes OpenSSH's server
+/// states, and requests of those sizes are served whole: OpenSSH's sftp and
+/// scp size their reads and writes by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_limits_extension_states_sizes_that_single_requests_can_use() {
+    for_each_database(|server| async move {
+        let home = server.add_user("lena", &[]).await;
+        let mut conn = connect(server.addr).await;
+        assert!(login_password(&mut conn, "lena", PASSWORD).await);
+        let channel = conn.channel_open_session().await.unwrap();
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        let raw = russh_sftp::client::RawSftpSession::new(channel.into_stream());
+        let version = raw.init().await.unwrap();
+        assert_eq!(
+            version
+                .extensions
+                .get(russh_sftp::extensions::LIMITS)
+                .map(String::as_str),
+            Some("1")
+        );
+        let limits = raw.limits().await.unwrap();
+        assert_eq!(
+            (
+                limits.max_packet_len,
+                limits.max_read_len,
+                limits.max_write_len
+            ),
+            (256 * 1024, 255 * 1024, 255 * 1024)
+        );
+        assert!(limits.max_open_handles >= 64, "{limits:?}");
+
+        // Two WRITEs of the largest size, then READs of the largest size.
+        let size = limits.max_write_len as usize;
+        let data: Vec<u8> = (0..2 * size).map(|i| (i % 253) as u8).collect();
+        let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
+        let attrs = russh_sftp::protocol::FileAttributes::default();
+        let handle = raw.open("big.bin", flags, attrs).await.unwrap().handle;
+        for (i, part) in data.chunks(size).enumerate() {
+            let offset = (i * size) as u64;
+            raw.write(&handle, offset, part.to_vec()).await.unwrap();
+        }
+        raw.close(&handle).await.unwrap();
+        assert!(std::fs::read(home.join("big.bin")).unwrap() == data);
+
+        let attrs = russh_sftp::protocol::FileAttributes::default();
+        let handle = raw
+            .open("big.bin", OpenFlags::READ, attrs)
+            .await
+            .unwrap()
+            .handle;
+        let len = limits.max_read_len as u32;
+        let first = raw.read(&handle, 0, len).await.unwrap().data;
+        let second = raw.read(&handle, u64::from(len), len).await.unwrap().data;
+        assert_eq!((first.len(), second.len()), (size, size));
+        assert!([first, second].concat() == data);
+        raw.close(&handle).await.unwrap();
+        server
+    })
+    .await;
+}

@@ -20,8 +20,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use russh::server::Msg;
 use russh::{Channel, ChannelWriteHalf};
+use russh_sftp::extensions::{LIMITS, LimitsExtension};
 use russh_sftp::protocol::{
-    Attrs, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status, StatusCode, Version,
+    Attrs, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
+    StatusCode, Version,
 };
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{Notify, mpsc};
@@ -35,6 +37,9 @@ use tollgate_ports::inbound::{
 const MAX_PACKET: u32 = 256 * 1024;
 /// The most data returned by one READ.
 const MAX_READ: u32 = 255 * 1024;
+/// The most data one WRITE may carry, as OpenSSH's sftp-server: room is
+/// left in a `MAX_PACKET` request for its header and handle.
+const MAX_WRITE: u32 = MAX_PACKET - 1024;
 /// Directory entries per READDIR reply.
 const DIR_PAGE: usize = 128;
 /// Open handles per session.
@@ -369,6 +374,38 @@ impl Packer {
     }
 }
 
+/// VERSION, naming the extensions served.
+fn version() -> Packet {
+    let mut version = Version::new();
+    version
+        .extensions
+        .insert(LIMITS.to_string(), "1".to_string());
+    Packet::Version(version)
+}
+
+/// `limits@openssh.com`: the sizes this server accepts. OpenSSH's sftp and
+/// scp size their reads and writes by them when not told otherwise, as they
+/// do against OpenSSH's own server; without them they fall back to 32 KiB
+/// requests.
+fn limits(id: u32) -> Packet {
+    let limits = LimitsExtension {
+        max_packet_len: u64::from(MAX_PACKET),
+        max_read_len: u64::from(MAX_READ),
+        max_write_len: u64::from(MAX_WRITE),
+        max_open_handles: MAX_HANDLES as u64,
+    };
+    match russh_sftp::ser::to_bytes(&limits) {
+        Ok(data) => Packet::ExtendedReply(ExtendedReply {
+            id,
+            data: data.to_vec(),
+        }),
+        Err(err) => {
+            tracing::error!(%err, "cannot encode the limits reply");
+            status(id, StatusCode::Failure, "limits unavailable")
+        }
+    }
+}
+
 fn status(id: u32, status_code: StatusCode, message: &str) -> Packet {
     Packet::Status(Status {
         id,
@@ -536,7 +573,7 @@ impl SftpSession {
     async fn handle(&mut self, packet: Packet) -> Packet {
         let files = self.files.clone();
         match packet {
-            Packet::Init(_) => Packet::Version(Version::new()),
+            Packet::Init(_) => version(),
             Packet::Open(open) => self.open(open.id, &open.filename, open.pflags).await,
             Packet::Close(close) => match self.handles.remove(&close.handle) {
                 Some(OpenHandle::Dir(_)) => ok(close.id),
@@ -614,6 +651,7 @@ impl SftpSession {
                 StatusCode::PermissionDenied,
                 "symbolic links are not allowed",
             ),
+            Packet::Extended(extended) if extended.request == LIMITS => limits(extended.id),
             Packet::Extended(extended) => status(
                 extended.id,
                 StatusCode::OpUnsupported,
