@@ -9,7 +9,7 @@ use tollgate_application::EventFilter;
 
 use crate::support::{
     PASSWORD, TestServer, connect, login_key, login_password, metric, new_key, open_sftp, refused,
-    sftp, sha256_hex,
+    sftp, sftp_channel, sha256_hex,
 };
 
 async fn for_each_database<F, Fut>(test: F)
@@ -528,9 +528,7 @@ async fn malformed_packets_get_clean_errors_and_the_server_keeps_serving() {
         server.add_user("hank", &[]).await;
         let mut conn = connect(server.addr).await;
         assert!(login_password(&mut conn, "hank", PASSWORD).await);
-        let channel = conn.channel_open_session().await.unwrap();
-        channel.request_subsystem(true, "sftp").await.unwrap();
-        let mut stream = channel.into_stream();
+        let mut stream = sftp_channel(&conn).await.into_stream();
         // SSH_FXP_INIT, version 3.
         stream
             .write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3])
@@ -648,9 +646,7 @@ async fn pipelined_requests_are_all_answered_by_id_and_applied_in_order() {
         let home = server.add_user("kim", &[]).await;
         let mut conn = connect(server.addr).await;
         assert!(login_password(&mut conn, "kim", PASSWORD).await);
-        let channel = conn.channel_open_session().await.unwrap();
-        channel.request_subsystem(true, "sftp").await.unwrap();
-        let mut stream = channel.into_stream();
+        let mut stream = sftp_channel(&conn).await.into_stream();
         stream
             .write_all(&[0, 0, 0, 5, 1, 0, 0, 0, 3])
             .await
@@ -723,8 +719,7 @@ async fn the_sftp_channel_ends_with_exit_status_zero() {
     server.add_user("lee", &[]).await;
     let mut conn = connect(server.addr).await;
     assert!(login_password(&mut conn, "lee", PASSWORD).await);
-    let mut channel = conn.channel_open_session().await.unwrap();
-    channel.request_subsystem(true, "sftp").await.unwrap();
+    let mut channel = sftp_channel(&conn).await;
     channel.eof().await.unwrap();
     let mut status = None;
     while let Some(msg) = channel.wait().await {
@@ -965,9 +960,7 @@ async fn the_limits_extension_states_sizes_that_single_requests_can_use() {
         let home = server.add_user("lena", &[]).await;
         let mut conn = connect(server.addr).await;
         assert!(login_password(&mut conn, "lena", PASSWORD).await);
-        let channel = conn.channel_open_session().await.unwrap();
-        channel.request_subsystem(true, "sftp").await.unwrap();
-        let raw = russh_sftp::client::RawSftpSession::new(channel.into_stream());
+        let raw = russh_sftp::client::RawSftpSession::new(sftp_channel(&conn).await.into_stream());
         let version = raw.init().await.unwrap();
         assert_eq!(
             version

@@ -362,13 +362,18 @@ pub(crate) async fn login_key(conn: &mut Connection, user: &str, key: &PrivateKe
         .success()
 }
 
-pub(crate) async fn open_sftp(conn: &Connection) -> SftpSession {
+/// A session channel running the sftp subsystem, nothing sent on it yet.
+pub(crate) async fn sftp_channel(conn: &Connection) -> russh::Channel<client::Msg> {
     let channel = conn.channel_open_session().await.expect("session channel");
     channel
         .request_subsystem(true, "sftp")
         .await
         .expect("sftp subsystem");
-    SftpSession::new(channel.into_stream())
+    channel
+}
+
+pub(crate) async fn open_sftp(conn: &Connection) -> SftpSession {
+    SftpSession::new(sftp_channel(conn).await.into_stream())
         .await
         .expect("sftp session")
 }
