@@ -317,6 +317,10 @@ pub trait WriteHandle: Send + Sync {
     async fn read_at(&mut self, offset: u64, len: u32) -> Result<Bytes, StorageError>;
     /// The current size of what is written.
     async fn size(&mut self) -> Result<u64, StorageError>;
+    /// Makes what is written so far durable without making it visible (a
+    /// client's `fsync`); `Unsupported` where the backend holds written
+    /// bytes durably only once they are committed.
+    async fn sync(&mut self) -> Result<(), StorageError>;
     /// Makes the content durable and visible under the target name;
     /// returns the final size.
     async fn commit(self: Box<Self>) -> Result<u64, StorageError>;

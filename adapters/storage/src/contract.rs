@@ -134,6 +134,7 @@ pub async fn run(storage: &dyn FileStorage, root: &str) {
     staged_replacements(storage, root).await;
     rename_and_delete(storage, root).await;
     large_file(storage, root).await;
+    synced_writes(storage, root).await;
 }
 
 async fn not_found(storage: &dyn FileStorage, root: &str) {
@@ -542,4 +543,59 @@ async fn large_file(storage: &dyn FileStorage, root: &str) {
         .remove(root, &vp("/large.bin"))
         .await
         .expect("remove large");
+}
+
+/// `sync`: a synced replacement stays invisible until its commit, a synced
+/// write in place is the file's content, whole, while the handle stays
+/// open, and writing on after a sync loses nothing. A backend that cannot
+/// sync says so.
+async fn synced_writes(storage: &dyn FileStorage, root: &str) {
+    let open = |mode| async move {
+        storage
+            .open_write(root, &vp("/synced.bin"), mode)
+            .await
+            .unwrap_or_else(|err| panic!("open {mode:?}: {err:?} {:?}", err.source))
+    };
+    let data = pattern(7, 100_000);
+    let mut handle = open(WriteMode::Replace).await;
+    write_all(handle.as_mut(), 0, &data[..40_000]).await;
+    match handle.sync().await {
+        Ok(()) => {}
+        Err(err) if err.kind == StorageErrorKind::Unsupported => {
+            handle.abort().await.expect("abort an unsyncable write");
+            return;
+        }
+        Err(err) => panic!("sync a replacement: {err:?} {:?}", err.source),
+    }
+    expect_kind(
+        "a synced replacement before its commit",
+        storage.stat(root, &vp("/synced.bin")).await,
+        StorageErrorKind::NotFound,
+    )
+    .await;
+    write_all(handle.as_mut(), 40_000, &data[40_000..]).await;
+    assert_eq!(read_back(handle.as_mut(), 0, 100_000).await, data);
+    assert_eq!(handle.commit().await.expect("commit after sync"), 100_000);
+    assert_eq!(get(storage, root, "/synced.bin", 32_768).await, data);
+
+    // Past a chunk boundary of an encrypted file after the sync.
+    let more = pattern(8, 70_000);
+    let mut whole = data.clone();
+    whole.extend_from_slice(&more[..10_000]);
+    let mut handle = open(WriteMode::InPlace).await;
+    write_all(handle.as_mut(), 100_000, &more[..10_000]).await;
+    handle.sync().await.expect("sync in place");
+    assert_eq!(
+        get(storage, root, "/synced.bin", 32_768).await,
+        whole,
+        "what an in-place write synced reads back whole"
+    );
+    write_all(handle.as_mut(), 110_000, &more[10_000..]).await;
+    whole.extend_from_slice(&more[10_000..]);
+    assert_eq!(handle.commit().await.expect("commit in place"), 170_000);
+    assert_eq!(get(storage, root, "/synced.bin", 32_768).await, whole);
+    storage
+        .remove(root, &vp("/synced.bin"))
+        .await
+        .expect("remove synced");
 }

@@ -854,6 +854,16 @@ impl WriteHandle for EncryptedWrite {
         Ok(self.plain_len())
     }
 
+    /// Stores the tail as the last chunk, as an abort in place does, so
+    /// that what is synced decrypts whole; a later write past it rewrites
+    /// that chunk.
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        if self.tail_dirty {
+            self.store_tail(true).await?;
+        }
+        self.inner.sync().await
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
         if self.tail_dirty
             && let Err(err) = self.store_tail(true).await

@@ -30,12 +30,25 @@ pub struct LocalStorage {
     /// later be swapped for a symlink, paths under it resolve elsewhere and
     /// are refused as outside the cached root.
     roots: Arc<RwLock<HashMap<String, PathBuf>>>,
+    /// Whether a commit leaves the file's write-back to the system.
+    unsynced_commits: bool,
 }
 
 impl LocalStorage {
-    /// The local disk adapter.
+    /// The local disk adapter: a commit syncs the file and its directory.
     pub fn new() -> Self {
         LocalStorage::default()
+    }
+
+    /// The local disk adapter whose commits do not sync (`sync_commits`
+    /// false), as OpenSSH's sftp-server leaves an upload to the system's
+    /// write-back: a power cut may then lose a file recorded as complete.
+    /// A write handle's `sync` still syncs.
+    pub fn with_sync_commits(sync_commits: bool) -> Self {
+        LocalStorage {
+            unsynced_commits: !sync_commits,
+            ..LocalStorage::default()
+        }
     }
 
     fn root(&self, root: &str) -> Result<PathBuf, StorageError> {
@@ -394,7 +407,7 @@ impl FileStorage for LocalStorage {
         }
         let target = self.resolve(root, path, true)?;
         let handle = blocking(move || LocalWrite::open(target, mode)).await?;
-        Ok(Box::new(handle))
+        Ok(self.boxed(handle))
     }
 
     /// The stat an upload begins with, and its staging file: without a
@@ -436,12 +449,17 @@ impl FileStorage for LocalStorage {
         };
         Ok(Replacing {
             existing: existing.as_ref().map(meta_of),
-            handle: handle.map(|handle| Box::new(handle) as Box<dyn WriteHandle>),
+            handle: handle.map(|handle| self.boxed(handle)),
         })
     }
 }
 
 impl LocalStorage {
+    /// A write handle of this storage, committed as it says.
+    fn boxed(&self, handle: LocalWrite) -> Box<dyn WriteHandle> {
+        Box::new(handle.commit_syncs(!self.unsynced_commits))
+    }
+
     /// `stat_and_replace` for a path with a symlink on the way (or the
     /// root): the stat and the staging file in one trip.
     async fn stat_and_replace_through_links(
@@ -451,6 +469,7 @@ impl LocalStorage {
         at: PathBuf,
     ) -> Result<Replacing, StorageError> {
         let path = path.clone();
+        let storage = self.clone();
         blocking(move || {
             let existing = match std::fs::symlink_metadata(&at) {
                 Ok(meta) => Some(meta),
@@ -468,7 +487,7 @@ impl LocalStorage {
             };
             Ok(Replacing {
                 existing: existing.as_ref().map(meta_of),
-                handle: handle.map(|handle| Box::new(handle) as Box<dyn WriteHandle>),
+                handle: handle.map(|handle| storage.boxed(handle)),
             })
         })
         .await
@@ -563,6 +582,10 @@ struct LocalWrite {
     gathered_at: u64,
     /// Where the stretch not yet handed to the disk's write-back starts.
     behind: u64,
+    /// Whether the commit syncs the file and its directory.
+    commit_syncs: bool,
+    /// Whether everything written is synced (by `sync`, nothing since).
+    synced: bool,
 }
 
 /// Once this much has been written past `behind`, its write-back starts at
@@ -669,6 +692,8 @@ impl LocalWrite {
                     gathered: Vec::new(),
                     gathered_at: 0,
                     behind: len,
+                    commit_syncs: true,
+                    synced: false,
                 })
             }
             WriteMode::Replace => {
@@ -699,7 +724,15 @@ impl LocalWrite {
             gathered: Vec::new(),
             gathered_at: 0,
             behind: 0,
+            commit_syncs: true,
+            synced: false,
         }
+    }
+
+    /// This handle, its commit syncing or not.
+    fn commit_syncs(mut self, commit_syncs: bool) -> Self {
+        self.commit_syncs = commit_syncs;
+        self
     }
 
     /// What the next trip to the blocking pool writes to; from here on, a
@@ -785,6 +818,7 @@ impl WriteHandle for LocalWrite {
     /// it is, uncopied); an error writing them is reported by the write,
     /// read or commit that hands them over.
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), StorageError> {
+        self.synced = false;
         let end = offset.saturating_add(data.len() as u64);
         let gathered_end = self.gathered_at + self.gathered.len() as u64;
         let fits = self.gathered.len() + data.len() <= GATHER as usize;
@@ -816,6 +850,18 @@ impl WriteHandle for LocalWrite {
         Ok(self.len)
     }
 
+    /// Hands the gathered writes to the file and syncs its data (before
+    /// the first write there is nothing to sync); a commit with nothing
+    /// written since need not sync the file again.
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        self.flush().await?;
+        if let Some(file) = self.file.clone() {
+            blocking(move || file.sync_data().map_err(map_err)).await?;
+        }
+        self.synced = true;
+        Ok(())
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
         let reach = self.reach();
         blocking(move || {
@@ -825,9 +871,14 @@ impl WriteHandle for LocalWrite {
                     file.write_all_at(&self.gathered, self.gathered_at)
                         .map_err(map_err)?;
                 }
-                file.sync_all().map_err(map_err)?;
+                if self.commit_syncs && !self.synced {
+                    file.sync_all().map_err(map_err)?;
+                }
                 if let Some(staging) = &self.staging {
                     std::fs::rename(staging, &self.target).map_err(map_err)?;
+                }
+                if !self.commit_syncs {
+                    return Ok(());
                 }
                 // The rename (or the entry of a file created in place) is
                 // the directory's change: synced too, so that a completion

@@ -1434,6 +1434,13 @@ impl WriteHandle for ObjectWrite {
         Ok(self.state().parts.written())
     }
 
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        Err(described(
+            StorageErrorKind::Unsupported,
+            "an object store keeps an upload only once it is committed",
+        ))
+    }
+
     async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
         let state = self.into_state();
         state.parts.finish().await.map_err(map_err)

@@ -1403,6 +1403,21 @@ impl WriteHandle for SftpWrite {
         Ok(attrs.size.unwrap_or(0))
     }
 
+    /// Forwarded as `fsync@openssh.com` when the server offers it.
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        self.flush().await?;
+        if !self.connection.fsync {
+            return Err(error(
+                StorageErrorKind::Unsupported,
+                "the SFTP server does not offer fsync@openssh.com",
+            ));
+        }
+        let connection = self.connection.clone();
+        connection
+            .check(connection.sftp.fsync(self.handle.as_str()).await)
+            .map(drop)
+    }
+
     async fn commit(mut self: Box<Self>) -> Result<u64, StorageError> {
         self.flush().await?;
         let connection = self.connection.clone();

@@ -697,6 +697,9 @@ impl WriteHandle for RecordingWrite {
     async fn size(&mut self) -> Result<u64, StorageError> {
         self.inner.size().await
     }
+    async fn sync(&mut self) -> Result<(), StorageError> {
+        self.inner.sync().await
+    }
     async fn commit(self: Box<Self>) -> Result<u64, StorageError> {
         self.inner.commit().await
     }
