@@ -172,6 +172,18 @@ else fail "sftp sizes its requests by the server's limits (255 KiB)" "$(grep -i 
 check "a download in 255 KiB reads has the same sha256" \
   test "$(sha "$TMP/back/limits.bin" 2>/dev/null || echo missing)" = "$BIG_SHA"
 
+# ---------------------------------------------------------------- put -f: fsync@openssh.com
+# Told -f, OpenSSH's sftp asks the server to sync each file before closing it, when the server offers
+# fsync@openssh.com (silently skipped otherwise); a refusal prints "remote fsync".
+batch fsync "put -f $BIG synced.bin"
+SSHPASS=$PASS_PW sshpass -e sftp -vvv "${SSH_OPTS[@]}" "${PW_OPTS[@]}" -b "$TMP/fsync.batch" \
+  "$PASS_USER@$HOST" >"$TMP/fsync.out" 2>&1 </dev/null || true
+if grep -q 'Sent message fsync@openssh.com' "$TMP/fsync.out" && ! grep -q 'remote fsync' "$TMP/fsync.out"; then
+  pass "put -f syncs the file through fsync@openssh.com"
+else fail "put -f syncs the file through fsync@openssh.com" "$(grep -i -E 'fsync|extension' "$TMP/fsync.out")"; fi
+check "a file put with -f has the same sha256 on disk" \
+  test "$(sha "$HOME_A/synced.bin" 2>/dev/null || echo missing)" = "$BIG_SHA"
+
 # ---------------------------------------------------------------- rename, rm, rmdir
 batch rename \
   "rename \"e2e/$UNAME\" e2e/renamed.txt" \

@@ -1044,6 +1044,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Upload for UploadTransfer<R>
         })
     }
 
+    async fn sync(&mut self) -> Result<(), FileOpError> {
+        if let Some(err) = &self.refused {
+            return Err(err.clone());
+        }
+        self.handle().sync().await.map_err(map_storage)
+    }
+
     async fn finish(mut self: Box<Self>) -> Result<(), FileOpError> {
         let mut log = self.log.take().expect("a transfer is finished once");
         let mut handle = self.handle.take().expect("a transfer is finished once");

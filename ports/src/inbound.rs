@@ -233,6 +233,9 @@ pub trait Upload: Send + Sync {
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<(), FileOpError>;
     /// Metadata of what is written so far.
     async fn meta(&mut self) -> Result<FileMeta, FileOpError>;
+    /// Makes what is written so far durable; the file stays invisible
+    /// until `finish` (a client's `fsync`).
+    async fn sync(&mut self) -> Result<(), FileOpError>;
     /// Commits the file and records the completed transfer.
     async fn finish(self: Box<Self>) -> Result<(), FileOpError>;
     /// Ends the transfer as aborted (the connection dropped or the client gave up).

@@ -892,22 +892,24 @@ async fn an_upload_whose_write_failed_is_never_committed() {
                 break;
             }
         }
-        // Each wait reports one failed WRITE; all are answered before the
-        // CLOSE goes out.
-        let mut failures = 0;
-        while file.flush().await.is_err() {
-            failures += 1;
-            assert!(failures <= 16, "more failed WRITEs than were sent");
-        }
+        // A wait reports a failed WRITE (once they are all answered, a
+        // flush also sends fsync@openssh.com, which the refused upload fails).
         assert!(
-            failures > 0,
+            file.flush().await.is_err(),
             "a WRITE reports that the bytes could not be stored"
         );
 
         // The directory is back before the CLOSE: still nothing may be
-        // committed, as "head" was lost.
+        // committed, as "head" was lost. Each shutdown reports one failed
+        // WRITE until all are answered; the next sends the CLOSE, which is
+        // refused; after it the handle is closed.
         std::fs::create_dir(home.join("docs")).unwrap();
-        assert!(file.shutdown().await.is_err(), "the CLOSE is refused");
+        let mut refused = 0;
+        while file.shutdown().await.is_err() {
+            refused += 1;
+            assert!(refused <= 32, "more failures than requests sent");
+        }
+        assert!(refused > 0, "the CLOSE is refused");
         assert!(!home.join("docs/partial.bin").exists());
         assert!(
             std::fs::read_dir(home.join("docs"))
@@ -949,6 +951,89 @@ async fn a_download_records_the_digest_of_the_whole_file() {
         server
     })
     .await;
+}
+
+/// `fsync@openssh.com` (OpenSSH's `put -f`) is offered; on an upload it
+/// puts what was written so far on disk while the file stays invisible
+/// until its close; on a download it has nothing to do; a handle that is
+/// not an open file is refused. The same whether or not uploads are synced
+/// at their commit (`storage.sync_uploads`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsync_puts_an_upload_on_disk_before_its_close_shows_it() {
+    for kind in crate::support::database_kinds() {
+        for sync_uploads in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut config = crate::support::test_config(kind, dir.path()).await;
+            config.storage.sync_uploads = sync_uploads;
+            let server = TestServer::start_with(config, dir).await;
+            fsync_an_upload(&server).await;
+            server.stop().await;
+        }
+    }
+}
+
+async fn fsync_an_upload(server: &TestServer) {
+    let home = server.add_user("faye", &[]).await;
+    let mut conn = connect(server.addr).await;
+    assert!(login_password(&mut conn, "faye", PASSWORD).await);
+    let raw = russh_sftp::client::RawSftpSession::new(sftp_channel(&conn).await.into_stream());
+    let version = raw.init().await.unwrap();
+    assert_eq!(
+        version
+            .extensions
+            .get(russh_sftp::extensions::FSYNC)
+            .map(String::as_str),
+        Some("1")
+    );
+
+    let data: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
+    let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
+    let attrs = russh_sftp::protocol::FileAttributes::default();
+    let handle = raw.open("synced.bin", flags, attrs).await.unwrap().handle;
+    // Small writes, which the server may hold back to gather them.
+    for (i, part) in data[..4000].chunks(1000).enumerate() {
+        raw.write(&handle, (i * 1000) as u64, part.to_vec())
+            .await
+            .unwrap();
+    }
+    raw.fsync(&handle).await.unwrap();
+    assert!(
+        !home.join("synced.bin").exists(),
+        "visible before its close"
+    );
+    let staged: Vec<_> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .collect();
+    assert_eq!(staged.len(), 1, "one staged upload");
+    assert!(staged[0] == data[..4000], "the synced bytes are on disk");
+    raw.write(&handle, 4000, data[4000..].to_vec())
+        .await
+        .unwrap();
+    raw.close(&handle).await.unwrap();
+    assert!(std::fs::read(home.join("synced.bin")).unwrap() == data);
+    let completed = server.events_of("faye", "TransferCompleted").await;
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(
+        completed[0].sha256.as_deref(),
+        Some(sha256_hex(&data).as_str())
+    );
+
+    let attrs = russh_sftp::protocol::FileAttributes::default();
+    let read = raw
+        .open("synced.bin", OpenFlags::READ, attrs)
+        .await
+        .unwrap()
+        .handle;
+    raw.fsync(&read).await.unwrap();
+    raw.close(&read).await.unwrap();
+    let dir = raw.opendir(".").await.unwrap().handle;
+    assert_eq!(refused(raw.fsync(&dir).await), StatusCode::Failure);
+    raw.close(&dir).await.unwrap();
+    assert_eq!(
+        refused(raw.fsync("no-such-handle").await),
+        StatusCode::Failure
+    );
 }
 
 /// `limits@openssh.com` is offered and states the sizes OpenSSH's server

@@ -20,7 +20,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::StreamExt;
 use russh::server::Msg;
 use russh::{Channel, ChannelWriteHalf};
-use russh_sftp::extensions::{LIMITS, LimitsExtension};
+use russh_sftp::extensions::{FSYNC, LIMITS, LimitsExtension};
 use russh_sftp::protocol::{
     Attrs, ExtendedReply, File, FileAttributes, Handle, Name, OpenFlags, Packet, Status,
     StatusCode, Version,
@@ -87,10 +87,18 @@ enum Request {
 
 /// A request for an open file's worker.
 enum FileRequest {
-    Read { offset: u64, len: u32 },
-    Write { offset: u64, data: Bytes },
+    Read {
+        offset: u64,
+        len: u32,
+    },
+    Write {
+        offset: u64,
+        data: Bytes,
+    },
     Fstat,
     SetAttributes(FileAttributes),
+    /// `fsync@openssh.com`.
+    Sync,
     Close,
 }
 
@@ -247,6 +255,16 @@ async fn read_request(reader: &mut (impl AsyncRead + Unpin)) -> Option<Request> 
     }
 }
 
+/// The `N` strings an extended request's data holds, and nothing else.
+fn extension_args<const N: usize>(data: Vec<u8>) -> Option<[String; N]> {
+    let mut data = Bytes::from(data);
+    let mut args: [String; N] = std::array::from_fn(|_| String::new());
+    for arg in &mut args {
+        *arg = String::from_utf8(take_string(&mut data)?.to_vec()).ok()?;
+    }
+    data.is_empty().then_some(args)
+}
+
 fn take_string(body: &mut Bytes) -> Option<Bytes> {
     if body.remaining() < 4 {
         return None;
@@ -377,9 +395,9 @@ impl Packer {
 /// VERSION, naming the extensions served.
 fn version() -> Packet {
     let mut version = Version::new();
-    version
-        .extensions
-        .insert(LIMITS.to_string(), "1".to_string());
+    for name in [LIMITS, FSYNC] {
+        version.extensions.insert(name.to_string(), "1".to_string());
+    }
     Packet::Version(version)
 }
 
@@ -497,6 +515,16 @@ impl SftpSession {
                 if matches!(self.handles.get(&close.handle), Some(OpenHandle::File(_))) =>
             {
                 (close.id, close.handle, FileRequest::Close)
+            }
+            Request::Other(Packet::Extended(extended)) if extended.request == FSYNC => {
+                match extension_args(extended.data) {
+                    Some([handle]) => (extended.id, handle, FileRequest::Sync),
+                    None => {
+                        return self
+                            .reply_status(extended.id, StatusCode::BadMessage, "malformed fsync")
+                            .await;
+                    }
+                }
             }
             Request::Other(packet) => {
                 // Path operations see the effect of every earlier file request.
@@ -652,6 +680,7 @@ impl SftpSession {
                 "symbolic links are not allowed",
             ),
             Packet::Extended(extended) if extended.request == LIMITS => limits(extended.id),
+
             Packet::Extended(extended) => status(
                 extended.id,
                 StatusCode::OpUnsupported,
@@ -752,6 +781,11 @@ async fn serve_file(
                 Reply::Packet(reply_attrs(id, upload.meta().await))
             }
             (FileRequest::SetAttributes(_), OpenFile::Read(_)) => Reply::Packet(ok(id)),
+            // A download changes nothing that could need syncing.
+            (FileRequest::Sync, OpenFile::Read(_)) => Reply::Packet(ok(id)),
+            (FileRequest::Sync, OpenFile::Write { upload, .. }) => {
+                Reply::Packet(unit(id, upload.sync().await))
+            }
             (FileRequest::SetAttributes(attrs), OpenFile::Write { upload, times, .. }) => {
                 Reply::Packet(set_upload_attributes(id, &mut **upload, times, &attrs).await)
             }
