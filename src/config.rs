@@ -154,11 +154,26 @@ impl Default for FtpSection {
 }
 
 /// `[storage]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     /// Where `user add` puts homes when none is given; empty means `DATA_DIR/homes`.
     pub homes_dir: String,
+    /// Whether an upload to local disk is synced (the file, then its
+    /// directory) before it is recorded complete. `false` leaves it to the
+    /// system's write-back, as OpenSSH's sftp-server does: faster for many
+    /// small files, but a power cut may lose a file the log records as
+    /// complete. A client's `fsync@openssh.com` (`put -f`) syncs either way.
+    pub sync_uploads: bool,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            homes_dir: String::new(),
+            sync_uploads: true,
+        }
+    }
 }
 
 /// `[audit]`

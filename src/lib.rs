@@ -57,7 +57,8 @@ pub async fn open(config: &Config) -> anyhow::Result<(App, Database)> {
         AuditKeySigner::load_or_create(&config.audit_key_path(), &config.audit.origin)
             .context("cannot load the audit checkpoint key")?;
     let secrets = Arc::new(secrets);
-    let local: Arc<LocalStorage> = Arc::new(LocalStorage::new());
+    let local: Arc<LocalStorage> =
+        Arc::new(LocalStorage::with_sync_commits(config.storage.sync_uploads));
     let app = Tollgate::new(Dependencies {
         repository: db.clone(),
         log: Arc::new(db.clone()),

@@ -19,6 +19,7 @@ fn no_file_gives_the_embedded_defaults() {
     let (config, _) = Config::load(None, env(&[])).unwrap();
     assert_eq!(config.sftp.listen, "127.0.0.1:2022");
     assert_eq!(config.database_url(), "sqlite:./data/tollgate.db");
+    assert!(config.storage.sync_uploads, "uploads are synced by default");
 }
 
 #[test]
@@ -30,6 +31,7 @@ fn environment_variables_override_file_keys() {
             ("TOLLGATE_SFTP_LISTEN", "127.0.0.1:2"),
             ("TOLLGATE_SFTP_IDLE_TIMEOUT_SECS", "30"),
             ("TOLLGATE_DATABASE_URL", "postgres://localhost/x"),
+            ("TOLLGATE_STORAGE_SYNC_UPLOADS", "false"),
             ("TOLLGATE_ADMIN_PASSWORD", "not a key"),
             ("PATH", "/bin"),
         ]),
@@ -38,6 +40,7 @@ fn environment_variables_override_file_keys() {
     assert_eq!(config.sftp.listen, "127.0.0.1:2");
     assert_eq!(config.sftp.idle_timeout_secs, 30);
     assert_eq!(config.database_url(), "postgres://localhost/x");
+    assert!(!config.storage.sync_uploads);
     assert!(unmatched.is_empty(), "{unmatched:?}");
 }
 
