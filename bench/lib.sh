@@ -118,9 +118,15 @@ bench_cleanup() {
 
 # bench_start NAME [--measure-sshd] : see the top of this file. Sets TMP, TOLLGATE_DATA_DIR,
 # TG_USER, TG_PASS, TG_PID, TG_ADDR, TG_PORT, TG_HOME and SSHD_PID (and SSHD_CG when measured).
+# SYNC_UPLOADS=false starts Tollgate with storage.sync_uploads off.
 bench_start() {
   local name=$1 measure=${2:-} root=
   clean_tollgate_env
+  case ${SYNC_UPLOADS:-true} in
+    true) ;;
+    false) export TOLLGATE_STORAGE_SYNC_UPLOADS=false ;;
+    *) echo "SYNC_UPLOADS must be true or false" >&2; exit 2 ;;
+  esac
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-$name.XXXXXX")
   export TOLLGATE_DATA_DIR=$TMP/data
   trap bench_cleanup EXIT

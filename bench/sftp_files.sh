@@ -6,7 +6,10 @@
 # is OpenSSH again with `put -f`: the client asks sftp-server to fsync each file before closing it
 # (the fsync@openssh.com extension), as Tollgate syncs each upload before recording it done. It
 # is the like-for-like figure for durability; Tollgate also syncs the directory after the rename
-# and its event log, which OpenSSH has no counterpart for.
+# and its event log, which OpenSSH has no counterpart for. A fourth, tollgate-fsync, is Tollgate
+# with `put -f`. With SYNC_UPLOADS=false, Tollgate runs with storage.sync_uploads off: it leaves
+# each upload to the system's write-back as OpenSSH does (its event log is still synced), and its
+# `put -f` run syncs each file on the client's request alone, as OpenSSH -f does.
 #
 # Figures per run:
 # * files/s   = all files / wall time of the whole run (from starting the clients, logins
@@ -51,8 +54,9 @@
 #                 runs cannot slow this one down; needs root. 0: Tollgate's under TMPDIR, OpenSSH's
 #                 in its user's data directory
 #        OWN_FS_MKFS  ()  extra mkfs.ext4 options for that filesystem (e.g. `-O ^has_journal`)
-#        SERVERS  (openssh openssh-fsync tollgate)  which servers to run, in this order (e.g.
+#        SERVERS  (openssh openssh-fsync tollgate tollgate-fsync)  which to run, in this order (e.g.
 #                 `tollgate` alone while profiling it)
+#        SYNC_UPLOADS (true)  false: Tollgate with storage.sync_uploads off (see above)
 #        TOLLGATE_BIN (target/release/tollgate; built with `cargo build --release` when missing)
 #        BUILD_JOBS   (1)       -j for that build
 #
@@ -93,7 +97,7 @@ done
 (cd "$TMP/src" && sha256sum f*) >"$TMP/src.sums"
 
 echo "# $(versions "user $PEER_USER")"
-echo "# sessions=$SESSIONS files=$FILES file_kb=$FILE_KB repeat=$REPEAT cipher=${CIPHER:-negotiated} start=$START own_fs=$OWN_FS"
+echo "# sessions=$SESSIONS files=$FILES file_kb=$FILE_KB repeat=$REPEAT cipher=${CIPHER:-negotiated} start=$START own_fs=$OWN_FS sync_uploads=${SYNC_UPLOADS:-true}"
 
 # The reader that stamps a client's output lines (see the top of this file).
 # shellcheck disable=SC2016  # $EPOCHREALTIME and $line belong to the reader's shell
@@ -137,18 +141,20 @@ mkdir -p "$TMP/results"
 run_one() {
   local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=()
   case $server in
-    tollgate) user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME measured=tollgate ;;
+    tollgate|tollgate-fsync)
+      user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME measured=tollgate
+      [ "$server" = tollgate ] || put="put -f" ;;
     openssh|openssh-fsync)
       user=$PEER_USER pass=$PEER_PASS port=$SSHD_PORT base=$OPENSSH_DATA/$OPENSSH_PREFIX
       prefix=$OPENSSH_PREFIX measured=openssh
       [ "$server" = openssh ] || put="put -f" ;;
-    *) echo "unknown server $server (openssh, openssh-fsync or tollgate)" >&2; exit 2 ;;
+    *) echo "unknown server $server (openssh, openssh-fsync, tollgate or tollgate-fsync)" >&2; exit 2 ;;
   esac
   out=$TMP/run-$server-$run
   mkdir -p "$out"
   for s in $(seq -f '%02g' "$SESSIONS"); do
     dir=${prefix}files-$$-$server-r$run-s$s
-    [ "$server" = tollgate ] || [ "$OWN_FS" = 1 ] || CLEANUP_PATHS+=("$OPENSSH_DATA/$dir")
+    [ "$measured" = tollgate ] || [ "$OWN_FS" = 1 ] || CLEANUP_PATHS+=("$OPENSSH_DATA/$dir")
     {
       [ "$START" = staggered ] || echo "!dd if=$out/go of=/dev/null bs=1 count=1 status=none"
       echo "mkdir $dir"
@@ -242,7 +248,7 @@ percentile() {
 }
 
 for run in $(seq "$REPEAT"); do
-  for server in ${SERVERS:-openssh openssh-fsync tollgate}; do
+  for server in ${SERVERS:-openssh openssh-fsync tollgate tollgate-fsync}; do
     echo "# run $run: $server" >&2
     run_one "$server" "$run"
     RAN="$RAN $server"
@@ -251,19 +257,20 @@ done
 
 # ---------------------------------------------------------------- table
 col() { if [ -f "$TMP/results/$1" ]; then awk -v n="$2" '$n != "-" { print $n }' "$TMP/results/$1"; fi; }
-row() { printf '%-40s %10s %12s %10s %17s %20s  %s\n' "$@"; }
+row() { printf '%-40s %10s %12s %10s %12s %17s %25s  %s\n' "$@"; }
 # value SERVER FIELD REDUCE : that server's figure, "failed" when no run of it succeeded, n/a when it
 # did not run
 value() { case " $RAN " in *" $1 "*) col "$1" "$2" | $3 ;; *) echo n/a ;; esac; }
 # line NAME FIELD REDUCE BETTER [SCALE] : one row of the table
 line() {
-  local o f t
-  o=$(value openssh "$2" "$3"); f=$(value openssh-fsync "$2" "$3"); t=$(value tollgate "$2" "$3")
-  if [ "${5:-}" = mib ]; then o=$(mib "$o"); f=$(mib "$f"); t=$(mib "$t"); fi
-  row "$1" "$o" "$f" "$t" "$(ratio "$t" "$o")" "$(ratio "$t" "$f")" "$4"
+  local o f t tf
+  o=$(value openssh "$2" "$3"); f=$(value openssh-fsync "$2" "$3")
+  t=$(value tollgate "$2" "$3"); tf=$(value tollgate-fsync "$2" "$3")
+  if [ "${5:-}" = mib ]; then o=$(mib "$o"); f=$(mib "$f"); t=$(mib "$t"); tf=$(mib "$tf"); fi
+  row "$1" "$o" "$f" "$t" "$tf" "$(ratio "$t" "$o")" "$(ratio "$tf" "$f")" "$4"
 }
 echo
-row test OpenSSH "OpenSSH -f" Tollgate "Tollgate/OpenSSH" "Tollgate/OpenSSH -f" "better"
+row test OpenSSH "OpenSSH -f" Tollgate "Tollgate -f" "Tollgate/OpenSSH" "Tollgate -f/OpenSSH -f" "better"
 line "files/s" 1 median "higher"
 line "put latency p50, ms" 2 median2 "lower"
 line "put latency p99, ms" 3 median2 "lower"
@@ -289,7 +296,12 @@ else
 fi
 echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process;"
 if [ "$DISK_ROWS" = 1 ]; then end=";"; else end=")"; fi
-echo " OpenSSH -f = the same sshd with \`put -f\`, each file synced before its close$end"
+echo " -f = the same server with \`put -f\`, each file synced (fsync@openssh.com) before its close;"
+if [ "${SYNC_UPLOADS:-true}" = false ]; then
+  echo " Tollgate with storage.sync_uploads = false: uploads left to write-back as OpenSSH leaves them$end"
+else
+  echo " Tollgate syncs every upload (file and directory) before recording it, with -f or not$end"
+fi
 [ "$DISK_ROWS" != 1 ] || echo " disk = the bench filesystem's device from before the run to after it and a syncfs (write-back included))"
 [ -z "$PEAK_NOTE" ] || echo "note: $PEAK_NOTE"
 [ -z "$STAMPER_NOTE" ] || echo "note: $STAMPER_NOTE"
