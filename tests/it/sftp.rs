@@ -972,19 +972,33 @@ async fn fsync_puts_an_upload_on_disk_before_its_close_shows_it() {
     }
 }
 
-async fn fsync_an_upload(server: &TestServer) {
-    let home = server.add_user("faye", &[]).await;
+/// A new user's home and a raw SFTP session of theirs (with the connection
+/// carrying it), past its INIT, whose VERSION offered `extension`.
+async fn raw_session_offering(
+    server: &TestServer,
+    user: &str,
+    extension: &str,
+) -> (
+    std::path::PathBuf,
+    crate::support::Connection,
+    russh_sftp::client::RawSftpSession,
+) {
+    let home = server.add_user(user, &[]).await;
     let mut conn = connect(server.addr).await;
-    assert!(login_password(&mut conn, "faye", PASSWORD).await);
+    assert!(login_password(&mut conn, user, PASSWORD).await);
     let raw = russh_sftp::client::RawSftpSession::new(sftp_channel(&conn).await.into_stream());
     let version = raw.init().await.unwrap();
     assert_eq!(
-        version
-            .extensions
-            .get(russh_sftp::extensions::FSYNC)
-            .map(String::as_str),
-        Some("1")
+        version.extensions.get(extension).map(String::as_str),
+        Some("1"),
+        "{extension} offered"
     );
+    (home, conn, raw)
+}
+
+async fn fsync_an_upload(server: &TestServer) {
+    let (home, _conn, raw) =
+        raw_session_offering(server, "faye", russh_sftp::extensions::FSYNC).await;
 
     let data: Vec<u8> = (0..6000u32).map(|i| (i % 251) as u8).collect();
     let flags = OpenFlags::CREATE | OpenFlags::TRUNCATE | OpenFlags::WRITE;
@@ -1042,18 +1056,8 @@ async fn fsync_an_upload(server: &TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limits_extension_states_sizes_that_single_requests_can_use() {
     for_each_database(|server| async move {
-        let home = server.add_user("lena", &[]).await;
-        let mut conn = connect(server.addr).await;
-        assert!(login_password(&mut conn, "lena", PASSWORD).await);
-        let raw = russh_sftp::client::RawSftpSession::new(sftp_channel(&conn).await.into_stream());
-        let version = raw.init().await.unwrap();
-        assert_eq!(
-            version
-                .extensions
-                .get(russh_sftp::extensions::LIMITS)
-                .map(String::as_str),
-            Some("1")
-        );
+        let (home, _conn, raw) =
+            raw_session_offering(&server, "lena", russh_sftp::extensions::LIMITS).await;
         let limits = raw.limits().await.unwrap();
         assert_eq!(
             (
