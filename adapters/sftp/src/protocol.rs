@@ -680,7 +680,6 @@ impl SftpSession {
                 "symbolic links are not allowed",
             ),
             Packet::Extended(extended) if extended.request == LIMITS => limits(extended.id),
-
             Packet::Extended(extended) => status(
                 extended.id,
                 StatusCode::OpUnsupported,
