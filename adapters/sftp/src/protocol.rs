@@ -255,16 +255,6 @@ async fn read_request(reader: &mut (impl AsyncRead + Unpin)) -> Option<Request> 
     }
 }
 
-/// The `N` strings an extended request's data holds, and nothing else.
-fn extension_args<const N: usize>(data: Vec<u8>) -> Option<[String; N]> {
-    let mut data = Bytes::from(data);
-    let mut args: [String; N] = std::array::from_fn(|_| String::new());
-    for arg in &mut args {
-        *arg = String::from_utf8(take_string(&mut data)?.to_vec()).ok()?;
-    }
-    data.is_empty().then_some(args)
-}
-
 fn take_string(body: &mut Bytes) -> Option<Bytes> {
     if body.remaining() < 4 {
         return None;
@@ -273,9 +263,21 @@ fn take_string(body: &mut Bytes) -> Option<Bytes> {
     (body.remaining() >= len).then(|| body.split_to(len))
 }
 
+/// A string field that must be UTF-8, such as a handle.
+fn take_text(body: &mut Bytes) -> Option<String> {
+    String::from_utf8(take_string(body)?.to_vec()).ok()
+}
+
+/// `fsync@openssh.com`'s data: one handle, and nothing else.
+fn parse_fsync(data: Vec<u8>) -> Option<String> {
+    let mut body = Bytes::from(data);
+    let handle = take_text(&mut body)?;
+    body.is_empty().then_some(handle)
+}
+
 /// READ: handle, offset, length.
 fn parse_read(mut body: Bytes) -> Option<(String, u64, u32)> {
-    let handle = String::from_utf8(take_string(&mut body)?.to_vec()).ok()?;
+    let handle = take_text(&mut body)?;
     if body.remaining() != 12 {
         return None;
     }
@@ -284,7 +286,7 @@ fn parse_read(mut body: Bytes) -> Option<(String, u64, u32)> {
 
 /// WRITE: handle, offset, data (a zero-copy slice of the packet).
 fn parse_write(mut body: Bytes) -> Option<(String, u64, Bytes)> {
-    let handle = String::from_utf8(take_string(&mut body)?.to_vec()).ok()?;
+    let handle = take_text(&mut body)?;
     if body.remaining() < 8 {
         return None;
     }
@@ -517,8 +519,8 @@ impl SftpSession {
                 (close.id, close.handle, FileRequest::Close)
             }
             Request::Other(Packet::Extended(extended)) if extended.request == FSYNC => {
-                match extension_args(extended.data) {
-                    Some([handle]) => (extended.id, handle, FileRequest::Sync),
+                match parse_fsync(extended.data) {
+                    Some(handle) => (extended.id, handle, FileRequest::Sync),
                     None => {
                         return self
                             .reply_status(extended.id, StatusCode::BadMessage, "malformed fsync")

@@ -22,7 +22,7 @@ use tollgate_ports::outbound::{
 const STAGING_PREFIX: &str = ".tollgate-part-";
 
 /// Users' namespaces as directories on local disk.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct LocalStorage {
     /// Each root as `canonicalize` found it, the first time it was used:
     /// every operation resolves its path under a root, and resolving the
@@ -30,8 +30,14 @@ pub struct LocalStorage {
     /// later be swapped for a symlink, paths under it resolve elsewhere and
     /// are refused as outside the cached root.
     roots: Arc<RwLock<HashMap<String, PathBuf>>>,
-    /// Whether a commit leaves the file's write-back to the system.
-    unsynced_commits: bool,
+    /// Whether a commit syncs the file and its directory.
+    sync_commits: bool,
+}
+
+impl Default for LocalStorage {
+    fn default() -> Self {
+        LocalStorage::with_sync_commits(true)
+    }
 }
 
 impl LocalStorage {
@@ -46,8 +52,8 @@ impl LocalStorage {
     /// A write handle's `sync` still syncs.
     pub fn with_sync_commits(sync_commits: bool) -> Self {
         LocalStorage {
-            unsynced_commits: !sync_commits,
-            ..LocalStorage::default()
+            roots: Arc::default(),
+            sync_commits,
         }
     }
 
@@ -457,7 +463,7 @@ impl FileStorage for LocalStorage {
 impl LocalStorage {
     /// A write handle of this storage, committed as it says.
     fn boxed(&self, handle: LocalWrite) -> Box<dyn WriteHandle> {
-        Box::new(handle.commit_syncs(!self.unsynced_commits))
+        Box::new(handle.commit_syncs(self.sync_commits))
     }
 
     /// `stat_and_replace` for a path with a symlink on the way (or the
