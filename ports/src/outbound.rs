@@ -128,6 +128,8 @@ pub trait AuditStore: Send + Sync {
     async fn last_seal(&self) -> Result<Option<Seal>, StoreError>;
     /// Appends seals, which must continue the chain without a gap; must
     /// return `Conflict` if another sealer wrote the same positions first.
+    /// Seals derive from the log, so they may be committed without waiting
+    /// for the disk (see `ProjectionStore::commit`).
     async fn append_seals(&self, seals: &[Seal]) -> Result<(), StoreError>;
     /// Up to `limit` seals with position greater than `after`, in order.
     async fn read_seals(&self, after: u64, limit: u32) -> Result<Vec<Seal>, StoreError>;
@@ -135,7 +137,9 @@ pub trait AuditStore: Send + Sync {
     async fn leaf_count(&self) -> Result<u64, StoreError>;
     /// Stores hex leaf hashes at positions `after + 1 ..`, and a
     /// checkpoint, in one transaction; must return `Conflict` (and store
-    /// nothing) if another process stored any of them first.
+    /// nothing) if another process stored any of them first. Leaves alone
+    /// may be committed without waiting for the disk (see
+    /// `ProjectionStore::commit`); with a checkpoint, the commit is durable.
     async fn append_leaves(
         &self,
         after: u64,
@@ -189,6 +193,12 @@ pub trait ProjectionStore: Send + Sync {
     /// Applies `changes` and moves the checkpoint from `from` to `to`,
     /// atomically; must return `Conflict` (and change nothing) when the
     /// checkpoint is no longer `from` because another process moved it.
+    ///
+    /// What it stores derives from the log, so it may be committed without
+    /// waiting for the disk: a crash of the machine may then lose it, but
+    /// only with every commit after it and never an event it was derived
+    /// from, and the subscriber derives it again from its checkpoint. Every
+    /// later durable commit (an event's) makes it durable too.
     async fn commit(
         &self,
         subscriber: &str,

@@ -912,3 +912,41 @@ async fn a_projection_batch_writes_replaces_and_removes_its_documents() {
         assert_eq!(store.checkpoint("tester").await.unwrap(), 2, "{kind}");
     }
 }
+
+/// PostgreSQL commits derived state (read models, seals, leaves) without
+/// waiting for its WAL flush, inside the transaction only: no connection
+/// goes back to the pool with its later commits, events among them,
+/// unflushed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_derived_commit_leaves_no_connection_committing_unflushed() {
+    use tollgate_ports::outbound::{DocChange, ProjectionStore};
+    if !database_kinds().contains(&"postgres") {
+        return;
+    }
+    let (_app, db, _dir) = open("postgres").await;
+    let Database::Postgres(store) = &db else {
+        unreachable!("opened on PostgreSQL");
+    };
+    let projections: Arc<dyn ProjectionStore> = Arc::new(db.clone());
+    for to in 1..=4 {
+        let doc = DocChange {
+            projection: "test_docs".to_string(),
+            key: format!("k{to}"),
+            doc: Some(serde_json::json!({ "n": to })),
+        };
+        projections
+            .commit("tester", to - 1, to, &[doc])
+            .await
+            .unwrap();
+    }
+    let mut held = Vec::new();
+    for _ in 0..store.pool().options().get_max_connections() {
+        let mut conn = store.pool().acquire().await.unwrap();
+        let level: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(level, "on");
+        held.push(conn);
+    }
+}

@@ -55,6 +55,29 @@ impl PostgresStore {
         self.pool.acquire().await
     }
 
+    /// A connection for a write of state derived from the log: the same as
+    /// `write`, its transaction set up by `derive_in`.
+    async fn write_derived(
+        &self,
+    ) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, sqlx::Error> {
+        self.write().await
+    }
+
+    /// Lets a transaction that stores state derived from the log (read
+    /// models and their checkpoints, audit seals and Merkle leaves) commit
+    /// without waiting for its WAL flush. PostgreSQL writes its WAL in
+    /// order and a flush covers everything before it, so a crash loses only
+    /// a suffix of such commits, never one without the events it was
+    /// derived from; the subscriber derives it again from its checkpoint.
+    /// The next commit of an event flushes it, and the WAL writer does
+    /// within a few hundred milliseconds.
+    async fn derive_in(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>) -> Result<(), sqlx::Error> {
+        sqlx::query("SET LOCAL synchronous_commit TO off")
+            .execute(&mut **tx)
+            .await
+            .map(drop)
+    }
+
     pub(crate) async fn get_events<A: Aggregate>(
         &self,
         id: &str,

@@ -66,8 +66,18 @@ macro_rules! log_stores {
     ) -> Result<(), StoreError> {
         // Writing first takes SQLite's write lock at once (a transaction
         // that reads first cannot upgrade once another writer committed).
-        let mut conn = self.write().await.map_err(map_err)?;
+        // Leaves derive from the log; a signed checkpoint, once shown, is
+        // kept as durably as the events.
+        let mut conn = if checkpoint.is_some() {
+            self.write().await
+        } else {
+            self.write_derived().await
+        }
+        .map_err(map_err)?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+        if checkpoint.is_none() {
+            Self::derive_in(&mut tx).await.map_err(map_err)?;
+        }
         let numbered: Vec<(i64, &String)> = leaves
             .iter()
             .enumerate()
@@ -191,9 +201,11 @@ macro_rules! log_stores {
 
     pub(crate) async fn append_seals(&self, seals: &[Seal]) -> Result<(), StoreError> {
         // One statement per chunk: a round trip per row is what a sealer
-        // following a busy log cannot afford on PostgreSQL.
-        let mut conn = self.write().await.map_err(map_err)?;
+        // following a busy log cannot afford on PostgreSQL. Seals derive
+        // from the log.
+        let mut conn = self.write_derived().await.map_err(map_err)?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+        Self::derive_in(&mut tx).await.map_err(map_err)?;
         for chunk in seals.chunks(crate::shared::INSERT_CHUNK) {
             let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
                 "INSERT INTO audit_seals (position, event_id, hash) ",
@@ -235,8 +247,10 @@ macro_rules! log_stores {
         to: u64,
         changes: &[DocChange],
     ) -> Result<(), StoreError> {
-        let mut conn = self.write().await.map_err(map_err)?;
+        // Read models and checkpoints derive from the log.
+        let mut conn = self.write_derived().await.map_err(map_err)?;
         let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+        Self::derive_in(&mut tx).await.map_err(map_err)?;
         // Compare-and-set: a subscriber running in two processes must not
         // move the checkpoint backwards or apply a batch twice. No row is
         // position 0, so only a batch read from the start may create it: a

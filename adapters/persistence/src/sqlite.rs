@@ -30,7 +30,7 @@ pub struct SqliteStore {
     /// (appends waited up to half a second under 32 concurrent sessions),
     /// and no ping follows each use as it does on a pool's release. Reads
     /// use `pool` and, in WAL mode, never wait for the writer.
-    writer: Arc<Mutex<SqliteConnection>>,
+    writer: Arc<Mutex<Writer>>,
     /// Event appends waiting for the group committer (see `commit_groups`).
     appends: mpsc::UnboundedSender<Append>,
 }
@@ -80,6 +80,56 @@ impl NewEvent {
 /// Appends of different commands committed together, at most.
 const GROUP: usize = 256;
 
+/// The write connection, and whether its commits wait for the disk.
+///
+/// Events always do: an event acknowledged to a client must survive a
+/// power loss. What subscribers store (read models and their checkpoints,
+/// audit seals and Merkle leaves) is derived from the events, so it may
+/// commit without a sync (`PRAGMA synchronous = NORMAL`). The WAL is
+/// written in commit order and a sync covers everything written before
+/// it: after a power loss the database holds a prefix of its commits,
+/// every derived commit with the events it was derived from, and a
+/// subscriber whose last commits were lost derives them again from its
+/// checkpoint. A derived commit is made durable by the next event commit,
+/// or by the next checkpoint of the WAL, whichever comes first.
+struct Writer {
+    conn: SqliteConnection,
+    /// Whether commits sync the WAL (`synchronous = FULL`).
+    durable: bool,
+}
+
+impl Writer {
+    /// Sets whether the next commits sync the WAL, unless they already do
+    /// as asked. The setting is the connection's, not the transaction's.
+    async fn sync_commits(&mut self, durable: bool) -> Result<(), sqlx::Error> {
+        if self.durable != durable {
+            let level = if durable { "FULL" } else { "NORMAL" };
+            sqlx::query(&format!("PRAGMA synchronous = {level}"))
+                .execute(&mut self.conn)
+                .await?;
+            self.durable = durable;
+        }
+        Ok(())
+    }
+}
+
+/// The write connection, lent to one writer at a time.
+pub(crate) struct WriteGuard<'a>(MutexGuard<'a, Writer>);
+
+impl std::ops::Deref for WriteGuard<'_> {
+    type Target = SqliteConnection;
+
+    fn deref(&self) -> &SqliteConnection {
+        &self.0.conn
+    }
+}
+
+impl std::ops::DerefMut for WriteGuard<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.0.conn
+    }
+}
+
 impl SqliteStore {
     /// Opens (creating if missing) and migrates the database at `url`.
     pub async fn connect(url: &str) -> Result<Self, ConnectError> {
@@ -106,9 +156,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(ConnectError::Migrate)?;
-        let writer = Arc::new(Mutex::new(
-            options.connect().await.map_err(ConnectError::Database)?,
-        ));
+        let writer = Arc::new(Mutex::new(Writer {
+            conn: options.connect().await.map_err(ConnectError::Database)?,
+            durable: true,
+        }));
         let (appends, queue) = mpsc::unbounded_channel();
         tokio::spawn(commit_groups(writer.clone(), queue));
         Ok(SqliteStore {
@@ -123,9 +174,26 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// The connection for writes, once every earlier writer is done.
-    async fn write(&self) -> Result<MutexGuard<'_, SqliteConnection>, sqlx::Error> {
-        Ok(self.writer.lock().await)
+    /// The connection for writes, once every earlier writer is done; its
+    /// commits wait for the disk.
+    async fn write(&self) -> Result<WriteGuard<'_>, sqlx::Error> {
+        let mut writer = self.writer.lock().await;
+        writer.sync_commits(true).await?;
+        Ok(WriteGuard(writer))
+    }
+
+    /// The connection for a write of state derived from the log (see
+    /// `Writer`); its commits do not wait for the disk.
+    async fn write_derived(&self) -> Result<WriteGuard<'_>, sqlx::Error> {
+        let mut writer = self.writer.lock().await;
+        writer.sync_commits(false).await?;
+        Ok(WriteGuard(writer))
+    }
+
+    /// A derived write's transaction needs nothing more on SQLite: the
+    /// connection was set up by `write_derived`.
+    async fn derive_in(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), sqlx::Error> {
+        Ok(())
     }
 
     /// Closes the pool; the writer closes with the last clone of the store.
@@ -250,21 +318,29 @@ impl SqliteStore {
 /// refuses (it lost an optimistic-concurrency race, or a constraint or
 /// trigger refused an event) fails alone; any other failure fails the whole
 /// group, rolled back. Positions follow the order of the queue.
-async fn commit_groups(
-    writer: Arc<Mutex<SqliteConnection>>,
-    mut queue: mpsc::UnboundedReceiver<Append>,
-) {
+async fn commit_groups(writer: Arc<Mutex<Writer>>, mut queue: mpsc::UnboundedReceiver<Append>) {
     let mut group = Vec::with_capacity(GROUP);
     while queue.recv_many(&mut group, GROUP).await > 0 {
-        let mut conn = writer.lock().await;
-        let outcomes = if let [only] = group.as_slice() {
+        let mut writer = writer.lock().await;
+        let outcomes = if let Err(err) = writer.sync_commits(true).await {
+            // Never an event committed without its sync.
+            let err = err.to_string();
+            group
+                .iter()
+                .map(|_| {
+                    Err(PersistenceError::UnknownError(
+                        format!("cannot make the event log's commits durable: {err}").into(),
+                    ))
+                })
+                .collect()
+        } else if let [only] = group.as_slice() {
             // Alone: one statement is its own transaction.
             vec![
-                insert_events(&mut conn, &only.events)
+                insert_events(&mut writer.conn, &only.events)
                     .await
                     .map_err(Into::into),
             ]
-        } else if insert_events(&mut conn, group.iter().flat_map(|a| &a.events))
+        } else if insert_events(&mut writer.conn, group.iter().flat_map(|a| &a.events))
             .await
             .is_ok()
         {
@@ -272,9 +348,9 @@ async fn commit_groups(
         } else {
             // Refused or failed as a whole (and undone as a whole): each
             // command on its own finds out which of them it was.
-            commit_group(&mut conn, &group).await
+            commit_group(&mut writer.conn, &group).await
         };
-        drop(conn);
+        drop(writer);
         for (append, outcome) in group.drain(..).zip(outcomes) {
             let _ = append.done.send(outcome);
         }

@@ -113,3 +113,51 @@ async fn groups_of_any_size_append_in_order() {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
 }
+
+/// The `synchronous` level the write connection's next commit uses:
+/// 1 is NORMAL (no sync), 2 is FULL.
+async fn sync_level(store: &SqliteStore) -> i64 {
+    let mut writer = store.writer.lock().await;
+    sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut writer.conn)
+        .await
+        .unwrap()
+}
+
+/// Derived state (a read model, seals, leaves) commits without a sync; an
+/// event appended after it is synced, and with it everything before.
+#[tokio::test]
+async fn derived_state_commits_unsynced_and_the_next_event_syncs() {
+    let path = std::env::temp_dir().join(format!("tollgate-sync-{}.db", uuid::Uuid::new_v4()));
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert_eq!(sync_level(&store).await, 2, "a new store syncs");
+    let doc = DocChange {
+        projection: "users".to_string(),
+        key: "alice".to_string(),
+        doc: Some(json!({"name": "alice"})),
+    };
+    store.commit("projector", 0, 1, &[doc]).await.unwrap();
+    assert_eq!(sync_level(&store).await, 1, "a read model's commit");
+    store
+        .persist(&[event(1, json!({"n": 1}))], None)
+        .await
+        .unwrap();
+    assert_eq!(sync_level(&store).await, 2, "an event's commit");
+    let seal = Seal {
+        position: 1,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        hash: "00".repeat(32),
+    };
+    store.append_seals(&[seal]).await.unwrap();
+    assert_eq!(sync_level(&store).await, 1, "a seal's commit");
+    // Any other write waits for the disk, as events do.
+    store.prune("prune-1", &[1]).await.unwrap();
+    assert_eq!(sync_level(&store).await, 2, "a prune's commit");
+    store.close().await;
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
