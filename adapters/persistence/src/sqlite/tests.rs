@@ -44,16 +44,31 @@ fn event_rows_hold_each_document_as_the_string_of_its_text() {
     assert_eq!(event_rows(&[]), "[]");
 }
 
+/// A store on a new database file in the temporary directory.
+async fn temp_store(name: &str) -> (SqliteStore, std::path::PathBuf) {
+    let path = std::env::temp_dir().join(format!("tollgate-{name}-{}.db", uuid::Uuid::new_v4()));
+    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    (store, path)
+}
+
+/// Closes `store` and removes its files.
+async fn remove_store(store: SqliteStore, path: &std::path::Path) {
+    store.close().await;
+    drop(store);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}
+
 /// Groups of any size land at the next positions, in order, each event as
 /// it was sent: bound as rows (one event, a number between two powers of
 /// two, the most one statement binds) or as JSON (one more than that). A
 /// group with a taken sequence number leaves nothing behind.
 #[tokio::test]
 async fn groups_of_any_size_append_in_order() {
-    let path = std::env::temp_dir().join(format!("tollgate-groups-{}.db", uuid::Uuid::new_v4()));
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let (store, path) = temp_store("groups").await;
     let append = |events: &[SerializedEvent]| {
         let new: Vec<NewEvent> = events.iter().map(NewEvent::new).collect();
         let store = store.clone();
@@ -107,11 +122,7 @@ async fn groups_of_any_size_append_in_order() {
         let metadata: Value = serde_json::from_str(row.get("metadata")).unwrap();
         assert_eq!(metadata, event.metadata);
     }
-    store.close().await;
-    drop(store);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_store(store, &path).await;
 }
 
 /// The `synchronous` level the write connection's next commit uses:
@@ -128,10 +139,7 @@ async fn sync_level(store: &SqliteStore) -> i64 {
 /// event appended after it is synced, and with it everything before.
 #[tokio::test]
 async fn derived_state_commits_unsynced_and_the_next_event_syncs() {
-    let path = std::env::temp_dir().join(format!("tollgate-sync-{}.db", uuid::Uuid::new_v4()));
-    let store = SqliteStore::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let (store, path) = temp_store("sync").await;
     assert_eq!(sync_level(&store).await, 2, "a new store syncs");
     let doc = DocChange {
         projection: "users".to_string(),
@@ -155,9 +163,5 @@ async fn derived_state_commits_unsynced_and_the_next_event_syncs() {
     // Any other write waits for the disk, as events do.
     store.prune("prune-1", &[1]).await.unwrap();
     assert_eq!(sync_level(&store).await, 2, "a prune's commit");
-    store.close().await;
-    drop(store);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
-    }
+    remove_store(store, &path).await;
 }
