@@ -328,8 +328,10 @@ pub trait WriteHandle: Send + Sync {
     /// The current size of what is written.
     async fn size(&mut self) -> Result<u64, StorageError>;
     /// Makes what is written so far durable without making it visible (a
-    /// client's `fsync`); `Unsupported` where the backend holds written
-    /// bytes durably only once they are committed.
+    /// client's `fsync`). A backend that keeps an upload only at its
+    /// commit, which is durable, answers at once for a new file (nothing of
+    /// it exists before the commit) and `Unsupported` for a rewrite of a
+    /// file that exists (which stays as it was until the commit).
     async fn sync(&mut self) -> Result<(), StorageError>;
     /// Makes the content durable and visible under the target name;
     /// returns the final size.

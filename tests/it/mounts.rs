@@ -18,9 +18,13 @@ use tollgate_ports::outbound::{FileStorage, WriteMode};
 use crate::http::{Https, ROOT};
 use crate::support::{PASSWORD, refused, sftp};
 
+/// Uploads `data` as a new file, flushed before its close as
+/// `tokio::io::copy` does: the client sends `fsync@openssh.com`, which
+/// every kind of folder takes for a new file.
 async fn write_file(session: &SftpSession, path: &str, data: &[u8]) {
     let mut file = session.create(path).await.expect("create");
     file.write_all(data).await.expect("write");
+    file.flush().await.expect("flush");
     file.shutdown().await.expect("close");
 }
 
@@ -467,6 +471,14 @@ async fn object_store_and_sftp_folders_carry_uploads_downloads_and_resumes() {
             .await
             .unwrap();
         file.write_all(&tail).await.unwrap();
+        // An object store keeps the appended bytes only at the close, so
+        // it refuses to sync them before; the remote SFTP server syncs.
+        let flushed = file.flush().await;
+        assert_eq!(
+            flushed.is_err(),
+            !dir.starts_with("/sftp-"),
+            "{path}: a flush of an append: {flushed:?}"
+        );
         file.shutdown().await.unwrap();
         let mut file = session.open(&path).await.unwrap();
         file.seek(SeekFrom::Start(data.len() as u64 - 10))

@@ -584,7 +584,20 @@ async fn synced_writes(storage: &dyn FileStorage, root: &str) {
     whole.extend_from_slice(&more[..10_000]);
     let mut handle = open(WriteMode::InPlace).await;
     write_all(handle.as_mut(), 100_000, &more[..10_000]).await;
-    handle.sync().await.expect("sync in place");
+    match handle.sync().await {
+        Ok(()) => {}
+        // An object store keeps the rewrite of an object only at its commit.
+        Err(err) if err.kind == StorageErrorKind::Unsupported => {
+            handle.abort().await.expect("abort an unsyncable rewrite");
+            assert_eq!(get(storage, root, "/synced.bin", 32_768).await, data);
+            storage
+                .remove(root, &vp("/synced.bin"))
+                .await
+                .expect("remove synced");
+            return;
+        }
+        Err(err) => panic!("sync in place: {err:?} {:?}", err.source),
+    }
     assert_eq!(
         get(storage, root, "/synced.bin", 32_768).await,
         whole,

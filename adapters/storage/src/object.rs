@@ -1434,10 +1434,19 @@ impl WriteHandle for ObjectWrite {
         Ok(self.state().parts.written())
     }
 
+    /// An object store keeps an upload only at its commit, which is
+    /// durable. A new object has nothing to sync before it: it is not
+    /// there at all until then, as a staged local upload a crash would
+    /// lose is not, so the sync answers at once. A write over an existing
+    /// object leaves that object as it was until the commit, where a local
+    /// file would hold the synced bytes: `Unsupported`.
     async fn sync(&mut self) -> Result<(), StorageError> {
+        if self.state().base.is_none() {
+            return Ok(());
+        }
         Err(described(
             StorageErrorKind::Unsupported,
-            "an object store keeps an upload only once it is committed",
+            "an object store keeps a rewrite of an object only once it is committed",
         ))
     }
 
