@@ -324,15 +324,10 @@ async fn commit_groups(writer: Arc<Mutex<Writer>>, mut queue: mpsc::UnboundedRec
         let mut writer = writer.lock().await;
         let outcomes = if let Err(err) = writer.sync_commits(true).await {
             // Never an event committed without its sync.
-            let err = err.to_string();
-            group
-                .iter()
-                .map(|_| {
-                    Err(PersistenceError::UnknownError(
-                        format!("cannot make the event log's commits durable: {err}").into(),
-                    ))
-                })
-                .collect()
+            failed_all(
+                &group,
+                format_args!("cannot make the event log's commits durable: {err}"),
+            )
         } else if let [only] = group.as_slice() {
             // Alone: one statement is its own transaction.
             vec![
@@ -375,27 +370,29 @@ impl From<AppendError> for PersistenceError {
     }
 }
 
+/// The same failure, `why`, for every append of `group`.
+fn failed_all(group: &[Append], why: std::fmt::Arguments<'_>) -> Vec<Result<(), PersistenceError>> {
+    let why = why.to_string();
+    group
+        .iter()
+        .map(|_| Err(PersistenceError::UnknownError(why.clone().into())))
+        .collect()
+}
+
 /// One transaction for `group`, an INSERT per command; the outcome of each
 /// append, in order.
 async fn commit_group(
     conn: &mut SqliteConnection,
     group: &[Append],
 ) -> Vec<Result<(), PersistenceError>> {
-    let failed_all = |err: &dyn std::fmt::Display| {
-        group
-            .iter()
-            .map(|_| {
-                Err(PersistenceError::UnknownError(
-                    format!("the group of appends failed: {err}").into(),
-                ))
-            })
-            .collect()
+    let failed = |err: &dyn std::fmt::Display| {
+        failed_all(group, format_args!("the group of appends failed: {err}"))
     };
     if let Err(err) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
         // Should a transaction have been left open, the next group starts
         // clean (with none open this fails harmlessly).
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        return failed_all(&err);
+        return failed(&err);
     }
     let mut outcomes = Vec::with_capacity(group.len());
     for append in group {
@@ -404,7 +401,7 @@ async fn commit_group(
             Err(AppendError::Refused(err)) => outcomes.push(Err(err)),
             Err(AppendError::Failed(err)) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                return failed_all(&err);
+                return failed(&err);
             }
         }
     }
@@ -412,7 +409,7 @@ async fn commit_group(
         Ok(_) => outcomes,
         Err(err) => {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            failed_all(&err)
+            failed(&err)
         }
     }
 }
