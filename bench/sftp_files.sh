@@ -39,6 +39,10 @@
 #   journal's commits, and the KiB written to the device. Counted from a syncfs before the run to
 #   one after it, so a run starts with nothing of the last one left to write back, and its own
 #   write-back is counted, synced or not. These are what each server's durability costs the disk.
+# * machine idle and stolen: shares of the whole machine's CPU time over the span files/s is timed
+#   on, from /proc/stat. Idle (waiting for I/O included) is time no process could use: a run with
+#   little of it was bound by the cores, one with much by waits. Stolen is time the hypervisor gave
+#   to other guests, which is what makes this machine's speed drift from hour to hour.
 # After each run, the files on the server's disk are checked: the count in each session's
 # directory, every size, and every SHA-256 against the source.
 #
@@ -59,6 +63,10 @@
 #        SYNC_UPLOADS (true)  false: Tollgate with storage.sync_uploads off (see above)
 #        TOLLGATE_BIN (target/release/tollgate; built with `cargo build --release` when missing)
 #        BUILD_JOBS   (1)       -j for that build
+#        PROFILE  ()     a command run for each run's put phase (START=together only): started once
+#                 every session has logged in, before the start signal, and sent SIGTERM when the
+#                 last client has exited; %r in it becomes SERVER-rRUN. E.g. to see whose CPU the
+#                 puts take: PROFILE="perf record -a -F 999 -o /tmp/puts-%r.data"
 #
 # A benchmark, not a test: no thresholds. It exits non-zero when a client fails or the files on
 # a server are not all there with the right content.
@@ -74,6 +82,7 @@ REPEAT=${REPEAT:-3}
 CIPHER=${CIPHER:-}
 START=${START:-staggered}
 case $START in staggered|together) ;; *) echo "START must be staggered or together" >&2; exit 2 ;; esac
+[ -z "${PROFILE:-}" ] || [ "$START" = together ] || { echo "PROFILE needs START=together" >&2; exit 2; }
 for v in SESSIONS FILES FILE_KB REPEAT; do
   case ${!v} in ''|*[!0-9]*|0) echo "$v must be a positive integer" >&2; exit 2 ;; esac
 done
@@ -139,7 +148,7 @@ mkdir -p "$TMP/results"
 # run_one SERVER RUN : one run of all sessions against SERVER; a line of figures in
 # $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib
 run_one() {
-  local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=()
+  local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=() profiler= ticks0 ticks1
   case $server in
     tollgate|tollgate-fsync)
       user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME measured=tollgate
@@ -172,6 +181,7 @@ run_one() {
   disk_mark
   measure_start "$measured"
   t0=$EPOCHREALTIME
+  ticks0=$(cpu_ticks)
   for s in $(seq -f '%02g' "$SESSIONS"); do
     session "$server" "$user" "$pass" "$port" "$out/s$s.batch" "$out/s$s" &
     clients+=("$!")
@@ -181,11 +191,23 @@ run_one() {
       # Logged in once its first command is echoed; a client that failed never gets there.
       until grep -q 'sftp>' "$out/s$s.stamps" 2>/dev/null || [ -e "$out/s$s.rc" ]; do sleep 0.02; done
     done
+    if [ -n "${PROFILE:-}" ]; then
+      # shellcheck disable=SC2086  # the command's words
+      ${PROFILE//%r/$server-r$run} &
+      profiler=$!
+      sleep 1   # let it start before the puts do
+    fi
     t0=$EPOCHREALTIME
+    ticks0=$(cpu_ticks)
     printf '%*s' "$SESSIONS" '' >&3
   fi
   wait "${clients[@]}" || true   # not a bare wait: the memory sampler runs in the background too
+  if [ -n "$profiler" ]; then
+    kill -TERM "$profiler" 2>/dev/null || true
+    wait "$profiler" || true
+  fi
   t1=$EPOCHREALTIME
+  ticks1=$(cpu_ticks)
   measure_stop "$measured"
   disk_delta
   [ "$START" = staggered ] || exec 3>&-
@@ -228,12 +250,28 @@ run_one() {
   cpu=-
   [ -z "$CPU_US" ] || cpu=$(awk -v us="$CPU_US" 'BEGIN { printf "%.2f", us / 1e6 }')
   echo "$files_s $p50 $p99 $login $cpu ${HWM_KIB:--} ${SUM_KIB:--} $(per_file "$DISK_FLUSHES")" \
-    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB")" >>"$TMP/results/$server"
+    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $(cpu_share "$ticks0" "$ticks1")" \
+    >>"$TMP/results/$server"
   echo "# $server run $run: $((SESSIONS * FILES)) files in ${secs}s = $files_s files/s; put p50 $p50 ms," \
     "p99 $p99 ms, max $(percentile 100 <"$out/latency") ms; login median ${login}s, max" \
     "$(percentile 100 <"$out/login")s; server CPU ${cpu}s; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
     "processes $(mib "$SUM_KIB") MiB); disk: $DISK_FLUSHES flushes, $DISK_COMMITS journal commits," \
-    "$DISK_KIB KiB written; files checked" >&2
+    "$DISK_KIB KiB written; machine idle and stolen: $(cpu_share "$ticks0" "$ticks1" | awk '{ print $1 "% " $2 "%" }');" \
+    "files checked" >&2
+}
+
+# cpu_ticks : the machine's CPU time so far, in clock ticks: busy, idle (waiting for I/O included)
+# and stolen by the hypervisor, from the first line of /proc/stat
+cpu_ticks() {
+  awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8, $5 + $6, $9; exit }' /proc/stat
+}
+
+# cpu_share "BUSY IDLE STEAL" "BUSY IDLE STEAL" : the idle and stolen shares (%) of the time between
+cpu_share() {
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
+    busy = y[1] - x[1]; idle = y[2] - x[2]; steal = y[3] - x[3]; t = busy + idle + steal
+    if (t <= 0) { print "- -"; exit }
+    printf "%.1f %.1f", 100 * idle / t, 100 * steal / t }'
 }
 
 # per_file COUNT : COUNT divided by the files of a run (- stays -)
@@ -261,13 +299,15 @@ row() { printf '%-40s %10s %12s %10s %12s %17s %25s  %s\n' "$@"; }
 # value SERVER FIELD REDUCE : that server's figure, "failed" when no run of it succeeded, n/a when it
 # did not run
 value() { case " $RAN " in *" $1 "*) col "$1" "$2" | $3 ;; *) echo n/a ;; esac; }
-# line NAME FIELD REDUCE BETTER [SCALE] : one row of the table
+# line NAME FIELD REDUCE BETTER [SCALE] : one row of the table; a row whose BETTER is "context"
+# (neither higher nor lower is better) has no ratios
 line() {
-  local o f t tf
+  local o f t tf r=n/a rf=n/a
   o=$(value openssh "$2" "$3"); f=$(value openssh-fsync "$2" "$3")
   t=$(value tollgate "$2" "$3"); tf=$(value tollgate-fsync "$2" "$3")
   if [ "${5:-}" = mib ]; then o=$(mib "$o"); f=$(mib "$f"); t=$(mib "$t"); tf=$(mib "$tf"); fi
-  row "$1" "$o" "$f" "$t" "$tf" "$(ratio "$t" "$o")" "$(ratio "$tf" "$f")" "$4"
+  [ "$4" = context ] || { r=$(ratio "$t" "$o"); rf=$(ratio "$tf" "$f"); }
+  row "$1" "$o" "$f" "$t" "$tf" "$r" "$rf" "$4"
 }
 echo
 row test OpenSSH "OpenSSH -f" Tollgate "Tollgate -f" "Tollgate/OpenSSH" "Tollgate -f/OpenSSH -f" "better"
@@ -286,6 +326,8 @@ if [ "$DISK_ROWS" = 1 ]; then
   line "journal commits per file" 9 median2 "lower"
   line "KiB written to disk per file" 10 median2 "lower"
 fi
+line "machine idle, %" 11 median2 "context"
+line "machine CPU stolen by the hypervisor, %" 12 median2 "context"
 echo "($SESSIONS concurrent \`sftp -b\` sessions x $FILES files x $FILE_KB KiB, $((SESSIONS * FILES)) files per run;" \
   "median of $REPEAT run(s), peak RSS the largest;"
 if [ "$START" = together ]; then
@@ -295,6 +337,8 @@ else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
 echo " RSS sum = the largest sum of VmRSS over the server's processes at one 100 ms sample, shared pages counted per process;"
+echo " idle, stolen = shares of the whole machine's CPU time over the span files/s is timed on (/proc/stat); idle includes"
+echo "   waiting for I/O: cores no process could use, while stolen went to other guests of the host;"
 if [ "$DISK_ROWS" = 1 ]; then end=";"; else end=")"; fi
 echo " -f = the same server with \`put -f\`, each file synced (fsync@openssh.com) before its close;"
 if [ "${SYNC_UPLOADS:-true}" = false ]; then
