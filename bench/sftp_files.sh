@@ -42,7 +42,7 @@
 # * machine idle and stolen: shares of the whole machine's CPU time over the span files/s is timed
 #   on, from /proc/stat. Idle (waiting for I/O included) is time no process could use: a run with
 #   little of it was bound by the cores, one with much by waits. Stolen is time the hypervisor gave
-#   to other guests, which is what makes this machine's speed drift from hour to hour.
+#   to other guests instead.
 # After each run, the files on the server's disk are checked: the count in each session's
 # directory, every size, and every SHA-256 against the source.
 #
@@ -146,7 +146,8 @@ FAILURES=0
 RAN=   # the servers run, whether or not they failed
 mkdir -p "$TMP/results"
 # run_one SERVER RUN : one run of all sessions against SERVER; a line of figures in
-# $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib
+# $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib, then per file
+# flushes journal_commits kib_written, then idle_% stolen_%
 run_one() {
   local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=() profiler= ticks0 ticks1
   case $server in
@@ -202,12 +203,13 @@ run_one() {
     printf '%*s' "$SESSIONS" '' >&3
   fi
   wait "${clients[@]}" || true   # not a bare wait: the memory sampler runs in the background too
+  t1=$EPOCHREALTIME
+  ticks1=$(cpu_ticks)
   if [ -n "$profiler" ]; then
+    # After the clock stops: a profiler writing its data out is not the servers' time.
     kill -TERM "$profiler" 2>/dev/null || true
     wait "$profiler" || true
   fi
-  t1=$EPOCHREALTIME
-  ticks1=$(cpu_ticks)
   measure_stop "$measured"
   disk_delta
   [ "$START" = staggered ] || exec 3>&-
