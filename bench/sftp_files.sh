@@ -244,21 +244,21 @@ run_one() {
     echo "# $server run $run: FAILED (${secs}s)" >&2
     return 0
   fi
-  local files_s p50 p99 login cpu
+  local files_s p50 p99 login cpu idle stolen
   files_s=$(awk -v n=$((SESSIONS * FILES)) -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
   p50=$(percentile 50 <"$out/latency")
   p99=$(percentile 99 <"$out/latency")
   login=$(median2 <"$out/login")
   cpu=-
   [ -z "$CPU_US" ] || cpu=$(awk -v us="$CPU_US" 'BEGIN { printf "%.2f", us / 1e6 }')
+  read -r idle stolen < <(cpu_share "$ticks0" "$ticks1")
   echo "$files_s $p50 $p99 $login $cpu ${HWM_KIB:--} ${SUM_KIB:--} $(per_file "$DISK_FLUSHES")" \
-    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $(cpu_share "$ticks0" "$ticks1")" \
-    >>"$TMP/results/$server"
+    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $idle $stolen" >>"$TMP/results/$server"
   echo "# $server run $run: $((SESSIONS * FILES)) files in ${secs}s = $files_s files/s; put p50 $p50 ms," \
     "p99 $p99 ms, max $(percentile 100 <"$out/latency") ms; login median ${login}s, max" \
     "$(percentile 100 <"$out/login")s; server CPU ${cpu}s; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
     "processes $(mib "$SUM_KIB") MiB); disk: $DISK_FLUSHES flushes, $DISK_COMMITS journal commits," \
-    "$DISK_KIB KiB written; machine idle and stolen: $(cpu_share "$ticks0" "$ticks1" | awk '{ print $1 "% " $2 "%" }');" \
+    "$DISK_KIB KiB written; machine idle and stolen: $idle% $stolen%;" \
     "files checked" >&2
 }
 
@@ -273,7 +273,7 @@ cpu_share() {
   awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ")
     busy = y[1] - x[1]; idle = y[2] - x[2]; steal = y[3] - x[3]; t = busy + idle + steal
     if (t <= 0) { print "- -"; exit }
-    printf "%.1f %.1f", 100 * idle / t, 100 * steal / t }'
+    printf "%.1f %.1f\n", 100 * idle / t, 100 * steal / t }'
 }
 
 # per_file COUNT : COUNT divided by the files of a run (- stays -)
