@@ -24,25 +24,47 @@ clean_tollgate_env() {
   done < <(compgen -e | grep '^TOLLGATE_' || true)
 }
 
-# serve_tollgate BIN DIR : starts `BIN serve` on ephemeral ports with its
-# output in DIR/serve.out and DIR/serve.err; sets SERVER_PID.
+# serve_tollgate BIN DIR [FDS] : starts `BIN serve` on ephemeral ports with
+# its output in DIR/serve.out and DIR/serve.err; sets SERVER_PID. With FDS,
+# the server may have at most FDS file descriptors open.
 serve_tollgate() {
-  "$1" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0 \
-    >"$2/serve.out" 2>"$2/serve.err" &
+  (
+    [ -z "${3:-}" ] || ulimit -n "$3"
+    exec "$1" serve --listen-sftp 127.0.0.1:0 --listen-http 127.0.0.1:0 --listen-ftp 127.0.0.1:0
+  ) >"$2/serve.out" 2>"$2/serve.err" &
   SERVER_PID=$!
 }
 
-# listening DIR KIND : waits (up to 30 s) for the server's "listening" line
-# of KIND (sftp, ftp, http) and prints its address; empty when it never came.
+# listening DIR KIND [PID] : waits (up to 30 s) for the "listening" line of
+# KIND (sftp, ftp, http) from the server whose output is in DIR (process PID,
+# SERVER_PID by default) and prints its address; empty when it never came.
 listening() {
-  local addr= _
+  local addr= _ pid=${3:-$SERVER_PID}
   for _ in $(seq 300); do
     addr=$(jq -r --arg k "$2" 'select(.listening == $k) | .address' "$1/serve.out" 2>/dev/null | head -1 || true)
     [ -n "$addr" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
+    kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
   printf '%s' "$addr"
+}
+
+# hold_connections HOST PORT COUNT SECONDS : opens COUNT TCP connections to
+# HOST:PORT that never send a byte, holds them SECONDS, closes them, and
+# prints how many it held. A server limited in file descriptors (see
+# serve_tollgate) runs out of them this way.
+hold_connections() {
+  python3 - "$@" <<'PY'
+import resource, socket, sys, time
+host, port, count, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+held = [socket.create_connection((host, port), timeout=10) for _ in range(count)]
+time.sleep(seconds)
+for s in held:
+    s.close()
+print(f"held {len(held)} connections")
+PY
 }
 
 # stop_server : stops the server started by serve_tollgate, if any.

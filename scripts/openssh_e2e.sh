@@ -26,14 +26,19 @@ export LC_ALL=C.UTF-8   # so that sftp prints UTF-8 names as they are
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tollgate-e2e.XXXXXX")
 export TOLLGATE_DATA_DIR=$TMP/data
 SERVER_PID=
+LOW_FD_PID=
+# stop PID : stops a server started here (SIGTERM, then SIGKILL after 5 s)
+stop() {
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+  kill "$1" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 cleanup() {
   local rc=$?
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
+  stop "$LOW_FD_PID"
+  stop "$SERVER_PID"
   if [ "${KEEP:-0}" = 1 ]; then echo "# kept $TMP" >&2; else rm -rf "$TMP"; fi
   exit "$rc"
 }
@@ -91,8 +96,9 @@ fi
 pass "server starts and prints its address ($ADDR)"
 HOST=${ADDR%:*}; PORT=${ADDR##*:}
 
-SSH_OPTS=(-oBatchMode=no -oStrictHostKeyChecking=no -oUserKnownHostsFile=/dev/null -oLogLevel=ERROR
-          -oConnectTimeout=20 -oNumberOfPasswordPrompts=1 -P "$PORT")
+SSH_COMMON=(-oBatchMode=no -oStrictHostKeyChecking=no -oUserKnownHostsFile=/dev/null -oLogLevel=ERROR
+            -oConnectTimeout=20 -oNumberOfPasswordPrompts=1)
+SSH_OPTS=("${SSH_COMMON[@]}" -P "$PORT")
 PW_OPTS=(-oPubkeyAuthentication=no -oPreferredAuthentications=password)
 KEY_OPTS=(-oIdentitiesOnly=yes -i "$TMP/id_ed25519" -oPreferredAuthentications=publickey -oPasswordAuthentication=no)
 
@@ -394,6 +400,42 @@ if [ "$audit_rc" -eq 0 ] && grep -q '^OK' "$TMP/audit.out"; then pass "audit ver
 else fail "audit verify (exit $audit_rc)" "$(cat "$TMP/audit.out")" "$(tail -5 "$TMP/cli.err" 2>/dev/null)"; fi
 
 check "server still running" kill -0 "$SERVER_PID"
+
+# ---------------------------------------------------------------- out of file descriptors
+# A server that has run out of file descriptors cannot accept a connection; once some are free again
+# it must accept the next as before. A second server, on the same data directory, runs with a low
+# limit while TCP connections that never send an SSH greeting take every descriptor it has left.
+LOW_FDS=256
+mkdir -p "$TMP/low_fd"
+MAIN_PID=$SERVER_PID
+serve_tollgate "$BIN" "$TMP/low_fd" "$LOW_FDS"
+LOW_FD_PID=$SERVER_PID SERVER_PID=$MAIN_PID
+LOW_ADDR=$(listening "$TMP/low_fd" sftp "$LOW_FD_PID")
+if [ -z "$LOW_ADDR" ]; then
+  fail "a server limited to $LOW_FDS descriptors starts" "$(tail -20 "$TMP/low_fd/serve.err")"
+else
+  hold_connections "$HOST" "${LOW_ADDR##*:}" $((LOW_FDS + 64)) 2 >"$TMP/low_fd/clients.out" 2>&1 || true
+  refused=$(grep -c "cannot accept an SSH connection" "$TMP/low_fd/serve.err" || true)
+  # Each failed accept is followed by a pause, so two seconds out of descriptors make a few dozen
+  # of these lines; a loop retrying at once would make hundreds of thousands.
+  if [ "$refused" -ge 1 ] && [ "$refused" -le 100 ]; then
+    pass "out of descriptors, the server says it cannot accept, and waits before it tries again"
+  else fail "out of descriptors, the server says it cannot accept, and waits before it tries again" \
+    "$refused failed accepts logged" "$(cat "$TMP/low_fd/clients.out")"; fi
+  batch low_fd "ls /" "bye"
+  ok_after=0
+  for _ in $(seq 20); do
+    if SSHPASS=$PASS_PW sshpass -e sftp "${SSH_COMMON[@]}" -P "${LOW_ADDR##*:}" "${PW_OPTS[@]}" \
+      -b "$TMP/low_fd.batch" "$PASS_USER@$HOST" >"$TMP/low_fd/sftp.out" 2>&1 </dev/null; then
+      ok_after=1; break
+    fi
+    sleep 0.5
+  done
+  if [ "$ok_after" = 1 ]; then pass "with descriptors free again, the server accepts an sftp login"
+  else fail "with descriptors free again, the server accepts an sftp login" \
+    "$(cat "$TMP/low_fd/clients.out" "$TMP/low_fd/sftp.out")" "$(tail -5 "$TMP/low_fd/serve.err")"; fi
+  stop "$LOW_FD_PID"
+fi
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

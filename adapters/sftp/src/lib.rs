@@ -19,9 +19,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use russh::keys::PrivateKey;
-use russh::server::{Auth, Msg, Server as _, Session};
+use russh::server::{Auth, Msg, Session};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tokio::net::TcpListener;
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::task::TaskTracker;
 use tollgate_domain::session::Protocol;
@@ -82,7 +83,6 @@ impl SftpServer {
             window_size: 16 * 1024 * 1024,
             maximum_packet_size: 65535,
             channel_buffer_size: 1024,
-            nodelay: true,
             max_auth_attempts: 6,
             ..Default::default()
         };
@@ -95,7 +95,9 @@ impl SftpServer {
 
     /// Accepts connections on `listener` until `shutdown` turns true, then
     /// disconnects every client and waits (bounded) until each session has
-    /// recorded its aborted transfers and its end.
+    /// recorded its aborted transfers and its end. A connection that cannot
+    /// be accepted (out of file descriptors, say) is logged and the server
+    /// goes on accepting.
     pub async fn run(
         self,
         listener: TcpListener,
@@ -107,15 +109,30 @@ impl SftpServer {
             tasks: tasks.clone(),
             certificates: self.certificates,
         };
-        let running = factory.run_on_socket(self.config, &listener);
-        let handle = running.handle();
-        let res = tokio::select! {
-            res = running => res,
-            _ = shutdown.wait_for(|stop| *stop) => {
-                handle.shutdown("server shutting down".to_string());
-                Ok(())
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            match accepted {
+                Ok((socket, peer)) => {
+                    let connection = factory.new_client(peer);
+                    tokio::spawn(serve_connection(
+                        self.config.clone(),
+                        socket,
+                        connection,
+                        shutdown.clone(),
+                    ));
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot accept an SSH connection");
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_RETRY) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
+                }
             }
-        };
+        }
         tasks.close();
         if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
             .await
@@ -123,7 +140,59 @@ impl SftpServer {
         {
             tracing::warn!("some SFTP sessions did not finish recording before shutdown");
         }
-        res
+        Ok(())
+    }
+}
+
+/// How long the server waits after a failed accept before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Bytes read from a client's socket at a time. russh reads each SSH
+/// packet in two reads, its first block and then the rest; straight from
+/// the socket that is two system calls per packet, and a small request
+/// costs two or three. Through a buffer, the packets a client has sent
+/// arrive together in one.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Runs one SSH connection until it ends or the server shuts down, when
+/// the client is told why and disconnected.
+async fn serve_connection(
+    config: Arc<russh::server::Config>,
+    socket: TcpStream,
+    connection: Connection,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    // Replies are whole packets written at once: nothing is gained by
+    // holding one back for more.
+    if let Err(err) = socket.set_nodelay(true) {
+        tracing::debug!(error = %err, "cannot set TCP_NODELAY on an SSH connection");
+    }
+    let stream = BufReader::with_capacity(READ_BUFFER, socket);
+    let session = match russh::server::run_stream(config, stream, connection).await {
+        Ok(session) => session,
+        Err(err) => {
+            tracing::debug!(error = %err, "ssh connection setup failed");
+            return;
+        }
+    };
+    let handle = session.handle();
+    let stopping = tokio::select! {
+        ended = session => {
+            if let Err(err) = ended {
+                tracing::debug!(error = %err, "ssh connection ended with an error");
+            }
+            false
+        }
+        _ = shutdown.wait_for(|stop| *stop) => true,
+    };
+    if stopping {
+        let _ = handle
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                "server shutting down".to_string(),
+                String::new(),
+            )
+            .await;
     }
 }
 
@@ -134,28 +203,20 @@ struct Factory {
     certificates: Arc<CertificateTrust>,
 }
 
-impl russh::server::Server for Factory {
-    type Handler = Connection;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
+impl Factory {
+    fn new_client(&mut self, peer: SocketAddr) -> Connection {
         Connection {
             sessions: self.sessions.clone(),
             certificates: self.certificates.clone(),
             tasks: self.tasks.clone(),
             _alive: self.tasks.token(),
-            remote_addr: peer
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "unknown".to_string()),
+            remote_addr: peer.to_string(),
             session_id: None,
             files: None,
             channels: HashMap::new(),
             awaiting_code: None,
             watcher: None,
         }
-    }
-
-    fn handle_session_error(&mut self, error: russh::Error) {
-        tracing::debug!(%error, "ssh connection ended with an error");
     }
 }
 
