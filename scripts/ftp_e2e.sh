@@ -142,5 +142,38 @@ if tg events list --limit 100000 --json --user tlsonly --type LoginFailed \
 else fail "the plain login of a TLS-only user is recorded" "$(tg events list --json --user tlsonly | jq -c '{type, protocol, detail}')"; fi
 if kill -0 "$SERVER_PID" 2>/dev/null; then pass "server still running"; else fail "server still running" "$(tail -20 "$TMP/serve.err")"; fi
 
+# ---------------------------------------------------------------- out of file descriptors
+# A server that has run out of file descriptors cannot accept a connection; once some are free again
+# it must accept the next as before, and meanwhile not spin on the accept that fails at once. The
+# server starts again with a low limit while TCP connections that never send a command take every
+# descriptor it has left. This server has no certificate: with one, each session's setup reads the
+# certificate's files, which fails first once descriptors run out, and the accept is never refused.
+stop_server
+unset TOLLGATE_FTP_TLS_CERT TOLLGATE_FTP_TLS_KEY TOLLGATE_FTP_IMPLICIT_LISTEN
+LOW_FDS=256
+mkdir -p "$TMP/low_fd"
+serve_tollgate "$BIN" "$TMP/low_fd" "$LOW_FDS"
+LOW_ADDR=$(listening "$TMP/low_fd" ftp)
+if [ -z "$LOW_ADDR" ]; then
+  fail "a server limited to $LOW_FDS descriptors starts" "$(tail -20 "$TMP/low_fd/serve.err")"
+else
+  PORT=${LOW_ADDR##*:}
+  hold_connections "$HOST" "$PORT" $((LOW_FDS + 64)) 2 >"$TMP/low_fd/clients.out" 2>&1 || true
+  refused=$(grep -c "cannot accept an FTP connection" "$TMP/low_fd/serve.err" || true)
+  # Each failed accept is followed by a pause, so two seconds out of descriptors make a few dozen
+  # of these lines; a loop retrying at once would make hundreds of thousands.
+  if [ "$refused" -ge 1 ] && [ "$refused" -le 100 ]; then
+    pass "out of descriptors, the server says it cannot accept, and waits before it tries again"
+  else fail "out of descriptors, the server says it cannot accept, and waits before it tries again" \
+    "$refused failed accepts logged" "$(cat "$TMP/low_fd/clients.out")"; fi
+  listed_after=0
+  for _ in $(seq 20); do
+    if run_lftp false "cls -1" && grep -q "big.bin" "$TMP/lftp.out"; then listed_after=1; break; fi
+    sleep 0.5
+  done
+  if [ "$listed_after" = 1 ]; then pass "with descriptors free again, the server accepts an FTP login"
+  else fail "with descriptors free again, the server accepts an FTP login" "$(cat "$TMP/lftp.out")"; fi
+fi
+
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]

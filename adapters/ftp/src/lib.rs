@@ -34,6 +34,9 @@ use crate::storage::Gate;
 /// How long a shutdown waits for FTP sessions to record their end.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long the server waits after a failed accept before the next.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
 /// How the FTP server runs.
 #[derive(Debug, Clone)]
 pub struct FtpConfig {
@@ -276,7 +279,14 @@ impl FtpServer {
             let (stream, remote_addr) = match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
+                    // Out of file descriptors, the connection stays queued
+                    // and the next accept fails at once: without a pause
+                    // this loop would spin and flood the log.
                     tracing::warn!(%err, "cannot accept an FTP connection");
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_RETRY) => {}
+                        _ = shutdown.wait_for(|stop| *stop) => break,
+                    }
                     continue;
                 }
             };
