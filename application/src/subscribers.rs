@@ -131,7 +131,9 @@ fn event_time(event: &LoggedEvent) -> String {
 /// The event's payload as `E`; an unreadable one is logged and skipped, so
 /// that one bad record cannot stop a projection.
 fn payload<E: serde::de::DeserializeOwned>(event: &LoggedEvent) -> Option<E> {
-    match serde_json::from_value(event.payload.clone()) {
+    // Read in place: a clone of the document would be built and dropped
+    // for every event each subscriber reads.
+    match E::deserialize(&event.payload) {
         Ok(parsed) => Some(parsed),
         Err(err) => {
             tracing::warn!(position = event.position, error = %err, "projection skipped an event it cannot read");
@@ -213,7 +215,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             self.docs.insert(slot.clone(), doc);
         }
         match &self.docs[&slot] {
-            Some(doc) => Ok(serde_json::from_value(doc.clone()).ok()),
+            Some(doc) => Ok(T::deserialize(doc).ok()),
             None => Ok(None),
         }
     }
