@@ -67,6 +67,22 @@ print(f"held {len(held)} connections")
 PY
 }
 
+# out_of_descriptors DIR ADDR FDS MESSAGE : takes every descriptor left to a
+# server limited to FDS (see serve_tollgate; its output in DIR, listening on
+# ADDR) with connections held two seconds, then checks, with the calling
+# script's pass and fail, that the server logged MESSAGE for its failed
+# accepts and paused between them: with a pause after each, two seconds make
+# a few dozen such lines, where a loop retrying at once makes hundreds of
+# thousands.
+out_of_descriptors() {
+  local dir=$1 addr=$2 fds=$3 message=$4 refused what
+  what="out of descriptors, the server says it cannot accept, and waits before it tries again"
+  hold_connections "${addr%:*}" "${addr##*:}" $((fds + 64)) 2 >"$dir/clients.out" 2>&1 || true
+  refused=$(grep -c "$message" "$dir/serve.err" || true)
+  if [ "$refused" -ge 1 ] && [ "$refused" -le 100 ]; then pass "$what"
+  else fail "$what" "$refused failed accepts logged" "$(cat "$dir/clients.out")"; fi
+}
+
 # stop_server : stops the server started by serve_tollgate, if any.
 stop_server() {
   if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then

@@ -414,14 +414,7 @@ LOW_ADDR=$(listening "$TMP/low_fd" sftp "$LOW_FD_PID")
 if [ -z "$LOW_ADDR" ]; then
   fail "a server limited to $LOW_FDS descriptors starts" "$(tail -20 "$TMP/low_fd/serve.err")"
 else
-  hold_connections "$HOST" "${LOW_ADDR##*:}" $((LOW_FDS + 64)) 2 >"$TMP/low_fd/clients.out" 2>&1 || true
-  refused=$(grep -c "cannot accept an SSH connection" "$TMP/low_fd/serve.err" || true)
-  # Each failed accept is followed by a pause, so two seconds out of descriptors make a few dozen
-  # of these lines; a loop retrying at once would make hundreds of thousands.
-  if [ "$refused" -ge 1 ] && [ "$refused" -le 100 ]; then
-    pass "out of descriptors, the server says it cannot accept, and waits before it tries again"
-  else fail "out of descriptors, the server says it cannot accept, and waits before it tries again" \
-    "$refused failed accepts logged" "$(cat "$TMP/low_fd/clients.out")"; fi
+  out_of_descriptors "$TMP/low_fd" "$LOW_ADDR" "$LOW_FDS" "cannot accept an SSH connection"
   batch low_fd "ls /" "bye"
   ok_after=0
   for _ in $(seq 20); do
