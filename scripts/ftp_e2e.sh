@@ -159,12 +159,8 @@ if [ -z "$LOW_ADDR" ]; then
 else
   PORT=${LOW_ADDR##*:}
   out_of_descriptors "$TMP/low_fd" "$LOW_ADDR" "$LOW_FDS" "cannot accept an FTP connection"
-  listed_after=0
-  for _ in $(seq 20); do
-    if run_lftp false "cls -1" && grep -q "big.bin" "$TMP/lftp.out"; then listed_after=1; break; fi
-    sleep 0.5
-  done
-  if [ "$listed_after" = 1 ]; then pass "with descriptors free again, the server accepts an FTP login"
+  lists_files() { run_lftp false "cls -1" && grep -q "big.bin" "$TMP/lftp.out"; }
+  if eventually lists_files; then pass "with descriptors free again, the server accepts an FTP login"
   else fail "with descriptors free again, the server accepts an FTP login" "$(cat "$TMP/lftp.out")"; fi
 fi
 

@@ -83,6 +83,14 @@ out_of_descriptors() {
   else fail "$what" "$refused failed accepts logged" "$(cat "$dir/clients.out")"; fi
 }
 
+# eventually CMD... : runs CMD until it succeeds, up to 20 times half a second
+# apart; fails when it never did.
+eventually() {
+  local _
+  for _ in $(seq 20); do "$@" && return 0; sleep 0.5; done
+  return 1
+}
+
 # stop_server : stops the server started by serve_tollgate, if any.
 stop_server() {
   if [ -n "${SERVER_PID:-}" ] && kill -0 "$SERVER_PID" 2>/dev/null; then

@@ -106,7 +106,7 @@ KEY_OPTS=(-oIdentitiesOnly=yes -i "$TMP/id_ed25519" -oPreferredAuthentications=p
 # output in $TMP/NAME.out (stdout + stderr); returns sftp's exit status.
 sftp_pw() {
   local name=$1 pw=${2:-$PASS_PW}
-  SSHPASS=$pw sshpass -e sftp "${SSH_OPTS[@]}" "${PW_OPTS[@]}" -b "$TMP/$name.batch" \
+  SSHPASS=$pw sshpass -e sftp "${SSH_COMMON[@]}" -P "$PORT" "${PW_OPTS[@]}" -b "$TMP/$name.batch" \
     "$PASS_USER@$HOST" >"$TMP/$name.out" 2>&1 </dev/null
 }
 sftp_key() {
@@ -416,17 +416,10 @@ if [ -z "$LOW_ADDR" ]; then
 else
   out_of_descriptors "$TMP/low_fd" "$LOW_ADDR" "$LOW_FDS" "cannot accept an SSH connection"
   batch low_fd "ls /" "bye"
-  ok_after=0
-  for _ in $(seq 20); do
-    if SSHPASS=$PASS_PW sshpass -e sftp "${SSH_COMMON[@]}" -P "${LOW_ADDR##*:}" "${PW_OPTS[@]}" \
-      -b "$TMP/low_fd.batch" "$PASS_USER@$HOST" >"$TMP/low_fd/sftp.out" 2>&1 </dev/null; then
-      ok_after=1; break
-    fi
-    sleep 0.5
-  done
-  if [ "$ok_after" = 1 ]; then pass "with descriptors free again, the server accepts an sftp login"
+  if PORT=${LOW_ADDR##*:} eventually sftp_pw low_fd; then
+    pass "with descriptors free again, the server accepts an sftp login"
   else fail "with descriptors free again, the server accepts an sftp login" \
-    "$(cat "$TMP/low_fd/clients.out" "$TMP/low_fd/sftp.out")" "$(tail -5 "$TMP/low_fd/serve.err")"; fi
+    "$(cat "$TMP/low_fd/clients.out" "$TMP/low_fd.out")" "$(tail -5 "$TMP/low_fd/serve.err")"; fi
   stop "$LOW_FD_PID"
 fi
 
