@@ -152,7 +152,8 @@ fn payload<E: serde::de::DeserializeOwned>(event: &LoggedEvent) -> Option<E> {
 pub(crate) struct RunningViews {
     /// The checkpoint the views belong to.
     at: Option<u64>,
-    views: HashMap<String, Value>,
+    /// Each view's JSON text, as committed.
+    views: HashMap<String, String>,
 }
 
 /// Running transfers remembered at most; past that, their views are read
@@ -186,10 +187,34 @@ impl RunningViews {
     }
 }
 
+/// A document as a batch holds it.
+enum Doc {
+    /// As read from the store.
+    Read(Value),
+    /// As JSON text: written by this batch, or by the commit a running
+    /// transfer's view is remembered from. A view goes straight to text
+    /// and back, never through a `Value` tree.
+    Text(String),
+    /// A user's view, kept parsed while the batch changes it: with a busy
+    /// user, most events of a batch add an upload to the same view.
+    User(Box<UserView>),
+}
+
+impl Doc {
+    /// The document's JSON text.
+    fn into_text(self) -> String {
+        match self {
+            Doc::Read(value) => value.to_string(),
+            Doc::Text(text) => text,
+            Doc::User(view) => serde_json::to_string(&view).expect("read models serialise to JSON"),
+        }
+    }
+}
+
 /// A batch's view of the documents it touches.
 struct Batch<'a, R> {
     app: &'a Tollgate<R>,
-    docs: HashMap<(&'static str, String), Option<Value>>,
+    docs: HashMap<(&'static str, String), Option<Doc>>,
     /// Views of running transfers from earlier batches.
     remembered: &'a mut RunningViews,
     /// Whether each transfer this batch touched is still running.
@@ -197,11 +222,13 @@ struct Batch<'a, R> {
 }
 
 impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
-    async fn get<T: for<'de> Deserialize<'de>>(
+    /// The batch's slot for a document, read into it first if the batch
+    /// has not touched the document yet.
+    async fn slot(
         &mut self,
         projection: &'static str,
         key: &str,
-    ) -> Result<Option<T>, AppError> {
+    ) -> Result<&mut Option<Doc>, AppError> {
         let slot = (projection, key.to_string());
         if !self.docs.contains_key(&slot) {
             let remembered = match projection {
@@ -209,20 +236,55 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
                 _ => None,
             };
             let doc = match remembered {
-                Some(doc) => Some(doc),
-                None => self.app.inner.deps.projections.get(projection, key).await?,
+                Some(text) => Some(Doc::Text(text)),
+                None => {
+                    (self.app.inner.deps.projections.get(projection, key).await?).map(Doc::Read)
+                }
             };
             self.docs.insert(slot.clone(), doc);
         }
-        match &self.docs[&slot] {
-            Some(doc) => Ok(T::deserialize(doc).ok()),
-            None => Ok(None),
+        Ok(self.docs.get_mut(&slot).expect("inserted above"))
+    }
+
+    /// A document as `T`; `None` when there is none or it does not read
+    /// as `T`.
+    async fn get<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        projection: &'static str,
+        key: &str,
+    ) -> Result<Option<T>, AppError> {
+        Ok(match self.slot(projection, key).await? {
+            Some(Doc::Read(doc)) => T::deserialize(&*doc).ok(),
+            Some(Doc::Text(text)) => serde_json::from_str(text).ok(),
+            Some(Doc::User(view)) => serde_json::to_value(view)
+                .ok()
+                .and_then(|doc| T::deserialize(doc).ok()),
+            None => None,
+        })
+    }
+
+    /// A user's view, to change in place; `None` when there is none or it
+    /// does not read as a view (it is then left as it is).
+    async fn user(&mut self, key: &str) -> Result<Option<&mut UserView>, AppError> {
+        let slot = self.slot(USERS, key).await?;
+        let parsed = match &*slot {
+            Some(Doc::Read(doc)) => UserView::deserialize(doc).ok(),
+            Some(Doc::Text(text)) => serde_json::from_str(text).ok(),
+            Some(Doc::User(_)) | None => None,
+        };
+        if let Some(view) = parsed {
+            *slot = Some(Doc::User(Box::new(view)));
         }
+        Ok(match slot {
+            Some(Doc::User(view)) => Some(view.as_mut()),
+            _ => None,
+        })
     }
 
     fn put<T: Serialize>(&mut self, projection: &'static str, key: &str, doc: Option<&T>) {
-        let value = doc.map(|d| serde_json::to_value(d).expect("read models serialise to JSON"));
-        self.docs.insert((projection, key.to_string()), value);
+        let text = doc.map(|d| serde_json::to_string(d).expect("read models serialise to JSON"));
+        self.docs
+            .insert((projection, key.to_string()), text.map(Doc::Text));
     }
 
     async fn apply_aggregate<T: AggregateRoot>(
@@ -287,14 +349,25 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
         };
         if let Some(mut view) = created {
             view.version = event.sequence;
-            self.put(USERS, key, Some(&view));
+            self.docs
+                .insert((USERS, key.clone()), Some(Doc::User(Box::new(view))));
             return Ok(());
         }
-        let Some(mut view) = self.get::<UserView>(USERS, key).await? else {
+        if matches!(
+            parsed,
+            UserEvent::UserErased { .. } | UserEvent::UserDeleted {}
+        ) {
+            self.put::<UserView>(USERS, key, None);
+            return Ok(());
+        }
+        let Some(view) = self.user(key).await? else {
             return Ok(());
         };
         match parsed {
-            UserEvent::UserCreated { .. } | UserEvent::UserProvisioned { .. } => {
+            UserEvent::UserCreated { .. }
+            | UserEvent::UserProvisioned { .. }
+            | UserEvent::UserErased { .. }
+            | UserEvent::UserDeleted {} => {
                 unreachable!("handled above")
             }
             UserEvent::UserTotpEnrolled { .. } => view.totp = Some(TOTP_PENDING.to_string()),
@@ -316,20 +389,15 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
             }
             UserEvent::UserFoldersChanged { folders } => view.folders = folders,
             UserEvent::UserAccessChanged { access } => view.access = access,
-            UserEvent::UserErased { .. } | UserEvent::UserDeleted {} => {
-                self.put::<UserView>(USERS, key, None);
-                return Ok(());
-            }
         }
         view.updated_at = time;
         view.version = event.sequence;
-        self.put(USERS, key, Some(&view));
         Ok(())
     }
 
     /// Adds a usage change to what the user's view says they store.
     async fn add_usage(&mut self, username: &str, change: UsageChange) -> Result<(), AppError> {
-        let Some(mut view) = self.get::<UserView>(USERS, username).await? else {
+        let Some(view) = self.user(username).await? else {
             return Ok(());
         };
         let add = |used: u64, delta: i64| {
@@ -337,7 +405,6 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
         };
         view.used_bytes = add(view.used_bytes, change.bytes);
         view.used_files = add(view.used_files, change.files);
-        self.put(USERS, username, Some(&view));
         Ok(())
     }
 
@@ -489,7 +556,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             .map(|((projection, key), doc)| DocChange {
                 projection: projection.to_string(),
                 key,
-                doc,
+                doc: doc.map(Doc::into_text),
             })
             .collect();
         let running = batch.running;
@@ -782,7 +849,7 @@ mod tests {
         let doc = |key: &str, n: u32| DocChange {
             projection: TRANSFERS.into(),
             key: key.into(),
-            doc: Some(serde_json::json!({ "n": n })),
+            doc: Some(serde_json::json!({ "n": n }).to_string()),
         };
         let mut views = RunningViews::default();
         let running: HashMap<String, bool> =
@@ -797,7 +864,7 @@ mod tests {
             let mut kept: Vec<(String, Value)> = views
                 .views
                 .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), serde_json::from_str(v).unwrap()))
                 .collect();
             kept.sort_by(|x, y| x.0.cmp(&y.0));
             kept

@@ -181,8 +181,10 @@ pub struct DocChange {
     pub projection: String,
     /// The document key.
     pub key: String,
-    /// The new document, or `None` to remove it.
-    pub doc: Option<serde_json::Value>,
+    /// The new document as JSON text, or `None` to remove it. Text, not a
+    /// parsed document: the store keeps it as text, and a projector writes
+    /// its typed views straight to text.
+    pub doc: Option<String>,
 }
 
 /// Read models and subscriber checkpoints.

@@ -826,7 +826,7 @@ async fn a_projection_batch_from_before_a_reset_is_refused() {
         let doc = |key: &str| DocChange {
             projection: "test_docs".to_string(),
             key: key.to_string(),
-            doc: Some(serde_json::json!({ "key": key })),
+            doc: Some(serde_json::json!({ "key": key }).to_string()),
         };
         store.commit("tester", 0, 5, &[doc("a")]).await.unwrap();
         store.commit("tester", 5, 7, &[]).await.unwrap();
@@ -867,7 +867,7 @@ async fn a_projection_batch_writes_replaces_and_removes_its_documents() {
         let change = |key: String, doc: Option<u32>| DocChange {
             projection: "test_docs".to_string(),
             key,
-            doc: doc.map(|n| serde_json::json!({ "n": n })),
+            doc: doc.map(|n| serde_json::json!({ "n": n }).to_string()),
         };
         // More documents than one statement carries.
         let first: Vec<DocChange> = (0..1200)
@@ -932,7 +932,7 @@ async fn a_derived_commit_leaves_no_connection_committing_unflushed() {
         let doc = DocChange {
             projection: "test_docs".to_string(),
             key: format!("k{to}"),
-            doc: Some(serde_json::json!({ "n": to })),
+            doc: Some(serde_json::json!({ "n": to }).to_string()),
         };
         projections
             .commit("tester", to - 1, to, &[doc])

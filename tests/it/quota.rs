@@ -17,12 +17,18 @@ async fn patch(api: &Https, root: &str, path: &str, body: Value) {
     assert_eq!(status, StatusCode::OK, "{path}: {text}");
 }
 
-/// The user's `used_bytes` and `used_files` as the API shows them.
-async fn usage(api: &Https, root: &str, user: &str) -> (u64, u64) {
+/// The user as the API shows them.
+async fn user_view(api: &Https, root: &str, user: &str) -> Value {
     let (status, _, body) = api
         .call(Method::GET, &format!("/api/v1/users/{user}"), root, None)
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// The user's `used_bytes` and `used_files` as the API shows them.
+async fn usage(api: &Https, root: &str, user: &str) -> (u64, u64) {
+    let body = user_view(api, root, user).await;
     (
         body["used_bytes"].as_u64().unwrap(),
         body["used_files"].as_u64().unwrap(),
@@ -181,9 +187,13 @@ async fn uploads_past_a_quota_fail_cleanly_on_every_protocol() {
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(usage(&api, &root, "quinn").await, (600 * KIB as u64 + 1, 2));
 
-    // The usage is a read model: rebuilding it from the log gives it back.
+    // The usage is a read model: rebuilding it from the log gives it back,
+    // and the whole view with it, though the rebuild projects the user's
+    // creation, its changes and every upload in one batch.
+    let before = user_view(&api, &root, "quinn").await;
     api.server.app().rebuild_projections().await.unwrap();
     assert_eq!(usage(&api, &root, "quinn").await, (600 * KIB as u64 + 1, 2));
+    assert_eq!(user_view(&api, &root, "quinn").await, before);
     api.server.stop().await;
 }
 

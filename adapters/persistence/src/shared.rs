@@ -296,10 +296,9 @@ macro_rules! log_stores {
                 "INSERT INTO projection_docs (projection, key, doc) ",
             );
             upsert.push_values(chunk, |mut row, change| {
-                let doc = change.doc.as_ref().map(|doc| doc.to_string());
-                row.push_bind(change.projection.clone())
-                    .push_bind(change.key.clone())
-                    .push_bind(doc);
+                row.push_bind(change.projection.as_str())
+                    .push_bind(change.key.as_str())
+                    .push_bind(change.doc.as_deref());
             });
             upsert.push(" ON CONFLICT (projection, key) DO UPDATE SET doc = excluded.doc");
             upsert.build().execute(&mut *tx).await.map_err(map_err)?;

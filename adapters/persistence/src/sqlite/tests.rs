@@ -144,7 +144,7 @@ async fn derived_state_commits_unsynced_and_the_next_event_syncs() {
     let doc = DocChange {
         projection: "users".to_string(),
         key: "alice".to_string(),
-        doc: Some(json!({"name": "alice"})),
+        doc: Some(json!({"name": "alice"}).to_string()),
     };
     store.commit("projector", 0, 1, &[doc]).await.unwrap();
     assert_eq!(sync_level(&store).await, 1, "a read model's commit");
