@@ -4,17 +4,21 @@
 # side by side. Counts do not drift with the machine's speed or load the way files/s does, so
 # they show a change of a few percent that bench/sftp_files.sh cannot tell from its spread.
 #
-# Each build runs under each tool twice: one `sftp -b` session (password login) that puts no
-# file, and one that puts FILES files of FILE_KB random KiB; the difference divided by FILES is
-# the cost of a file, without the server's start, the login and the shutdown. Only user-space
-# work of the server is counted (not the kernel's, not the client's). One session means small
-# subscriber rounds, so the event path weighs more than with many sessions at once; and SHA-256
-# runs without the CPU's SHA instructions under valgrind, so hashing weighs more than it does
-# natively. Compare builds with each other, not with a timed run.
+# Each build runs under each tool twice: SESSIONS `sftp -b` sessions (password logins) that put
+# no file, and as many that put FILES files of FILE_KB random KiB between them; the difference
+# divided by FILES is the cost of a file, without the server's start, the logins and the
+# shutdown. Only user-space work of the server is counted (not the kernel's, not the client's).
+# One session means small subscriber rounds, so the event path weighs more than with many
+# sessions at once; and SHA-256 runs without the CPU's SHA instructions under valgrind, so
+# hashing weighs more than it does natively. How events fall into rounds depends on timing, so
+# the counts of one build vary by a few percent from run to run: repeat them. Compare builds
+# with each other, not with a timed run.
 #
 # Usage: bench/sftp_cost.sh
 # Env:   BINS     (TOLLGATE_BIN, else target/release/tollgate)  space-separated tollgate binaries
-#        FILES    (200)   files in the measured session
+#        FILES    (200)   files in the measured run
+#        SESSIONS (1)     sessions that put them at once, FILES/SESSIONS each: with more, the
+#                 subscribers' rounds carry more events, as under load
 #        FILE_KB  (4)     size of each file
 #        TOOLS    ("callgrind dhat")
 #        KEEP     ()      a directory to keep each run's tool output in (BUILD-TOOL-N.out, BUILD the
@@ -30,6 +34,8 @@ bench_setup
 command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >&2; }
 
 FILES=${FILES:-200}
+SESSIONS=${SESSIONS:-1}
+[ $((FILES % SESSIONS)) = 0 ] || { echo "FILES must be a multiple of SESSIONS" >&2; exit 2; }
 FILE_KB=${FILE_KB:-4}
 read -r -a TOOLS <<<"${TOOLS:-callgrind dhat}"
 read -r -a BUILDS <<<"${BINS:-$BIN}"
@@ -38,9 +44,10 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 head -c $((FILE_KB * 1024)) /dev/urandom >"$WORK/file"
 client_opts ""
 
-# count BIN TOOL N : the server's total for one session putting N files (Ir, or "blocks bytes")
+# count BIN TOOL N : the server's total for SESSIONS sessions putting N files in all (Ir, or
+# "blocks bytes")
 count() {
-  local bin=$1 tool=$2 n=$3 dir out port pass i
+  local bin=$1 tool=$2 n=$3 dir out port pass i s clients=()
   dir=$(mktemp -d "$WORK/run.XXXXXX")
   trap stop_server EXIT   # this runs in a subshell: a failure must not leave the server running
   clean_tollgate_env
@@ -60,12 +67,18 @@ count() {
     port=$(listening "$dir" sftp) && [ -n "$port" ] && break
   done
   [ -n "$port" ] || { echo "tollgate did not start under $tool:" >&2; cat "$dir/serve.err" >&2; exit 1; }
-  {
-    echo "lcd $WORK"
-    for i in $(seq "$n"); do echo "put file f$i"; done
-  } >"$dir/batch"
-  SSHPASS=$pass sshpass -e sftp "${CLIENT_OPTS[@]}" -P "${port##*:}" -b "$dir/batch" \
-    cost@127.0.0.1 >"$dir/client.out" 2>&1 || { echo "sftp failed:" >&2; cat "$dir/client.out" >&2; exit 1; }
+  for s in $(seq "$SESSIONS"); do
+    {
+      echo "lcd $WORK"
+      for i in $(seq $((n / SESSIONS))); do echo "put file s$s-f$i"; done
+    } >"$dir/batch$s"
+    SSHPASS=$pass sshpass -e sftp "${CLIENT_OPTS[@]}" -P "${port##*:}" -b "$dir/batch$s" \
+      cost@127.0.0.1 >"$dir/client$s.out" 2>&1 &
+    clients+=("$!")
+  done
+  for s in "${!clients[@]}"; do
+    wait "${clients[$s]}" || { echo "sftp failed:" >&2; cat "$dir/client$((s + 1)).out" >&2; exit 1; }
+  done
   # Let the subscribers finish the session's events before the server stops.
   sleep 3
   stop_server
@@ -98,5 +111,5 @@ for bin in "${BUILDS[@]}"; do
   done
   printf '%-40s %16s %18s %18s\n' "$bin" "$ir" "$blocks" "$bytes"
 done
-echo "(one sftp session, $FILES files of $FILE_KB KiB; the server's user-space counts under valgrind," \
-  "a session putting no file subtracted; see the header of this script)"
+echo "($SESSIONS sftp session(s) at once, $FILES files of $FILE_KB KiB in all; the server's user-space" \
+  "counts under valgrind, as many sessions putting no file subtracted; see the header of this script)"
