@@ -79,7 +79,7 @@ count() {
   for s in "${!clients[@]}"; do
     wait "${clients[$s]}" || { echo "sftp failed:" >&2; cat "$dir/client$((s + 1)).out" >&2; exit 1; }
   done
-  # Let the subscribers finish the session's events before the server stops.
+  # Let the subscribers finish the sessions' events before the server stops.
   sleep 3
   stop_server
   [ "$(find "$dir/data/homes/cost" -type f | wc -l)" = "$n" ] \
