@@ -201,6 +201,17 @@ enum Doc {
 }
 
 impl Doc {
+    /// The document as `T`; `None` when it does not read as `T`.
+    fn parse<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        match self {
+            Doc::Read(doc) => T::deserialize(doc).ok(),
+            Doc::Text(text) => serde_json::from_str(text).ok(),
+            Doc::User(view) => serde_json::to_value(view)
+                .ok()
+                .and_then(|doc| T::deserialize(doc).ok()),
+        }
+    }
+
     /// The document's JSON text.
     fn into_text(self) -> String {
         match self {
@@ -253,14 +264,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
         projection: &'static str,
         key: &str,
     ) -> Result<Option<T>, AppError> {
-        Ok(match self.slot(projection, key).await? {
-            Some(Doc::Read(doc)) => T::deserialize(&*doc).ok(),
-            Some(Doc::Text(text)) => serde_json::from_str(text).ok(),
-            Some(Doc::User(view)) => serde_json::to_value(view)
-                .ok()
-                .and_then(|doc| T::deserialize(doc).ok()),
-            None => None,
-        })
+        Ok(self
+            .slot(projection, key)
+            .await?
+            .as_ref()
+            .and_then(Doc::parse))
     }
 
     /// A user's view, to change in place; `None` when there is none or it
@@ -268,9 +276,8 @@ impl<R: PersistedEventRepository + Clone + 'static> Batch<'_, R> {
     async fn user(&mut self, key: &str) -> Result<Option<&mut UserView>, AppError> {
         let slot = self.slot(USERS, key).await?;
         let parsed = match &*slot {
-            Some(Doc::Read(doc)) => UserView::deserialize(doc).ok(),
-            Some(Doc::Text(text)) => serde_json::from_str(text).ok(),
             Some(Doc::User(_)) | None => None,
+            Some(doc) => doc.parse::<UserView>(),
         };
         if let Some(view) = parsed {
             *slot = Some(Doc::User(Box::new(view)));
