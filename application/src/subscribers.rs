@@ -76,7 +76,7 @@ impl Reading {
                     || events.last().is_some_and(|last| last.position > after))
         });
         if !covers {
-            self.read = Some((after, log.read_after(after, BATCH).await?));
+            self.read = Some((after, log.follow(after, BATCH).await?));
         }
         let (_, events) = self.read.as_ref().expect("read above");
         Ok(&events[events.partition_point(|event| event.position <= after)..])

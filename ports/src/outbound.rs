@@ -82,6 +82,14 @@ pub struct LoggedEvent {
 pub trait EventLog: Send + Sync {
     /// Up to `limit` events with position greater than `after`, in order.
     async fn read_after(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError>;
+    /// `read_after` for a reader that follows the log and comes back for
+    /// more (a subscriber): it may answer with fewer events than the log
+    /// holds, even fewer than `limit`, but never with none while the log
+    /// holds any after `after`, and never skips one. A store may answer it
+    /// from the events this process just committed.
+    async fn follow(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError> {
+        self.read_after(after, limit).await
+    }
     /// The highest committed position (0 when empty).
     async fn head(&self) -> Result<u64, StoreError>;
     /// The position of the event with this id, if any.

@@ -1,6 +1,7 @@
 //! SQLite: the embedded default. One file, WAL mode, our own
 //! `PersistedEventRepository`.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -33,6 +34,65 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Writer>>,
     /// Event appends waiting for the group committer (see `commit_groups`).
     appends: mpsc::UnboundedSender<Append>,
+    /// Events this process committed that no reader has taken yet.
+    committed: Arc<std::sync::Mutex<Committed>>,
+}
+
+/// The events this process committed last and no follower of the log has
+/// yet taken, in position order and without gaps, so that the next
+/// `EventLog::follow` takes them as they were written instead of reading
+/// them back from the database and parsing their documents again: under
+/// many sessions, that read was most of what following the log cost.
+///
+/// A follower takes them only when they start right after the position it
+/// follows from (the first to get there, usually the subscribers' shared
+/// read); from anywhere else it reads the database, and so does every
+/// `read_after`. The events held may stop short of the log's head (another
+/// process, or a group that went in one INSERT per command, committed
+/// after them): a follower then gets the rest from the database when it
+/// comes back. Whatever a follower has moved past, by either way, is
+/// dropped. A new group that does not follow on from the last one held
+/// drops what is held, so the events held never skip a position. At most
+/// `COMMITTED_HELD` are held: a process nobody follows the log in (the
+/// CLI) keeps only the newest.
+#[derive(Default)]
+struct Committed {
+    events: VecDeque<LoggedEvent>,
+}
+
+/// The most committed events held for followers.
+const COMMITTED_HELD: usize = 4096;
+
+impl Committed {
+    /// Holds `events`, which were committed at consecutive positions.
+    fn hold(&mut self, events: impl IntoIterator<Item = LoggedEvent>) {
+        let mut events = events.into_iter().peekable();
+        let Some(first) = events.peek() else {
+            return;
+        };
+        if self
+            .events
+            .back()
+            .is_some_and(|last| last.position + 1 != first.position)
+        {
+            self.events.clear();
+        }
+        self.events.extend(events);
+        let excess = self.events.len().saturating_sub(COMMITTED_HELD);
+        self.events.drain(..excess);
+    }
+
+    /// Up to `limit` events from position `after + 1` on, when the first
+    /// held is that one; `None` sends the read to the database.
+    fn take(&mut self, after: u64, limit: u32) -> Option<Vec<LoggedEvent>> {
+        let passed = self.events.partition_point(|event| event.position <= after);
+        self.events.drain(..passed);
+        if self.events.front()?.position != after + 1 {
+            return None;
+        }
+        let count = self.events.len().min(limit as usize);
+        Some(self.events.drain(..count).collect())
+    }
 }
 
 /// The events of one command, and where to say whether they were appended.
@@ -44,6 +104,8 @@ struct Append {
 /// An event on its way into the log, as `insert_events` binds it: its id
 /// chosen and its documents already JSON text. The command's own task
 /// writes it, so the committer, which serves every command, only binds.
+/// It also keeps the documents themselves, for the readers the committer
+/// hands it to (`Committed`).
 struct NewEvent {
     event_id: String,
     aggregate_type: String,
@@ -53,6 +115,7 @@ struct NewEvent {
     event_version: String,
     payload: String,
     metadata: String,
+    documents: (Value, Value),
 }
 
 impl NewEvent {
@@ -73,6 +136,23 @@ impl NewEvent {
             event_version: event.event_version.clone(),
             payload: text(&event.payload),
             metadata: text(&event.metadata),
+            documents: (event.payload.clone(), event.metadata.clone()),
+        }
+    }
+
+    /// The event as the log holds it, at `position`.
+    fn into_logged(self, position: u64) -> LoggedEvent {
+        let (payload, metadata) = self.documents;
+        LoggedEvent {
+            position,
+            event_id: self.event_id,
+            aggregate_type: self.aggregate_type,
+            aggregate_id: self.aggregate_id,
+            sequence: to_u64(self.sequence),
+            event_type: self.event_type,
+            event_version: self.event_version,
+            payload,
+            metadata,
         }
     }
 }
@@ -161,12 +241,23 @@ impl SqliteStore {
             durable: true,
         }));
         let (appends, queue) = mpsc::unbounded_channel();
-        tokio::spawn(commit_groups(writer.clone(), queue));
+        let committed = Arc::default();
+        tokio::spawn(commit_groups(writer.clone(), queue, Arc::clone(&committed)));
         Ok(SqliteStore {
             pool,
             writer,
             appends,
+            committed,
         })
+    }
+
+    /// Up to `limit` events after `after` that this process committed and
+    /// no follower took yet, when they start right after it (`Committed`).
+    pub(crate) fn take_committed(&self, after: u64, limit: u32) -> Option<Vec<LoggedEvent>> {
+        self.committed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(after, limit)
     }
 
     /// The connection pool (tests use it to play the attacker).
@@ -318,10 +409,17 @@ impl SqliteStore {
 /// refuses (it lost an optimistic-concurrency race, or a constraint or
 /// trigger refused an event) fails alone; any other failure fails the whole
 /// group, rolled back. Positions follow the order of the queue.
-async fn commit_groups(writer: Arc<Mutex<Writer>>, mut queue: mpsc::UnboundedReceiver<Append>) {
+async fn commit_groups(
+    writer: Arc<Mutex<Writer>>,
+    mut queue: mpsc::UnboundedReceiver<Append>,
+    committed: Arc<std::sync::Mutex<Committed>>,
+) {
     let mut group = Vec::with_capacity(GROUP);
     while queue.recv_many(&mut group, GROUP).await > 0 {
         let mut writer = writer.lock().await;
+        // The position of the group's last event, when one statement
+        // appended all of them.
+        let mut landed = None;
         let outcomes = if let Err(err) = writer.sync_commits(true).await {
             // Never an event committed without its sync.
             failed_all(
@@ -330,22 +428,35 @@ async fn commit_groups(writer: Arc<Mutex<Writer>>, mut queue: mpsc::UnboundedRec
             )
         } else if let [only] = group.as_slice() {
             // Alone: one statement is its own transaction.
-            vec![
-                insert_events(&mut writer.conn, &only.events)
-                    .await
-                    .map_err(Into::into),
-            ]
-        } else if insert_events(&mut writer.conn, group.iter().flat_map(|a| &a.events))
-            .await
-            .is_ok()
+            let outcome = insert_events(&mut writer.conn, &only.events).await;
+            landed = outcome.as_ref().ok().copied().flatten();
+            vec![outcome.map(drop).map_err(Into::into)]
+        } else if let Ok(last) =
+            insert_events(&mut writer.conn, group.iter().flat_map(|a| &a.events)).await
         {
+            landed = last;
             group.iter().map(|_| Ok(())).collect()
         } else {
             // Refused or failed as a whole (and undone as a whole): each
-            // command on its own finds out which of them it was.
+            // command on its own finds out which of them it was. What
+            // lands this way is read back from the database.
             commit_group(&mut writer.conn, &group).await
         };
         drop(writer);
+        if let Some(last) = landed {
+            // Held before anyone is told, so that the reads their commits
+            // wake find them.
+            let count: u64 = group.iter().map(|a| a.events.len() as u64).sum();
+            let events = group.iter_mut().flat_map(|a| std::mem::take(&mut a.events));
+            committed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .hold(
+                    events
+                        .zip((last + 1).saturating_sub(count)..)
+                        .map(|(event, position)| event.into_logged(position)),
+                );
+        }
         for (append, outcome) in group.drain(..).zip(outcomes) {
             let _ = append.done.send(outcome);
         }
@@ -397,7 +508,7 @@ async fn commit_group(
     let mut outcomes = Vec::with_capacity(group.len());
     for append in group {
         match insert_events(conn, &append.events).await {
-            Ok(()) => outcomes.push(Ok(())),
+            Ok(_) => outcomes.push(Ok(())),
             Err(AppendError::Refused(err)) => outcomes.push(Err(err)),
             Err(AppendError::Failed(err)) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
@@ -429,10 +540,14 @@ const SQLITE_CONSTRAINT: i32 = 19;
 /// Up to `BOUND_ROWS` events are bound as the rows of a VALUES list
 /// (`bound_insert`); a larger group travels as one JSON array that SQLite
 /// takes apart (`event_rows`), which costs SQLite far more per event.
+///
+/// Returns the position of the last event appended (the events take the
+/// positions up to it, in order), unless SQLite's count of the rows does
+/// not say it appended them all.
 async fn insert_events<'a>(
     conn: &mut SqliteConnection,
     events: impl IntoIterator<Item = &'a NewEvent>,
-) -> Result<(), AppendError> {
+) -> Result<Option<u64>, AppendError> {
     let events: Vec<&NewEvent> = events.into_iter().collect();
     let res = if events.len() <= BOUND_ROWS {
         let rows = events.len().next_power_of_two();
@@ -467,7 +582,10 @@ async fn insert_events<'a>(
             .await
     };
     match res {
-        Ok(_) => Ok(()),
+        Ok(done) => {
+            Ok((done.rows_affected() == events.len() as u64)
+                .then(|| to_u64(done.last_insert_rowid())))
+        }
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
             Err(AppendError::Refused(PersistenceError::OptimisticLockError))
         }

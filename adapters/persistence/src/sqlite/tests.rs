@@ -1,5 +1,6 @@
 //! Tests of the SQLite store's own encodings.
 use serde_json::{Value, json};
+use tollgate_ports::outbound::EventLog;
 
 use super::*;
 
@@ -163,5 +164,99 @@ async fn derived_state_commits_unsynced_and_the_next_event_syncs() {
     // Any other write waits for the disk, as events do.
     store.prune("prune-1", &[1]).await.unwrap();
     assert_eq!(sync_level(&store).await, 2, "a prune's commit");
+    remove_store(store, &path).await;
+}
+
+/// What a store read back from the database for `after`, never from the
+/// events it holds.
+async fn stored_after(store: &SqliteStore, after: u64) -> Vec<LoggedEvent> {
+    store.read_after(after, 100).await.unwrap()
+}
+
+fn positions(events: &[LoggedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.position).collect()
+}
+
+/// The events a process committed reach its followers as the database
+/// holds them: the same positions, ids and documents, whether a read takes
+/// them from memory or reads them back.
+#[tokio::test]
+async fn committed_events_are_followed_as_the_database_holds_them() {
+    let (store, path) = temp_store("committed").await;
+    let db = crate::Database::Sqlite(store.clone());
+    let tricky = "q\"b\\s/\u{1}\u{1f}\n\t\u{7f}é\u{2028}\u{10000}";
+    let payloads = [
+        json!({"PolicyCreated": {"name": tricky, "n": [1, -2.5, 0.1, 1e300, u64::MAX, i64::MIN]}}),
+        json!({"nested": {"b": [true, null, {"z": "", "a": -0.0}], "a": 3.0}}),
+        json!({"empty": {}, "list": []}),
+    ];
+    for (index, payload) in payloads.iter().enumerate() {
+        store
+            .persist(&[event(index + 1, payload.clone())], None)
+            .await
+            .unwrap();
+    }
+    // A read of the log is answered by the database alone.
+    let stored = db.read_after(0, 100).await.unwrap();
+    assert_eq!(positions(&stored), [1, 2, 3]);
+    let taken = store
+        .take_committed(0, 100)
+        .expect("held since their commit");
+    assert_eq!(taken, stored);
+    for (event, payload) in taken.iter().zip(&payloads) {
+        assert_eq!(&event.payload, payload);
+        assert_eq!(event.payload.to_string(), payload.to_string());
+    }
+    // Taken once: the next follower reads them from the database.
+    assert!(store.take_committed(0, 100).is_none());
+    assert_eq!(db.follow(0, 100).await.unwrap(), stored);
+    remove_store(store, &path).await;
+}
+
+/// A follower takes held events only from where it starts, at most as many
+/// as it asks for, and never skips a position that another process
+/// committed in between; what another process committed after them, it
+/// gets when it comes back.
+#[tokio::test]
+async fn following_held_events_never_skips_a_position() {
+    let (store, path) = temp_store("gapless").await;
+    let db = crate::Database::Sqlite(store.clone());
+    let other = SqliteStore::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let group = |from: usize, to: usize| -> Vec<SerializedEvent> {
+        (from..=to)
+            .map(|sequence| event(sequence, json!({"n": sequence})))
+            .collect()
+    };
+    store.persist(&group(1, 3), None).await.unwrap();
+    assert_eq!(positions(&db.follow(0, 2).await.unwrap()), [1, 2]);
+
+    // 3 is still held when another process appends 4 and 5, and then
+    // this one 6: following after 2 must not go from 3 to 6.
+    other.persist(&group(4, 5), None).await.unwrap();
+    store.persist(&group(6, 6), None).await.unwrap();
+    let followed = db.follow(2, 10).await.unwrap();
+    assert_eq!(positions(&followed), [3, 4, 5, 6]);
+    assert_eq!(followed, stored_after(&store, 2).await);
+    assert_eq!(positions(&db.follow(5, 10).await.unwrap()), [6]);
+    assert!(store.take_committed(6, 10).is_none(), "all taken");
+
+    // A follower that moved past held events drops them.
+    store.persist(&group(7, 8), None).await.unwrap();
+    assert_eq!(positions(&db.follow(7, 10).await.unwrap()), [8]);
+    assert!(store.take_committed(6, 10).is_none());
+    assert_eq!(positions(&db.follow(6, 10).await.unwrap()), [7, 8]);
+
+    // Held events that stop short of the head: a read of the log goes on
+    // to the head, a follower gets the rest when it comes back.
+    store.persist(&group(9, 10), None).await.unwrap();
+    other.persist(&group(11, 11), None).await.unwrap();
+    assert_eq!(positions(&db.read_after(8, 10).await.unwrap()), [9, 10, 11]);
+    assert_eq!(positions(&db.follow(8, 10).await.unwrap()), [9, 10]);
+    assert_eq!(positions(&db.follow(10, 10).await.unwrap()), [11]);
+    assert!(db.follow(11, 10).await.unwrap().is_empty());
+    other.close().await;
+    drop(other);
     remove_store(store, &path).await;
 }
