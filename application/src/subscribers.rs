@@ -53,11 +53,15 @@ const GATHER: Duration = Duration::from_millis(5);
 
 /// One read of the log that the subscribers of a round share: they usually
 /// stand at the same position, so the events are read and parsed once,
-/// not once each.
+/// not once each, and their audit records encoded once for the sealer and
+/// the tree.
 #[derive(Default)]
 pub(crate) struct Reading {
     /// Up to `BATCH` events after the position they were read from.
     read: Option<(u64, Vec<LoggedEvent>)>,
+    /// The audit record of each event of `read` (`tollgate_audit::encode`),
+    /// once a subscriber asked for them; empty until then.
+    records: Vec<Vec<u8>>,
 }
 
 impl Reading {
@@ -70,6 +74,31 @@ impl Reading {
         log: &dyn EventLog,
         after: u64,
     ) -> Result<&[LoggedEvent], StoreError> {
+        let from = self.read_from(log, after).await?;
+        let (_, events) = self.read.as_ref().expect("read above");
+        Ok(&events[from..])
+    }
+
+    /// `after`, with each event's audit record.
+    pub(crate) async fn records_after(
+        &mut self,
+        log: &dyn EventLog,
+        after: u64,
+    ) -> Result<(&[LoggedEvent], &[Vec<u8>]), StoreError> {
+        let from = self.read_from(log, after).await?;
+        let (_, events) = self.read.as_ref().expect("read above");
+        if self.records.len() != events.len() {
+            self.records = events
+                .iter()
+                .map(|event| tollgate_audit::encode(&crate::queries::record(event)))
+                .collect();
+        }
+        Ok((&events[from..], &self.records[from..]))
+    }
+
+    /// Makes the shared read cover the events after `after`; returns the
+    /// index of the first of them in it.
+    async fn read_from(&mut self, log: &dyn EventLog, after: u64) -> Result<usize, StoreError> {
         let covers = self.read.as_ref().is_some_and(|(from, events)| {
             *from <= after
                 && (events.len() < BATCH as usize
@@ -77,9 +106,10 @@ impl Reading {
         });
         if !covers {
             self.read = Some((after, log.follow(after, BATCH).await?));
+            self.records.clear();
         }
         let (_, events) = self.read.as_ref().expect("read above");
-        Ok(&events[events.partition_point(|event| event.position <= after)..])
+        Ok(events.partition_point(|event| event.position <= after))
     }
 }
 
@@ -608,10 +638,10 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             }
             None => (0, tollgate_audit::GENESIS),
         };
-        let events = reading.after(deps.log.as_ref(), after).await?;
+        let (events, records) = reading.records_after(deps.log.as_ref(), after).await?;
         let mut seals = Vec::with_capacity(events.len());
-        for event in events {
-            previous = tollgate_audit::chain(&previous, &crate::queries::record(event));
+        for (event, record) in events.iter().zip(records) {
+            previous = tollgate_audit::chain_encoded(&previous, record);
             seals.push(Seal {
                 position: event.position,
                 event_id: event.event_id.clone(),
@@ -848,6 +878,26 @@ mod tests {
             positions(reading.after(&log, 2).await.unwrap()),
             (3..=10).collect::<Vec<_>>()
         );
+        assert_eq!(*log.reads.lock().unwrap(), vec![6, 2]);
+    }
+
+    /// The records a reading hands out are those of the events it hands
+    /// out with them, also after it read again for a subscriber behind.
+    #[tokio::test]
+    async fn records_come_with_their_events() {
+        let log = log(10);
+        let mut reading = Reading::default();
+        let encoded = |events: &[LoggedEvent]| -> Vec<Vec<u8>> {
+            events
+                .iter()
+                .map(|event| tollgate_audit::encode(&crate::queries::record(event)))
+                .collect()
+        };
+        for after in [6, 8, 2, 5] {
+            let (events, records) = reading.records_after(&log, after).await.unwrap();
+            assert_eq!(positions(events), (after + 1..=10).collect::<Vec<_>>());
+            assert_eq!(records, encoded(events));
+        }
         assert_eq!(*log.reads.lock().unwrap(), vec![6, 2]);
     }
 

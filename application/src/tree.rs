@@ -130,11 +130,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         }
         let state = guard.as_mut().expect("loaded above");
         let after = state.frontier.size();
-        let events = reading.after(deps.log.as_ref(), after).await?;
+        let (_, records) = reading.records_after(deps.log.as_ref(), after).await?;
         let mut frontier = state.frontier.clone();
-        let mut leaves = Vec::with_capacity(events.len());
-        for event in events {
-            let leaf = tollgate_audit::leaf_of(&crate::queries::record(event));
+        let mut leaves = Vec::with_capacity(records.len());
+        for record in records {
+            let leaf = tollgate_audit::merkle::leaf_hash(record);
             frontier.push(leaf);
             leaves.push(hex::encode(leaf));
         }

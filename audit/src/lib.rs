@@ -82,9 +82,15 @@ fn push_field(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
 /// The chain hash of `record` following `previous`:
 /// `SHA-256(previous || encode(record))`.
 pub fn chain(previous: &[u8; 32], record: &Record<'_>) -> [u8; 32] {
+    chain_encoded(previous, &encode(record))
+}
+
+/// `chain` of a record already encoded (`encode`), for a caller that
+/// needs the encoding for something else too.
+pub fn chain_encoded(previous: &[u8; 32], encoded: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(previous);
-    hasher.update(encode(record));
+    hasher.update(encoded);
     hasher.finalize().into()
 }
 
