@@ -52,9 +52,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(500);
 const GATHER: Duration = Duration::from_millis(5);
 
 /// One read of the log that the subscribers of a round share: they usually
-/// stand at the same position, so the events are read and parsed once,
-/// not once each, and their audit records encoded once for the sealer and
-/// the tree.
+/// stand at the same position, so the events are read once (or taken from
+/// what this process just committed, `EventLog::follow`), not once each,
+/// and their audit records encoded once for the sealer and the tree.
 #[derive(Default)]
 pub(crate) struct Reading {
     /// Up to `BATCH` events after the position they were read from.

@@ -326,7 +326,15 @@ struct EventRow {
 
 impl EventRow {
     fn into_logged(self) -> Result<LoggedEvent, StoreError> {
-        Ok(LoggedEvent {
+        let payload = serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", e))?;
+        let metadata = serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", e))?;
+        Ok(self.with_documents(payload, metadata))
+    }
+
+    /// The event as the log holds it, with its payload and metadata as
+    /// parsed (or kept) documents rather than text.
+    fn with_documents(self, payload: Value, metadata: Value) -> LoggedEvent {
+        LoggedEvent {
             position: to_u64(self.position),
             event_id: self.event_id,
             aggregate_type: self.aggregate_type,
@@ -334,9 +342,9 @@ impl EventRow {
             sequence: to_u64(self.sequence),
             event_type: self.event_type,
             event_version: self.event_version,
-            payload: serde_json::from_str(&self.payload).map_err(|e| corrupt("payload", e))?,
-            metadata: serde_json::from_str(&self.metadata).map_err(|e| corrupt("metadata", e))?,
-        })
+            payload,
+            metadata,
+        }
     }
 
     fn into_serialized(self) -> Result<SerializedEvent, PersistenceError> {

@@ -34,7 +34,7 @@ pub struct SqliteStore {
     writer: Arc<Mutex<Writer>>,
     /// Event appends waiting for the group committer (see `commit_groups`).
     appends: mpsc::UnboundedSender<Append>,
-    /// Events this process committed that no reader has taken yet.
+    /// Events this process committed that no follower has taken yet.
     committed: Arc<std::sync::Mutex<Committed>>,
 }
 
@@ -107,14 +107,8 @@ struct Append {
 /// It also keeps the documents themselves, for the readers the committer
 /// hands it to (`Committed`).
 struct NewEvent {
-    event_id: String,
-    aggregate_type: String,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: String,
-    metadata: String,
+    /// The row, its position not yet known.
+    row: EventRow,
     documents: (Value, Value),
 }
 
@@ -124,18 +118,21 @@ impl NewEvent {
             serde_json::to_string(document).expect("a JSON document writes to memory")
         };
         NewEvent {
-            // Time-ordered, so that the unique index on event ids grows at
-            // its end as positions do: a random id lands on a page of its
-            // own, which each group commit then writes to the WAL (and,
-            // once the index outgrows the caches, reads first).
-            event_id: uuid::Uuid::now_v7().hyphenated().to_string(),
-            aggregate_type: event.aggregate_type.clone(),
-            aggregate_id: event.aggregate_id.clone(),
-            sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
-            event_type: event.event_type.clone(),
-            event_version: event.event_version.clone(),
-            payload: text(&event.payload),
-            metadata: text(&event.metadata),
+            row: EventRow {
+                position: 0,
+                // Time-ordered, so that the unique index on event ids grows
+                // at its end as positions do: a random id lands on a page of
+                // its own, which each group commit then writes to the WAL
+                // (and, once the index outgrows the caches, reads first).
+                event_id: uuid::Uuid::now_v7().hyphenated().to_string(),
+                aggregate_type: event.aggregate_type.clone(),
+                aggregate_id: event.aggregate_id.clone(),
+                sequence: i64::try_from(event.sequence).unwrap_or(i64::MAX),
+                event_type: event.event_type.clone(),
+                event_version: event.event_version.clone(),
+                payload: text(&event.payload),
+                metadata: text(&event.metadata),
+            },
             documents: (event.payload.clone(), event.metadata.clone()),
         }
     }
@@ -143,17 +140,11 @@ impl NewEvent {
     /// The event as the log holds it, at `position`.
     fn into_logged(self, position: u64) -> LoggedEvent {
         let (payload, metadata) = self.documents;
-        LoggedEvent {
-            position,
-            event_id: self.event_id,
-            aggregate_type: self.aggregate_type,
-            aggregate_id: self.aggregate_id,
-            sequence: to_u64(self.sequence),
-            event_type: self.event_type,
-            event_version: self.event_version,
-            payload,
-            metadata,
+        EventRow {
+            position: to_i64(position),
+            ..self.row
         }
+        .with_documents(payload, metadata)
     }
 }
 
@@ -554,14 +545,14 @@ async fn insert_events<'a>(
         let mut query = sqlx::query(bound_insert(rows));
         for event in &events {
             query = query
-                .bind(event.event_id.as_str())
-                .bind(event.aggregate_type.as_str())
-                .bind(event.aggregate_id.as_str())
-                .bind(event.sequence)
-                .bind(event.event_type.as_str())
-                .bind(event.event_version.as_str())
-                .bind(event.payload.as_str())
-                .bind(event.metadata.as_str());
+                .bind(event.row.event_id.as_str())
+                .bind(event.row.aggregate_type.as_str())
+                .bind(event.row.aggregate_id.as_str())
+                .bind(event.row.sequence)
+                .bind(event.row.event_type.as_str())
+                .bind(event.row.event_version.as_str())
+                .bind(event.row.payload.as_str())
+                .bind(event.row.metadata.as_str());
         }
         for _ in events.len()..rows {
             for _ in 0..ROW_VALUES {
@@ -647,14 +638,14 @@ fn event_rows(events: &[&NewEvent]) -> String {
         .iter()
         .map(|e| {
             (
-                &e.event_id,
-                &e.aggregate_type,
-                &e.aggregate_id,
-                e.sequence,
-                &e.event_type,
-                &e.event_version,
-                &e.payload,
-                &e.metadata,
+                &e.row.event_id,
+                &e.row.aggregate_type,
+                &e.row.aggregate_id,
+                e.row.sequence,
+                &e.row.event_type,
+                &e.row.event_version,
+                &e.row.payload,
+                &e.row.metadata,
             )
         })
         .collect();
