@@ -143,13 +143,12 @@ impl EventLog for Database {
         dispatch!(self, db => db.read_after(after, limit).await)
     }
     async fn follow(&self, after: u64, limit: u32) -> Result<Vec<LoggedEvent>, StoreError> {
-        match self {
-            Database::Sqlite(db) => match db.take_committed(after, limit) {
-                Some(events) => Ok(events),
-                None => db.read_after(after, limit).await,
-            },
-            Database::Postgres(db) => db.read_after(after, limit).await,
+        if let Database::Sqlite(db) = self
+            && let Some(events) = db.take_committed(after, limit)
+        {
+            return Ok(events);
         }
+        self.read_after(after, limit).await
     }
     async fn head(&self) -> Result<u64, StoreError> {
         dispatch!(self, db => db.head().await)
