@@ -151,6 +151,9 @@ pub(crate) struct Inner<R> {
     pub(crate) metrics: metrics::Metrics,
     /// The Merkle tree as this process follows it (loaded on first use).
     pub(crate) tree: tokio::sync::Mutex<Option<tree::TreeState>>,
+    /// The last seal of the audit chain as this process's sealer stored it
+    /// (read from the store on first use and after any failed append).
+    pub(crate) sealed: tokio::sync::Mutex<Option<(u64, [u8; 32])>>,
     /// This process's server run, once started.
     pub(crate) run: std::sync::OnceLock<String>,
     /// Failed-login scores and the bans in force.
@@ -174,6 +177,7 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 live: live::Live::default(),
                 metrics: metrics::Metrics::default(),
                 tree: tokio::sync::Mutex::new(None),
+                sealed: tokio::sync::Mutex::new(None),
                 run: std::sync::OnceLock::new(),
                 defender: defender::Defender::default(),
                 buckets: bandwidth::Buckets::default(),

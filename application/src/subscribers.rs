@@ -543,7 +543,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
         remembered: &mut RunningViews,
     ) -> Result<usize, AppError> {
         let deps = &self.inner.deps;
-        let checkpoint = deps.projections.checkpoint(PROJECTOR).await?;
+        // Where the last commit left the checkpoint, else as stored. Should
+        // another process have moved it meanwhile, the commit below finds
+        // it moved and the next batch reads it again.
+        let checkpoint = match remembered.at {
+            Some(at) => at,
+            None => deps.projections.checkpoint(PROJECTOR).await?,
+        };
         remembered.resume_at(checkpoint);
         let events = reading.after(deps.log.as_ref(), checkpoint).await?;
         let Some(last) = events.last().map(|e| e.position) else {
@@ -628,15 +634,22 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
     /// `seal_pending`, reading the log through `reading`.
     async fn seal_from(&self, reading: &mut Reading) -> Result<usize, AppError> {
         let deps = &self.inner.deps;
-        let last = deps.audit.last_seal().await?;
-        let (after, mut previous) = match &last {
-            Some(seal) => {
-                let mut hash = [0u8; 32];
-                hex::decode_to_slice(&seal.hash, &mut hash)
-                    .map_err(|e| AppError::Store(Box::new(e)))?;
-                (seal.position, hash)
-            }
-            None => (0, tollgate_audit::GENESIS),
+        // The chain's end as this sealer left it, else as stored: a round
+        // then reads nothing back. Should another process have sealed on
+        // meanwhile, the append below collides with its seals and the next
+        // round reads the store again.
+        let mut sealed = self.inner.sealed.lock().await;
+        let (after, mut previous) = match *sealed {
+            Some(end) => end,
+            None => match deps.audit.last_seal().await? {
+                Some(seal) => {
+                    let mut hash = [0u8; 32];
+                    hex::decode_to_slice(&seal.hash, &mut hash)
+                        .map_err(|e| AppError::Store(Box::new(e)))?;
+                    (seal.position, hash)
+                }
+                None => (0, tollgate_audit::GENESIS),
+            },
         };
         let (events, records) = reading.records_after(deps.log.as_ref(), after).await?;
         let mut seals = Vec::with_capacity(events.len());
@@ -649,10 +662,18 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             });
         }
         if seals.is_empty() {
+            *sealed = Some((after, previous));
             return Ok(0);
         }
+        let end = (seals.last().map_or(after, |seal| seal.position), previous);
+        // Unless the append is known to have landed, the next round reads
+        // the chain's end from the store.
+        *sealed = None;
         match deps.audit.append_seals(&seals).await {
-            Ok(()) => Ok(seals.len()),
+            Ok(()) => {
+                *sealed = Some(end);
+                Ok(seals.len())
+            }
             // Another sealer got there first; the next call continues its chain.
             Err(err) if err.kind == StoreErrorKind::Conflict => Ok(seals.len()),
             Err(err) => Err(err.into()),

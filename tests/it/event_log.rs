@@ -950,3 +950,60 @@ async fn a_derived_commit_leaves_no_connection_committing_unflushed() {
         held.push(conn);
     }
 }
+
+/// Waits until every subscriber of `app` has processed the log up to its
+/// head (positions as stored).
+async fn subscribers_at_head(app: &tollgate::App) -> u64 {
+    for _ in 0..200 {
+        let status = app.subscriber_status().await.unwrap();
+        if status.iter().all(|s| s.position == s.head) {
+            return status[0].head;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!(
+        "the subscribers did not reach the head: {:?}",
+        app.subscriber_status().await.unwrap()
+    );
+}
+
+/// The server's subscribers remember where their own last writes left the
+/// audit chain and the read models, and read nothing back between rounds.
+/// When another process (the CLI, another node) commits, seals, grows the
+/// tree and projects on the same database meanwhile, their next writes find
+/// the store moved on, and they carry on from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_carry_on_after_another_process_wrote_for_them() {
+    for kind in database_kinds() {
+        let server = TestServer::start(kind).await;
+        server.add_user("ivan", &[]).await;
+        subscribers_at_head(server.app()).await;
+
+        let (other, db) = tollgate::open(&server.config).await.unwrap();
+        add_policies(&other, 0..3).await;
+        other.set_user_enabled("cli", "ivan", false).await.unwrap();
+        other.catch_up().await.unwrap();
+        let moved = other.subscriber_status().await.unwrap();
+        assert!(
+            moved.iter().all(|s| s.position == s.head),
+            "{kind}: {moved:?}"
+        );
+        db.close().await;
+
+        server.add_user("judy", &[]).await;
+        let head = subscribers_at_head(server.app()).await;
+        assert!(head > moved[0].head, "{kind}");
+        let report = server.app().verify_audit().await.unwrap();
+        assert_eq!(report.finding, None, "{kind}");
+        // Everything up to the head is sealed (`verify_audit` records itself).
+        assert!(report.sealed >= head, "{kind}: {} < {head}", report.sealed);
+        let users = server.app().list_users().await.unwrap();
+        let mut enabled: Vec<(&str, bool)> = users
+            .iter()
+            .map(|u| (u.username.as_str(), u.enabled))
+            .collect();
+        enabled.sort();
+        assert_eq!(enabled, [("ivan", false), ("judy", true)], "{kind}");
+        server.stop().await;
+    }
+}
