@@ -63,6 +63,11 @@ impl PostgresStore {
         self.write().await
     }
 
+    /// A derived write runs in a transaction even when it is one statement:
+    /// `derive_in` sets it up with `SET LOCAL`, which lasts only as long as
+    /// the transaction.
+    const DERIVED_NEEDS_TRANSACTION: bool = true;
+
     /// Lets a transaction that stores state derived from the log (read
     /// models and their checkpoints, audit seals and Merkle leaves) commit
     /// without waiting for its WAL flush. PostgreSQL writes its WAL in

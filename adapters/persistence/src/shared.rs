@@ -74,15 +74,41 @@ macro_rules! log_stores {
             self.write_derived().await
         }
         .map_err(map_err)?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
-        if checkpoint.is_none() {
-            Self::derive_in(&mut tx).await.map_err(map_err)?;
-        }
         let numbered: Vec<(i64, &String)> = leaves
             .iter()
             .enumerate()
             .map(|(i, leaf)| (to_i64(after + 1 + i as u64), leaf))
             .collect();
+        if checkpoint.is_none()
+            && !Self::DERIVED_NEEDS_TRANSACTION
+            && numbered.len() <= crate::shared::INSERT_CHUNK
+        {
+            // One statement, atomic on its own, that lands only where the
+            // stored leaves end: no trips for BEGIN, the check and COMMIT.
+            let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
+                "INSERT INTO audit_leaves (position, leaf) SELECT column1, column2 FROM (",
+            );
+            insert.push_values(&numbered, |mut row, (position, leaf)| {
+                row.push_bind(*position).push_bind((*leaf).clone());
+            });
+            insert
+                .push(") WHERE (SELECT COALESCE(MAX(position), 0) FROM audit_leaves) = ")
+                .push_bind(to_i64(after));
+            let landed = insert
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            if landed != numbered.len() as u64 {
+                return Err(crate::shared::leaves_moved(after));
+            }
+            return Ok(());
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+        if checkpoint.is_none() {
+            Self::derive_in(&mut tx).await.map_err(map_err)?;
+        }
         for chunk in numbered.chunks(crate::shared::INSERT_CHUNK) {
             let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
                 "INSERT INTO audit_leaves (position, leaf) ",
@@ -101,11 +127,7 @@ macro_rules! log_stores {
         .await
         .map_err(map_err)?;
         if to_u64(below) != after {
-            return Err(tollgate_ports::outbound::StoreError::new(
-                tollgate_ports::outbound::StoreErrorKind::Conflict,
-                format!("the Merkle tree holds {below} leaves, not {after}"),
-                None,
-            ));
+            return Err(crate::shared::leaves_moved(after));
         }
         if let Some(checkpoint) = checkpoint {
             insert_checkpoint(&mut *tx, checkpoint).await?;
@@ -203,10 +225,7 @@ macro_rules! log_stores {
         // One statement per chunk: a round trip per row is what a sealer
         // following a busy log cannot afford on PostgreSQL. Seals derive
         // from the log.
-        let mut conn = self.write_derived().await.map_err(map_err)?;
-        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
-        Self::derive_in(&mut tx).await.map_err(map_err)?;
-        for chunk in seals.chunks(crate::shared::INSERT_CHUNK) {
+        let insert = |chunk: &[Seal]| {
             let mut insert = sqlx::QueryBuilder::<<$row as sqlx::Row>::Database>::new(
                 "INSERT INTO audit_seals (position, event_id, hash) ",
             );
@@ -215,7 +234,19 @@ macro_rules! log_stores {
                     .push_bind(seal.event_id.clone())
                     .push_bind(seal.hash.clone());
             });
-            insert.build().execute(&mut *tx).await.map_err(map_err)?;
+            insert
+        };
+        let mut conn = self.write_derived().await.map_err(map_err)?;
+        if !Self::DERIVED_NEEDS_TRANSACTION && seals.len() <= crate::shared::INSERT_CHUNK {
+            // One statement is atomic on its own: no trips for BEGIN and
+            // COMMIT.
+            insert(seals).build().execute(&mut *conn).await.map_err(map_err)?;
+            return Ok(());
+        }
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(map_err)?;
+        Self::derive_in(&mut tx).await.map_err(map_err)?;
+        for chunk in seals.chunks(crate::shared::INSERT_CHUNK) {
+            insert(chunk).build().execute(&mut *tx).await.map_err(map_err)?;
         }
         tx.commit().await.map_err(map_err)
     }
@@ -595,6 +626,17 @@ fn seal_row(row: &$row) -> Result<Seal, StoreError> {
 }
 
 pub(crate) use log_stores;
+
+/// Leaves for the Merkle tree after `after` could not land there: the stored
+/// leaves do not end at `after` (another process grew the tree, or it has a
+/// gap).
+pub(crate) fn leaves_moved(after: u64) -> tollgate_ports::outbound::StoreError {
+    tollgate_ports::outbound::StoreError::new(
+        tollgate_ports::outbound::StoreErrorKind::Conflict,
+        format!("the stored Merkle tree does not end at {after} leaves"),
+        None,
+    )
+}
 
 /// The columns `checkpoint_row` decodes, in its order.
 pub(crate) const CHECKPOINT_COLUMNS: &str = "size, root, key_id, note, time";

@@ -272,6 +272,10 @@ impl SqliteStore {
         Ok(WriteGuard(writer))
     }
 
+    /// A derived write's single statement needs no transaction of its own:
+    /// `write_derived` has set the connection up for it.
+    const DERIVED_NEEDS_TRANSACTION: bool = false;
+
     /// A derived write's transaction needs nothing more on SQLite: the
     /// connection was set up by `write_derived`.
     async fn derive_in(_tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>) -> Result<(), sqlx::Error> {

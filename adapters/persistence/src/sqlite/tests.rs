@@ -260,3 +260,45 @@ async fn following_held_events_never_skips_a_position() {
     drop(other);
     remove_store(store, &path).await;
 }
+
+/// A round's seals, and its Merkle leaves, go in one statement each, which
+/// is atomic on its own: a batch lands whole where the stored ones end, or
+/// not at all.
+#[tokio::test]
+async fn seals_and_leaves_land_whole_where_the_stored_ones_end_or_not_at_all() {
+    use tollgate_ports::outbound::StoreErrorKind;
+    let (store, path) = temp_store("derived").await;
+    let seal = |position: u64| Seal {
+        position,
+        event_id: uuid::Uuid::now_v7().to_string(),
+        hash: format!("{position:064x}"),
+    };
+    store.append_seals(&[seal(1), seal(2)]).await.unwrap();
+    let err = store.append_seals(&[seal(3), seal(2)]).await.unwrap_err();
+    assert_eq!(err.kind, StoreErrorKind::Conflict);
+    let last = store.last_seal().await.unwrap().unwrap();
+    assert_eq!(last.position, 2, "nothing of a refused batch landed");
+
+    let leaves = |n: u64| (0..n).map(|i| format!("{i:064x}")).collect::<Vec<_>>();
+    store.append_leaves(0, &leaves(2), None).await.unwrap();
+    // Behind the stored end (those positions are taken) or past it (a gap).
+    for after in [0, 1, 3] {
+        let err = store
+            .append_leaves(after, &leaves(1), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::Conflict, "after {after}");
+    }
+    assert_eq!(store.leaf_count().await.unwrap(), 2);
+    store.append_leaves(2, &leaves(3), None).await.unwrap();
+    let stored = store.read_leaves(0, 10).await.unwrap();
+    let positions: Vec<u64> = stored.iter().map(|(position, _)| *position).collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5]);
+    assert_eq!(
+        stored[2].1,
+        leaves(1)[0],
+        "the third leaf is the new batch's first"
+    );
+    assert_eq!(sync_level(&store).await, 1, "the leaves committed unsynced");
+    remove_store(store, &path).await;
+}
