@@ -81,7 +81,7 @@ macro_rules! log_stores {
             .collect();
         if checkpoint.is_none()
             && !Self::DERIVED_NEEDS_TRANSACTION
-            && numbered.len() <= crate::shared::INSERT_CHUNK
+            && (1..=crate::shared::INSERT_CHUNK).contains(&numbered.len())
         {
             // One statement, atomic on its own, that lands only where the
             // stored leaves end: no trips for BEGIN, the check and COMMIT.
@@ -237,7 +237,9 @@ macro_rules! log_stores {
             insert
         };
         let mut conn = self.write_derived().await.map_err(map_err)?;
-        if !Self::DERIVED_NEEDS_TRANSACTION && seals.len() <= crate::shared::INSERT_CHUNK {
+        if !Self::DERIVED_NEEDS_TRANSACTION
+            && (1..=crate::shared::INSERT_CHUNK).contains(&seals.len())
+        {
             // One statement is atomic on its own: no trips for BEGIN and
             // COMMIT.
             insert(seals).build().execute(&mut *conn).await.map_err(map_err)?;
