@@ -661,11 +661,11 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
                 hash: hex::encode(previous),
             });
         }
-        if seals.is_empty() {
+        let Some(last) = seals.last() else {
             *sealed = Some((after, previous));
             return Ok(0);
-        }
-        let end = (seals.last().map_or(after, |seal| seal.position), previous);
+        };
+        let end = (last.position, previous);
         // Unless the append is known to have landed, the next round reads
         // the chain's end from the store.
         *sealed = None;
