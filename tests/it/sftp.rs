@@ -956,8 +956,9 @@ async fn a_download_records_the_digest_of_the_whole_file() {
 /// `fsync@openssh.com` (OpenSSH's `put -f`) is offered; on an upload it
 /// puts what was written so far on disk while the file stays invisible
 /// until its close; on a download it has nothing to do; a handle that is
-/// not an open file is refused. The same whether or not uploads are synced
-/// at their commit (`storage.sync_uploads`).
+/// not an open file is refused; a small upload with no sync asked lands
+/// whole at its close. The same whether or not uploads are synced at their
+/// commit (`storage.sync_uploads`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fsync_puts_an_upload_on_disk_before_its_close_shows_it() {
     for kind in crate::support::database_kinds() {
@@ -1047,6 +1048,33 @@ async fn fsync_an_upload(server: &TestServer) {
     assert_eq!(
         refused(raw.fsync("no-such-handle").await),
         StatusCode::Failure
+    );
+
+    // A small upload without a sync asked: created, written and renamed by
+    // its close.
+    let small = &data[..3000];
+    let attrs = russh_sftp::protocol::FileAttributes::default();
+    let handle = raw.open("small.bin", flags, attrs).await.unwrap().handle;
+    for (i, part) in small.chunks(1000).enumerate() {
+        raw.write(&handle, (i * 1000) as u64, part.to_vec())
+            .await
+            .unwrap();
+    }
+    let entries = || std::fs::read_dir(&home).unwrap().count();
+    assert_eq!(entries(), 1, "nothing staged before the close");
+    raw.close(&handle).await.unwrap();
+    assert!(std::fs::read(home.join("small.bin")).unwrap() == small);
+    assert_eq!(entries(), 2, "no staging file left");
+    let small_ones: Vec<_> = server
+        .events_of("faye", "TransferCompleted")
+        .await
+        .into_iter()
+        .filter(|event| event.path.as_deref() == Some("/small.bin"))
+        .collect();
+    assert_eq!(small_ones.len(), 1, "{small_ones:?}");
+    assert_eq!(
+        small_ones[0].sha256.as_deref(),
+        Some(sha256_hex(small).as_str())
     );
 }
 

@@ -523,11 +523,18 @@ async fn staged(storage: &LocalStorage, root: &str, path: &str) -> Box<dyn Write
         .unwrap()
 }
 
+/// The same whether the commit syncs (on the blocking pool) or not (a
+/// small one made in place).
 #[tokio::test]
 async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
+    for syncs in [true, false] {
+        a_staged_replacement_lands_whole(LocalStorage::with_sync_commits(syncs)).await;
+    }
+}
+
+async fn a_staged_replacement_lands_whole(storage: LocalStorage) {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_str().unwrap();
-    let storage = LocalStorage::new();
     std::fs::write(dir.path().join("kept"), b"old").unwrap();
     std::fs::set_permissions(
         dir.path().join("kept"),
@@ -536,7 +543,7 @@ async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
     .unwrap();
 
     // A small upload: gathered in memory, then created, written, synced
-    // and renamed by the commit.
+    // (when commits sync) and renamed by the commit.
     let mut small = staged(&storage, root, "/kept").await;
     small.write_at(0, Bytes::from_static(b"new")).await.unwrap();
     assert_eq!(names_in(dir.path()), ["kept"], "nothing staged on disk yet");
@@ -578,6 +585,27 @@ async fn a_staged_replacement_creates_its_file_with_its_first_bytes_on_disk() {
     aborted.write_at(0, Bytes::from_static(b"x")).await.unwrap();
     aborted.abort().await.unwrap();
     assert_eq!(names_in(dir.path()), ["empty", "kept"]);
+
+    // More gathered than a small write, all of it handed over by the commit.
+    let mut gathered = staged(&storage, root, "/gathered").await;
+    let data: Vec<u8> = (0..SMALL * 3 / 2).map(|i| (i % 251) as u8).collect();
+    let (first, second) = data.split_at(SMALL as usize);
+    gathered
+        .write_at(0, Bytes::copy_from_slice(first))
+        .await
+        .unwrap();
+    gathered
+        .write_at(u64::from(SMALL), Bytes::copy_from_slice(second))
+        .await
+        .unwrap();
+    assert_eq!(
+        names_in(dir.path()),
+        ["empty", "kept"],
+        "all of it gathered"
+    );
+    assert_eq!(gathered.commit().await.unwrap(), data.len() as u64);
+    assert!(std::fs::read(dir.path().join("gathered")).unwrap() == data);
+    assert_eq!(names_in(dir.path()), ["empty", "gathered", "kept"]);
 }
 
 /// A replacement of `/docs/report` holding four gathered bytes, whose
@@ -595,8 +623,13 @@ async fn orphaned(storage: &LocalStorage, dir: &Path) -> Box<dyn WriteHandle> {
 
 #[tokio::test]
 async fn a_staged_replacement_whose_directory_went_away_fails_and_leaves_nothing() {
+    for syncs in [true, false] {
+        an_orphaned_replacement_fails(LocalStorage::with_sync_commits(syncs)).await;
+    }
+}
+
+async fn an_orphaned_replacement_fails(storage: LocalStorage) {
     let dir = tempfile::tempdir().unwrap();
-    let storage = LocalStorage::new();
     let handle = orphaned(&storage, dir.path()).await;
     assert_eq!(
         handle.commit().await.unwrap_err().kind,
