@@ -353,7 +353,8 @@ mem_sampler() {
 }
 
 # measure_start SERVER / measure_stop SERVER : around one measured piece of work. measure_stop
-# settles the server and sets CPU_US (empty when unknown), HWM_KIB and SUM_KIB. measure_start
+# settles the server and sets CPU_US (empty when unknown), CPU_END_US (the server's CPU time
+# then, as server_cpu_us gives it), HWM_KIB and SUM_KIB. measure_start
 # first writes back whatever earlier runs left in the page cache: a server that does not sync
 # its files leaves them to be written during the next run, whichever server that is, and a
 # server that syncs would wait for them at its own sync.
@@ -380,5 +381,6 @@ measure_stop() {
     HWM_KIB=- SUM_KIB=-
   fi
   CPU_US=
+  CPU_END_US=$cpu1
   if [ -n "$CPU0" ] && [ -n "$cpu1" ]; then CPU_US=$((cpu1 - CPU0)); fi
 }

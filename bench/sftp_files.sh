@@ -34,6 +34,9 @@
 #               in, so a server whose logins are slow has fewer sessions putting at one time.
 # * server CPU seconds (user + system, the whole run, work finished after the last client
 #   included) and peak RSS: see bench/lib.sh for how each server is measured.
+# * START=together only: the server's CPU from the start signal on (the puts, the sessions'
+#   ends and work finished after the last client), per file. The logins are left out: sshd
+#   forks and execs for each, Tollgate does not, and that would hide what a file costs.
 # * disk (OWN_FS=1 only), per file: the flush requests the bench filesystem's device received
 #   (each fsync, fdatasync or journal commit that must reach stable storage sends one), the ext4
 #   journal's commits, and the KiB written to the device. Counted from a syncfs before the run to
@@ -147,9 +150,10 @@ RAN=   # the servers run, whether or not they failed
 mkdir -p "$TMP/results"
 # run_one SERVER RUN : one run of all sessions against SERVER; a line of figures in
 # $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib, then per file
-# flushes journal_commits kib_written, then idle_% stolen_%
+# flushes journal_commits kib_written, then idle_% stolen_%, then the CPU from the start signal on
+# per file, ms (- when START=staggered)
 run_one() {
-  local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=() profiler= ticks0 ticks1
+  local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=() profiler= ticks0 ticks1 cpu_go=
   case $server in
     tollgate|tollgate-fsync)
       user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME measured=tollgate
@@ -200,6 +204,7 @@ run_one() {
     fi
     t0=$EPOCHREALTIME
     ticks0=$(cpu_ticks)
+    cpu_go=$(server_cpu_us "$measured")
     printf '%*s' "$SESSIONS" '' >&3
   fi
   wait "${clients[@]}" || true   # not a bare wait: the memory sampler runs in the background too
@@ -244,19 +249,23 @@ run_one() {
     echo "# $server run $run: FAILED (${secs}s)" >&2
     return 0
   fi
-  local files_s p50 p99 login cpu idle stolen
+  local files_s p50 p99 login cpu idle stolen cpu_file=- cpu_note=
   files_s=$(awk -v n=$((SESSIONS * FILES)) -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
   p50=$(percentile 50 <"$out/latency")
   p99=$(percentile 99 <"$out/latency")
   login=$(median2 <"$out/login")
   cpu=-
   [ -z "$CPU_US" ] || cpu=$(awk -v us="$CPU_US" 'BEGIN { printf "%.2f", us / 1e6 }')
+  if [ -n "$cpu_go" ] && [ -n "$CPU_END_US" ]; then
+    cpu_file=$(awk -v us=$((CPU_END_US - cpu_go)) -v n=$((SESSIONS * FILES)) 'BEGIN { printf "%.3f", us / 1e3 / n }')
+    cpu_note=" ($cpu_file ms per file after the logins)"
+  fi
   read -r idle stolen < <(cpu_share "$ticks0" "$ticks1")
   echo "$files_s $p50 $p99 $login $cpu ${HWM_KIB:--} ${SUM_KIB:--} $(per_file "$DISK_FLUSHES")" \
-    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $idle $stolen" >>"$TMP/results/$server"
+    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $idle $stolen $cpu_file" >>"$TMP/results/$server"
   echo "# $server run $run: $((SESSIONS * FILES)) files in ${secs}s = $files_s files/s; put p50 $p50 ms," \
     "p99 $p99 ms, max $(percentile 100 <"$out/latency") ms; login median ${login}s, max" \
-    "$(percentile 100 <"$out/login")s; server CPU ${cpu}s; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
+    "$(percentile 100 <"$out/login")s; server CPU ${cpu}s$cpu_note; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
     "processes $(mib "$SUM_KIB") MiB); disk: $DISK_FLUSHES flushes, $DISK_COMMITS journal commits," \
     "$DISK_KIB KiB written; machine idle and stolen: $idle% $stolen%;" \
     "files checked" >&2
@@ -318,6 +327,7 @@ line "put latency p50, ms" 2 median2 "lower"
 line "put latency p99, ms" 3 median2 "lower"
 line "login (to first command), median s" 4 median2 "lower"
 line "server CPU, s per run" 5 median2 "lower"
+[ "$START" != together ] || line "server CPU per file after logins, ms" 13 median2 "lower"
 line "server peak RSS, largest process, MiB" 6 largest "lower" mib
 line "server peak RSS, sum of processes, MiB" 7 largest "lower" mib
 # The disk rows, where the bench's filesystem has a device whose counters the kernel gives.
@@ -334,7 +344,7 @@ echo "($SESSIONS concurrent \`sftp -b\` sessions x $FILES files x $FILE_KB KiB, 
   "median of $REPEAT run(s), peak RSS the largest;"
 if [ "$START" = together ]; then
   echo " start=together: files/s = files / time from the start signal (all sessions logged in) to the last exit;"
-  echo " CPU = user+system of all the server's processes, logins included;"
+  echo " CPU = user+system of all the server's processes, logins included; per file: from the start signal on;"
 else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
