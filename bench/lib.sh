@@ -65,6 +65,7 @@ SSHD_STARTED=0
 SSHD_PID=
 SSHD_CG=
 SSHD_CG_HOME=
+CLIENTS_CG=        # a benchmark's clients' own cgroup, when it makes one (see bench/sftp_files.sh)
 SAMPLER_PID=
 TMP=
 CLEANUP_PATHS=()   # files and directories the benchmark left on a peer's disk
@@ -96,6 +97,9 @@ bench_cleanup() {
     # Connections still closing keep the group busy for a moment.
     for _ in $(seq 50); do rmdir "$SSHD_CG" 2>/dev/null && break; sleep 0.2; done
     [ ! -d "$SSHD_CG" ] || echo "# cgroup $SSHD_CG not removed: $(tr '\n' ' ' <"$SSHD_CG/cgroup.procs")" >&2
+  fi
+  if [ -n "$CLIENTS_CG" ] && [ -d "$CLIENTS_CG" ]; then
+    for _ in $(seq 25); do rmdir "$CLIENTS_CG" 2>/dev/null && break; sleep 0.2; done
   fi
   local m
   for m in "${OWN_FS_BINDS[@]}"; do
@@ -293,8 +297,14 @@ server_cpu_us() {
       read -r -a fields <<<"${stat##*) }"   # fields[0] is field 3 (state); utime is 14, stime 15
       echo $(((fields[11] + fields[12]) * 1000000 / CLK_TCK)) ;;
     openssh)
-      [ -z "$SSHD_CG" ] || awk '$1 == "usage_usec" { print $2 }' "$SSHD_CG/cpu.stat" ;;
+      [ -z "$SSHD_CG" ] || cgroup_cpu_us "$SSHD_CG" ;;
   esac
+}
+
+# cgroup_cpu_us DIR : the CPU time (user + system) of every process that has been in the cgroup v2
+# group DIR, exited ones included, in microseconds
+cgroup_cpu_us() {
+  awk '$1 == "usage_usec" { print $2 }' "$1/cpu.stat"
 }
 
 # settle SERVER : waits (at most 15 s) until the work of the finished clients is done: for

@@ -36,7 +36,11 @@
 #   included) and peak RSS: see bench/lib.sh for how each server is measured.
 # * START=together only: the server's CPU from the start signal on (the puts, the sessions'
 #   ends and work finished after the last client), per file. The logins are left out: sshd
-#   forks and execs for each, Tollgate does not, and that would hide what a file costs.
+#   forks and execs for each, Tollgate does not, and that would hide what a file costs. Beside
+#   it, the clients' CPU over the same puts, per file: every process a session starts (sshpass,
+#   sftp, ssh and the line reader) runs in a cgroup v2 group of the bench's own, as sshd does.
+#   The clients are the same programs against either server, so a difference there is what the
+#   server makes them do (or how it shares the cores with them).
 # * disk (OWN_FS=1 only), per file: the flush requests the bench filesystem's device received
 #   (each fsync, fdatasync or journal commit that must reach stable storage sends one), the ext4
 #   journal's commits, and the KiB written to the device. Counted from a syncfs before the run to
@@ -100,6 +104,10 @@ if [ "$OWN_FS" = 1 ]; then
   OPENSSH_PREFIX=$OPENSSH_OWN_DIR/
 fi
 client_opts "$CIPHER"
+# The clients' own group, beside sshd's (see the top of this file).
+if [ -n "$SSHD_CG" ] && mkdir "${SSHD_CG%/*}/tollgate-clients-$$" 2>/dev/null; then
+  CLIENTS_CG=${SSHD_CG%/*}/tollgate-clients-$$
+fi
 
 # The source files, the same for every session, and their SHA-256 sums.
 mkdir -p "$TMP/src"
@@ -125,6 +133,8 @@ fi
 # its stdout lines, each behind the time it arrived; OUT.rc its exit status
 session() {
   local start=$EPOCHREALTIME
+  # This subshell joins the clients' group first, so that everything it starts is counted there.
+  [ -z "$CLIENTS_CG" ] || echo "$BASHPID" >"$CLIENTS_CG/cgroup.procs"
   {
     echo "$start start"
     { local rc=0
@@ -150,10 +160,11 @@ RAN=   # the servers run, whether or not they failed
 mkdir -p "$TMP/results"
 # run_one SERVER RUN : one run of all sessions against SERVER; a line of figures in
 # $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib, then per file
-# flushes journal_commits kib_written, then idle_% stolen_%, then the CPU from the start signal on
-# per file, ms (- when START=staggered)
+# flushes journal_commits kib_written, then idle_% stolen_%, then the server's and the clients' CPU
+# from the start signal on per file, ms (- when START=staggered or not measured)
 run_one() {
-  local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=() profiler= ticks0 ticks1 cpu_go=
+  local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=() profiler= ticks0 ticks1
+  local cpu_go='' clients_go='' clients_end=''
   case $server in
     tollgate|tollgate-fsync)
       user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME measured=tollgate
@@ -205,10 +216,12 @@ run_one() {
     t0=$EPOCHREALTIME
     ticks0=$(cpu_ticks)
     cpu_go=$(server_cpu_us "$measured")
+    [ -z "$CLIENTS_CG" ] || clients_go=$(cgroup_cpu_us "$CLIENTS_CG")
     printf '%*s' "$SESSIONS" '' >&3
   fi
   wait "${clients[@]}" || true   # not a bare wait: the memory sampler runs in the background too
   t1=$EPOCHREALTIME
+  [ -z "$clients_go" ] || clients_end=$(cgroup_cpu_us "$CLIENTS_CG")
   ticks1=$(cpu_ticks)
   if [ -n "$profiler" ]; then
     # After the clock stops: a profiler writing its data out is not the servers' time.
@@ -249,7 +262,7 @@ run_one() {
     echo "# $server run $run: FAILED (${secs}s)" >&2
     return 0
   fi
-  local files_s p50 p99 login cpu idle stolen cpu_file=- cpu_note=
+  local files_s p50 p99 login cpu idle stolen cpu_file=- clients_file=- cpu_note='' clients_note=''
   files_s=$(awk -v n=$((SESSIONS * FILES)) -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
   p50=$(percentile 50 <"$out/latency")
   p99=$(percentile 99 <"$out/latency")
@@ -257,15 +270,19 @@ run_one() {
   cpu=-
   [ -z "$CPU_US" ] || cpu=$(awk -v us="$CPU_US" 'BEGIN { printf "%.2f", us / 1e6 }')
   if [ -n "$cpu_go" ] && [ -n "$CPU_END_US" ]; then
-    cpu_file=$(awk -v us=$((CPU_END_US - cpu_go)) -v n=$((SESSIONS * FILES)) 'BEGIN { printf "%.3f", us / 1e3 / n }')
+    cpu_file=$(ms_per_file $((CPU_END_US - cpu_go)))
     cpu_note=" ($cpu_file ms per file after the logins)"
+  fi
+  if [ -n "$clients_end" ]; then
+    clients_file=$(ms_per_file $((clients_end - clients_go)))
+    clients_note="; clients' CPU $clients_file ms per file after the logins"
   fi
   read -r idle stolen < <(cpu_share "$ticks0" "$ticks1")
   echo "$files_s $p50 $p99 $login $cpu ${HWM_KIB:--} ${SUM_KIB:--} $(per_file "$DISK_FLUSHES")" \
-    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $idle $stolen $cpu_file" >>"$TMP/results/$server"
+    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $idle $stolen $cpu_file $clients_file" >>"$TMP/results/$server"
   echo "# $server run $run: $((SESSIONS * FILES)) files in ${secs}s = $files_s files/s; put p50 $p50 ms," \
     "p99 $p99 ms, max $(percentile 100 <"$out/latency") ms; login median ${login}s, max" \
-    "$(percentile 100 <"$out/login")s; server CPU ${cpu}s$cpu_note; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
+    "$(percentile 100 <"$out/login")s; server CPU ${cpu}s$cpu_note$clients_note; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
     "processes $(mib "$SUM_KIB") MiB); disk: $DISK_FLUSHES flushes, $DISK_COMMITS journal commits," \
     "$DISK_KIB KiB written; machine idle and stolen: $idle% $stolen%;" \
     "files checked" >&2
@@ -288,6 +305,11 @@ cpu_share() {
 # per_file COUNT : COUNT divided by the files of a run (- stays -)
 per_file() {
   if [ "$1" = - ]; then echo -; else awk -v v="$1" -v n=$((SESSIONS * FILES)) 'BEGIN { printf "%.3f", v / n }'; fi
+}
+
+# ms_per_file MICROSECONDS : that much CPU time per file of a run, in ms
+ms_per_file() {
+  awk -v us="$1" -v n=$((SESSIONS * FILES)) 'BEGIN { printf "%.3f", us / 1e3 / n }'
 }
 
 # percentile P : the P-th percentile (nearest rank) of the numbers on stdin, 3 decimals
@@ -327,7 +349,10 @@ line "put latency p50, ms" 2 median2 "lower"
 line "put latency p99, ms" 3 median2 "lower"
 line "login (to first command), median s" 4 median2 "lower"
 line "server CPU, s per run" 5 median2 "lower"
-[ "$START" != together ] || line "server CPU per file after logins, ms" 13 median2 "lower"
+if [ "$START" = together ]; then
+  line "server CPU per file after logins, ms" 13 median2 "lower"
+  line "clients' CPU per file after logins, ms" 14 median2 "lower"
+fi
 line "server peak RSS, largest process, MiB" 6 largest "lower" mib
 line "server peak RSS, sum of processes, MiB" 7 largest "lower" mib
 # The disk rows, where the bench's filesystem has a device whose counters the kernel gives.
@@ -344,7 +369,8 @@ echo "($SESSIONS concurrent \`sftp -b\` sessions x $FILES files x $FILE_KB KiB, 
   "median of $REPEAT run(s), peak RSS the largest;"
 if [ "$START" = together ]; then
   echo " start=together: files/s = files / time from the start signal (all sessions logged in) to the last exit;"
-  echo " CPU = user+system of all the server's processes, logins included; per file: from the start signal on;"
+  echo " CPU = user+system of all the server's processes, logins included; per file: from the start signal on,"
+  echo "   the clients' being that of every process the sessions started (sshpass, sftp, ssh, the line readers);"
 else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
