@@ -351,7 +351,7 @@ line "login (to first command), median s" 4 median2 "lower"
 line "server CPU, s per run" 5 median2 "lower"
 if [ "$START" = together ]; then
   line "server CPU per file after logins, ms" 13 median2 "lower"
-  line "clients' CPU per file after logins, ms" 14 median2 "lower"
+  [ -z "$CLIENTS_CG" ] || line "clients' CPU per file after logins, ms" 14 median2 "lower"
 fi
 line "server peak RSS, largest process, MiB" 6 largest "lower" mib
 line "server peak RSS, sum of processes, MiB" 7 largest "lower" mib
@@ -369,8 +369,9 @@ echo "($SESSIONS concurrent \`sftp -b\` sessions x $FILES files x $FILE_KB KiB, 
   "median of $REPEAT run(s), peak RSS the largest;"
 if [ "$START" = together ]; then
   echo " start=together: files/s = files / time from the start signal (all sessions logged in) to the last exit;"
-  echo " CPU = user+system of all the server's processes, logins included; per file: from the start signal on,"
-  echo "   the clients' being that of every process the sessions started (sshpass, sftp, ssh, the line readers);"
+  echo " CPU = user+system of all the server's processes, logins included; per file: from the start signal on;"
+  [ -z "$CLIENTS_CG" ] \
+    || echo " clients' CPU = that of every process the sessions started (sshpass, sftp, ssh, the line readers);"
 else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
