@@ -167,12 +167,17 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             let version = current + events.len() as u64;
             let metadata = self.metadata(actor);
             let tally = crate::metrics::tally::<T>(&events);
+            // A command that decided nothing has nothing to wait for.
+            let began = (!events.is_empty()).then(std::time::Instant::now);
             match store
                 .commit(events.into_iter().map(Ev).collect(), context, metadata)
                 .await
             {
                 Ok(_) => {
                     self.inner.committed.notify_waiters();
+                    if let Some(began) = began {
+                        self.inner.metrics.commit_waited(began.elapsed());
+                    }
                     self.inner.metrics.add(actor.protocol.as_deref(), tally);
                     return Ok((state, version));
                 }

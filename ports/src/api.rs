@@ -550,7 +550,9 @@ pub struct SessionRecord {
 pub struct Sample {
     /// Metric name.
     pub name: &'static str,
-    /// `counter` or `gauge`.
+    /// `counter`, `gauge` or `histogram` (whose series, `NAME_bucket` with
+    /// an `le` label for each bound, then `NAME_sum` and `NAME_count`, are
+    /// samples of their own).
     pub kind: &'static str,
     /// One line of help.
     pub help: &'static str,

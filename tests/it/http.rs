@@ -779,12 +779,63 @@ async fn live_sessions_are_listed_and_one_can_be_disconnected() {
         "tollgate_connections_total{protocol=\"sftp\"} 1",
         "tollgate_event_log_lag{subscriber=\"audit-sealer\"}",
         "# TYPE tollgate_events_total counter",
+        "# TYPE tollgate_event_commit_wait_seconds histogram",
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
+    check_commit_waits(&metrics);
     let (status, _, _) = api.call(Method::GET, "/api/docs/", "", None).await;
     assert_eq!(status, StatusCode::OK);
     api.server.stop().await;
+}
+
+/// The commit wait histogram as Prometheus reads it: cumulative buckets
+/// with rising bounds, the last (`+Inf`) equal to the count, a count of
+/// at least one commit and at most one per committed event, and a sum of
+/// waits above zero.
+fn check_commit_waits(metrics: &str) {
+    let value = |line: &str| line.rsplit(' ').next().unwrap().parse::<f64>().unwrap();
+    let buckets: Vec<(String, f64)> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("tollgate_event_commit_wait_seconds_bucket{le=\""))
+        .map(|rest| (rest.split('"').next().unwrap().to_string(), value(rest)))
+        .collect();
+    assert!(buckets.len() > 1, "no buckets in\n{metrics}");
+    for pair in buckets.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "buckets not cumulative: {buckets:?}"
+        );
+        if pair[1].0 != "+Inf" {
+            let bound = |le: &str| le.parse::<f64>().unwrap();
+            assert!(
+                bound(&pair[0].0) < bound(&pair[1].0),
+                "bounds not rising: {buckets:?}"
+            );
+        }
+    }
+    let (last, infinite) = buckets.last().unwrap();
+    assert_eq!(last, "+Inf");
+    let series = |name: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with(name) && line[name.len()..].starts_with(' '))
+            .map(value)
+            .unwrap_or_else(|| panic!("{name} missing from\n{metrics}"))
+    };
+    let count = series("tollgate_event_commit_wait_seconds_count");
+    assert_eq!(*infinite, count);
+    let events: f64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("tollgate_events_total{"))
+        .map(value)
+        .sum();
+    assert!(
+        count >= 1.0 && count <= events,
+        "{count} commits for {events} events"
+    );
+    assert!(series("tollgate_event_commit_wait_seconds_sum") > 0.0);
+    assert!(!metrics.contains("# TYPE tollgate_event_commit_wait_seconds_"));
 }
 
 /// The committed document must be what the code declares. Refresh it with
