@@ -41,6 +41,10 @@
 #   sftp, ssh and the line reader) runs in a cgroup v2 group of the bench's own, as sshd does.
 #   The clients are the same programs against either server, so a difference there is what the
 #   server makes them do (or how it shares the cores with them).
+# * START=together only, Tollgate only: the mean wait of a command for its events' commit to the
+#   event log, from its `tollgate_event_commit_wait_seconds` histogram (GET /metrics) read at
+#   the start signal and after the last client exited: each put's start and completion are
+#   such commands, and a close waits for both before its reply.
 # * disk (OWN_FS=1 only), per file: the flush requests the bench filesystem's device received
 #   (each fsync, fdatasync or journal commit that must reach stable storage sends one), the ext4
 #   journal's commits, and the KiB written to the device. Counted from a syncfs before the run to
@@ -97,6 +101,7 @@ done
 export OWN_FS=${OWN_FS:-1}
 bench_setup
 bench_start filesbench --measure-sshd
+TG_HTTP=$(listening "$TMP" http)   # Tollgate's metrics (commit_waits)
 OPENSSH_DATA=$SFTP_CHROOT/$PEER_USER/data
 OPENSSH_PREFIX=   # where the OpenSSH clients' directories go, relative to their login directory
 if [ "$OWN_FS" = 1 ]; then
@@ -161,10 +166,11 @@ mkdir -p "$TMP/results"
 # run_one SERVER RUN : one run of all sessions against SERVER; a line of figures in
 # $TMP/results/SERVER: files/s p50_ms p99_ms login_median_s cpu_s hwm_kib sum_kib, then per file
 # flushes journal_commits kib_written, then idle_% stolen_%, then the server's and the clients' CPU
-# from the start signal on per file, ms (- when START=staggered or not measured)
+# from the start signal on per file, ms, then Tollgate's mean wait for a commit of the event log
+# over the same span, ms (each - when START=staggered or not measured)
 run_one() {
   local server=$1 run=$2 user pass port base prefix= put=put measured out s dir t0 t1 secs bad=0 why clients=() profiler= ticks0 ticks1
-  local cpu_go='' clients_go='' clients_end=''
+  local cpu_go='' clients_go='' clients_end='' waits_go='' waits_end=''
   case $server in
     tollgate|tollgate-fsync)
       user=$TG_USER pass=$TG_PASS port=$TG_PORT base=$TG_HOME measured=tollgate
@@ -213,6 +219,7 @@ run_one() {
       profiler=$!
       sleep 1   # let it start before the puts do
     fi
+    [ "$measured" != tollgate ] || waits_go=$(commit_waits)
     t0=$EPOCHREALTIME
     ticks0=$(cpu_ticks)
     cpu_go=$(server_cpu_us "$measured")
@@ -223,6 +230,7 @@ run_one() {
   t1=$EPOCHREALTIME
   [ -z "$clients_go" ] || clients_end=$(cgroup_cpu_us "$CLIENTS_CG")
   ticks1=$(cpu_ticks)
+  [ -z "$waits_go" ] || waits_end=$(commit_waits)
   if [ -n "$profiler" ]; then
     # After the clock stops: a profiler writing its data out is not the servers' time.
     kill -TERM "$profiler" 2>/dev/null || true
@@ -262,7 +270,8 @@ run_one() {
     echo "# $server run $run: FAILED (${secs}s)" >&2
     return 0
   fi
-  local files_s p50 p99 login cpu idle stolen cpu_file=- clients_file=- cpu_note='' clients_note=''
+  local files_s p50 p99 login cpu idle stolen cpu_file=- clients_file=- wait_ms=- cpu_note='' clients_note=''
+  local wait_note='' commits
   files_s=$(awk -v n=$((SESSIONS * FILES)) -v s="$secs" 'BEGIN { printf "%.1f", n / s }')
   p50=$(percentile 50 <"$out/latency")
   p99=$(percentile 99 <"$out/latency")
@@ -277,12 +286,17 @@ run_one() {
     clients_file=$(ms_per_file $((clients_end - clients_go)))
     clients_note="; clients' CPU $clients_file ms per file after the logins"
   fi
+  if [ -n "$waits_end" ]; then
+    read -r wait_ms commits < <(mean_wait "$waits_go" "$waits_end")
+    wait_note="; event log commit wait $wait_ms ms per command ($commits commits)"
+  fi
   read -r idle stolen < <(cpu_share "$ticks0" "$ticks1")
   echo "$files_s $p50 $p99 $login $cpu ${HWM_KIB:--} ${SUM_KIB:--} $(per_file "$DISK_FLUSHES")" \
-    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $idle $stolen $cpu_file $clients_file" >>"$TMP/results/$server"
+    "$(per_file "$DISK_COMMITS") $(per_file "$DISK_KIB") $idle $stolen $cpu_file $clients_file" \
+    "$wait_ms" >>"$TMP/results/$server"
   echo "# $server run $run: $((SESSIONS * FILES)) files in ${secs}s = $files_s files/s; put p50 $p50 ms," \
     "p99 $p99 ms, max $(percentile 100 <"$out/latency") ms; login median ${login}s, max" \
-    "$(percentile 100 <"$out/login")s; server CPU ${cpu}s$cpu_note$clients_note; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
+    "$(percentile 100 <"$out/login")s; server CPU ${cpu}s$cpu_note$clients_note$wait_note; peak RSS $(mib "$HWM_KIB") MiB (sum over" \
     "processes $(mib "$SUM_KIB") MiB); disk: $DISK_FLUSHES flushes, $DISK_COMMITS journal commits," \
     "$DISK_KIB KiB written; machine idle and stolen: $idle% $stolen%;" \
     "files checked" >&2
@@ -307,6 +321,22 @@ per_file() {
   if [ "$1" = - ]; then echo -; else awk -v v="$1" -v n=$((SESSIONS * FILES)) 'BEGIN { printf "%.3f", v / n }'; fi
 }
 
+# commit_waits : "SUM COUNT" of Tollgate's commit wait histogram now; empty when unreadable
+commit_waits() {
+  curl -sf --max-time 5 "http://$TG_HTTP/metrics" | awk '
+    $1 == "tollgate_event_commit_wait_seconds_sum" { sum = $2 }
+    $1 == "tollgate_event_commit_wait_seconds_count" { count = $2 }
+    END { if (count != "") print sum, count }' || true
+}
+
+# mean_wait "SUM COUNT" "SUM COUNT" : the mean commit wait between two readings, ms, and the
+# commits counted ("- 0" when none)
+mean_wait() {
+  awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); n = y[2] - x[2]
+    if (n <= 0) { print "-", 0; exit }
+    printf "%.2f %d\n", (y[1] - x[1]) * 1000 / n, n }'
+}
+
 # ms_per_file MICROSECONDS : that much CPU time per file of a run, in ms
 ms_per_file() {
   awk -v us="$1" -v n=$((SESSIONS * FILES)) 'BEGIN { printf "%.3f", us / 1e3 / n }'
@@ -329,6 +359,8 @@ done
 # ---------------------------------------------------------------- table
 col() { if [ -f "$TMP/results/$1" ]; then awk -v n="$2" '$n != "-" { print $n }' "$TMP/results/$1"; fi; }
 row() { printf '%-40s %10s %12s %10s %12s %17s %25s  %s\n' "$@"; }
+# median_or_na : median2, or n/a for a figure no run has (OpenSSH has no event log)
+median_or_na() { local m; m=$(median2); if [ "$m" = failed ]; then echo n/a; else echo "$m"; fi; }
 # value SERVER FIELD REDUCE : that server's figure, "failed" when no run of it succeeded, n/a when it
 # did not run
 value() { case " $RAN " in *" $1 "*) col "$1" "$2" | $3 ;; *) echo n/a ;; esac; }
@@ -352,6 +384,7 @@ line "server CPU, s per run" 5 median2 "lower"
 if [ "$START" = together ]; then
   line "server CPU per file after logins, ms" 13 median2 "lower"
   [ -z "$CLIENTS_CG" ] || line "clients' CPU per file after logins, ms" 14 median2 "lower"
+  line "event log commit wait per command, ms" 15 median_or_na "context"
 fi
 line "server peak RSS, largest process, MiB" 6 largest "lower" mib
 line "server peak RSS, sum of processes, MiB" 7 largest "lower" mib
