@@ -405,6 +405,8 @@ if [ "$START" = together ]; then
   echo " CPU = user+system of all the server's processes, logins included; per file: from the start signal on;"
   [ -z "$CLIENTS_CG" ] \
     || echo " clients' CPU = that of every process the sessions started (sshpass, sftp, ssh, the line readers);"
+  echo " commit wait = Tollgate's mean wait of a command (a put's start, its completion) for the event log's commit,"
+  echo "   over the same span, from its tollgate_event_commit_wait_seconds histogram (GET /metrics);"
 else
   echo " files/s = files / wall time of the run, logins included; CPU = user+system of all the server's processes;"
 fi
