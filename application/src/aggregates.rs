@@ -175,10 +175,13 @@ impl<R: PersistedEventRepository + Clone + 'static> Tollgate<R> {
             {
                 Ok(_) => {
                     self.inner.committed.notify_waiters();
-                    if let Some(began) = began {
-                        self.inner.metrics.commit_waited(began.elapsed());
-                    }
+                    let waited = began.map(|began| began.elapsed());
+                    // The events first: a scrape never counts a wait
+                    // without the events it waited for.
                     self.inner.metrics.add(actor.protocol.as_deref(), tally);
+                    if let Some(waited) = waited {
+                        self.inner.metrics.commit_waited(waited);
+                    }
                     return Ok((state, version));
                 }
                 Err(AggregateError::AggregateConflict) => continue,
