@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::{File, FileTimes, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -638,14 +638,37 @@ fn sync_parent(path: &Path) -> std::io::Result<()> {
     File::open(parent)?.sync_all()
 }
 
+/// The process's file mode creation mask, read once from
+/// `/proc/self/status` (reading it through `umask(2)` would set it, racing
+/// other threads' creations); `None` where the kernel does not say.
+fn process_umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("Umask:"))?;
+        u32::from_str_radix(line.trim(), 8).ok()
+    })
+}
+
+/// Whether a file created with `mode` gets exactly `mode`: no bit the umask
+/// clears, and no set-id or sticky bit, which `chmod` alone sets reliably.
+fn created_with(mode: u32) -> bool {
+    mode & 0o7000 == 0 && process_umask().is_some_and(|umask| mode & umask == 0)
+}
+
 /// Creates a staging file with `mode` (not the umask's result); on an
-/// error, no file is left.
+/// error, no file is left. The mode is given to the creation, so a
+/// separate `chmod` is needed only where the umask would take bits of it.
 fn create_staging(staging: &Path, mode: u32) -> std::io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
+        .mode(mode & 0o777)
         .open(staging)?;
+    if created_with(mode) {
+        return Ok(file);
+    }
     if let Err(err) = file.set_permissions(std::fs::Permissions::from_mode(mode)) {
         remove_staging(staging);
         return Err(err);

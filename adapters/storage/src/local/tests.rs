@@ -566,6 +566,27 @@ async fn a_staged_replacement_lands_whole(storage: LocalStorage) {
         "a replacement keeps the file's permissions"
     );
 
+    // Bits the umask would clear (group and others' write, under the usual
+    // 022) are set on the staging file after its creation.
+    let other = tempfile::tempdir().unwrap();
+    let shared_path = other.path().join("shared");
+    std::fs::write(&shared_path, b"old").unwrap();
+    std::fs::set_permissions(&shared_path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut shared = staged(&storage, other.path().to_str().unwrap(), "/shared").await;
+    shared
+        .write_at(0, Bytes::from_static(b"new"))
+        .await
+        .unwrap();
+    shared.commit().await.unwrap();
+    let meta = std::fs::metadata(&shared_path).unwrap();
+    assert_eq!(
+        (
+            std::fs::read(&shared_path).unwrap(),
+            meta.permissions().mode() & 0o7777
+        ),
+        (b"new".to_vec(), 0o666)
+    );
+
     // Nothing written at all: the commit still leaves an empty new file, 0644.
     let empty = staged(&storage, root, "/empty").await;
     assert_eq!(empty.commit().await.unwrap(), 0);
