@@ -659,6 +659,8 @@ fn created_with(mode: u32) -> bool {
 /// Creates a staging file with `mode` (not the umask's result); on an
 /// error, no file is left. The mode is given to the creation, so a
 /// separate `chmod` is needed only where the umask would take bits of it.
+/// Under a directory with a default ACL the ACL stands in for the umask
+/// and may narrow the mode; it is left to do so.
 fn create_staging(staging: &Path, mode: u32) -> std::io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
